@@ -1,0 +1,472 @@
+//! The shared-memory layout: every byte of a segment, its magic and version.
+//!
+//! A segment is one file, mapped whole by every participant. All offsets are multiples of the
+//! 128-byte line (pinned with `#[repr(C, align(128))]`, not `CachePadded`, whose size changes with
+//! the target) and are recorded in the header, so a layout shared between processes never
+//! depends on how either was compiled.
+//!
+//! ```text
+//!  offset                 what                                    written by
+//!  ------  ---------------------------------------------------   -----------------------------
+//!       0  Header (128 B): magic, version, kind, config, init    creator once; `init` last
+//!     128  RingControl (640 B), five 128-byte lines:
+//!            +0    tail     next position to write / claim        producers / publishers
+//!            +128  head     next position to read (queues)        consumers
+//!            +256  data     futex word + sleeper count            consumers sleep here
+//!            +384  space    futex word + sleeper count            producers sleep here
+//!            +512  stats    relaxed counters (aborted, abandoned, lost, ...)
+//!     768  Participant table: max_participants x 64 B            each process its own entry
+//!          Subscriber table (topics): max_subscribers x 256 B   each subscriber its own entry
+//!          Slots: capacity x slot_stride                          see below
+//!          (file size rounded up to 4096)
+//!
+//!  Slot (slot_stride = round_up(16 + max_msg, 64) bytes):
+//!     +0  state  u64  [ seq: 48 bits | tag: 4 bits | claimer: 12 bits ]
+//!     +8  len    u32  payload length, <= max_msg (validated by every reader)
+//!    +12  kind   u32  user tag, returned to the receiver
+//!    +16  payload, max_msg bytes
+//! ```
+//!
+//! ## Slot state word
+//! `seq` is a position modulo 2^48 (compared with wrapping arithmetic, so it never runs out);
+//! `tag` is one of the [`slot`] constants; `claimer` is the participant id (table index + 1,
+//! 0 = none) of the process that claimed the slot, so that a claim left by a dead process can
+//! be recovered (issue: crash safety). SPSC queues do not use the state word.
+//!
+//! Everything in a segment may be written by a buggy or hostile process at any time: readers
+//! copy the configuration once at open, validate it, and never read it from shared memory again;
+//! every index, length and state is checked before use.
+
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// `"SHMQSEG\0"` read as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
+/// Layout version; bump on any change to this file.
+pub const VERSION: u32 = 1;
+/// The line size every shared structure is aligned and padded to.
+pub const LINE: usize = 128;
+/// Bytes of slot header before the payload.
+pub const SLOT_HEADER: usize = 16;
+/// Slots are padded to a multiple of this.
+pub const SLOT_ALIGN: usize = 64;
+/// Size of one participant entry.
+pub const PARTICIPANT_SIZE: usize = 64;
+/// Size of one subscriber entry.
+pub const SUBSCRIBER_SIZE: usize = 256;
+/// Participant table size of new segments.
+pub const DEFAULT_PARTICIPANTS: u32 = 64;
+/// Largest participant table: ids must fit the 12-bit claimer field.
+pub const MAX_PARTICIPANTS: u32 = 4095;
+/// Largest capacity (positions are 48-bit on the slot, so stay far below).
+pub const MAX_CAPACITY: u64 = 1 << 30;
+/// Largest message.
+pub const MAX_MSG: u32 = 64 << 20;
+/// Largest segment shmq will create or map.
+pub const MAX_SEGMENT: u64 = 1 << 40;
+
+/// `Header::init` while the creator is still writing the segment.
+pub const INIT_BUSY: u32 = 0;
+/// `Header::init` once the segment is complete (stored with Release, last).
+pub const INIT_READY: u32 = 0x5245_4459; // "READY" in spirit; any other value is not ready
+
+/// What a segment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Kind {
+    /// Single producer, single consumer queue.
+    Spsc = 1,
+    /// Multi producer, multi consumer queue.
+    Mpmc = 2,
+    /// Broadcast topic.
+    Topic = 3,
+}
+
+impl Kind {
+    /// Decodes a header value.
+    pub fn from_u32(v: u32) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Spsc),
+            2 => Some(Kind::Mpmc),
+            3 => Some(Kind::Topic),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name, as the command line prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Spsc => "spsc",
+            Kind::Mpmc => "mpmc",
+            Kind::Topic => "topic",
+        }
+    }
+}
+
+/// A value alone on its own 128-byte line.
+#[derive(Debug, Default)]
+#[repr(C, align(128))]
+pub struct Line<T>(pub T);
+
+/// Segment header: identity and configuration. Written by the creator before `init` becomes
+/// [`INIT_READY`] (Release); read once, with Acquire on `init`, by every opener, which keeps a
+/// validated copy. Fields are atomics only because other processes may write them at any time.
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: AtomicU64,
+    /// [`VERSION`].
+    pub version: AtomicU32,
+    /// [`Kind`] as u32.
+    pub kind: AtomicU32,
+    /// [`INIT_BUSY`], then [`INIT_READY`] once the creator is done.
+    pub init: AtomicU32,
+    /// [`LINE`]: the alignment this layout was built with.
+    pub line: AtomicU32,
+    /// Process id of the creator, written first.
+    pub creator_pid: AtomicU32,
+    /// Maximum payload bytes per message.
+    pub max_msg: AtomicU32,
+    /// Start time of the creator (see `os::process_start_time`), written first.
+    pub creator_start: AtomicU64,
+    /// Number of slots, a power of two.
+    pub capacity: AtomicU64,
+    /// Bytes per slot.
+    pub slot_stride: AtomicU64,
+    /// Entries in the participant table.
+    pub max_participants: AtomicU32,
+    /// Entries in the subscriber table (0 for queues).
+    pub max_subscribers: AtomicU32,
+    /// Offset of the participant table.
+    pub participants_offset: AtomicU64,
+    /// Offset of the subscriber table.
+    pub subscribers_offset: AtomicU64,
+    /// Offset of slot 0.
+    pub slots_offset: AtomicU64,
+    /// Size of the whole file.
+    pub total_size: AtomicU64,
+    /// Creation time, ns since the Unix epoch.
+    pub created_unix_ns: AtomicU64,
+    /// SPSC: participant id holding the producer role (0 = none). CAS to take.
+    pub producer_holder: AtomicU32,
+    /// SPSC: participant id holding the consumer role (0 = none). CAS to take.
+    pub consumer_holder: AtomicU32,
+}
+
+/// Futex word plus the number of processes sleeping on it.
+///
+/// A sleeper increments `sleepers`, reads `seq`, re-checks its condition and then sleeps while
+/// `seq` is unchanged. A notifier publishes its change, issues a SeqCst fence, and only if
+/// `sleepers` is non-zero bumps `seq` and calls `FUTEX_WAKE`: no syscall when nobody sleeps.
+#[derive(Debug)]
+#[repr(C)]
+pub struct Event {
+    /// Bumped by each notification that finds a sleeper; the futex word.
+    pub seq: AtomicU32,
+    /// Processes between "about to sleep" and "woke up".
+    pub sleepers: AtomicU32,
+}
+
+/// Relaxed counters, on a line away from the hot indices. Written rarely (never per message).
+#[derive(Debug)]
+#[repr(C)]
+pub struct Stats {
+    /// Loans dropped without commit (their slots are skipped by consumers).
+    pub aborted: AtomicU64,
+    /// Slots claimed by a producer that died before committing (skipped, message lost).
+    pub abandoned: AtomicU64,
+    /// Messages a consumer claimed and died holding (lost by the crash).
+    pub lost_by_crash: AtomicU64,
+    /// Times a producer found the ring full and had to wait or fail.
+    pub full_events: AtomicU64,
+    /// Nanoseconds producers spent waiting for space.
+    pub blocked_ns: AtomicU64,
+    /// Messages published (topics; queues derive it from `tail`).
+    pub published: AtomicU64,
+}
+
+/// The hot shared indices and wait words of a ring; each on its own line.
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub struct RingControl {
+    /// Next position to write (SPSC, MPMC) or claim (topics). Monotonic.
+    pub tail: Line<AtomicU64>,
+    /// Next position to read (SPSC, MPMC). Unused by topics (cursors are per subscriber).
+    pub head: Line<AtomicU64>,
+    /// Consumers sleep here while the ring is empty.
+    pub data: Line<Event>,
+    /// Producers sleep here while the ring is full.
+    pub space: Line<Event>,
+    /// Counters.
+    pub stats: Line<Stats>,
+}
+
+impl RingControl {
+    /// All zero: position 0, nobody sleeping, counters 0.
+    pub fn new() -> Self {
+        let ev = || Line(Event { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) });
+        RingControl {
+            tail: Line(AtomicU64::new(0)),
+            head: Line(AtomicU64::new(0)),
+            data: ev(),
+            space: ev(),
+            stats: Line(Stats {
+                aborted: AtomicU64::new(0),
+                abandoned: AtomicU64::new(0),
+                lost_by_crash: AtomicU64::new(0),
+                full_events: AtomicU64::new(0),
+                blocked_ns: AtomicU64::new(0),
+                published: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl Default for RingControl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The fixed part of a slot; the payload follows it.
+#[derive(Debug)]
+#[repr(C)]
+pub struct SlotHeader {
+    /// `[seq:48 | tag:4 | claimer:12]`, see [`slot`].
+    pub state: AtomicU64,
+    /// Payload length, written before the commit that publishes it (Relaxed; ordered by `state`
+    /// or by the SPSC `tail`).
+    pub len: AtomicU32,
+    /// User kind tag, written like `len`.
+    pub kind: AtomicU32,
+}
+
+impl SlotHeader {
+    /// A slot in state `state`.
+    pub fn new(state: u64) -> Self {
+        SlotHeader { state: AtomicU64::new(state), len: AtomicU32::new(0), kind: AtomicU32::new(0) }
+    }
+}
+
+/// One process attached to a segment.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct Participant {
+    /// [`PARTICIPANT_FREE`], [`PARTICIPANT_BUSY`] (being claimed or reclaimed) or
+    /// [`PARTICIPANT_ACTIVE`].
+    pub state: AtomicU32,
+    /// Process id.
+    pub pid: AtomicU32,
+    /// Process start time; with `pid`, safe against pid reuse.
+    pub start_time: AtomicU64,
+    /// Bit set of `ROLE_*`.
+    pub roles: AtomicU32,
+    /// Incremented each time the entry is taken.
+    pub generation: AtomicU32,
+    /// Last time the participant blocked or attached, ns since the Unix epoch.
+    pub last_activity_ns: AtomicU64,
+    /// When it attached, ns since the Unix epoch.
+    pub attached_unix_ns: AtomicU64,
+    /// Reserved, zero.
+    pub reserved: [AtomicU64; 3],
+}
+
+/// Participant entry unused.
+pub const PARTICIPANT_FREE: u32 = 0;
+/// Participant entry being filled or reclaimed by the process in `pid`.
+pub const PARTICIPANT_BUSY: u32 = 1;
+/// Participant entry in use.
+pub const PARTICIPANT_ACTIVE: u32 = 2;
+/// Role bit: sends to a queue.
+pub const ROLE_PRODUCER: u32 = 1;
+/// Role bit: receives from a queue.
+pub const ROLE_CONSUMER: u32 = 2;
+/// Role bit: publishes to a topic.
+pub const ROLE_PUBLISHER: u32 = 4;
+/// Role bit: subscribes to a topic.
+pub const ROLE_SUBSCRIBER: u32 = 8;
+
+/// One subscriber of a topic: a hot line written by the subscriber, a cold line of identity.
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub struct Subscriber {
+    /// Next sequence this subscriber will read; everything before it is acknowledged.
+    /// Written by the subscriber (Release), read by publishers (Acquire) to gate.
+    pub cursor: AtomicU64,
+    /// Messages delivered.
+    pub delivered: AtomicU64,
+    /// Messages missed by a lossy subscriber.
+    pub lagged: AtomicU64,
+    /// Last receive, ns since the Unix epoch.
+    pub last_activity_ns: AtomicU64,
+    /// Pads the hot line.
+    pub pad: [u64; 12],
+    /// FREE / BUSY / ACTIVE / DETACHED (durable, no process).
+    pub state: AtomicU32,
+    /// Reliable (gating) or lossy.
+    pub mode: AtomicU32,
+    /// Process id of the holder.
+    pub pid: AtomicU32,
+    /// Length of `name` (0 = anonymous).
+    pub name_len: AtomicU32,
+    /// Start time of the holder.
+    pub start_time: AtomicU64,
+    /// Reserved, zero.
+    pub reserved: [AtomicU64; 5],
+    /// Durable name, `name_len` bytes.
+    pub name: [AtomicU64; 8],
+}
+
+/// Slot state word encoding.
+pub mod slot {
+    /// Free (queue: seq == position) or committed (queue: seq == position + 1; topic: seq ==
+    /// the message's sequence).
+    pub const IDLE: u64 = 0;
+    /// Claimed by `claimer`, which is writing the payload for position `seq`.
+    pub const WRITING: u64 = 1;
+    /// Claimed by `claimer`, which is reading the message (queues).
+    pub const READING: u64 = 2;
+    /// The writer died before committing; consumers skip the slot.
+    pub const ABANDONED: u64 = 3;
+    /// The writer dropped its loan without committing; consumers skip the slot.
+    pub const ABORTED: u64 = 4;
+
+    const TAG_SHIFT: u32 = 12;
+    const SEQ_SHIFT: u32 = 16;
+    const CLAIMER_MASK: u64 = 0xFFF;
+
+    /// Packs a state word. Only the low 48 bits of `seq` are kept.
+    #[inline]
+    pub fn pack(seq: u64, tag: u64, claimer: u16) -> u64 {
+        (seq << SEQ_SHIFT) | (tag << TAG_SHIFT) | (claimer as u64 & CLAIMER_MASK)
+    }
+
+    /// The tag of a state word.
+    #[inline]
+    pub fn tag(w: u64) -> u64 {
+        (w >> TAG_SHIFT) & 0xF
+    }
+
+    /// The claimer of a state word.
+    #[inline]
+    pub fn claimer(w: u64) -> u16 {
+        (w & CLAIMER_MASK) as u16
+    }
+
+    /// `seq(w) - pos` as a signed number, with 48-bit wrapping (positions are full u64).
+    #[inline]
+    pub fn diff(w: u64, pos: u64) -> i64 {
+        ((w & !0xFFFF).wrapping_sub(pos << SEQ_SHIFT) as i64) >> SEQ_SHIFT
+    }
+}
+
+/// Rounds `n` up to a multiple of `to` (a power of two).
+pub const fn round_up(n: usize, to: usize) -> usize {
+    (n + to - 1) & !(to - 1)
+}
+
+/// Bytes per slot for a maximum message size.
+pub const fn slot_stride(max_msg: usize) -> usize {
+    round_up(SLOT_HEADER + max_msg, SLOT_ALIGN)
+}
+
+/// Where everything lives in a segment of a given configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    /// Offset of the participant table.
+    pub participants: u64,
+    /// Offset of the subscriber table.
+    pub subscribers: u64,
+    /// Offset of slot 0.
+    pub slots: u64,
+    /// Bytes per slot.
+    pub stride: u64,
+    /// Size of the file.
+    pub total: u64,
+}
+
+/// Offset of the ring control block.
+pub const CONTROL_OFFSET: usize = LINE;
+
+impl Offsets {
+    /// Computes the layout; `None` if it overflows or exceeds [`MAX_SEGMENT`].
+    pub fn compute(capacity: u64, max_msg: u32, participants: u32, subscribers: u32) -> Option<Offsets> {
+        let stride = slot_stride(max_msg as usize) as u64;
+        let participants_off = (CONTROL_OFFSET + CONTROL_SIZE) as u64;
+        let subscribers_off =
+            round_up_u64(participants_off + participants as u64 * PARTICIPANT_SIZE as u64, LINE as u64);
+        let slots = round_up_u64(subscribers_off + subscribers as u64 * SUBSCRIBER_SIZE as u64, LINE as u64);
+        let total = round_up_u64(slots.checked_add(capacity.checked_mul(stride)?)?, 4096);
+        (total <= MAX_SEGMENT).then_some(Offsets {
+            participants: participants_off,
+            subscribers: subscribers_off,
+            slots,
+            stride,
+            total,
+        })
+    }
+}
+
+fn round_up_u64(n: u64, to: u64) -> u64 {
+    (n + to - 1) & !(to - 1)
+}
+
+/// Size of [`RingControl`] (five lines).
+pub const CONTROL_SIZE: usize = 5 * LINE;
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Header>() == LINE && align_of::<Header>() == LINE);
+    assert!(offset_of!(Header, magic) == 0);
+    assert!(offset_of!(Header, version) == 8);
+    assert!(offset_of!(Header, kind) == 12);
+    assert!(offset_of!(Header, init) == 16);
+    assert!(offset_of!(Header, creator_start) == 32);
+    assert!(offset_of!(Header, capacity) == 40);
+    assert!(offset_of!(Header, total_size) == 88);
+    assert!(offset_of!(Header, consumer_holder) == 108);
+    assert!(size_of::<RingControl>() == CONTROL_SIZE);
+    assert!(offset_of!(RingControl, head) == LINE);
+    assert!(offset_of!(RingControl, data) == 2 * LINE);
+    assert!(offset_of!(RingControl, space) == 3 * LINE);
+    assert!(offset_of!(RingControl, stats) == 4 * LINE);
+    assert!(size_of::<SlotHeader>() == SLOT_HEADER);
+    assert!(size_of::<Participant>() == PARTICIPANT_SIZE);
+    assert!(size_of::<Subscriber>() == SUBSCRIBER_SIZE);
+    assert!(offset_of!(Subscriber, state) == LINE);
+    assert!(CONTROL_OFFSET + CONTROL_SIZE == 768);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_word_round_trips_and_wraps() {
+        let w = slot::pack(5, slot::WRITING, 7);
+        assert_eq!(slot::tag(w), slot::WRITING);
+        assert_eq!(slot::claimer(w), 7);
+        assert_eq!(slot::diff(w, 5), 0);
+        assert_eq!(slot::diff(w, 4), 1);
+        assert_eq!(slot::diff(w, 6), -1);
+        // 48-bit wrap: a position past 2^48 still compares right.
+        let big = (1u64 << 48) + 3;
+        let w = slot::pack(big + 1, slot::IDLE, 0);
+        assert_eq!(slot::diff(w, big), 1);
+        let w = slot::pack(big.wrapping_sub(16), slot::IDLE, 0);
+        assert_eq!(slot::diff(w, big), -16);
+    }
+
+    #[test]
+    fn offsets_are_line_aligned_and_reject_overflow() {
+        let o = Offsets::compute(1024, 64, 64, 16).unwrap();
+        assert_eq!(o.stride, 128);
+        assert_eq!(o.participants % LINE as u64, 0);
+        assert_eq!(o.subscribers % LINE as u64, 0);
+        assert_eq!(o.slots % LINE as u64, 0);
+        assert_eq!(o.total % 4096, 0);
+        assert!(o.total >= o.slots + 1024 * 128);
+        assert!(Offsets::compute(1 << 30, MAX_MSG, 64, 0).is_none());
+    }
+}

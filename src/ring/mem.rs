@@ -1,0 +1,162 @@
+//! Where a ring's memory lives: the heap (loom, unit tests) or a shared mapping.
+
+use std::cell::UnsafeCell;
+
+use crate::layout::{RingControl, SlotHeader};
+
+/// The memory of one ring: its control block and `capacity` slots of `max_msg` payload bytes.
+///
+/// # Safety
+/// Implementors guarantee that `capacity()` is a power of two and constant, `max_msg()` is
+/// constant, and that for every `pos`, `slot(pos)` and `payload(pos)` refer to the slot
+/// `pos % capacity`, with `payload(pos)` valid for reads and writes of `max_msg()` bytes for as
+/// long as `self` lives.
+pub unsafe trait RingMem {
+    /// The shared indices, wait words and counters.
+    fn control(&self) -> &RingControl;
+    /// Number of slots (a trusted, validated copy; never re-read from shared memory).
+    fn capacity(&self) -> u64;
+    /// Maximum payload bytes (trusted copy).
+    fn max_msg(&self) -> usize;
+    /// The header of the slot holding position `pos`.
+    fn slot(&self, pos: u64) -> &SlotHeader;
+    /// The payload of the slot holding position `pos`.
+    fn payload(&self, pos: u64) -> *mut u8;
+}
+
+/// A ring on the heap, for loom models and unit tests.
+pub struct HeapRing {
+    control: RingControl,
+    slots: Box<[SlotHeader]>,
+    data: Box<[UnsafeCell<u8>]>,
+    capacity: u64,
+    max_msg: usize,
+}
+
+// SAFETY: the payload bytes are only accessed through raw pointers under the ring protocol,
+// which orders them with the slot atomics; everything else is atomics.
+unsafe impl Sync for HeapRing {}
+// SAFETY: as above; the ring owns all its memory.
+unsafe impl Send for HeapRing {}
+
+impl HeapRing {
+    /// A zeroed ring; call the ring kind's `init` before use.
+    ///
+    /// # Panics
+    /// If `capacity` is not a power of two.
+    pub fn new(capacity: u64, max_msg: usize) -> Self {
+        assert!(capacity.is_power_of_two(), "capacity must be a power of two");
+        HeapRing {
+            control: RingControl::new(),
+            slots: (0..capacity).map(|_| SlotHeader::new(0)).collect(),
+            data: (0..capacity as usize * max_msg).map(|_| UnsafeCell::new(0)).collect(),
+            capacity,
+            max_msg,
+        }
+    }
+}
+
+// SAFETY: capacity is a power of two (checked in `new`) and fixed; `data` holds
+// capacity * max_msg bytes, so payload(pos) has max_msg valid bytes.
+unsafe impl RingMem for HeapRing {
+    fn control(&self) -> &RingControl {
+        &self.control
+    }
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    fn max_msg(&self) -> usize {
+        self.max_msg
+    }
+    fn slot(&self, pos: u64) -> &SlotHeader {
+        &self.slots[(pos & (self.capacity - 1)) as usize]
+    }
+    fn payload(&self, pos: u64) -> *mut u8 {
+        let i = (pos & (self.capacity - 1)) as usize * self.max_msg;
+        if self.max_msg == 0 {
+            return std::ptr::NonNull::dangling().as_ptr();
+        }
+        self.data[i].get()
+    }
+}
+
+#[cfg(not(loom))]
+pub use mapped::MappedRing;
+
+#[cfg(not(loom))]
+mod mapped {
+    use std::sync::Arc;
+
+    use super::RingMem;
+    use crate::layout::{RingControl, SlotHeader, CONTROL_OFFSET, SLOT_HEADER};
+    use crate::os::Mapping;
+
+    /// A ring inside a mapped segment.
+    #[derive(Debug, Clone)]
+    pub struct MappedRing {
+        map: Arc<Mapping>,
+        slots: *mut u8,
+        stride: usize,
+        capacity: u64,
+        max_msg: usize,
+    }
+
+    // SAFETY: the raw pointer points into `map`, which is Send + Sync and kept alive by the Arc.
+    unsafe impl Send for MappedRing {}
+    // SAFETY: as above.
+    unsafe impl Sync for MappedRing {}
+
+    impl MappedRing {
+        /// A view of the ring in `map`.
+        ///
+        /// # Safety
+        /// The caller has validated (from a trusted copy of the header) that `capacity` is a
+        /// power of two, `stride >= SLOT_HEADER + max_msg`, `stride` is a multiple of 8, and
+        /// `slots_offset + capacity * stride <= map.len()`, and that the control block at
+        /// `CONTROL_OFFSET` lies inside the mapping.
+        pub unsafe fn new(
+            map: Arc<Mapping>,
+            slots_offset: usize,
+            stride: usize,
+            capacity: u64,
+            max_msg: usize,
+        ) -> Self {
+            // SAFETY: slots_offset is inside the mapping (caller's contract).
+            let slots = unsafe { map.as_ptr().add(slots_offset) };
+            MappedRing { map, slots, stride, capacity, max_msg }
+        }
+
+        /// The mapping this ring lives in.
+        pub fn mapping(&self) -> &Arc<Mapping> {
+            &self.map
+        }
+    }
+
+    // SAFETY: the constructor's contract gives a power-of-two capacity and slots that fit the
+    // mapping; the fields never change.
+    unsafe impl RingMem for MappedRing {
+        fn control(&self) -> &RingControl {
+            // SAFETY: the mapping is page aligned, so CONTROL_OFFSET (128) is aligned for
+            // RingControl, and it lies in the mapping (constructor contract). All its fields are
+            // atomics, valid for any bit pattern another process may write.
+            unsafe { &*self.map.as_ptr().add(CONTROL_OFFSET).cast::<RingControl>() }
+        }
+        fn capacity(&self) -> u64 {
+            self.capacity
+        }
+        fn max_msg(&self) -> usize {
+            self.max_msg
+        }
+        fn slot(&self, pos: u64) -> &SlotHeader {
+            let i = (pos & (self.capacity - 1)) as usize;
+            // SAFETY: i < capacity, so the slot is inside the mapping; stride is a multiple of 8
+            // and the slots start line aligned, so the header is aligned; it is all atomics.
+            unsafe { &*self.slots.add(i * self.stride).cast::<SlotHeader>() }
+        }
+        fn payload(&self, pos: u64) -> *mut u8 {
+            let i = (pos & (self.capacity - 1)) as usize;
+            // SAFETY: in bounds as for `slot`; stride >= SLOT_HEADER + max_msg.
+            unsafe { self.slots.add(i * self.stride + SLOT_HEADER) }
+        }
+    }
+}

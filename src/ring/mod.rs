@@ -1,0 +1,34 @@
+//! Ring algorithms, free of any OS knowledge.
+//!
+//! Each ring works over a [`RingMem`]: heap memory ([`HeapRing`], used by loom and unit tests) or
+//! a shared mapping ([`MappedRing`]). The rings never block; waiting is the job of
+//! [`crate::wait`].
+
+pub mod mem;
+pub mod mpmc;
+pub mod spsc;
+
+pub use mem::{HeapRing, RingMem};
+#[cfg(not(loom))]
+pub use mem::MappedRing;
+
+/// Result of a non-blocking claim on a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// The slot at this position is ours.
+    Ready(u64),
+    /// Nothing to do now (empty for a consumer, full for a producer).
+    NotReady,
+    /// Nothing to do now because the slot at `pos` is claimed by another participant (the
+    /// claimer in `word`). If that participant is dead, `recover(pos, word)` frees the slot.
+    Held {
+        /// Position of the slot.
+        pos: u64,
+        /// The state word seen, with the claimer id.
+        word: u64,
+    },
+}
+
+/// Iterations a claim loop may take before it reports `NotReady` (so that hostile shared memory
+/// can only make a call return early, never loop forever).
+pub(crate) const MAX_CLAIM_ROUNDS: u32 = 1 << 16;

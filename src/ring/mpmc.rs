@@ -1,0 +1,303 @@
+//! Bounded multi-producer multi-consumer ring: Dmitry Vyukov's bounded MPMC queue
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>), with the
+//! claim moved onto the slot so that a participant that dies holding a slot can be found.
+//!
+//! Every slot has a state word `[seq:48 | tag:4 | claimer:12]` (see [`crate::layout::slot`]).
+//! For the producer position `p` that maps to a slot, the slot goes through:
+//!
+//! ```text
+//!  IDLE(p) --claim--> WRITING(p, me) --commit--> IDLE(p+1) --claim--> READING(p+1, c)
+//!     ^                        \--abort--> ABORTED(p+1) --skip--/            |
+//!     |                        \--writer died--> ABANDONED(p+1) --skip--/    |
+//!     +------------------------ IDLE(p+cap) <-------release-------------------+
+//! ```
+//!
+//! A producer claims by CAS on the slot's state (not on `tail`), records itself as claimer,
+//! then advances `tail` by CAS; anyone who finds the slot at `tail` already claimed helps
+//! advance `tail`, so a producer that dies right after its claim stalls nobody. Consumers do
+//! the same with `head`. Each message therefore goes to exactly one consumer, and each
+//! producer's messages keep their order (it claims increasing positions).
+//!
+//! Orderings: `commit` stores IDLE(p+1) with Release after writing len/kind/payload; a consumer
+//! loads the state with Acquire (pairs with it) before reading len and claiming. `release`
+//! stores IDLE(p+cap) with Release after the consumer's last read of the payload; a producer
+//! loads the state with Acquire (pairs with it) before claiming the slot and overwriting it.
+//! The claim CASes need no ordering of their own beyond that (Relaxed on success is enough,
+//! the preceding Acquire load already synchronised with the last owner), and `tail`/`head`
+//! are hints whose value is re-validated against the slot state, so they are Relaxed.
+
+use super::{Poll, RingMem, MAX_CLAIM_ROUNDS};
+use crate::error::{Error, Result};
+use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, READING, WRITING};
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
+
+/// Puts every slot in its initial state (slot `i` free for position `i`). Creator only.
+pub fn init(m: &impl RingMem) {
+    for i in 0..m.capacity() {
+        m.slot(i).state.store(pack(i, IDLE, 0), Relaxed);
+    }
+}
+
+/// Claims the slot at the producer position for participant `me`.
+///
+/// `Ready(pos)`: the caller owns slot `pos` and must `commit` or `abort` it.
+/// `NotReady`: the ring is full. `Held`: full, and the slot is held by a claimer that might
+/// be dead.
+pub fn claim_write(m: &impl RingMem, me: u16) -> Result<Poll> {
+    let ctl = m.control();
+    let cap = m.capacity() as i64;
+    let mut pos = ctl.tail.0.load(Relaxed);
+    for _ in 0..MAX_CLAIM_ROUNDS {
+        let s = m.slot(pos);
+        // Acquire: pairs with the Release store in `release` (or `recover`), so the previous
+        // reader of this slot is done with it before we write.
+        let w = s.state.load(Acquire);
+        let d = slot::diff(w, pos);
+        match (d, slot::tag(w)) {
+            (0, IDLE) => {
+                if s.state.compare_exchange_weak(w, pack(pos, WRITING, me), Relaxed, Relaxed).is_ok() {
+                    // Help-style advance: if someone already moved tail on, that is fine.
+                    let _ = ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
+                    return Ok(Poll::Ready(pos));
+                }
+                continue;
+            }
+            // Claimed (or further along) for this position: tail is stale, help advance it.
+            (0, WRITING) | (1, _) => {
+                pos = advance(&ctl.tail.0, pos);
+                continue;
+            }
+            // Last lap's message not yet consumed: full.
+            (d, IDLE | ABORTED | ABANDONED) if d == 1 - cap => return Ok(Poll::NotReady),
+            // Last lap's message being read, or last lap's writer still writing: full, and the
+            // holder could be dead.
+            (d, READING) if d == 1 - cap => return Ok(Poll::Held { pos, word: w }),
+            (d, WRITING) if d == -cap => return Ok(Poll::Held { pos, word: w }),
+            _ => {}
+        }
+        // Any other state only makes sense if `pos` is stale.
+        let now = ctl.tail.0.load(Relaxed);
+        if now == pos {
+            if d >= cap {
+                // Consumed and freed for a later lap, tail a lap behind: help.
+                pos = advance(&ctl.tail.0, pos);
+                if d > cap + 1 {
+                    return Err(bad_state(w, pos, "producer"));
+                }
+                continue;
+            }
+            return Err(bad_state(w, pos, "producer"));
+        }
+        pos = now;
+    }
+    Ok(Poll::NotReady)
+}
+
+/// Publishes the message written into slot `pos` (claimed by `claim_write`).
+#[inline]
+pub fn commit(m: &impl RingMem, pos: u64, len: usize, kind: u32) {
+    let s = m.slot(pos);
+    s.len.store(len as u32, Relaxed);
+    s.kind.store(kind, Relaxed);
+    // Release: pairs with the consumer's Acquire load in `claim_read`: len, kind and payload
+    // are visible before the slot reads as committed.
+    s.state.store(pack(pos.wrapping_add(1), IDLE, 0), Release);
+}
+
+/// Gives back slot `pos` without a message; consumers skip it.
+pub fn abort(m: &impl RingMem, pos: u64) {
+    m.control().stats.0.aborted.fetch_add(1, Relaxed);
+    m.slot(pos).state.store(pack(pos.wrapping_add(1), ABORTED, 0), Release);
+}
+
+/// Claims the next message for participant `me`, if its length is at most `max_len`.
+///
+/// `Ready(pos)`: the caller owns the message in slot `pos` and must `release` it.
+/// `NotReady`: empty. `Held`: empty, and a writer that might be dead holds the next slot.
+/// `Err(BufferTooSmall)`: the next message is longer than `max_len` (not consumed).
+/// `Err(Corrupted)`: the next slot held an impossible length; it was skipped.
+pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll> {
+    let ctl = m.control();
+    let cap = m.capacity() as i64;
+    let mut pos = ctl.head.0.load(Relaxed);
+    for _ in 0..MAX_CLAIM_ROUNDS {
+        let s = m.slot(pos);
+        // Acquire: pairs with the Release store in `commit`, so len/kind/payload are visible.
+        let w = s.state.load(Acquire);
+        let d = slot::diff(w, pos);
+        match (d, slot::tag(w)) {
+            (1, tag @ (IDLE | ABORTED | ABANDONED)) => {
+                let len = s.len.load(Relaxed) as usize;
+                if tag == IDLE && len <= m.max_msg() && len > max_len {
+                    return Err(Error::BufferTooSmall { len: max_len, needed: len });
+                }
+                if s.state.compare_exchange_weak(w, pack(pos.wrapping_add(1), READING, me), Relaxed, Relaxed).is_err() {
+                    continue;
+                }
+                let _ = ctl.head.0.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
+                if tag != IDLE {
+                    // Nothing to deliver: free the slot and look at the next one.
+                    release(m, pos);
+                    pos = pos.wrapping_add(1);
+                    continue;
+                }
+                if len > m.max_msg() {
+                    release(m, pos);
+                    return Err(Error::corrupted(format!(
+                        "message length {len} exceeds the maximum {} (message skipped)",
+                        m.max_msg()
+                    )));
+                }
+                return Ok(Poll::Ready(pos));
+            }
+            // Empty.
+            (0, IDLE) => return Ok(Poll::NotReady),
+            // A producer is writing the next message: empty for now, the writer might be dead.
+            (0, WRITING) => return Ok(Poll::Held { pos, word: w }),
+            // Another consumer claimed it: help advance head.
+            (1, READING) => {
+                pos = advance(&ctl.head.0, pos);
+                continue;
+            }
+            // The previous lap's reader still holds the slot, so nothing new can be in it.
+            (d, READING) if d == 1 - cap => return Ok(Poll::Held { pos, word: w }),
+            _ => {}
+        }
+        let now = ctl.head.0.load(Relaxed);
+        if now == pos {
+            if (cap..=cap + 1).contains(&d) {
+                // Already consumed and freed for the next lap: head is stale, help.
+                pos = advance(&ctl.head.0, pos);
+                continue;
+            }
+            return Err(bad_state(w, pos, "consumer"));
+        }
+        pos = now;
+    }
+    Ok(Poll::NotReady)
+}
+
+/// Length and kind of the message in slot `pos` (claimed by `claim_read`; validated there).
+#[inline]
+pub fn message(m: &impl RingMem, pos: u64) -> (usize, u32) {
+    let s = m.slot(pos);
+    ((s.len.load(Relaxed) as usize).min(m.max_msg()), s.kind.load(Relaxed))
+}
+
+/// Frees slot `pos` (claimed by `claim_read`) for the producer one lap later.
+#[inline]
+pub fn release(m: &impl RingMem, pos: u64) {
+    // Release: pairs with the producer's Acquire load in `claim_write`: our payload reads
+    // happen before its writes.
+    m.slot(pos).state.store(pack(pos.wrapping_add(m.capacity()), IDLE, 0), Release);
+}
+
+/// Frees a slot held by a dead claimer (`word` as returned in `Poll::Held`). A dead writer's
+/// slot becomes ABANDONED (skipped by consumers); a dead reader's message is counted as lost
+/// and its slot freed. Returns whether this call did it (false if the state moved on).
+pub fn recover(m: &impl RingMem, pos: u64, word: u64) -> bool {
+    let s = m.slot(pos);
+    let seq = word >> 16;
+    let (new, counter) = match slot::tag(word) {
+        WRITING => (pack(seq.wrapping_add(1), ABANDONED, 0), &m.control().stats.0.abandoned),
+        READING => (pack(seq.wrapping_sub(1).wrapping_add(m.capacity()), IDLE, 0), &m.control().stats.0.lost_by_crash),
+        _ => return false,
+    };
+    // Release: the freed slot is published like a commit or a release.
+    if s.state.compare_exchange(word, new, Release, Relaxed).is_ok() {
+        counter.fetch_add(1, Relaxed);
+        true
+    } else {
+        false
+    }
+}
+
+/// Moves `index` from `pos` to `pos + 1` unless someone already moved it; returns its new value.
+fn advance(index: &crate::sync::AtomicU64, pos: u64) -> u64 {
+    match index.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed) {
+        Ok(_) => pos.wrapping_add(1),
+        Err(now) => now,
+    }
+}
+
+fn bad_state(w: u64, pos: u64, side: &str) -> Error {
+    Error::corrupted(format!(
+        "slot state {w:#x} (tag {}, seq offset {}) is impossible for the {side} at position {pos}",
+        slot::tag(w),
+        slot::diff(w, pos)
+    ))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::ring::HeapRing;
+
+    fn ring(cap: u64) -> HeapRing {
+        let m = HeapRing::new(cap, 8);
+        init(&m);
+        m
+    }
+
+    #[test]
+    fn fills_drains_and_wraps() {
+        let m = ring(4);
+        for lap in 0..5u64 {
+            for i in 0..4 {
+                let Poll::Ready(p) = claim_write(&m, 1).unwrap() else { panic!("not ready") };
+                assert_eq!(p, lap * 4 + i);
+                commit(&m, p, 1, i as u32);
+            }
+            assert_eq!(claim_write(&m, 1).unwrap(), Poll::NotReady);
+            for i in 0..4 {
+                let Poll::Ready(p) = claim_read(&m, 2, 8).unwrap() else { panic!("empty") };
+                assert_eq!(message(&m, p), (1, i as u32));
+                release(&m, p);
+            }
+            assert_eq!(claim_read(&m, 2, 8).unwrap(), Poll::NotReady);
+        }
+    }
+
+    #[test]
+    fn aborted_and_dead_writers_are_skipped() {
+        let m = ring(4);
+        let Poll::Ready(a) = claim_write(&m, 1).unwrap() else { panic!() };
+        let Poll::Ready(b) = claim_write(&m, 2).unwrap() else { panic!() };
+        let Poll::Ready(c) = claim_write(&m, 3).unwrap() else { panic!() };
+        abort(&m, a);
+        commit(&m, c, 0, 7);
+        // b's writer "dies": the consumer sees it held.
+        let Poll::Held { pos, word } = claim_read(&m, 9, 8).unwrap() else { panic!() };
+        assert_eq!((pos, slot::claimer(word)), (b, 2));
+        assert!(recover(&m, pos, word));
+        let Poll::Ready(p) = claim_read(&m, 9, 8).unwrap() else { panic!() };
+        assert_eq!(message(&m, p), (0, 7));
+        release(&m, p);
+        assert_eq!(m.control().stats.0.abandoned.load(Relaxed), 1);
+        assert_eq!(m.control().stats.0.aborted.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn too_small_buffer_leaves_the_message() {
+        let m = ring(2);
+        let Poll::Ready(p) = claim_write(&m, 1).unwrap() else { panic!() };
+        commit(&m, p, 5, 0);
+        assert!(matches!(claim_read(&m, 2, 4), Err(Error::BufferTooSmall { len: 4, needed: 5 })));
+        assert!(matches!(claim_read(&m, 2, 5).unwrap(), Poll::Ready(0)));
+    }
+
+    #[test]
+    fn hostile_states_are_errors_not_loops() {
+        let m = ring(4);
+        m.slot(0).state.store(pack(77, 9, 0), Release);
+        assert!(matches!(claim_read(&m, 1, 8), Err(Error::Corrupted(_))));
+        assert!(matches!(claim_write(&m, 1), Err(Error::Corrupted(_))));
+        let m = ring(4);
+        let Poll::Ready(p) = claim_write(&m, 1).unwrap() else { panic!() };
+        commit(&m, p, 0, 0);
+        m.slot(0).len.store(1000, Release);
+        assert!(matches!(claim_read(&m, 1, 8), Err(Error::Corrupted(_))));
+        // The bad message was skipped, the ring goes on.
+        assert_eq!(claim_read(&m, 1, 8).unwrap(), Poll::NotReady);
+    }
+}
