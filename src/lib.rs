@@ -44,6 +44,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
+#[cfg(not(loom))]
+pub mod baseline;
 pub mod error;
 pub mod layout;
 pub mod ring;
@@ -57,6 +59,8 @@ pub(crate) mod participants;
 pub mod queue;
 #[cfg(not(loom))]
 pub mod segment;
+#[cfg(not(loom))]
+pub mod status;
 #[cfg(not(loom))]
 pub mod wait;
 

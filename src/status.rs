@@ -1,0 +1,110 @@
+//! Read-only snapshots of segments for tools (`shmq list`, `shmq stat`, `shmq gc`).
+//!
+//! Taking a snapshot does not attach: it takes no participant entry and changes nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::layout::Kind;
+use crate::participants::ParticipantInfo;
+use crate::queue::RingCounters;
+use crate::segment::{self, Expect, Segment};
+use crate::sync::Ordering::Relaxed;
+
+/// Everything `shmq stat` shows about one segment.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// User name.
+    pub name: String,
+    /// The segment file.
+    pub path: String,
+    /// What it holds.
+    pub kind: Kind,
+    /// Slots.
+    pub capacity: u64,
+    /// Largest message.
+    pub max_msg: u32,
+    /// Bytes per slot.
+    pub slot_stride: u64,
+    /// Size of the file.
+    pub memory_bytes: u64,
+    /// Messages waiting (queues; tail - head, clamped).
+    pub depth: u64,
+    /// Creator pid.
+    pub creator_pid: u32,
+    /// Creation time, ns since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Indices and counters.
+    pub counters: RingCounters,
+    /// Attached processes.
+    pub participants: Vec<ParticipantInfo>,
+    /// SPSC role holders: (participant id, pid, alive).
+    pub producer_holder: Option<(u16, u32, bool)>,
+    /// SPSC consumer role holder.
+    pub consumer_holder: Option<(u16, u32, bool)>,
+}
+
+impl Status {
+    /// Snapshot of segment `name` in `dir`.
+    pub fn read(dir: &Path, name: &str) -> Result<Status> {
+        let seg = Segment::open(dir, name, &Expect::default(), Duration::from_millis(200))?;
+        Ok(Self::of(&seg))
+    }
+
+    /// Snapshot of an open segment.
+    pub fn of(seg: &Segment) -> Status {
+        let ring = seg.ring();
+        let counters = RingCounters::read(&ring);
+        let parts = seg.participants();
+        let participants = parts.list();
+        let holder = |raw: u32| {
+            let id = u16::try_from(raw).ok().filter(|&id| id != 0)?;
+            let p = participants.iter().find(|p| p.id == id);
+            Some((id, p.map_or(0, |p| p.pid), p.is_some_and(|p| p.alive)))
+        };
+        let h = seg.header();
+        let c = seg.config;
+        let (producer_holder, consumer_holder) = if c.kind == Kind::Spsc {
+            (holder(h.producer_holder.load(Relaxed)), holder(h.consumer_holder.load(Relaxed)))
+        } else {
+            (None, None)
+        };
+        Status {
+            name: seg.name.clone(),
+            path: seg.path.display().to_string(),
+            kind: c.kind,
+            capacity: c.capacity,
+            max_msg: c.max_msg,
+            slot_stride: seg.offsets.stride,
+            memory_bytes: seg.offsets.total,
+            depth: if c.kind == Kind::Topic {
+                0
+            } else {
+                counters.tail.saturating_sub(counters.head).min(c.capacity)
+            },
+            creator_pid: seg.creator.0,
+            created_unix_ns: seg.created_unix_ns,
+            counters,
+            participants,
+            producer_holder,
+            consumer_holder,
+        }
+    }
+
+    /// Whether every participant is dead (or none is attached): what `shmq gc` removes.
+    pub fn abandoned(&self) -> bool {
+        self.participants.iter().all(|p| !p.alive)
+    }
+}
+
+/// Snapshots of every segment in `dir`; segments that cannot be read come back as errors.
+pub fn list(dir: &Path) -> Result<Vec<(String, Result<Status>)>> {
+    Ok(segment::list_names(dir)?
+        .into_iter()
+        .map(|n| {
+            let s = Status::read(dir, &n);
+            (n, s)
+        })
+        .collect())
+}
