@@ -87,7 +87,9 @@ fn channel_pair(uds: bool) -> io::Result<[i32; 4]> {
     if uds {
         let mut sv = [0; 2];
         // SAFETY: `sv` is a valid out-array of two fds.
-        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } != 0 {
+        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) }
+            != 0
+        {
             return Err(io::Error::last_os_error());
         }
         Ok([sv[0], sv[0], sv[1], sv[1]])

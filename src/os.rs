@@ -91,9 +91,7 @@ fn map_fd(fd: &Fd, len: usize, path: &Path) -> Result<Mapping> {
 
 fn open_error(path: &Path, what: &str, e: io::Error) -> Error {
     match e.raw_os_error() {
-        Some(libc::EACCES) | Some(libc::EPERM) => {
-            Error::PermissionDenied { path: path.display().to_string() }
-        }
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { path: path.display().to_string() },
         _ => Error::io(format!("{what} {}", path.display()), e),
     }
 }
@@ -124,10 +122,7 @@ pub fn create_segment(path: &Path, len: usize, mode: u32) -> Result<Created> {
             return Ok(Created::Exists);
         }
         if e.raw_os_error() == Some(libc::ENOENT) {
-            return Err(Error::io(
-                format!("create {} (does the segment directory exist?)", path.display()),
-                e,
-            ));
+            return Err(Error::io(format!("create {} (does the segment directory exist?)", path.display()), e));
         }
         return Err(open_error(path, "create", e));
     }
@@ -317,8 +312,5 @@ pub fn process_alive(pid: u32, start_time: u64) -> bool {
 
 /// Nanoseconds since the Unix epoch (for "last activity" stamps).
 pub fn now_unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    Header, Kind, Offsets, CONTROL_OFFSET, CONTROL_SIZE, INIT_BUSY, INIT_READY, LINE, MAGIC,
-    MAX_CAPACITY, MAX_MSG, MAX_PARTICIPANTS, MAX_SEGMENT, VERSION,
+    Header, Kind, Offsets, CONTROL_OFFSET, CONTROL_SIZE, INIT_BUSY, INIT_READY, LINE, MAGIC, MAX_CAPACITY, MAX_MSG,
+    MAX_PARTICIPANTS, MAX_SEGMENT, VERSION,
 };
 use crate::os::{self, Created, Mapping, Opened};
 use crate::participants::Participants;
@@ -92,9 +92,8 @@ impl Config {
                 self.max_subscribers
             )));
         }
-        Offsets::compute(self.capacity, self.max_msg, self.max_participants, self.max_subscribers).ok_or_else(
-            || Error::InvalidConfig(format!("a segment of this size would exceed {MAX_SEGMENT} bytes")),
-        )
+        Offsets::compute(self.capacity, self.max_msg, self.max_participants, self.max_subscribers)
+            .ok_or_else(|| Error::InvalidConfig(format!("a segment of this size would exceed {MAX_SEGMENT} bytes")))
     }
 }
 
@@ -199,9 +198,7 @@ impl Segment {
         let deadline = Instant::now() + ready_timeout;
         loop {
             let (map, _ino) = match os::open_segment(&path, MIN_LEN, MAX_SEGMENT as usize)? {
-                Opened::Missing => {
-                    return Err(Error::NotFound { name: name.into(), dir: dir.display().to_string() })
-                }
+                Opened::Missing => return Err(Error::NotFound { name: name.into(), dir: dir.display().to_string() }),
                 Opened::TooSmall { .. } => {
                     if Instant::now() >= deadline {
                         // The creator never got as far as sizing the file.
@@ -266,7 +263,8 @@ impl Segment {
             max_participants: h.max_participants.load(Relaxed),
             max_subscribers: h.max_subscribers.load(Relaxed),
         };
-        let offsets = config.validate().map_err(|e| Error::corrupted(format!("header holds an invalid configuration: {e}")))?;
+        let offsets =
+            config.validate().map_err(|e| Error::corrupted(format!("header holds an invalid configuration: {e}")))?;
         if let Some(c) = expect.capacity.filter(|&c| c != config.capacity) {
             return Err(incompatible("capacity", c.to_string(), config.capacity.to_string()));
         }
@@ -354,4 +352,3 @@ pub fn list_names(dir: &Path) -> Result<Vec<String>> {
     names.sort();
     Ok(names)
 }
-

@@ -78,11 +78,7 @@ impl Status {
             max_msg: c.max_msg,
             slot_stride: seg.offsets.stride,
             memory_bytes: seg.offsets.total,
-            depth: if c.kind == Kind::Topic {
-                0
-            } else {
-                counters.tail.saturating_sub(counters.head).min(c.capacity)
-            },
+            depth: if c.kind == Kind::Topic { 0 } else { counters.tail.saturating_sub(counters.head).min(c.capacity) },
             creator_pid: seg.creator.0,
             created_unix_ns: seg.created_unix_ns,
             counters,

@@ -122,11 +122,7 @@ pub(crate) fn wait_until<T>(
 }
 
 /// One sleep on `ev`, with the re-check of the handshake. `Some` if the re-check succeeded.
-fn sleep<T>(
-    ev: &Event,
-    slice: Duration,
-    attempt: &mut impl FnMut(bool) -> Result<Step<T>>,
-) -> Result<Option<T>> {
+fn sleep<T>(ev: &Event, slice: Duration, attempt: &mut impl FnMut(bool) -> Result<Step<T>>) -> Result<Option<T>> {
     ev.sleepers.fetch_add(1, SeqCst);
     // SeqCst fence: pairs with the one in `notify` (Dekker handshake, see module docs).
     fence(SeqCst);

@@ -8,9 +8,9 @@ pub mod mem;
 pub mod mpmc;
 pub mod spsc;
 
-pub use mem::{HeapRing, RingMem};
 #[cfg(not(loom))]
 pub use mem::MappedRing;
+pub use mem::{HeapRing, RingMem};
 
 /// Result of a non-blocking claim on a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -141,10 +141,7 @@ impl SpscConsumer {
         let slot = m.slot(self.position(i));
         let len = slot.len.load(Relaxed) as usize;
         if len > m.max_msg() {
-            return Err(Error::corrupted(format!(
-                "message length {len} exceeds the maximum {}",
-                m.max_msg()
-            )));
+            return Err(Error::corrupted(format!("message length {len} exceeds the maximum {}", m.max_msg())));
         }
         Ok((len, slot.kind.load(Relaxed)))
     }
