@@ -317,6 +317,21 @@ pub struct Subscriber {
     pub name: [AtomicU64; 8],
 }
 
+/// Subscriber entry unused.
+pub const SUB_FREE: u32 = 0;
+/// Subscriber entry being filled or taken over.
+pub const SUB_BUSY: u32 = 1;
+/// Subscriber entry held by a live (or not yet known dead) process.
+pub const SUB_ACTIVE: u32 = 2;
+/// Durable subscriber whose process has gone; keeps its cursor and keeps gating publishers.
+pub const SUB_DETACHED: u32 = 3;
+/// Subscriber mode: gates publishers, never misses a message.
+pub const MODE_RELIABLE: u32 = 0;
+/// Subscriber mode: never gates; told how many messages it missed.
+pub const MODE_LOSSY: u32 = 1;
+/// Longest durable subscriber name (bytes of `Subscriber::name`).
+pub const MAX_SUBSCRIBER_NAME: usize = 64;
+
 /// Slot state word encoding.
 pub mod slot {
     /// Free (queue: seq == position) or committed (queue: seq == position + 1; topic: seq ==

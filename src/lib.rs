@@ -45,6 +45,8 @@
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
 #[cfg(not(loom))]
+mod attach;
+#[cfg(not(loom))]
 pub mod baseline;
 pub mod error;
 pub mod layout;

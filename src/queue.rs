@@ -12,11 +12,11 @@
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::attach::{Attachment, Deadline};
 use crate::error::{Error, Result};
-use crate::layout::{self, slot, Event, Kind, DEFAULT_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
-use crate::participants::Participants;
+use crate::layout::{slot, Kind, DEFAULT_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::ring::{mpmc, spsc, MappedRing, Poll, RingMem};
 use crate::segment::{self, Config, Expect, Segment};
 use crate::sync::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
@@ -210,86 +210,6 @@ pub struct Received {
     pub kind: u32,
 }
 
-#[derive(Debug)]
-struct Shared {
-    seg: Segment,
-    ring: MappedRing,
-    parts: Participants,
-    id: u16,
-    wait: WaitStrategy,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.parts.detach(self.id);
-    }
-}
-
-impl Shared {
-    /// Frees slots claimed by a dead participant whose id is being reused.
-    fn scrub(ring: &MappedRing, kind: Kind, dead: u16) {
-        if kind != Kind::Mpmc {
-            return;
-        }
-        for i in 0..ring.capacity() {
-            let w = ring.slot(i).state.load(Acquire);
-            if slot::claimer(w) == dead && matches!(slot::tag(w), slot::WRITING | slot::READING) {
-                // The slot's full position is not known here; recover() only needs the word.
-                mpmc::recover(ring, i, w);
-            }
-        }
-    }
-
-    /// One attempt, or a wait per the strategy until `deadline`. Producers (`blocked` set)
-    /// count the times and the time they waited; the fast path touches no counter.
-    fn run<T>(
-        &self,
-        ev: &Event,
-        deadline: Deadline,
-        on_empty: Error,
-        blocked: Option<&layout::Stats>,
-        mut poll: impl FnMut(bool) -> Result<Step<T>>,
-    ) -> Result<T> {
-        if let Step::Ready(v) = poll(false)? {
-            return Ok(v);
-        }
-        if let Some(st) = blocked {
-            st.full_events.fetch_add(1, Relaxed);
-        }
-        let until = match deadline {
-            Deadline::Now => return Err(on_empty),
-            Deadline::Forever => None,
-            Deadline::At(t) => Some(t),
-        };
-        self.parts.touch(self.id);
-        let started = Instant::now();
-        let r = wait::wait_until(self.wait, until, ev, poll);
-        if let Some(st) = blocked {
-            st.blocked_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
-        }
-        r
-    }
-
-    /// A producer waits for space.
-    fn run_producer<T>(&self, deadline: Deadline, poll: impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
-        let ctl = self.ring.control();
-        self.run(&ctl.space.0, deadline, Error::Full, Some(&ctl.stats.0), poll)
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Deadline {
-    Now,
-    Forever,
-    At(Instant),
-}
-
-impl Deadline {
-    fn after(t: Duration) -> Deadline {
-        Instant::now().checked_add(t).map_or(Deadline::Forever, Deadline::At)
-    }
-}
-
 /// A process's attachment to a queue. Cheap to share: producers and consumers made from it keep
 /// the mapping alive.
 ///
@@ -309,7 +229,7 @@ impl Deadline {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Queue {
-    shared: Arc<Shared>,
+    shared: Arc<Attachment>,
 }
 
 impl Queue {
@@ -334,11 +254,8 @@ impl Queue {
     }
 
     fn attach(seg: Segment, wait: WaitStrategy) -> Result<Queue> {
-        let ring = seg.ring();
-        let parts = seg.participants();
         let kind = seg.config.kind;
-        let id = parts.attach(0, |dead| Shared::scrub(&ring, kind, dead))?;
-        Ok(Queue { shared: Arc::new(Shared { seg, ring, parts, id, wait }) })
+        Ok(Queue { shared: Arc::new(Attachment::new(seg, wait, |ring, dead| scrub(ring, kind, dead))?) })
     }
 
     /// The queue's name.
@@ -430,7 +347,20 @@ impl Queue {
     }
 }
 
-fn take_role(s: &Shared, holder: &AtomicU32, role: &'static str) -> Result<()> {
+/// Frees MPMC slots still claimed by a dead participant whose id is being reused.
+fn scrub(ring: &MappedRing, kind: Kind, dead: u16) {
+    if kind != Kind::Mpmc {
+        return;
+    }
+    for i in 0..ring.capacity() {
+        let w = ring.slot(i).state.load(Acquire);
+        if slot::claimer(w) == dead && matches!(slot::tag(w), slot::WRITING | slot::READING) {
+            mpmc::recover(ring, i, w);
+        }
+    }
+}
+
+fn take_role(s: &Attachment, holder: &AtomicU32, role: &'static str) -> Result<()> {
     let me = s.id as u32;
     loop {
         let cur = holder.load(Acquire);
@@ -444,7 +374,7 @@ fn take_role(s: &Shared, holder: &AtomicU32, role: &'static str) -> Result<()> {
     }
 }
 
-fn give_role(s: &Shared, holder: &AtomicU32) {
+fn give_role(s: &Attachment, holder: &AtomicU32) {
     let _ = holder.compare_exchange(s.id as u32, 0, Release, Relaxed);
 }
 
@@ -463,7 +393,7 @@ enum ConsumerSide {
 /// Sends messages into a queue. `Send`, not `Sync`: one thread at a time.
 #[derive(Debug)]
 pub struct Producer {
-    shared: Arc<Shared>,
+    shared: Arc<Attachment>,
     side: ProducerSide,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
@@ -688,7 +618,7 @@ impl Drop for Loan<'_> {
 /// Receives messages from a queue. `Send`, not `Sync`.
 #[derive(Debug)]
 pub struct Consumer {
-    shared: Arc<Shared>,
+    shared: Arc<Attachment>,
     side: ConsumerSide,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
@@ -806,7 +736,7 @@ impl Consumer {
         let ring = &s.ring;
         let data = &ring.control().data.0;
         let (pos, len, kind) = match &mut self.side {
-            ConsumerSide::Spsc(c) => s.run(data, deadline, Error::Empty, None, |_| {
+            ConsumerSide::Spsc(c) => s.run_consumer(deadline, |_| {
                 if c.available(ring)? == 0 {
                     return Ok(Step::Wait);
                 }
@@ -818,7 +748,7 @@ impl Consumer {
                 }
                 Ok(Step::Ready((c.position(0), len, kind)))
             })?,
-            ConsumerSide::Mpmc => s.run(data, deadline, Error::Empty, None, |check| {
+            ConsumerSide::Mpmc => s.run_consumer(deadline, |check| {
                 Ok(match mpmc::claim_read(ring, s.id, max_len)? {
                     Poll::Ready(pos) => {
                         let (len, kind) = mpmc::message(ring, pos);

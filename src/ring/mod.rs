@@ -4,6 +4,7 @@
 //! a shared mapping ([`MappedRing`]). The rings never block; waiting is the job of
 //! [`crate::wait`].
 
+pub mod broadcast;
 pub mod mem;
 pub mod mpmc;
 pub mod spsc;
