@@ -84,6 +84,24 @@ pub enum Error {
     /// The queue is empty (`try_recv`).
     #[error("queue is empty; retry later, or use recv/recv_timeout to wait for a message")]
     Empty,
+    /// A lossy subscriber was overtaken by publishers and missed this many messages; it goes on
+    /// from the oldest message still in the ring.
+    #[error("subscriber lagged behind and missed {0} messages; it continues with the oldest retained message (use a reliable subscriber or a larger capacity to miss none)")]
+    Lagged(u64),
+    /// A durable subscriber name is held by a live process.
+    #[error("subscriber name {name:?} is held by live process {pid}; stop it first, or choose another name")]
+    SubscriberNameTaken {
+        /// The name.
+        name: String,
+        /// The holder (0 if unknown).
+        pid: u32,
+    },
+    /// The topic's subscriber table is full.
+    #[error("all {max} subscriber slots of this topic are in use; remove stale durable subscribers with `shmq rm TOPIC --subscriber NAME` or create the topic with more")]
+    TooManySubscribers {
+        /// The table size.
+        max: usize,
+    },
     /// A timed operation gave up.
     #[error("timed out; the peer may be slow or gone (check with `shmq stat`)")]
     Timeout,

@@ -11,7 +11,8 @@
 //!       0  Header (128 B): magic, version, kind, config, init    creator once; `init` last
 //!     128  RingControl (640 B), five 128-byte lines:
 //!            +0    tail     next position to write / claim        producers / publishers
-//!            +128  head     next position to read (queues)        consumers
+//!            +128  head     next position to read (queues),       consumers
+//!                           subscriber epoch (topics)             subscribers
 //!            +256  data     futex word + sleeper count            consumers sleep here
 //!            +384  space    futex word + sleeper count            producers sleep here
 //!            +512  stats    relaxed counters (aborted, abandoned, lost, ...)
@@ -191,7 +192,9 @@ pub struct Stats {
 pub struct RingControl {
     /// Next position to write (SPSC, MPMC) or claim (topics). Monotonic.
     pub tail: Line<AtomicU64>,
-    /// Next position to read (SPSC, MPMC). Unused by topics (cursors are per subscriber).
+    /// Next position to read (SPSC, MPMC). Topics (whose cursors are per subscriber) keep
+    /// here the subscriber epoch instead: bumped on every join and leave, so that publishers
+    /// know when to re-compute their cached gate.
     pub head: Line<AtomicU64>,
     /// Consumers sleep here while the ring is empty.
     pub data: Line<Event>,

@@ -54,6 +54,8 @@ pub mod ring;
 pub(crate) mod sync;
 
 #[cfg(not(loom))]
+mod options;
+#[cfg(not(loom))]
 pub mod os;
 #[cfg(not(loom))]
 pub(crate) mod participants;
@@ -64,6 +66,8 @@ pub mod segment;
 #[cfg(not(loom))]
 pub mod status;
 #[cfg(not(loom))]
+pub mod topic;
+#[cfg(not(loom))]
 pub mod wait;
 
 pub use error::{Error, Result};
@@ -71,5 +75,10 @@ pub use error::{Error, Result};
 pub use participants::ParticipantInfo;
 #[cfg(not(loom))]
 pub use queue::{Consumer, Loan, Producer, Queue, QueueKind, QueueOptions, Received, RecvRef, RingCounters};
+#[cfg(not(loom))]
+pub use topic::{
+    AckMode, Message, Publisher, Start, Subscriber, SubscriberBuilder, SubscriberInfo, SubscriberMode, Topic,
+    TopicLoan, TopicOptions, TopicRef,
+};
 #[cfg(not(loom))]
 pub use wait::WaitStrategy;

@@ -10,13 +10,15 @@
 //! handles only detaches them.
 
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::attach::{Attachment, Deadline};
 use crate::error::{Error, Result};
 use crate::layout::{slot, Kind, DEFAULT_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::options::{common_setters, Common};
+pub use crate::options::{DEFAULT_CAPACITY, DEFAULT_MAX_MSG, DEFAULT_MODE};
 use crate::ring::{mpmc, spsc, MappedRing, Poll, RingMem};
 use crate::segment::{self, Config, Expect, Segment};
 use crate::sync::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
@@ -41,41 +43,15 @@ impl From<QueueKind> for Kind {
     }
 }
 
-/// Default number of slots.
-pub const DEFAULT_CAPACITY: u64 = 1024;
-/// Default maximum message size in bytes.
-pub const DEFAULT_MAX_MSG: usize = 256;
-/// Default permission mode of new segments: owner only.
-pub const DEFAULT_MODE: u32 = 0o600;
-
 /// How to create or open a queue. Like `std::fs::OpenOptions`: set what you need, then call
 /// [`create`](Self::create), [`open`](Self::open) or [`open_or_create`](Self::open_or_create).
 ///
 /// Settings given explicitly are checked when opening an existing queue: a mismatch is
 /// [`Error::Incompatible`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct QueueOptions {
-    dir: Option<PathBuf>,
-    capacity: Option<u64>,
-    max_msg: Option<usize>,
+    common: Common,
     kind: Option<QueueKind>,
-    mode: u32,
-    wait: WaitStrategy,
-    ready_timeout: Duration,
-}
-
-impl Default for QueueOptions {
-    fn default() -> Self {
-        QueueOptions {
-            dir: None,
-            capacity: None,
-            max_msg: None,
-            kind: None,
-            mode: DEFAULT_MODE,
-            wait: WaitStrategy::default(),
-            ready_timeout: Duration::from_secs(2),
-        }
-    }
 }
 
 impl QueueOptions {
@@ -83,16 +59,8 @@ impl QueueOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Number of slots: a power of two from 2 to 2^30.
-    pub fn capacity(mut self, slots: u64) -> Self {
-        self.capacity = Some(slots);
-        self
-    }
-    /// Largest message in bytes.
-    pub fn max_msg_size(mut self, bytes: usize) -> Self {
-        self.max_msg = Some(bytes);
-        self
-    }
+    common_setters!();
+
     /// SPSC or MPMC.
     pub fn kind(mut self, kind: QueueKind) -> Self {
         self.kind = Some(kind);
@@ -102,39 +70,11 @@ impl QueueOptions {
     pub fn spsc(self) -> Self {
         self.kind(QueueKind::Spsc)
     }
-    /// Permission bits of a new segment (default 0600; 0660 to share with a group).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode & 0o777;
-        self
-    }
-    /// How blocking calls wait.
-    pub fn wait(mut self, wait: WaitStrategy) -> Self {
-        self.wait = wait;
-        self
-    }
-    /// Segment directory (default: `$SHMQ_DIR`, else `/dev/shm`).
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.dir = Some(dir.into());
-        self
-    }
-    /// How long `open` waits for a creator that is still initialising the segment.
-    pub fn ready_timeout(mut self, t: Duration) -> Self {
-        self.ready_timeout = t;
-        self
-    }
-
-    fn dir_path(&self) -> PathBuf {
-        self.dir.clone().unwrap_or_else(crate::os::default_dir)
-    }
-
     fn config(&self) -> Result<Config> {
-        let max_msg = self.max_msg.unwrap_or(DEFAULT_MAX_MSG);
-        let max_msg = u32::try_from(max_msg)
-            .map_err(|_| Error::InvalidConfig(format!("max message size {max_msg} is too large")))?;
         Ok(Config {
             kind: self.kind.unwrap_or_default().into(),
-            capacity: self.capacity.unwrap_or(DEFAULT_CAPACITY),
-            max_msg,
+            capacity: self.common.capacity.unwrap_or(DEFAULT_CAPACITY),
+            max_msg: self.common.max_msg_u32()?,
             max_participants: DEFAULT_PARTICIPANTS,
             max_subscribers: 0,
         })
@@ -150,8 +90,8 @@ impl QueueOptions {
                 Some(QueueKind::Mpmc) => MPMC,
                 None => ANY,
             },
-            capacity: self.capacity,
-            max_msg: self.max_msg.map(|m| m.min(u32::MAX as usize) as u32),
+            capacity: self.common.capacity,
+            max_msg: self.common.max_msg.map(|m| m.min(u32::MAX as usize) as u32),
             max_subscribers: None,
         }
     }
@@ -159,20 +99,20 @@ impl QueueOptions {
     /// Creates queue `name`; [`Error::AlreadyExists`] if it exists.
     pub fn create(&self, name: &str) -> Result<Queue> {
         let config = self.config()?;
-        match Segment::create(&self.dir_path(), name, config, self.mode, |seg| {
+        match Segment::create(&self.common.dir_path(), name, config, self.common.mode, |seg| {
             if config.kind == Kind::Mpmc {
                 mpmc::init(&seg.ring());
             }
         })? {
-            Some(seg) => Queue::attach(seg, self.wait),
+            Some(seg) => Queue::attach(seg, self.common.wait),
             None => Err(Error::AlreadyExists { name: name.into() }),
         }
     }
 
     /// Opens existing queue `name`; [`Error::NotFound`] if there is none.
     pub fn open(&self, name: &str) -> Result<Queue> {
-        let seg = Segment::open(&self.dir_path(), name, &self.expect(), self.ready_timeout)?;
-        Queue::attach(seg, self.wait)
+        let seg = Segment::open(&self.common.dir_path(), name, &self.expect(), self.common.ready_timeout)?;
+        Queue::attach(seg, self.common.wait)
     }
 
     /// Opens queue `name`, creating it if it does not exist. A segment left half-initialised
@@ -186,7 +126,7 @@ impl QueueOptions {
             match self.open(name) {
                 Err(Error::NotFound { .. }) => continue, // removed meanwhile: create again
                 Err(Error::Stale { .. }) => {
-                    segment::remove(&self.dir_path(), name)?;
+                    segment::remove(&self.common.dir_path(), name)?;
                     continue;
                 }
                 other => return other,

@@ -43,6 +43,8 @@ pub struct Status {
     pub producer_holder: Option<(u16, u32, bool)>,
     /// SPSC consumer role holder.
     pub consumer_holder: Option<(u16, u32, bool)>,
+    /// Topics: every registered subscriber.
+    pub subscribers: Vec<crate::topic::SubscriberInfo>,
 }
 
 impl Status {
@@ -85,6 +87,7 @@ impl Status {
             participants,
             producer_holder,
             consumer_holder,
+            subscribers: if c.kind == Kind::Topic { crate::topic::subscribers_of(seg) } else { Vec::new() },
         }
     }
 

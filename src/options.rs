@@ -1,0 +1,86 @@
+//! Settings shared by [`QueueOptions`](crate::QueueOptions) and
+//! [`TopicOptions`](crate::TopicOptions).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::wait::WaitStrategy;
+
+/// Default number of slots.
+pub const DEFAULT_CAPACITY: u64 = 1024;
+/// Default maximum message size in bytes.
+pub const DEFAULT_MAX_MSG: usize = 256;
+/// Default permission mode of new segments: owner only.
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// The settings every segment builder has.
+#[derive(Clone, Debug)]
+pub(crate) struct Common {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) capacity: Option<u64>,
+    pub(crate) max_msg: Option<usize>,
+    pub(crate) mode: u32,
+    pub(crate) wait: WaitStrategy,
+    pub(crate) ready_timeout: Duration,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            dir: None,
+            capacity: None,
+            max_msg: None,
+            mode: DEFAULT_MODE,
+            wait: WaitStrategy::default(),
+            ready_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Common {
+    pub(crate) fn dir_path(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(crate::os::default_dir)
+    }
+
+    pub(crate) fn max_msg_u32(&self) -> crate::Result<u32> {
+        let m = self.max_msg.unwrap_or(DEFAULT_MAX_MSG);
+        u32::try_from(m).map_err(|_| crate::Error::InvalidConfig(format!("max message size {m} is too large")))
+    }
+}
+
+/// The setters of [`Common`], for a builder with a `common: Common` field.
+macro_rules! common_setters {
+    () => {
+        /// Number of slots: a power of two from 2 to 2^30 (default 1024).
+        pub fn capacity(mut self, slots: u64) -> Self {
+            self.common.capacity = Some(slots);
+            self
+        }
+        /// Largest message in bytes (default 256).
+        pub fn max_msg_size(mut self, bytes: usize) -> Self {
+            self.common.max_msg = Some(bytes);
+            self
+        }
+        /// Permission bits of a new segment (default 0600; 0660 to share with a group).
+        pub fn mode(mut self, mode: u32) -> Self {
+            self.common.mode = mode & 0o777;
+            self
+        }
+        /// How blocking calls wait (default [`WaitStrategy::Block`](crate::WaitStrategy)).
+        pub fn wait(mut self, wait: crate::WaitStrategy) -> Self {
+            self.common.wait = wait;
+            self
+        }
+        /// Segment directory (default: `$SHMQ_DIR`, else `/dev/shm`).
+        pub fn dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+            self.common.dir = Some(dir.into());
+            self
+        }
+        /// How long `open` waits for a creator that is still initialising the segment.
+        pub fn ready_timeout(mut self, t: std::time::Duration) -> Self {
+            self.common.ready_timeout = t;
+            self
+        }
+    };
+}
+pub(crate) use common_setters;

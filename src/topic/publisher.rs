@@ -1,0 +1,190 @@
+//! Publishing to a topic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::TopicShared;
+use crate::attach::Deadline;
+use crate::error::{Error, Result};
+use crate::layout::{slot, ROLE_PUBLISHER};
+use crate::ring::{broadcast, Poll, RingMem};
+use crate::sync::Ordering::Relaxed;
+use crate::wait::{self, Step};
+
+/// Publishes messages to a topic. `Send`, not `Sync`.
+#[derive(Debug)]
+pub struct Publisher {
+    shared: Arc<TopicShared>,
+    /// Cached lower bound of the reliable subscribers' cursors; re-computed only when the
+    /// publisher reaches it.
+    gate: u64,
+    /// Subscriber epoch `gate` was computed at.
+    epoch: u64,
+    _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
+}
+
+impl Publisher {
+    pub(super) fn new(shared: Arc<TopicShared>) -> Result<Publisher> {
+        shared.att.parts.add_roles(shared.att.id, ROLE_PUBLISHER);
+        let epoch = shared.table.epoch();
+        let tail = shared.att.ring.control().tail.0.load(Relaxed);
+        let gate = shared.table.gate(tail);
+        Ok(Publisher { shared, gate, epoch, _not_sync: std::marker::PhantomData })
+    }
+
+    /// Publishes `payload` (kind 0), waiting per the wait strategy while the slowest reliable
+    /// subscriber is a full ring behind.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if `payload` exceeds the maximum message size.
+    pub fn publish(&mut self, payload: &[u8]) -> Result<()> {
+        self.publish_with(0, payload, Deadline::Forever)
+    }
+    /// Publishes `payload` tagged with `kind`.
+    pub fn publish_kind(&mut self, kind: u32, payload: &[u8]) -> Result<()> {
+        self.publish_with(kind, payload, Deadline::Forever)
+    }
+    /// Publishes without waiting: [`Error::Full`] if a reliable subscriber is a ring behind.
+    pub fn try_publish(&mut self, payload: &[u8]) -> Result<()> {
+        self.publish_with(0, payload, Deadline::Now)
+    }
+    /// [`try_publish`](Self::try_publish) with a kind tag.
+    pub fn try_publish_kind(&mut self, kind: u32, payload: &[u8]) -> Result<()> {
+        self.publish_with(kind, payload, Deadline::Now)
+    }
+    /// Publishes, waiting at most `timeout`: [`Error::Timeout`] after that.
+    pub fn publish_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<()> {
+        self.publish_with(0, payload, Deadline::after(timeout))
+    }
+    /// [`publish_timeout`](Self::publish_timeout) with a kind tag.
+    pub fn publish_kind_timeout(&mut self, kind: u32, payload: &[u8], timeout: Duration) -> Result<()> {
+        self.publish_with(kind, payload, Deadline::after(timeout))
+    }
+
+    /// Borrows the next slot to write a message in place; [`TopicLoan::commit`] publishes it,
+    /// dropping the loan aborts it (subscribers skip it).
+    pub fn loan(&mut self) -> Result<TopicLoan<'_>> {
+        let seq = self.claim(Deadline::Forever)?;
+        Ok(TopicLoan { publisher: self, seq, kind: 0, done: false })
+    }
+    /// [`loan`](Self::loan) without waiting: [`Error::Full`] if there is no space.
+    pub fn try_loan(&mut self) -> Result<TopicLoan<'_>> {
+        let seq = self.claim(Deadline::Now)?;
+        Ok(TopicLoan { publisher: self, seq, kind: 0, done: false })
+    }
+
+    fn publish_with(&mut self, kind: u32, payload: &[u8], deadline: Deadline) -> Result<()> {
+        let max = self.shared.att.ring.max_msg();
+        if payload.len() > max {
+            return Err(Error::MessageTooLarge { len: payload.len(), max });
+        }
+        let seq = self.claim(deadline)?;
+        let ring = &self.shared.att.ring;
+        // SAFETY: we claimed `seq` (WRITING), so no reader trusts its payload until our commit
+        // and no other publisher writes it; payload.len() <= max_msg, the payload's size.
+        unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), ring.payload(seq), payload.len()) };
+        broadcast::commit(ring, seq, payload.len(), kind);
+        wait::notify(&ring.control().data.0);
+        Ok(())
+    }
+
+    fn claim(&mut self, deadline: Deadline) -> Result<u64> {
+        let s = &*self.shared;
+        let ring = &s.att.ring;
+        let (gate, epoch) = (&mut self.gate, &mut self.epoch);
+        s.att.run_producer(deadline, |check| {
+            // A subscriber joined or left since the gate was computed: compute it again. (One
+            // load of a line that is written only on joins and leaves.)
+            let now = s.table.epoch();
+            if now != *epoch {
+                *epoch = now;
+                *gate = s.table.gate(ring.control().tail.0.load(Relaxed));
+            }
+            for _ in 0..2 {
+                match broadcast::claim(ring, s.att.id, *gate)? {
+                    Poll::Ready(seq) => return Ok(Step::Ready(seq)),
+                    Poll::NotReady => {
+                        let tail = ring.control().tail.0.load(Relaxed);
+                        let fresh = s.table.gate(tail);
+                        if fresh != *gate {
+                            *gate = fresh;
+                            continue; // the slowest subscriber moved on: try again
+                        }
+                        if check && s.table.reap_dead(fresh) {
+                            *gate = s.table.gate(tail);
+                            continue;
+                        }
+                        return Ok(Step::Held); // re-check subscribers' liveness while waiting
+                    }
+                    Poll::Held { pos, word } => {
+                        if check && s.att.parts.is_dead(slot::claimer(word)) && broadcast::recover(ring, pos, word) {
+                            wait::notify(&ring.control().data.0);
+                            continue;
+                        }
+                        return Ok(Step::Held);
+                    }
+                }
+            }
+            Ok(Step::Wait)
+        })
+    }
+}
+
+/// A topic slot borrowed for writing in place. The buffer is shared memory holding whatever the
+/// slot held before.
+#[derive(Debug)]
+pub struct TopicLoan<'a> {
+    publisher: &'a mut Publisher,
+    seq: u64,
+    kind: u32,
+    done: bool,
+}
+
+impl TopicLoan<'_> {
+    /// The kind tag to publish with.
+    pub fn set_kind(&mut self, kind: u32) {
+        self.kind = kind;
+    }
+
+    /// Publishes the first `len` bytes.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if `len` exceeds the buffer; the loan is aborted.
+    pub fn commit(mut self, len: usize) -> Result<()> {
+        let ring = &self.publisher.shared.att.ring;
+        if len > ring.max_msg() {
+            return Err(Error::MessageTooLarge { len, max: ring.max_msg() });
+        }
+        broadcast::commit(ring, self.seq, len, self.kind);
+        wait::notify(&ring.control().data.0);
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for TopicLoan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let ring = &self.publisher.shared.att.ring;
+        // SAFETY: the slot is claimed by this loan; its payload has max_msg bytes.
+        unsafe { std::slice::from_raw_parts(ring.payload(self.seq), ring.max_msg()) }
+    }
+}
+
+impl std::ops::DerefMut for TopicLoan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let ring = &self.publisher.shared.att.ring;
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(ring.payload(self.seq), ring.max_msg()) }
+    }
+}
+
+impl Drop for TopicLoan<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let ring = &self.publisher.shared.att.ring;
+            broadcast::abort(ring, self.seq);
+            wait::notify(&ring.control().data.0);
+        }
+    }
+}

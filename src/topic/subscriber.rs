@@ -1,0 +1,409 @@
+//! Subscribing to a topic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::table::validate_subscriber_name;
+use super::TopicShared;
+use crate::attach::Deadline;
+use crate::error::{Error, Result};
+use crate::layout::{slot, ROLE_SUBSCRIBER};
+use crate::os;
+use crate::queue::Received;
+use crate::ring::{broadcast, broadcast::Read, RingMem};
+use crate::sync::Ordering::{Relaxed, Release};
+use crate::wait::{self, Step};
+
+/// Where a new subscriber starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Start {
+    /// With the next message published.
+    #[default]
+    Latest,
+    /// With the oldest message still in the ring (up to `capacity` messages of history).
+    Earliest,
+}
+
+/// Whether a subscriber gates publishers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SubscriberMode {
+    /// Never misses a message; publishers wait for it.
+    #[default]
+    Reliable,
+    /// Never slows publishers; told how many messages it missed ([`Error::Lagged`]).
+    Lossy,
+}
+
+/// When a durable subscriber's messages count as acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AckMode {
+    /// A message is acknowledged when the next one is received (or on [`Subscriber::ack`]).
+    #[default]
+    OnNextReceive,
+    /// Only [`Subscriber::ack`] acknowledges.
+    Explicit,
+}
+
+/// Builds a [`Subscriber`]; from [`Topic::subscriber`](super::Topic::subscriber).
+#[derive(Debug)]
+pub struct SubscriberBuilder {
+    shared: Arc<TopicShared>,
+    name: Option<String>,
+    start: Start,
+    mode: SubscriberMode,
+    kinds: Option<Vec<u32>>,
+    ack: AckMode,
+}
+
+impl SubscriberBuilder {
+    pub(super) fn new(shared: Arc<TopicShared>) -> Self {
+        SubscriberBuilder {
+            shared,
+            name: None,
+            start: Start::Latest,
+            mode: SubscriberMode::Reliable,
+            kinds: None,
+            ack: AckMode::default(),
+        }
+    }
+    /// Makes the subscriber durable under `name` (1 to 64 bytes of `[A-Za-z0-9._-]`): it keeps
+    /// its place across restarts and crashes.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Where a new subscriber starts (a resumed durable one continues where it was).
+    pub fn start(mut self, start: Start) -> Self {
+        self.start = start;
+        self
+    }
+    /// Reliable (default) or lossy.
+    pub fn mode(mut self, mode: SubscriberMode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Receives only messages of these kinds; others are skipped without copying.
+    pub fn kinds(mut self, kinds: &[u32]) -> Self {
+        self.kinds = Some(kinds.to_vec());
+        self
+    }
+    /// Acknowledgement mode of a durable subscriber.
+    pub fn ack(mut self, ack: AckMode) -> Self {
+        self.ack = ack;
+        self
+    }
+
+    /// Joins the topic.
+    ///
+    /// # Errors
+    /// [`Error::SubscriberNameTaken`] if a live process holds the durable name;
+    /// [`Error::TooManySubscribers`] if the table is full; [`Error::InvalidName`].
+    pub fn build(self) -> Result<Subscriber> {
+        if let Some(n) = &self.name {
+            validate_subscriber_name(n)?;
+        }
+        let s = &self.shared;
+        let ring = &s.att.ring;
+        let cap = ring.capacity();
+        let start = self.start;
+        let (index, cursor, resumed) =
+            s.table.join(self.name.as_deref(), self.mode == SubscriberMode::Lossy, || {
+                let tail = ring.control().tail.0.load(Relaxed);
+                match start {
+                    Start::Latest => tail,
+                    Start::Earliest => tail.saturating_sub(cap),
+                }
+            })?;
+        s.att.parts.add_roles(s.att.id, ROLE_SUBSCRIBER);
+        Ok(Subscriber {
+            durable: self.name.is_some(),
+            shared: self.shared,
+            index,
+            next: cursor,
+            pending_ack: cursor,
+            // History of a new subscriber may be overwritten while it joins: skipped silently.
+            synced: resumed || self.mode == SubscriberMode::Lossy,
+            lossy: self.mode == SubscriberMode::Lossy,
+            kinds: self.kinds.map(Vec::into_boxed_slice),
+            ack: self.ack,
+            delivered: 0,
+            _not_sync: std::marker::PhantomData,
+        })
+    }
+}
+
+/// A message received through [`Subscriber::iter`] (allocated; `recv_into` does not allocate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The publisher's kind tag.
+    pub kind: u32,
+    /// The payload.
+    pub data: Vec<u8>,
+}
+
+/// Receives every message of a topic through its own cursor. `Send`, not `Sync`.
+#[derive(Debug)]
+pub struct Subscriber {
+    shared: Arc<TopicShared>,
+    index: usize,
+    durable: bool,
+    lossy: bool,
+    /// Next sequence to look at.
+    next: u64,
+    /// Sequence the shared cursor will be set to on the next acknowledgement.
+    pending_ack: u64,
+    /// False until the first message of a new reliable subscriber (see `build`).
+    synced: bool,
+    kinds: Option<Box<[u32]>>,
+    ack: AckMode,
+    delivered: u64,
+    _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let t = &self.shared.table;
+        t.entry(self.index).delivered.store(self.delivered, Relaxed);
+        t.leave(self.index, self.durable);
+        wait::notify(&self.shared.att.ring.control().space.0);
+    }
+}
+
+impl Subscriber {
+    /// Receives the next message into `buf`, waiting per the wait strategy.
+    ///
+    /// # Errors
+    /// [`Error::Lagged`] (lossy subscribers) with the number of messages missed; the next call
+    /// continues with the oldest retained message. [`Error::BufferTooSmall`] if the message
+    /// does not fit (it is not consumed). [`Error::Corrupted`] for impossible shared state.
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<Received> {
+        self.recv_with(buf, Deadline::Forever)
+    }
+    /// Receives without waiting: [`Error::Empty`] if there is no new message.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Received> {
+        self.recv_with(buf, Deadline::Now)
+    }
+    /// Receives, waiting at most `timeout`: [`Error::Timeout`] after that.
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Received> {
+        self.recv_with(buf, Deadline::after(timeout))
+    }
+
+    /// Borrows the next message in place (reliable subscribers only: a lossy subscriber's slot
+    /// could be overwritten under the reference). The message counts as received when the
+    /// guard drops.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a lossy subscriber; otherwise as for `recv_into`.
+    pub fn recv_ref(&mut self) -> Result<TopicRef<'_>> {
+        self.recv_ref_with(Deadline::Forever)
+    }
+    /// [`recv_ref`](Self::recv_ref) without waiting.
+    pub fn try_recv_ref(&mut self) -> Result<TopicRef<'_>> {
+        self.recv_ref_with(Deadline::Now)
+    }
+    /// [`recv_ref`](Self::recv_ref) waiting at most `timeout`.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<TopicRef<'_>> {
+        self.recv_ref_with(Deadline::after(timeout))
+    }
+
+    /// Acknowledges every message received so far (durable subscribers; for others every
+    /// message is acknowledged on receipt).
+    pub fn ack(&mut self) {
+        self.pending_ack = self.next;
+        self.store_cursor();
+    }
+
+    /// A blocking iterator over messages (allocates one `Vec` per message).
+    pub fn iter(&mut self) -> impl Iterator<Item = Result<Message>> + '_ {
+        std::iter::from_fn(move || {
+            Some(self.recv_ref().map(|m| Message { kind: m.kind(), data: m.to_vec() }).or_else(|e| match e {
+                Error::InvalidConfig(_) => {
+                    let mut buf = vec![0u8; self.shared.att.ring.max_msg()];
+                    let r = self.recv_into(&mut buf)?;
+                    buf.truncate(r.len);
+                    Ok(Message { kind: r.kind, data: buf })
+                }
+                e => Err(e),
+            }))
+        })
+    }
+
+    /// Next sequence this subscriber will look at.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Messages published that this subscriber has not looked at yet.
+    pub fn lag(&self) -> u64 {
+        self.shared.att.ring.control().tail.0.load(Relaxed).saturating_sub(self.next)
+    }
+
+    fn recv_with(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
+        let (seq, len, kind, word) = self.wait_next(buf.len(), deadline)?;
+        let ring = &self.shared.att.ring;
+        // SAFETY: `read` validated len <= max_msg, the payload's size; buf has >= len bytes
+        // (checked in `wait_next`). A reliable subscriber's slot cannot be reclaimed before
+        // its cursor passes it; a lossy one may be, which `still_intact` detects below.
+        unsafe { std::ptr::copy_nonoverlapping(ring.payload(seq), buf.as_mut_ptr(), len) };
+        if self.lossy && !broadcast::still_intact(ring, seq, word) {
+            return Err(self.lapped(seq.wrapping_add(ring.capacity())));
+        }
+        self.consumed(seq);
+        Ok(Received { len, kind })
+    }
+
+    fn recv_ref_with(&mut self, deadline: Deadline) -> Result<TopicRef<'_>> {
+        if self.lossy {
+            return Err(Error::InvalidConfig(
+                "recv_ref needs a reliable subscriber: a lossy subscriber's slot can be overwritten while borrowed; use recv_into".into(),
+            ));
+        }
+        let (seq, len, kind, _) = self.wait_next(usize::MAX, deadline)?;
+        Ok(TopicRef { sub: self, seq, len, kind })
+    }
+
+    /// Marks message `seq` received: advance, acknowledge per the mode, free space.
+    fn consumed(&mut self, seq: u64) {
+        self.next = seq.wrapping_add(1);
+        self.synced = true;
+        self.delivered += 1;
+        self.pending_ack = if self.durable && self.ack == AckMode::OnNextReceive {
+            seq // everything before this message is acknowledged; this one on the next receive
+        } else if self.durable {
+            self.pending_ack // explicit: only ack() moves it
+        } else {
+            self.next
+        };
+        let e = self.shared.table.entry(self.index);
+        e.delivered.store(self.delivered, Relaxed);
+        if self.delivered % 256 == 0 {
+            e.last_activity_ns.store(os::now_unix_ns(), Relaxed);
+        }
+        self.store_cursor();
+    }
+
+    fn store_cursor(&self) {
+        let e = self.shared.table.entry(self.index);
+        // Release: pairs with the publishers' Acquire load in `gate`: our reads of the slots
+        // before the cursor happen before they are overwritten.
+        e.cursor.store(self.pending_ack, Release);
+        if !self.lossy {
+            wait::notify(&self.shared.att.ring.control().space.0);
+        }
+    }
+
+    /// Moves past messages lost to a lap (the slot now holds message `seen` or later) and
+    /// returns the `Lagged` error to report (or, for a reliable subscriber that has not yet
+    /// received anything, just moves on).
+    fn lapped(&mut self, seen: u64) -> Error {
+        let ring = &self.shared.att.ring;
+        let cap = ring.capacity();
+        let tail = ring.control().tail.0.load(Relaxed);
+        // The oldest message that can still be in the ring; validated against what we saw.
+        let oldest = tail.max(seen.wrapping_add(1)).saturating_sub(cap).max(self.next.wrapping_add(1));
+        let missed = oldest - self.next;
+        self.next = oldest;
+        if !self.durable || self.ack == AckMode::OnNextReceive {
+            self.pending_ack = if self.durable { self.pending_ack.max(oldest.saturating_sub(1)) } else { oldest };
+        }
+        self.store_cursor();
+        let e = self.shared.table.entry(self.index);
+        e.lagged.fetch_add(missed, Relaxed);
+        Error::Lagged(missed)
+    }
+
+    /// Waits for the next deliverable message of at most `max_len` bytes.
+    fn wait_next(&mut self, max_len: usize, deadline: Deadline) -> Result<(u64, usize, u32, u64)> {
+        let shared = self.shared.clone();
+        let s = &*shared;
+        let ring = &s.att.ring;
+        s.att.run_consumer(deadline, |check| {
+            loop {
+                let seq = self.next;
+                match broadcast::read(ring, seq)? {
+                    Read::Ready { len, kind, word } => {
+                        if let Some(k) = &self.kinds {
+                            if !k.contains(&kind) {
+                                self.skip(seq);
+                                continue;
+                            }
+                        }
+                        if len > max_len {
+                            return Err(Error::BufferTooSmall { len: max_len, needed: len });
+                        }
+                        return Ok(Step::Ready((seq, len, kind, word)));
+                    }
+                    Read::Skip => self.skip(seq),
+                    Read::NotReady => return Ok(Step::Wait),
+                    Read::Held { word } => {
+                        if check && s.att.parts.is_dead(slot::claimer(word)) && broadcast::recover(ring, seq, word) {
+                            wait::notify(&ring.control().data.0);
+                            continue;
+                        }
+                        return Ok(Step::Held);
+                    }
+                    Read::Lapped { seq: seen } => {
+                        let synced = self.synced;
+                        let err = self.lapped(seen);
+                        if self.lossy || synced {
+                            return Err(err);
+                        }
+                        // A new reliable subscriber's history was overwritten while it joined.
+                        let e = self.shared.table.entry(self.index);
+                        if let Error::Lagged(n) = err {
+                            e.lagged.fetch_sub(n, Relaxed);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Moves past message `seq` without delivering it (aborted, abandoned, or filtered out).
+    fn skip(&mut self, seq: u64) {
+        self.next = seq.wrapping_add(1);
+        if !self.durable || self.ack == AckMode::OnNextReceive {
+            // Nothing before `next` needs redelivery except the last delivered message.
+            if !self.durable {
+                self.pending_ack = self.next;
+            }
+        }
+        self.store_cursor();
+    }
+}
+
+/// A topic message borrowed in place (reliable subscribers). Received when dropped.
+#[derive(Debug)]
+pub struct TopicRef<'a> {
+    sub: &'a mut Subscriber,
+    seq: u64,
+    len: usize,
+    kind: u32,
+}
+
+impl TopicRef<'_> {
+    /// The publisher's kind tag.
+    pub fn kind(&self) -> u32 {
+        self.kind
+    }
+    /// The message's sequence number in the topic.
+    pub fn sequence(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl std::ops::Deref for TopicRef<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let ring = &self.sub.shared.att.ring;
+        // SAFETY: a reliable subscriber's cursor is at or before `seq` while this guard lives,
+        // so publishers do not reclaim the slot; len <= max_msg was validated by `read`.
+        unsafe { std::slice::from_raw_parts(ring.payload(self.seq), self.len) }
+    }
+}
+
+impl Drop for TopicRef<'_> {
+    fn drop(&mut self) {
+        self.sub.consumed(self.seq);
+    }
+}

@@ -1,0 +1,326 @@
+//! The subscriber table of a topic: one [`Subscriber`] entry per subscriber, each with its
+//! cursor on a line of its own.
+//!
+//! Entry protocol: FREE -CAS-> BUSY (fill mode, name, pid, cursor) -Release-> ACTIVE. A durable
+//! subscriber that leaves (or whose process is found dead) becomes DETACHED: it keeps its
+//! cursor and keeps gating publishers until it returns (DETACHED -CAS-> BUSY -> ACTIVE) or is
+//! removed. A FREE entry's cursor is `u64::MAX`, which the gate ignores (a cursor ahead of
+//! `tail` never gates), so a BUSY entry gates exactly when it holds a real cursor.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::layout::{
+    RingControl, Subscriber, CONTROL_OFFSET, CONTROL_SIZE, MAX_SUBSCRIBER_NAME, MODE_LOSSY, MODE_RELIABLE,
+    SUBSCRIBER_SIZE, SUB_ACTIVE, SUB_BUSY, SUB_DETACHED, SUB_FREE,
+};
+use crate::os::{self, Mapping};
+use crate::sync::{
+    fence, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release, SeqCst},
+};
+
+/// A view of a topic's subscriber table.
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriberTable {
+    map: Arc<Mapping>,
+    offset: usize,
+    count: usize,
+}
+
+/// A snapshot of one subscriber, for `shmq stat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberInfo {
+    /// Table index.
+    pub index: usize,
+    /// Durable name; `None` for an anonymous subscriber.
+    pub name: Option<String>,
+    /// Lossy (true) or reliable.
+    pub lossy: bool,
+    /// Next sequence it reads.
+    pub cursor: u64,
+    /// Messages published that it has not yet read (`tail - cursor`).
+    pub lag: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Messages missed (lossy).
+    pub lagged: u64,
+    /// Whether its process runs (a DETACHED durable subscriber is not alive).
+    pub alive: bool,
+    /// Holder's pid (0 when detached).
+    pub pid: u32,
+    /// Last activity, ns since the Unix epoch.
+    pub last_activity_ns: u64,
+}
+
+/// Checks a durable subscriber name: 1 to 64 bytes of `[A-Za-z0-9._-]`.
+pub(crate) fn validate_subscriber_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > MAX_SUBSCRIBER_NAME
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(Error::InvalidName {
+            name: name.into(),
+            reason: "a subscriber name must be 1 to 64 bytes of [A-Za-z0-9._-]",
+        });
+    }
+    Ok(())
+}
+
+impl SubscriberTable {
+    pub(crate) fn new(map: Arc<Mapping>, offset: usize, count: usize) -> Self {
+        assert!(offset % 128 == 0 && offset + count * SUBSCRIBER_SIZE <= map.len());
+        assert!(map.len() >= CONTROL_OFFSET + CONTROL_SIZE);
+        SubscriberTable { map, offset, count }
+    }
+
+    /// The topic's subscriber epoch (`RingControl::head` of a topic segment).
+    fn epoch_word(&self) -> &AtomicU64 {
+        // SAFETY: the control block lies inside the mapping (checked in `new`), at a 128-byte
+        // aligned offset; `head` is an AtomicU64, valid for any bits.
+        unsafe { &(*self.map.as_ptr().add(CONTROL_OFFSET).cast::<RingControl>()).head.0 }
+    }
+
+    /// The subscriber epoch: changes whenever a subscriber joins or leaves.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch_word().load(Acquire)
+    }
+
+    fn bump_epoch(&self) {
+        self.epoch_word().fetch_add(1, SeqCst);
+    }
+
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    pub(crate) fn entry(&self, i: usize) -> &Subscriber {
+        assert!(i < self.count);
+        // SAFETY: i < count and the table lies inside the mapping (checked in `new`), 128-byte
+        // aligned; the entry is all atomics (plain u64 padding included), valid for any bits.
+        unsafe { &*self.map.as_ptr().add(self.offset + i * SUBSCRIBER_SIZE).cast::<Subscriber>() }
+    }
+
+    fn name_of(e: &Subscriber) -> Option<String> {
+        let len = (e.name_len.load(Relaxed) as usize).min(MAX_SUBSCRIBER_NAME);
+        if len == 0 {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_SUBSCRIBER_NAME];
+        for (i, w) in e.name.iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.load(Relaxed).to_le_bytes());
+        }
+        Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
+    }
+
+    fn set_name(e: &Subscriber, name: Option<&str>) {
+        let mut bytes = [0u8; MAX_SUBSCRIBER_NAME];
+        let n = name.map_or(0, |n| n.len());
+        if let Some(name) = name {
+            bytes[..n].copy_from_slice(name.as_bytes());
+        }
+        for (i, w) in e.name.iter().enumerate() {
+            w.store(u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes")), Relaxed);
+        }
+        e.name_len.store(n as u32, Relaxed);
+    }
+
+    fn alive(e: &Subscriber) -> bool {
+        os::process_alive(e.pid.load(Relaxed), e.start_time.load(Relaxed))
+    }
+
+    /// Joins as a subscriber. A durable `name` resumes its entry (and cursor) if it exists.
+    /// `start` gives the cursor of a new entry from the current tail; it is called again after
+    /// the entry is visible (see the module docs of `topic`). Returns (index, cursor, resumed).
+    pub(crate) fn join(
+        &self,
+        name: Option<&str>,
+        lossy: bool,
+        mut start: impl FnMut() -> u64,
+    ) -> Result<(usize, u64, bool)> {
+        let mode = if lossy { MODE_LOSSY } else { MODE_RELIABLE };
+        for _attempt in 0..8 {
+            if let Some(name) = name {
+                if let Some(i) = self.find(name) {
+                    let e = self.entry(i);
+                    let st = e.state.load(Acquire);
+                    let take = match st {
+                        SUB_DETACHED => e.state.compare_exchange(SUB_DETACHED, SUB_BUSY, Acquire, Relaxed).is_ok(),
+                        SUB_ACTIVE if !Self::alive(e) => {
+                            e.state.compare_exchange(SUB_ACTIVE, SUB_BUSY, Acquire, Relaxed).is_ok()
+                        }
+                        SUB_ACTIVE | SUB_BUSY => {
+                            return Err(Error::SubscriberNameTaken { name: name.into(), pid: e.pid.load(Relaxed) })
+                        }
+                        _ => false,
+                    };
+                    if !take {
+                        continue;
+                    }
+                    self.fill(e, mode);
+                    e.state.store(SUB_ACTIVE, Release);
+                    self.bump_epoch();
+                    return Ok((i, e.cursor.load(Acquire), true));
+                }
+            }
+            let Some(i) = (0..self.count).find(|&i| {
+                let e = self.entry(i);
+                e.state.load(Relaxed) == SUB_FREE
+                    && e.state.compare_exchange(SUB_FREE, SUB_BUSY, Acquire, Relaxed).is_ok()
+            }) else {
+                return Err(Error::TooManySubscribers { max: self.count });
+            };
+            let e = self.entry(i);
+            Self::set_name(e, name);
+            self.fill(e, mode);
+            e.delivered.store(0, Relaxed);
+            e.lagged.store(0, Relaxed);
+            // A provisional cursor, so that the entry gates as soon as it exists...
+            e.cursor.store(start(), Release);
+            e.state.store(SUB_ACTIVE, Release);
+            self.bump_epoch();
+            // ...then, with the entry visible (SeqCst fence, pairs with the one in `gate`), the
+            // final one: any publisher whose gate missed us gated at a tail we now see.
+            fence(SeqCst);
+            let cursor = start();
+            e.cursor.store(cursor, Release);
+            // Two processes that raced to create the same durable name: the later entry yields.
+            if let Some(name) = name {
+                if (0..i).any(|j| self.is_named(j, name)) {
+                    self.free(i);
+                    continue;
+                }
+            }
+            return Ok((i, cursor, false));
+        }
+        Err(Error::SubscriberNameTaken { name: name.unwrap_or_default().into(), pid: 0 })
+    }
+
+    fn fill(&self, e: &Subscriber, mode: u32) {
+        e.mode.store(mode, Relaxed);
+        e.pid.store(os::pid(), Relaxed);
+        e.start_time.store(os::own_start_time(), Relaxed);
+        e.last_activity_ns.store(os::now_unix_ns(), Relaxed);
+    }
+
+    fn is_named(&self, i: usize, name: &str) -> bool {
+        let e = self.entry(i);
+        matches!(e.state.load(Acquire), SUB_ACTIVE | SUB_DETACHED | SUB_BUSY)
+            && e.name_len.load(Relaxed) as usize == name.len()
+            && Self::name_of(e).as_deref() == Some(name)
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        (0..self.count).find(|&i| self.is_named(i, name))
+    }
+
+    fn free(&self, i: usize) {
+        let e = self.entry(i);
+        e.cursor.store(u64::MAX, Release);
+        e.name_len.store(0, Relaxed);
+        e.pid.store(0, Relaxed);
+        e.state.store(SUB_FREE, Release);
+        self.bump_epoch();
+    }
+
+    /// Leaves: an anonymous entry is freed, a durable one detached (it keeps its cursor).
+    pub(crate) fn leave(&self, i: usize, durable: bool) {
+        let e = self.entry(i);
+        if durable {
+            e.pid.store(0, Relaxed);
+            e.state.store(SUB_DETACHED, Release);
+        } else {
+            self.free(i);
+        }
+    }
+
+    /// The lowest cursor of every reliable subscriber, at most `tail`; `tail` if none.
+    pub(crate) fn gate(&self, tail: u64) -> u64 {
+        // SeqCst fence: pairs with the one in `join` (a joining subscriber either is seen here
+        // or sees our tail).
+        fence(SeqCst);
+        let mut gate = tail;
+        for i in 0..self.count {
+            let e = self.entry(i);
+            if e.state.load(Acquire) == SUB_FREE || e.mode.load(Relaxed) != MODE_RELIABLE {
+                continue;
+            }
+            // Acquire: pairs with the subscriber's Release store of its cursor, so its reads of
+            // the slots before the cursor happen before we overwrite them.
+            let c = e.cursor.load(Acquire);
+            // A cursor ahead of tail (free entry, or corrupted) does not gate.
+            if tail.wrapping_sub(c) as i64 >= 0 && c < gate {
+                gate = c;
+            }
+        }
+        gate
+    }
+
+    /// For reliable entries at `gate`: frees dead anonymous ones, detaches dead durable ones
+    /// (which keep gating). Returns whether an entry was freed.
+    pub(crate) fn reap_dead(&self, gate: u64) -> bool {
+        let mut freed = false;
+        for i in 0..self.count {
+            let e = self.entry(i);
+            if e.state.load(Acquire) != SUB_ACTIVE || e.cursor.load(Acquire) != gate || Self::alive(e) {
+                continue;
+            }
+            if e.name_len.load(Relaxed) == 0 {
+                if e.state.compare_exchange(SUB_ACTIVE, SUB_BUSY, Acquire, Relaxed).is_ok() {
+                    self.free(i);
+                    freed = true;
+                }
+            } else {
+                let _ = e.state.compare_exchange(SUB_ACTIVE, SUB_DETACHED, Release, Relaxed);
+            }
+        }
+        freed
+    }
+
+    /// Removes durable subscriber `name` (it must not be held by a live process).
+    pub(crate) fn remove(&self, name: &str) -> Result<bool> {
+        let Some(i) = self.find(name) else { return Ok(false) };
+        let e = self.entry(i);
+        let st = e.state.load(Acquire);
+        if st == SUB_BUSY || (st == SUB_ACTIVE && Self::alive(e)) {
+            return Err(Error::SubscriberNameTaken { name: name.into(), pid: e.pid.load(Relaxed) });
+        }
+        if e.state.compare_exchange(st, SUB_BUSY, Acquire, Relaxed).is_err() {
+            return Ok(false);
+        }
+        self.free(i);
+        Ok(true)
+    }
+
+    /// Entries in use (ACTIVE, BUSY or DETACHED).
+    pub(crate) fn count(&self) -> usize {
+        (0..self.count).filter(|&i| self.entry(i).state.load(Acquire) != SUB_FREE).count()
+    }
+
+    /// Snapshot of every entry in use.
+    pub(crate) fn list(&self, tail: u64) -> Vec<SubscriberInfo> {
+        (0..self.count)
+            .filter_map(|i| {
+                let e = self.entry(i);
+                let st = e.state.load(Acquire);
+                if st == SUB_FREE {
+                    return None;
+                }
+                let cursor = e.cursor.load(Acquire);
+                Some(SubscriberInfo {
+                    index: i,
+                    name: Self::name_of(e),
+                    lossy: e.mode.load(Relaxed) == MODE_LOSSY,
+                    cursor,
+                    lag: tail.saturating_sub(cursor),
+                    delivered: e.delivered.load(Relaxed),
+                    lagged: e.lagged.load(Relaxed),
+                    alive: st != SUB_DETACHED && Self::alive(e),
+                    pid: e.pid.load(Relaxed),
+                    last_activity_ns: e.last_activity_ns.load(Relaxed),
+                })
+            })
+            .collect()
+    }
+}

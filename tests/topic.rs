@@ -1,0 +1,212 @@
+//! Topic behaviour in one process: fan-out, flow control, lag, durable subscribers, errors.
+
+use std::time::Duration;
+
+use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions};
+
+fn topic(dir: &tempfile::TempDir, name: &str, cap: u64) -> Topic {
+    TopicOptions::new().dir(dir.path()).capacity(cap).max_msg_size(64).create(name).unwrap()
+}
+
+fn recv_u64(sub: &mut shmq::Subscriber) -> shmq::Result<u64> {
+    let mut buf = [0u8; 64];
+    let r = sub.try_recv(&mut buf)?;
+    assert_eq!(r.len, 8);
+    Ok(u64::from_le_bytes(buf[..8].try_into().unwrap()))
+}
+
+#[test]
+fn every_reliable_subscriber_receives_every_message_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "fanout", 8);
+    let mut subs: Vec<_> = (0..3).map(|_| t.subscriber().build().unwrap()).collect();
+    let mut p = t.publisher().unwrap();
+    for round in 0..10u64 {
+        for i in 0..8 {
+            p.try_publish(&(round * 8 + i).to_le_bytes()).unwrap();
+        }
+        for s in &mut subs {
+            for i in 0..8 {
+                assert_eq!(recv_u64(s).unwrap(), round * 8 + i);
+            }
+            assert!(matches!(recv_u64(s), Err(Error::Empty)));
+        }
+    }
+    assert_eq!(t.published(), 80);
+    assert_eq!(t.subscriber_count(), 3);
+}
+
+#[test]
+fn slowest_reliable_subscriber_gates_publishers() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "gate", 4);
+    let mut fast = t.subscriber().build().unwrap();
+    let mut slow = t.subscriber().build().unwrap();
+    let mut p = t.publisher().unwrap();
+    for i in 0..4u64 {
+        p.try_publish(&i.to_le_bytes()).unwrap();
+        assert_eq!(recv_u64(&mut fast).unwrap(), i);
+    }
+    assert!(matches!(p.try_publish(b"x"), Err(Error::Full)));
+    assert!(matches!(p.publish_timeout(b"x", Duration::from_millis(20)), Err(Error::Timeout)));
+    assert_eq!(recv_u64(&mut slow).unwrap(), 0);
+    p.try_publish(&4u64.to_le_bytes()).unwrap();
+    assert!(t.counters().full_events >= 2);
+}
+
+#[test]
+fn lagged_count_matches_number_of_overwritten_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "lag", 4);
+    let mut lossy = t.subscriber().mode(SubscriberMode::Lossy).build().unwrap();
+    let mut p = t.publisher().unwrap();
+    for i in 0..10u64 {
+        p.try_publish(&i.to_le_bytes()).unwrap();
+    }
+    // 10 published, 4 retained (6..=9): 6 missed.
+    assert!(matches!(recv_u64(&mut lossy), Err(Error::Lagged(6))));
+    for i in 6..10 {
+        assert_eq!(recv_u64(&mut lossy).unwrap(), i);
+    }
+    assert!(matches!(recv_u64(&mut lossy), Err(Error::Empty)));
+    let info = t.subscribers();
+    assert_eq!((info[0].lagged, info[0].delivered, info[0].lossy), (6, 4, true));
+}
+
+#[test]
+fn earliest_delivers_retained_history_and_latest_only_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "history", 4);
+    let mut p = t.publisher().unwrap();
+    for i in 0..6u64 {
+        p.try_publish(&i.to_le_bytes()).unwrap(); // nobody gates yet
+    }
+    let mut early = t.subscriber().start(Start::Earliest).build().unwrap();
+    let mut late = t.subscriber().start(Start::Latest).build().unwrap();
+    p.try_publish(&6u64.to_le_bytes()).unwrap_err(); // early gates: 2..=5 unread, ring of 4 full
+    for i in 2..6 {
+        assert_eq!(recv_u64(&mut early).unwrap(), i);
+    }
+    p.try_publish(&6u64.to_le_bytes()).unwrap();
+    assert_eq!(recv_u64(&mut early).unwrap(), 6);
+    assert_eq!(recv_u64(&mut late).unwrap(), 6);
+}
+
+#[test]
+fn kinds_filter_skips_other_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "kinds", 8);
+    let mut only2 = t.subscriber().kinds(&[2]).build().unwrap();
+    let mut p = t.publisher().unwrap();
+    for i in 0..6u64 {
+        p.try_publish_kind((i % 3) as u32, &i.to_le_bytes()).unwrap();
+    }
+    let mut buf = [0u8; 64];
+    let r = only2.try_recv(&mut buf).unwrap();
+    assert_eq!((r.kind, buf[0]), (2, 2));
+    let r = only2.try_recv(&mut buf).unwrap();
+    assert_eq!((r.kind, buf[0]), (2, 5));
+    assert!(matches!(only2.try_recv(&mut buf), Err(Error::Empty)));
+}
+
+#[test]
+fn durable_subscriber_resumes_at_first_unacknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "durable", 16);
+    let mut p = t.publisher().unwrap();
+    {
+        let mut billing = t.subscriber().name("billing").build().unwrap();
+        for i in 0..5u64 {
+            p.try_publish(&i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(recv_u64(&mut billing).unwrap(), 0);
+        assert_eq!(recv_u64(&mut billing).unwrap(), 1);
+        // 1 was received but not acknowledged (acknowledged on the next receive).
+    }
+    // Away: it keeps gating, and keeps its place.
+    assert_eq!(t.subscriber_count(), 1);
+    let mut billing = t.subscriber().name("billing").build().unwrap();
+    for i in 1..5 {
+        assert_eq!(recv_u64(&mut billing).unwrap(), i);
+    }
+}
+
+#[test]
+fn explicit_ack_mode_redelivers_everything_unacknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "explicit", 16);
+    let mut p = t.publisher().unwrap();
+    for i in 0..4u64 {
+        p.try_publish(&i.to_le_bytes()).unwrap();
+    }
+    {
+        let mut s = t.subscriber().name("audit").start(Start::Earliest).ack(AckMode::Explicit).build().unwrap();
+        assert_eq!(recv_u64(&mut s).unwrap(), 0);
+        s.ack();
+        assert_eq!(recv_u64(&mut s).unwrap(), 1);
+        assert_eq!(recv_u64(&mut s).unwrap(), 2);
+    }
+    let mut s = t.subscriber().name("audit").ack(AckMode::Explicit).build().unwrap();
+    assert_eq!(recv_u64(&mut s).unwrap(), 1);
+}
+
+#[test]
+fn durable_name_is_exclusive_and_removal_stops_gating() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "names", 2);
+    let held = t.subscriber().name("ops").build().unwrap();
+    assert!(matches!(t.subscriber().name("ops").build(), Err(Error::SubscriberNameTaken { .. })));
+    assert!(matches!(t.remove_subscriber("ops"), Err(Error::SubscriberNameTaken { .. })));
+    drop(held);
+    let mut p = t.publisher().unwrap();
+    p.try_publish(b"a").unwrap();
+    p.try_publish(b"b").unwrap();
+    assert!(matches!(p.try_publish(b"c"), Err(Error::Full))); // the detached "ops" gates
+    assert!(t.remove_subscriber("ops").unwrap());
+    p.try_publish(b"c").unwrap();
+    assert!(!t.has_subscribers());
+    assert!(matches!(t.subscriber().name("bad/name").build(), Err(Error::InvalidName { .. })));
+}
+
+#[test]
+fn too_many_subscribers_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TopicOptions::new().dir(dir.path()).max_subscribers(2).create("full").unwrap();
+    let _a = t.subscriber().build().unwrap();
+    let _b = t.subscriber().build().unwrap();
+    assert!(matches!(t.subscriber().build(), Err(Error::TooManySubscribers { max: 2 })));
+}
+
+#[test]
+fn topic_errors_are_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "errs", 4);
+    let mut p = t.publisher().unwrap();
+    assert!(matches!(p.try_publish(&[0u8; 65]), Err(Error::MessageTooLarge { len: 65, max: 64 })));
+    assert!(matches!(TopicOptions::new().dir(dir.path()).open("nope"), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        TopicOptions::new().dir(dir.path()).capacity(8).open("errs"),
+        Err(Error::Incompatible { what: "capacity", .. })
+    ));
+    shmq::QueueOptions::new().dir(dir.path()).create("a-queue").unwrap();
+    assert!(matches!(TopicOptions::new().dir(dir.path()).open("a-queue"), Err(Error::Incompatible { what: "kind", .. })));
+    let mut s = t.subscriber().mode(SubscriberMode::Lossy).build().unwrap();
+    assert!(matches!(s.try_recv_ref(), Err(Error::InvalidConfig(_))));
+}
+
+#[test]
+fn loans_publish_in_place_and_aborted_loans_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "loans", 4);
+    let mut s = t.subscriber().build().unwrap();
+    let mut p = t.publisher().unwrap();
+    drop(p.try_loan().unwrap());
+    let mut l = p.try_loan().unwrap();
+    l[..3].copy_from_slice(b"abc");
+    l.set_kind(9);
+    l.commit(3).unwrap();
+    let m = s.try_recv_ref().unwrap();
+    assert_eq!((&m[..], m.kind(), m.sequence()), (&b"abc"[..], 9, 1));
+    drop(m);
+    assert_eq!(t.counters().aborted, 1);
+}
