@@ -61,6 +61,11 @@ impl Publisher {
         self.publish_with(kind, payload, Deadline::after(timeout))
     }
 
+    /// Publishes the bytes of a plain-old-data value with a kind tag.
+    pub fn publish_value<T: bytemuck::Pod>(&mut self, kind: u32, value: &T) -> Result<()> {
+        self.publish_kind(kind, bytemuck::bytes_of(value))
+    }
+
     /// Borrows the next slot to write a message in place; [`TopicLoan::commit`] publishes it,
     /// dropping the loan aborts it (subscribers skip it).
     pub fn loan(&mut self) -> Result<TopicLoan<'_>> {

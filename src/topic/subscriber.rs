@@ -206,6 +206,26 @@ impl Subscriber {
         self.recv_ref_with(Deadline::after(timeout))
     }
 
+    /// Receives a plain-old-data value and its kind tag (copying, so lossy subscribers may use
+    /// it too).
+    ///
+    /// # Errors
+    /// [`Error::SizeMismatch`] if the message is not `size_of::<T>()` bytes (it is consumed);
+    /// otherwise as for `recv_into`.
+    pub fn recv_value<T: bytemuck::Pod>(&mut self) -> Result<(u32, T)> {
+        let mut value = T::zeroed();
+        let size = std::mem::size_of::<T>();
+        match self.recv_into(bytemuck::bytes_of_mut(&mut value)) {
+            Ok(r) if r.len == size => Ok((r.kind, value)),
+            Ok(r) => Err(Error::SizeMismatch { expected: size, found: r.len }),
+            Err(Error::BufferTooSmall { needed, .. }) => {
+                self.skip(self.next); // consume it: the sender broke the protocol
+                Err(Error::SizeMismatch { expected: size, found: needed })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Acknowledges every message received so far (durable subscribers; for others every
     /// message is acknowledged on receipt).
     pub fn ack(&mut self) {
