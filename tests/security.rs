@@ -35,7 +35,18 @@ fn open_as_nobody(dir: &Path, name: &str) -> String {
         .output()
         .expect("spawn child as uid 65534");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout.lines().find(|l| l.starts_with("OPEN-")).unwrap_or("NO-RESULT").to_string()
+    // libtest prints the child's line after "test <name> ... ".
+    match stdout.lines().find_map(|l| l.find("OPEN-").map(|i| &l[i..])) {
+        Some(l) => l.to_string(),
+        None => {
+            println!(
+                "child as uid 65534 gave no result: {:?} {stdout} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            "NO-RESULT".into()
+        }
+    }
 }
 
 #[test]
