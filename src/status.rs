@@ -33,6 +33,8 @@ pub struct Status {
     pub depth: u64,
     /// Creator pid.
     pub creator_pid: u32,
+    /// Whether the creator process is still running.
+    pub creator_alive: bool,
     /// Creation time, ns since the Unix epoch.
     pub created_unix_ns: u64,
     /// Indices and counters.
@@ -82,6 +84,7 @@ impl Status {
             memory_bytes: seg.offsets.total,
             depth: if c.kind == Kind::Topic { 0 } else { counters.tail.saturating_sub(counters.head).min(c.capacity) },
             creator_pid: seg.creator.0,
+            creator_alive: crate::os::process_alive(seg.creator.0, seg.creator.1),
             created_unix_ns: seg.created_unix_ns,
             counters,
             participants,
@@ -106,4 +109,45 @@ pub fn list(dir: &Path) -> Result<Vec<(String, Result<Status>)>> {
             (n, s)
         })
         .collect())
+}
+
+/// Why `shmq gc` would remove a segment, or keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GcVerdict {
+    /// Remove: nobody alive uses it and nothing in it is waiting for anyone.
+    Remove(&'static str),
+    /// Keep, and why.
+    Keep(String),
+}
+
+/// Decides whether `shmq gc` removes segment `name` of `dir`.
+///
+/// A segment is removed when no live process is attached to it and its creator is dead, and
+/// it holds nothing someone may come back for: a queue must be empty, a topic must have no
+/// durable subscriber. A segment half-initialised by a dead creator is removed too. With
+/// `force`, non-empty queues and topics with durable subscribers are removed as well.
+pub fn gc_verdict(dir: &Path, name: &str, force: bool) -> GcVerdict {
+    match Status::read(dir, name) {
+        Err(crate::Error::Stale { .. }) => GcVerdict::Remove("half-initialised by a dead creator"),
+        Err(e) => GcVerdict::Keep(format!("cannot be read: {e}")),
+        Ok(s) => {
+            if let Some(p) = s.participants.iter().find(|p| p.alive) {
+                return GcVerdict::Keep(format!("process {} is attached", p.pid));
+            }
+            if s.creator_alive {
+                return GcVerdict::Keep(format!("its creator (process {}) is alive", s.creator_pid));
+            }
+            if !force && s.depth > 0 {
+                return GcVerdict::Keep(format!("{} messages are waiting (use --force to drop them)", s.depth));
+            }
+            if !force && s.subscribers.iter().any(|sub| sub.name.is_some()) {
+                return GcVerdict::Keep("it has durable subscribers (use --force to drop them)".into());
+            }
+            GcVerdict::Remove(if s.participants.is_empty() {
+                "no process attached"
+            } else {
+                "every attached process is dead"
+            })
+        }
+    }
 }
