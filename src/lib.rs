@@ -82,3 +82,8 @@ pub use topic::{
 };
 #[cfg(not(loom))]
 pub use wait::WaitStrategy;
+
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
