@@ -1,15 +1,16 @@
 //! A process's attachment to a segment: the mapping, its ring, its participant entry, and the
 //! blocking-call machinery that queues and topics share.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::layout::{self, Event};
+use crate::layout::{self, Event, PARTICIPANT_ACTIVE, SLEEP_DATA, SLEEP_SPACE};
 use crate::participants::Participants;
 use crate::ring::{MappedRing, RingMem};
 use crate::segment::Segment;
-use crate::sync::Ordering::Relaxed;
-use crate::wait::{self, Step, WaitStrategy};
+use crate::sync::{AtomicU64, Ordering::Acquire, Ordering::Relaxed};
+use crate::wait::{self, Step, WaitStrategy, PEER_CHECK};
 
 /// One attachment: detaches (frees its participant entry) on drop.
 #[derive(Debug)]
@@ -20,6 +21,10 @@ pub(crate) struct Attachment {
     /// Our participant id: what our claims on slots record.
     pub(crate) id: u16,
     pub(crate) wait: WaitStrategy,
+    /// When (ns after [`epoch`]) a poll may next check whether a peer holding a slot died.
+    next_peer_check: AtomicU64,
+    /// When the notify slow path may next look for sleepers that died.
+    next_sleeper_reap: AtomicU64,
 }
 
 impl Drop for Attachment {
@@ -45,30 +50,80 @@ impl Deadline {
     }
 }
 
+/// Nanoseconds since a process-wide base instant.
+fn now_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Takes the turn of a rate-limited action: true at most once per [`PEER_CHECK`].
+fn take_turn(next: &AtomicU64) -> bool {
+    let now = now_ns();
+    let due = next.load(Relaxed);
+    now >= due && next.compare_exchange(due, now + PEER_CHECK.as_nanos() as u64, Relaxed, Relaxed).is_ok()
+}
+
+/// Undoes what dead participant `dead` left counted: its sleeper counts, its SPSC roles.
+/// (Slot claims are recovered by the kind's own scrub, or by the peer that waits on them.)
+pub(crate) fn release_dead(ring: &MappedRing, seg: &Segment, parts: &Participants, dead: u16) {
+    if let Some(e) = parts.entry(dead) {
+        let ctl = ring.control();
+        for (bit, ev) in [(SLEEP_DATA, &ctl.data.0), (SLEEP_SPACE, &ctl.space.0)] {
+            if e.sleeping.fetch_and(!bit, Relaxed) & bit != 0 {
+                ev.sleepers.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+    let h = seg.header();
+    for holder in [&h.producer_holder, &h.consumer_holder] {
+        let _ = holder.compare_exchange(dead as u32, 0, Relaxed, Relaxed);
+    }
+}
+
 impl Attachment {
-    /// Attaches to `seg` with a new participant entry; `scrub(dead_id)` recovers the claims of
-    /// a dead participant whose entry is taken over.
-    pub(crate) fn new(seg: Segment, wait: WaitStrategy, scrub: impl FnMut(&MappedRing, u16)) -> Result<Self> {
+    /// Attaches to `seg` with a new participant entry; when the entry of a dead participant is
+    /// taken over, its leftovers are released first and `scrub(ring, dead_id)` recovers its
+    /// slot claims.
+    pub(crate) fn new(seg: Segment, wait: WaitStrategy, mut scrub: impl FnMut(&MappedRing, u16)) -> Result<Self> {
         let ring = seg.ring();
         let parts = seg.participants();
-        let mut scrub = scrub;
-        let id = parts.attach(0, |dead| scrub(&ring, dead))?;
-        Ok(Attachment { seg, ring, parts, id, wait })
+        let id = parts.attach(0, |dead| {
+            release_dead(&ring, &seg, &parts, dead);
+            scrub(&ring, dead);
+        })?;
+        Ok(Attachment {
+            seg,
+            ring,
+            parts,
+            id,
+            wait,
+            next_peer_check: AtomicU64::new(0),
+            next_sleeper_reap: AtomicU64::new(0),
+        })
     }
 
     /// One attempt, then (unless `deadline` is `Now`, which gives `on_empty`) a wait per the
-    /// strategy until `deadline`. Producers (`blocked` set) count the times and the time they
-    /// waited; the fast path touches no counter.
-    pub(crate) fn run<T>(
+    /// strategy until `deadline`. The first attempt may check a holder's liveness too (at most
+    /// every 10 ms per attachment), so that polling with `try_*` also gets past a dead peer;
+    /// the clock is read only when a slot is held. Producers (`blocked` set) count the times
+    /// and the time they waited; the fast path touches no counter.
+    fn run<T>(
         &self,
         ev: &Event,
+        bit: u64,
         deadline: Deadline,
         on_empty: Error,
         blocked: Option<&layout::Stats>,
         mut poll: impl FnMut(bool) -> Result<Step<T>>,
     ) -> Result<T> {
-        if let Step::Ready(v) = poll(false)? {
-            return Ok(v);
+        match poll(false)? {
+            Step::Ready(v) => return Ok(v),
+            Step::Held if take_turn(&self.next_peer_check) => {
+                if let Step::Ready(v) = poll(true)? {
+                    return Ok(v);
+                }
+            }
+            _ => {}
         }
         if let Some(st) = blocked {
             st.full_events.fetch_add(1, Relaxed);
@@ -80,7 +135,8 @@ impl Attachment {
         };
         self.parts.touch(self.id);
         let started = Instant::now();
-        let r = wait::wait_until(self.wait, until, ev, poll);
+        let entry = self.parts.entry(self.id).expect("own participant entry");
+        let r = wait::wait_until(self.wait, until, ev, (&entry.sleeping, bit), poll);
         if let Some(st) = blocked {
             st.blocked_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         }
@@ -90,11 +146,43 @@ impl Attachment {
     /// A producer or publisher waits for space.
     pub(crate) fn run_producer<T>(&self, deadline: Deadline, poll: impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
         let ctl = self.ring.control();
-        self.run(&ctl.space.0, deadline, Error::Full, Some(&ctl.stats.0), poll)
+        self.run(&ctl.space.0, SLEEP_SPACE, deadline, Error::Full, Some(&ctl.stats.0), poll)
     }
 
     /// A consumer or subscriber waits for data.
     pub(crate) fn run_consumer<T>(&self, deadline: Deadline, poll: impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
-        self.run(&self.ring.control().data.0, deadline, Error::Empty, None, poll)
+        self.run(&self.ring.control().data.0, SLEEP_DATA, deadline, Error::Empty, None, poll)
+    }
+
+    /// Wakes consumers sleeping for data (after publishing a message).
+    #[inline]
+    pub(crate) fn notify_data(&self) {
+        if wait::notify(&self.ring.control().data.0) {
+            self.reap_dead_sleepers();
+        }
+    }
+
+    /// Wakes producers sleeping for space (after freeing a slot).
+    #[inline]
+    pub(crate) fn notify_space(&self) {
+        if wait::notify(&self.ring.control().space.0) {
+            self.reap_dead_sleepers();
+        }
+    }
+
+    /// On the notify slow path (somebody counts as sleeping, so we made a syscall anyway), at
+    /// most every 10 ms: undo the sleeper counts of participants that died asleep, so that a
+    /// dead sleeper does not cost every later message a `FUTEX_WAKE`.
+    #[cold]
+    fn reap_dead_sleepers(&self) {
+        if !take_turn(&self.next_sleeper_reap) {
+            return;
+        }
+        for id in 1..=self.seg.config.max_participants as u16 {
+            let Some(e) = self.parts.entry(id) else { break };
+            if e.sleeping.load(Relaxed) != 0 && e.state.load(Acquire) == PARTICIPANT_ACTIVE && self.parts.is_dead(id) {
+                release_dead(&self.ring, &self.seg, &self.parts, id);
+            }
+        }
     }
 }

@@ -95,10 +95,11 @@ fn channel_pair(uds: bool) -> io::Result<[i32; 4]> {
         Ok([sv[0], sv[0], sv[1], sv[1]])
     } else {
         let (mut a, mut b) = ([0; 2], [0; 2]);
-        // SAFETY: valid out-arrays of two fds each.
-        if unsafe { libc::pipe2(a.as_mut_ptr(), libc::O_CLOEXEC) } != 0
-            || unsafe { libc::pipe2(b.as_mut_ptr(), libc::O_CLOEXEC) } != 0
-        {
+        // SAFETY: `a` is a valid out-array of two fds.
+        let ra = unsafe { libc::pipe2(a.as_mut_ptr(), libc::O_CLOEXEC) };
+        // SAFETY: `b` is a valid out-array of two fds.
+        let rb = unsafe { libc::pipe2(b.as_mut_ptr(), libc::O_CLOEXEC) };
+        if ra != 0 || rb != 0 {
             return Err(io::Error::last_os_error());
         }
         // parent -> child on a, child -> parent on b.

@@ -78,8 +78,9 @@ pub enum Error {
         /// The message length.
         found: usize,
     },
-    /// The queue is full (`try_send`).
-    #[error("queue is full; retry later, or use send/send_timeout to wait for space")]
+    /// The queue is full (`try_send`), or a topic's slowest reliable subscriber is a whole
+    /// ring behind (`try_publish`).
+    #[error("queue or topic is full; retry later, or use send/publish (or their _timeout forms) to wait for space")]
     Full,
     /// The queue is empty (`try_recv`).
     #[error("queue is empty; retry later, or use recv/recv_timeout to wait for a message")]

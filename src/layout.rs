@@ -270,9 +270,18 @@ pub struct Participant {
     pub last_activity_ns: AtomicU64,
     /// When it attached, ns since the Unix epoch.
     pub attached_unix_ns: AtomicU64,
+    /// Events this participant counts itself a sleeper of ([`SLEEP_DATA`], [`SLEEP_SPACE`]):
+    /// set after incrementing `Event::sleepers`, cleared before decrementing it, so whoever finds
+    /// the participant dead can undo its count.
+    pub sleeping: AtomicU64,
     /// Reserved, zero.
-    pub reserved: [AtomicU64; 3],
+    pub reserved: [AtomicU64; 2],
 }
+
+/// `Participant::sleeping` bit: counted in `RingControl::data.sleepers`.
+pub const SLEEP_DATA: u64 = 1;
+/// `Participant::sleeping` bit: counted in `RingControl::space.sleepers`.
+pub const SLEEP_SPACE: u64 = 2;
 
 /// Participant entry unused.
 pub const PARTICIPANT_FREE: u32 = 0;

@@ -48,6 +48,11 @@ impl Mapping {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// Whether the mapping is empty (never, for a mapping shmq made).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Drop for Mapping {

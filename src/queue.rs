@@ -22,7 +22,7 @@ pub use crate::options::{DEFAULT_CAPACITY, DEFAULT_MAX_MSG, DEFAULT_MODE};
 use crate::ring::{mpmc, spsc, MappedRing, Poll, RingMem};
 use crate::segment::{self, Config, Expect, Segment};
 use crate::sync::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
-use crate::wait::{self, Step, WaitStrategy};
+use crate::wait::{Step, WaitStrategy};
 
 /// Which ring a queue uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -415,7 +415,7 @@ impl Producer {
             }
         };
         if n > 0 {
-            wait::notify(&ring.control().data.0);
+            self.shared.notify_data();
         }
         Ok(n)
     }
@@ -446,7 +446,7 @@ impl Producer {
                     Poll::NotReady => Step::Wait,
                     Poll::Held { pos, word } => {
                         if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
-                            wait::notify(&ring.control().space.0);
+                            s.notify_space();
                         }
                         Step::Held
                     }
@@ -467,7 +467,7 @@ impl Producer {
             }
             ProducerSide::Mpmc => mpmc::commit(ring, pos, len, kind),
         }
-        wait::notify(&ring.control().data.0);
+        self.shared.notify_data();
     }
 
     /// Borrows the next free slot to write a message in place (zero-copy), waiting for space per
@@ -549,7 +549,7 @@ impl Drop for Loan<'_> {
         if let ProducerSide::Mpmc = self.producer.side {
             let ring = &self.producer.shared.ring;
             mpmc::abort(ring, self.pos);
-            wait::notify(&ring.control().data.0);
+            self.producer.shared.notify_data();
         }
         // SPSC: nothing was published; the slot stays free.
     }
@@ -641,11 +641,11 @@ impl Consumer {
                 let mut n = 0;
                 while n < max {
                     match mpmc::claim_read(ring, self.shared.id, usize::MAX)? {
-                        Poll::Ready(pos) => {
-                            let (len, kind) = mpmc::message(ring, pos);
-                            // SAFETY: we claimed slot pos; len <= max_msg (validated).
-                            f(unsafe { std::slice::from_raw_parts(ring.payload(pos), len) }, kind);
-                            mpmc::release(ring, pos);
+                        Poll::Ready(msg) => {
+                            // SAFETY: we claimed slot msg.pos; msg.len <= max_msg (validated at
+                            // the claim, never re-read).
+                            f(unsafe { std::slice::from_raw_parts(ring.payload(msg.pos), msg.len) }, msg.kind);
+                            mpmc::release(ring, msg.pos);
                             n += 1;
                         }
                         _ => break,
@@ -655,7 +655,7 @@ impl Consumer {
             }
         };
         if n > 0 {
-            wait::notify(&ring.control().space.0);
+            self.shared.notify_space();
         }
         Ok(n)
     }
@@ -674,7 +674,6 @@ impl Consumer {
     fn claim(&mut self, max_len: usize, deadline: Deadline) -> Result<RecvRef<'_>> {
         let s = &*self.shared;
         let ring = &s.ring;
-        let data = &ring.control().data.0;
         let (pos, len, kind) = match &mut self.side {
             ConsumerSide::Spsc(c) => s.run_consumer(deadline, |_| {
                 if c.available(ring)? == 0 {
@@ -690,15 +689,12 @@ impl Consumer {
             })?,
             ConsumerSide::Mpmc => s.run_consumer(deadline, |check| {
                 Ok(match mpmc::claim_read(ring, s.id, max_len)? {
-                    Poll::Ready(pos) => {
-                        let (len, kind) = mpmc::message(ring, pos);
-                        Step::Ready((pos, len, kind))
-                    }
+                    Poll::Ready(msg) => Step::Ready((msg.pos, msg.len, msg.kind)),
                     Poll::NotReady => Step::Wait,
                     Poll::Held { pos, word } => {
                         if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
-                            wait::notify(data);
-                            wait::notify(&ring.control().space.0);
+                            s.notify_data();
+                            s.notify_space();
                         }
                         Step::Held
                     }
@@ -742,7 +738,7 @@ impl Drop for RecvRef<'_> {
             ConsumerSide::Spsc(c) => c.release(ring, 1),
             ConsumerSide::Mpmc => mpmc::release(ring, self.pos),
         }
-        wait::notify(&ring.control().space.0);
+        self.consumer.shared.notify_space();
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::layout::Event;
 use crate::os;
-use crate::sync::{fence, Ordering::Relaxed, Ordering::SeqCst};
+use crate::sync::{fence, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 /// How a blocking call waits for space or messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -59,17 +59,24 @@ pub(crate) enum Step<T> {
     Held,
 }
 
-/// Wakes everybody sleeping on `ev`, if anybody is. Call after publishing a change.
+/// Wakes everybody sleeping on `ev`, if anybody is. Call after publishing a change. Returns
+/// whether anybody was counted as sleeping (the slow path).
 #[inline]
-pub(crate) fn notify(ev: &Event) {
+pub(crate) fn notify(ev: &Event) -> bool {
     // SeqCst fence: orders our publish before the load of `sleepers`; pairs with the fence in
     // `sleep` (Dekker handshake, see module docs).
     fence(SeqCst);
-    if ev.sleepers.load(Relaxed) != 0 {
-        ev.seq.fetch_add(1, Relaxed);
-        os::futex_wake_all(&ev.seq);
+    if ev.sleepers.load(Relaxed) == 0 {
+        return false;
     }
+    ev.seq.fetch_add(1, Relaxed);
+    os::futex_wake_all(&ev.seq);
+    true
 }
+
+/// Where a sleeper records that it is counted in an event's `sleepers`: its participant's
+/// `sleeping` word and the event's bit.
+pub(crate) type SleepMark<'a> = (&'a AtomicU64, u64);
 
 /// Runs `attempt` until it is ready or `deadline` passes, waiting between attempts per
 /// `strategy` and sleeping on `ev` in Block mode. `attempt(check_peers)` is told to check
@@ -78,6 +85,7 @@ pub(crate) fn wait_until<T>(
     strategy: WaitStrategy,
     deadline: Option<Instant>,
     ev: &Event,
+    mark: SleepMark<'_>,
     mut attempt: impl FnMut(bool) -> Result<Step<T>>,
 ) -> Result<T> {
     let start = Instant::now();
@@ -113,7 +121,7 @@ pub(crate) fn wait_until<T>(
                 if let Some(d) = deadline {
                     slice = slice.min(d.saturating_duration_since(now));
                 }
-                if let Some(v) = sleep(ev, slice.max(Duration::from_micros(50)), &mut attempt)? {
+                if let Some(v) = sleep(ev, mark, slice.max(Duration::from_micros(50)), &mut attempt)? {
                     return Ok(v);
                 }
             }
@@ -122,20 +130,28 @@ pub(crate) fn wait_until<T>(
 }
 
 /// One sleep on `ev`, with the re-check of the handshake. `Some` if the re-check succeeded.
-fn sleep<T>(ev: &Event, slice: Duration, attempt: &mut impl FnMut(bool) -> Result<Step<T>>) -> Result<Option<T>> {
+fn sleep<T>(
+    ev: &Event,
+    (mark, bit): SleepMark<'_>,
+    slice: Duration,
+    attempt: &mut impl FnMut(bool) -> Result<Step<T>>,
+) -> Result<Option<T>> {
     ev.sleepers.fetch_add(1, SeqCst);
+    // Counted first, marked second (and unmarked before uncounting, below): a death between
+    // the two leaks one count rather than letting a reaper uncount what was never counted.
+    mark.fetch_or(bit, Relaxed);
     // SeqCst fence: pairs with the one in `notify` (Dekker handshake, see module docs).
     fence(SeqCst);
     let seq = ev.seq.load(Relaxed);
     let recheck = attempt(false);
-    if !matches!(recheck, Ok(Step::Wait) | Ok(Step::Held)) {
-        ev.sleepers.fetch_sub(1, SeqCst);
-        return match recheck? {
-            Step::Ready(v) => Ok(Some(v)),
-            _ => unreachable!(),
-        };
+    if let Ok(Step::Wait | Step::Held) = recheck {
+        os::futex_wait(&ev.seq, seq, slice);
     }
-    os::futex_wait(&ev.seq, seq, slice);
+    // A reaper only clears the mark of a dead participant, so ours is still set.
+    mark.fetch_and(!bit, Relaxed);
     ev.sleepers.fetch_sub(1, SeqCst);
-    Ok(None)
+    match recheck? {
+        Step::Ready(v) => Ok(Some(v)),
+        Step::Wait | Step::Held => Ok(None),
+    }
 }

@@ -15,9 +15,9 @@ pub use mem::{HeapRing, RingMem};
 
 /// Result of a non-blocking claim on a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Poll {
-    /// The slot at this position is ours.
-    Ready(u64),
+pub enum Poll<T = u64> {
+    /// The slot is ours: its position (claims to write) or the message in it (claims to read).
+    Ready(T),
     /// Nothing to do now (empty for a consumer, full for a producer).
     NotReady,
     /// Nothing to do now because the slot at `pos` is claimed by another participant (the
@@ -28,6 +28,18 @@ pub enum Poll {
         /// The state word seen, with the claimer id.
         word: u64,
     },
+}
+
+/// A message claimed for reading, with the length and kind validated at the claim (shared
+/// memory is read once: a peer rewriting the slot afterwards cannot change what we use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Msg {
+    /// Position of the slot.
+    pub pos: u64,
+    /// Payload length, at most max_msg and at most the caller's limit.
+    pub len: usize,
+    /// Kind tag.
+    pub kind: u32,
 }
 
 /// Iterations a claim loop may take before it reports `NotReady` (so that hostile shared memory

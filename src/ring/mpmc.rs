@@ -26,7 +26,7 @@
 //! the preceding Acquire load already synchronised with the last owner), and `tail`/`head`
 //! are hints whose value is re-validated against the slot state, so they are Relaxed.
 
-use super::{Poll, RingMem, MAX_CLAIM_ROUNDS};
+use super::{Msg, Poll, RingMem, MAX_CLAIM_ROUNDS};
 use crate::error::{Error, Result};
 use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, READING, WRITING};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
@@ -112,11 +112,12 @@ pub fn abort(m: &impl RingMem, pos: u64) {
 
 /// Claims the next message for participant `me`, if its length is at most `max_len`.
 ///
-/// `Ready(pos)`: the caller owns the message in slot `pos` and must `release` it.
+/// `Ready(msg)`: the caller owns the message in slot `msg.pos` and must `release` it; `msg.len`
+/// (validated) is the only length to use.
 /// `NotReady`: empty. `Held`: empty, and a writer that might be dead holds the next slot.
 /// `Err(BufferTooSmall)`: the next message is longer than `max_len` (not consumed).
 /// `Err(Corrupted)`: the next slot held an impossible length; it was skipped.
-pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll> {
+pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll<Msg>> {
     let ctl = m.control();
     let cap = m.capacity() as i64;
     let mut pos = ctl.head.0.load(Relaxed);
@@ -126,21 +127,27 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll> {
         let w = s.state.load(Acquire);
         let d = slot::diff(w, pos);
         match (d, slot::tag(w)) {
-            (1, tag @ (IDLE | ABORTED | ABANDONED)) => {
+            // Nothing to deliver (aborted, or its writer died): free it for the next lap in one
+            // step (so no reader ever holds it) and look at the next position.
+            (1, ABORTED | ABANDONED) => {
+                if s.state
+                    .compare_exchange_weak(w, pack(pos.wrapping_add(m.capacity()), IDLE, 0), Release, Relaxed)
+                    .is_ok()
+                {
+                    pos = advance(&ctl.head.0, pos);
+                }
+                continue;
+            }
+            (1, IDLE) => {
                 let len = s.len.load(Relaxed) as usize;
-                if tag == IDLE && len <= m.max_msg() && len > max_len {
+                let kind = s.kind.load(Relaxed);
+                if len <= m.max_msg() && len > max_len {
                     return Err(Error::BufferTooSmall { len: max_len, needed: len });
                 }
                 if s.state.compare_exchange_weak(w, pack(pos.wrapping_add(1), READING, me), Relaxed, Relaxed).is_err() {
                     continue;
                 }
                 let _ = ctl.head.0.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
-                if tag != IDLE {
-                    // Nothing to deliver: free the slot and look at the next one.
-                    release(m, pos);
-                    pos = pos.wrapping_add(1);
-                    continue;
-                }
                 if len > m.max_msg() {
                     release(m, pos);
                     return Err(Error::corrupted(format!(
@@ -148,7 +155,7 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll> {
                         m.max_msg()
                     )));
                 }
-                return Ok(Poll::Ready(pos));
+                return Ok(Poll::Ready(Msg { pos, len, kind }));
             }
             // Empty.
             (0, IDLE) => return Ok(Poll::NotReady),
@@ -175,13 +182,6 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll> {
         pos = now;
     }
     Ok(Poll::NotReady)
-}
-
-/// Length and kind of the message in slot `pos` (claimed by `claim_read`; validated there).
-#[inline]
-pub fn message(m: &impl RingMem, pos: u64) -> (usize, u32) {
-    let s = m.slot(pos);
-    ((s.len.load(Relaxed) as usize).min(m.max_msg()), s.kind.load(Relaxed))
 }
 
 /// Frees slot `pos` (claimed by `claim_read`) for the producer one lap later.
@@ -250,9 +250,9 @@ mod tests {
             }
             assert_eq!(claim_write(&m, 1).unwrap(), Poll::NotReady);
             for i in 0..4 {
-                let Poll::Ready(p) = claim_read(&m, 2, 8).unwrap() else { panic!("empty") };
-                assert_eq!(message(&m, p), (1, i as u32));
-                release(&m, p);
+                let Poll::Ready(msg) = claim_read(&m, 2, 8).unwrap() else { panic!("empty") };
+                assert_eq!((msg.len, msg.kind), (1, i as u32));
+                release(&m, msg.pos);
             }
             assert_eq!(claim_read(&m, 2, 8).unwrap(), Poll::NotReady);
         }
@@ -270,9 +270,9 @@ mod tests {
         let Poll::Held { pos, word } = claim_read(&m, 9, 8).unwrap() else { panic!() };
         assert_eq!((pos, slot::claimer(word)), (b, 2));
         assert!(recover(&m, pos, word));
-        let Poll::Ready(p) = claim_read(&m, 9, 8).unwrap() else { panic!() };
-        assert_eq!(message(&m, p), (0, 7));
-        release(&m, p);
+        let Poll::Ready(msg) = claim_read(&m, 9, 8).unwrap() else { panic!() };
+        assert_eq!((msg.len, msg.kind), (0, 7));
+        release(&m, msg.pos);
         assert_eq!(m.control().stats.0.abandoned.load(Relaxed), 1);
         assert_eq!(m.control().stats.0.aborted.load(Relaxed), 1);
     }
@@ -283,7 +283,7 @@ mod tests {
         let Poll::Ready(p) = claim_write(&m, 1).unwrap() else { panic!() };
         commit(&m, p, 5, 0);
         assert!(matches!(claim_read(&m, 2, 4), Err(Error::BufferTooSmall { len: 4, needed: 5 })));
-        assert!(matches!(claim_read(&m, 2, 5).unwrap(), Poll::Ready(0)));
+        assert!(matches!(claim_read(&m, 2, 5).unwrap(), Poll::Ready(Msg { pos: 0, len: 5, .. })));
     }
 
     #[test]

@@ -236,7 +236,7 @@ impl Topic {
     pub fn remove_subscriber(&self, name: &str) -> Result<bool> {
         table::validate_subscriber_name(name)?;
         let r = self.shared.table.remove(name)?;
-        crate::wait::notify(&self.shared.att.ring.control().space.0);
+        self.shared.att.notify_space();
         Ok(r)
     }
 

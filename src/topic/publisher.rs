@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::layout::{slot, ROLE_PUBLISHER};
 use crate::ring::{broadcast, Poll, RingMem};
 use crate::sync::Ordering::Relaxed;
-use crate::wait::{self, Step};
+use crate::wait::Step;
 
 /// Publishes messages to a topic. `Send`, not `Sync`.
 #[derive(Debug)]
@@ -89,7 +89,7 @@ impl Publisher {
         // and no other publisher writes it; payload.len() <= max_msg, the payload's size.
         unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), ring.payload(seq), payload.len()) };
         broadcast::commit(ring, seq, payload.len(), kind);
-        wait::notify(&ring.control().data.0);
+        self.shared.att.notify_data();
         Ok(())
     }
 
@@ -123,7 +123,7 @@ impl Publisher {
                     }
                     Poll::Held { pos, word } => {
                         if check && s.att.parts.is_dead(slot::claimer(word)) && broadcast::recover(ring, pos, word) {
-                            wait::notify(&ring.control().data.0);
+                            self.shared.att.notify_data();
                             continue;
                         }
                         return Ok(Step::Held);
@@ -161,7 +161,7 @@ impl TopicLoan<'_> {
             return Err(Error::MessageTooLarge { len, max: ring.max_msg() });
         }
         broadcast::commit(ring, self.seq, len, self.kind);
-        wait::notify(&ring.control().data.0);
+        self.publisher.shared.att.notify_data();
         self.done = true;
         Ok(())
     }
@@ -189,7 +189,7 @@ impl Drop for TopicLoan<'_> {
         if !self.done {
             let ring = &self.publisher.shared.att.ring;
             broadcast::abort(ring, self.seq);
-            wait::notify(&ring.control().data.0);
+            self.publisher.shared.att.notify_data();
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::os;
 use crate::queue::Received;
 use crate::ring::{broadcast, broadcast::Read, RingMem};
 use crate::sync::Ordering::{Relaxed, Release};
-use crate::wait::{self, Step};
+use crate::wait::Step;
 
 /// Where a new subscriber starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,6 +115,8 @@ impl SubscriberBuilder {
                 }
             })?;
         s.att.parts.add_roles(s.att.id, ROLE_SUBSCRIBER);
+        // A resumed durable subscriber continues its count.
+        let delivered = if resumed { s.table.entry(index).delivered.load(Relaxed) } else { 0 };
         Ok(Subscriber {
             durable: self.name.is_some(),
             shared: self.shared,
@@ -126,7 +128,7 @@ impl SubscriberBuilder {
             lossy: self.mode == SubscriberMode::Lossy,
             kinds: self.kinds.map(Vec::into_boxed_slice),
             ack: self.ack,
-            delivered: 0,
+            delivered,
             _not_sync: std::marker::PhantomData,
         })
     }
@@ -165,7 +167,7 @@ impl Drop for Subscriber {
         let t = &self.shared.table;
         t.entry(self.index).delivered.store(self.delivered, Relaxed);
         t.leave(self.index, self.durable);
-        wait::notify(&self.shared.att.ring.control().space.0);
+        self.shared.att.notify_space();
     }
 }
 
@@ -308,7 +310,7 @@ impl Subscriber {
         // before the cursor happen before they are overwritten.
         e.cursor.store(self.pending_ack, Release);
         if !self.lossy {
-            wait::notify(&self.shared.att.ring.control().space.0);
+            self.shared.att.notify_space();
         }
     }
 
@@ -322,9 +324,11 @@ impl Subscriber {
         // The oldest message that can still be in the ring; validated against what we saw.
         let oldest = tail.max(seen.wrapping_add(1)).saturating_sub(cap).max(self.next.wrapping_add(1));
         let missed = oldest - self.next;
+        let caught_up = self.pending_ack == self.next;
         self.next = oldest;
-        if !self.durable || self.ack == AckMode::OnNextReceive {
-            self.pending_ack = if self.durable { self.pending_ack.max(oldest.saturating_sub(1)) } else { oldest };
+        // Missed messages need no acknowledgement (pending_ack <= next <= oldest).
+        if !self.durable || self.ack == AckMode::OnNextReceive || caught_up {
+            self.pending_ack = oldest;
         }
         self.store_cursor();
         let e = self.shared.table.entry(self.index);
@@ -357,7 +361,7 @@ impl Subscriber {
                     Read::NotReady => return Ok(Step::Wait),
                     Read::Held { word } => {
                         if check && s.att.parts.is_dead(slot::claimer(word)) && broadcast::recover(ring, seq, word) {
-                            wait::notify(&ring.control().data.0);
+                            self.shared.att.notify_data();
                             continue;
                         }
                         return Ok(Step::Held);
@@ -380,13 +384,13 @@ impl Subscriber {
     }
 
     /// Moves past message `seq` without delivering it (aborted, abandoned, or filtered out).
+    /// Skipping happens inside a receive call, which in the default mode acknowledges what was
+    /// received before; in explicit mode a skipped message needs no ack when nothing before it
+    /// is unacknowledged. Otherwise (explicit mode, unacknowledged messages) the cursor stays.
     fn skip(&mut self, seq: u64) {
         self.next = seq.wrapping_add(1);
-        if !self.durable || self.ack == AckMode::OnNextReceive {
-            // Nothing before `next` needs redelivery except the last delivered message.
-            if !self.durable {
-                self.pending_ack = self.next;
-            }
+        if !self.durable || self.ack == AckMode::OnNextReceive || self.pending_ack == seq {
+            self.pending_ack = self.next;
         }
         self.store_cursor();
     }

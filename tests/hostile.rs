@@ -1,0 +1,664 @@
+//! Hostile segments: random bytes written into the header, the control block, the participant
+//! table and the slots of a live segment (through the file, as another process could) must give
+//! `Ok` or errors from every call — never a panic, a hang or a read outside the segment.
+//!
+//! The sweeps run in a child process (this test binary again, see `tests/common`), so that a
+//! crash (SIGSEGV, SIGBUS) is reported with the corruption of the round that caused it. Inside
+//! the child each round's operations run on a worker thread under a per-operation watchdog, and
+//! each operation under `catch_unwind`. Every round prints its seed and corruption; a failing
+//! round can be replayed with `SHMQ_HOSTILE_SEED`.
+
+mod common;
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{env, env_u64, report, ChildProc, Rng, Watchdog};
+use shmq::layout::slot;
+use shmq::status::Status;
+use shmq::{Error, Queue, QueueKind, QueueOptions, WaitStrategy};
+
+/// The test that child processes run.
+const ENTRY: &str = "child_process_runs_the_hostile_sweep_named_in_its_environment";
+const SEED: &str = "SHMQ_HOSTILE_SEED";
+const ROUNDS: &str = "SHMQ_HOSTILE_ROUNDS";
+const DIR: &str = "SHMQ_HOSTILE_DIR";
+/// Rounds per sweep.
+const SWEEP_ROUNDS: u64 = 500;
+/// One operation may take this long before the round counts as hung (all are bounded by
+/// short timeouts; this is generous for debug builds on a busy machine).
+const OP_LIMIT: Duration = Duration::from_secs(20);
+/// Deadline of a whole sweep.
+const SWEEP_LIMIT: Duration = Duration::from_secs(240);
+/// Timeout of the timed operations under test.
+const SHORT: Duration = Duration::from_millis(2);
+
+// ---------------------------------------------------------------------------------------------
+// Where things are in a queue segment (see the picture in src/layout.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// Header fields: name, offset, width.
+const HEADER_FIELDS: &[(&str, u64, usize)] = &[
+    ("magic", 0, 8),
+    ("version", 8, 4),
+    ("kind", 12, 4),
+    ("init", 16, 4),
+    ("line", 20, 4),
+    ("creator_pid", 24, 4),
+    ("max_msg", 28, 4),
+    ("creator_start", 32, 8),
+    ("capacity", 40, 8),
+    ("slot_stride", 48, 8),
+    ("max_participants", 56, 4),
+    ("max_subscribers", 60, 4),
+    ("participants_offset", 64, 8),
+    ("subscribers_offset", 72, 8),
+    ("slots_offset", 80, 8),
+    ("total_size", 88, 8),
+    ("created_unix_ns", 96, 8),
+    ("producer_holder", 104, 4),
+    ("consumer_holder", 108, 4),
+];
+/// Ring control block fields: name, offset, width.
+const CONTROL_FIELDS: &[(&str, u64, usize)] = &[
+    ("tail", 128, 8),
+    ("head", 256, 8),
+    ("data.seq", 384, 4),
+    ("data.sleepers", 388, 4),
+    ("space.seq", 512, 4),
+    ("space.sleepers", 516, 4),
+    ("stats.aborted", 640, 8),
+    ("stats.abandoned", 648, 8),
+    ("stats.lost_by_crash", 656, 8),
+    ("stats.full_events", 664, 8),
+    ("stats.blocked_ns", 672, 8),
+];
+const PARTICIPANTS_OFFSET: u64 = 768;
+/// Participant entry fields: name, offset in the entry, width.
+const PARTICIPANT_FIELDS: &[(&str, u64, usize)] =
+    &[("state", 0, 4), ("pid", 4, 4), ("start_time", 8, 8), ("roles", 16, 4), ("generation", 20, 4)];
+/// Offset of the header's `slots_offset`.
+const SLOTS_OFFSET_FIELD: u64 = 80;
+
+/// The geometry of one round's segment, read before it is corrupted.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    capacity: u64,
+    max_msg: u64,
+    stride: u64,
+    slots: u64,
+    size: u64,
+}
+
+impl Geometry {
+    fn of(q: &Queue, file: &File) -> Geometry {
+        let mut b = [0u8; 8];
+        file.read_exact_at(&mut b, SLOTS_OFFSET_FIELD).expect("read slots offset");
+        let max_msg = q.max_msg_size() as u64;
+        Geometry {
+            capacity: q.capacity() as u64,
+            max_msg,
+            stride: shmq::layout::slot_stride(max_msg as usize) as u64,
+            slots: u64::from_le_bytes(b),
+            size: file.metadata().expect("segment size").len(),
+        }
+    }
+}
+
+/// One write into the segment.
+#[derive(Clone, Debug)]
+struct Hit {
+    what: String,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Display for Hit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} @{} <- {:02x?}", self.what, self.offset, self.bytes)
+    }
+}
+
+/// A value for a field of `width` bytes: random, an edge value, or something near what the
+/// field could plausibly hold.
+fn value(rng: &mut Rng, width: usize, near: &[u64]) -> Vec<u8> {
+    let v = match rng.below(4) {
+        0 => rng.next_u64(),
+        1 => *rng.pick(&[0, 1, 2, 3, u64::MAX, u64::MAX - 1, 1 << 31, 1 << 32, 1 << 47, 1 << 48, i64::MAX as u64]),
+        _ if !near.is_empty() => rng.pick(near).wrapping_add(rng.below(9)).wrapping_sub(4),
+        _ => rng.below(300),
+    };
+    v.to_le_bytes()[..width].to_vec()
+}
+
+/// A random corruption of the segment, aimed at fields more often than at random bytes.
+fn random_hit(rng: &mut Rng, g: &Geometry, tail: u64, head: u64) -> Hit {
+    let (cap, max) = (g.capacity, g.max_msg);
+    let field = |what: String, offset: u64, width: usize, bytes: Vec<u8>| {
+        debug_assert_eq!(bytes.len(), width);
+        Hit { what, offset, bytes }
+    };
+    match rng.below(10) {
+        0 | 1 => {
+            let &(name, off, w) = rng.pick(HEADER_FIELDS);
+            let near = [cap, max, g.stride, g.slots, g.size, shmq::layout::INIT_READY as u64, 1, 2, 3, 64];
+            field(format!("header.{name}"), off, w, value(rng, w, &near))
+        }
+        2 | 3 => {
+            let &(name, off, w) = rng.pick(CONTROL_FIELDS);
+            let near = [tail, head, tail + cap, head + cap, head.wrapping_sub(cap), tail.wrapping_sub(cap), 0];
+            field(format!("control.{name}"), off, w, value(rng, w, &near))
+        }
+        4 => {
+            let entries = if rng.below(2) == 0 { 3 } else { 64 };
+            let i = rng.below(entries);
+            let &(name, off, w) = rng.pick(PARTICIPANT_FIELDS);
+            let near = [0, 1, 2, std::process::id() as u64, 1];
+            field(format!("participant[{i}].{name}"), PARTICIPANTS_OFFSET + i * 64 + off, w, value(rng, w, &near))
+        }
+        5..=7 => {
+            let i = rng.below(cap);
+            let base = g.slots + i * g.stride;
+            match rng.below(4) {
+                0 | 1 => {
+                    // A plausible-looking state word: a position near the indices, any tag, a
+                    // small claimer id.
+                    let pos = rng.pick(&[tail, head, tail + cap, head + cap, i]).wrapping_add(rng.below(2 * cap + 5));
+                    let pos = pos.wrapping_sub(cap + 2);
+                    let word = if rng.below(3) == 0 {
+                        rng.next_u64()
+                    } else {
+                        slot::pack(pos, rng.below(16), rng.below(5) as u16)
+                    };
+                    field(format!("slot[{i}].state"), base, 8, word.to_le_bytes().to_vec())
+                }
+                2 => field(format!("slot[{i}].len"), base + 8, 4, value(rng, 4, &[max, max + 1, 0, 4])),
+                _ => {
+                    let n = rng.below(max.clamp(1, 32)) + 1;
+                    let at = rng.below(max.max(1));
+                    let bytes = (0..n).map(|_| rng.next_u64() as u8).collect();
+                    field(format!("slot[{i}].payload+{at}"), base + 16 + at, n as usize, bytes)
+                }
+            }
+        }
+        8 => {
+            let i = rng.below(cap);
+            field(format!("slot[{i}].kind"), g.slots + i * g.stride + 12, 4, value(rng, 4, &[]))
+        }
+        _ => {
+            let n = rng.below(16) + 1;
+            let at = rng.below(g.size - n);
+            Hit { what: "random bytes".into(), offset: at, bytes: (0..n).map(|_| rng.next_u64() as u8).collect() }
+        }
+    }
+}
+
+fn apply(file: &File, hit: &Hit) {
+    file.write_all_at(&hit.bytes, hit.offset).unwrap_or_else(|e| panic!("write {hit}: {e}"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running operations under a watchdog
+// ---------------------------------------------------------------------------------------------
+
+enum Event {
+    Start(&'static str),
+    Done(&'static str, Outcome),
+    Panicked(&'static str, String),
+    Finished,
+}
+
+/// What one operation did: `None` if it could not be tried (no producer or consumer handle),
+/// else whether it returned `Ok`.
+type Outcome = Option<bool>;
+
+fn outcome<T>(r: &Result<T, Error>) -> Outcome {
+    Some(r.is_ok())
+}
+
+/// Per operation: how many calls returned `Ok` and how many an error, over a sweep.
+type Tally = std::collections::BTreeMap<&'static str, (u64, u64)>;
+
+/// Runs `ops` on a worker thread, each under `catch_unwind`, and counts their outcomes into
+/// `tally`; fails with `context()` if one panics or takes longer than [`OP_LIMIT`].
+fn guarded(
+    context: &dyn Fn() -> String,
+    tally: &mut Tally,
+    ops: impl FnOnce(&mut dyn FnMut(&'static str, &mut dyn FnMut() -> Outcome)) + Send + 'static,
+) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut run = |name: &'static str, op: &mut dyn FnMut() -> Outcome| {
+            let _ = tx.send(Event::Start(name));
+            match catch_unwind(AssertUnwindSafe(op)) {
+                Ok(o) => {
+                    let _ = tx.send(Event::Done(name, o));
+                }
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    let _ = tx.send(Event::Panicked(name, msg));
+                }
+            }
+        };
+        ops(&mut run);
+        let _ = tx.send(Event::Finished);
+    });
+    let mut current = "setup";
+    loop {
+        match rx.recv_timeout(OP_LIMIT) {
+            Ok(Event::Start(name)) => current = name,
+            Ok(Event::Done(name, o)) => {
+                current = "between operations";
+                let t = tally.entry(name).or_default();
+                match o {
+                    Some(true) => t.0 += 1,
+                    Some(false) => t.1 += 1,
+                    None => {}
+                }
+            }
+            Ok(Event::Panicked(name, msg)) => panic!("{name} panicked: {msg}\n{}", context()),
+            Ok(Event::Finished) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{current} hung for {OP_LIMIT:?}\n{}", context()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("worker died in {current}\n{}", context()),
+        }
+    }
+}
+
+/// Every operation of the API on a (corrupted) queue; results may be anything but a panic or a
+/// hang. Received data is read in full, so a bad length or pointer would fault.
+fn exercise(
+    q: Queue,
+    dir: &Path,
+    name: &str,
+    rng: &mut Rng,
+    run: &mut dyn FnMut(&'static str, &mut dyn FnMut() -> Outcome),
+) {
+    let max = q.max_msg_size();
+    let msg: Vec<u8> = (0..rng.below(max as u64 + 1)).map(|i| i as u8).collect();
+    let mut tx = None;
+    let mut rx = None;
+    let touch = |b: &[u8]| b.iter().fold(0u8, |a, &x| a ^ x);
+    run("producer", &mut || {
+        let r = q.producer();
+        let o = outcome(&r);
+        tx = r.ok();
+        o
+    });
+    run("consumer", &mut || {
+        let r = q.consumer();
+        let o = outcome(&r);
+        rx = r.ok();
+        o
+    });
+    run("try_recv", &mut || {
+        let mut buf = vec![0u8; max];
+        let r = rx.as_mut()?.try_recv(&mut buf);
+        if let Ok(m) = &r {
+            assert!(m.len <= max, "received {} bytes, more than the maximum {max}", m.len);
+        }
+        outcome(&r)
+    });
+    run("try_recv into a small buffer", &mut || {
+        let mut buf = [0u8; 3];
+        let r = rx.as_mut()?.try_recv(&mut buf);
+        if let Ok(m) = &r {
+            assert!(m.len <= 3, "received {} bytes into a 3-byte buffer", m.len);
+        }
+        outcome(&r)
+    });
+    run("recv_timeout", &mut || {
+        let mut buf = vec![0u8; max];
+        outcome(&rx.as_mut()?.recv_timeout(&mut buf, SHORT))
+    });
+    run("try_recv_ref", &mut || {
+        let r = rx.as_mut()?.try_recv_ref();
+        if let Ok(m) = &r {
+            assert!(m.len() <= max, "message of {} bytes, more than the maximum {max}", m.len());
+            touch(m);
+        }
+        outcome(&r)
+    });
+    run("recv_ref_timeout", &mut || {
+        let r = rx.as_mut()?.recv_ref_timeout(SHORT);
+        if let Ok(m) = &r {
+            touch(m);
+        }
+        outcome(&r)
+    });
+    run("try_recv_batch", &mut || {
+        outcome(&rx.as_mut()?.try_recv_batch(8, |p, _| {
+            assert!(p.len() <= max, "batch message of {} bytes, more than the maximum {max}", p.len());
+            touch(p);
+        }))
+    });
+    run("try_send", &mut || outcome(&tx.as_mut()?.try_send(&msg)));
+    run("send_timeout", &mut || outcome(&tx.as_mut()?.send_kind_timeout(3, &msg, SHORT)));
+    run("try_send_batch", &mut || outcome(&tx.as_mut()?.try_send_batch(&[&msg, &msg[..msg.len() / 2]])));
+    run("try_loan", &mut || {
+        let r = tx.as_mut()?.try_loan().map(|mut loan| {
+            loan.fill(0xA5);
+            loan.commit(msg.len())
+        });
+        outcome(&r.and_then(|c| c))
+    });
+    run("snapshots", &mut || {
+        let _ = (q.len(), q.is_empty(), q.counters());
+        None
+    });
+    run("Status::read", &mut || outcome(&Status::read(dir, name)));
+    run("producer and consumer again", &mut || {
+        drop(tx.take());
+        drop(rx.take());
+        let (p, c) = (q.producer(), q.consumer());
+        Some(p.is_ok() && c.is_ok())
+    });
+    run("open", &mut || {
+        let opts = QueueOptions::new().dir(dir).ready_timeout(Duration::from_millis(20));
+        let r = opts.open(name);
+        if let Ok(q2) = &r {
+            let mut buf = vec![0u8; q2.max_msg_size()];
+            if let Ok(mut rx2) = q2.consumer() {
+                let _ = rx2.try_recv(&mut buf);
+            }
+            if let Ok(mut tx2) = q2.producer() {
+                let _ = tx2.try_send(&buf[..buf.len().min(msg.len())]);
+            }
+        }
+        outcome(&r)
+    });
+    run("open with expectations", &mut || {
+        let opts = QueueOptions::new().dir(dir).ready_timeout(Duration::from_millis(20));
+        outcome(&opts.kind(q.kind()).capacity(q.capacity() as u64).max_msg_size(max).open(name))
+    });
+}
+
+/// Creates a queue of a random shape and moves it a random way into its life.
+fn fresh_queue(rng: &mut Rng, dir: &Path, name: &str, kind: QueueKind) -> Queue {
+    let capacity = *rng.pick(&[2u64, 4, 8, 16]);
+    let max_msg = *rng.pick(&[0usize, 8, 24, 100]);
+    let wait = *rng.pick(&[WaitStrategy::Spin, WaitStrategy::Yield, WaitStrategy::Block]);
+    let q = QueueOptions::new()
+        .dir(dir)
+        .kind(kind)
+        .capacity(capacity)
+        .max_msg_size(max_msg)
+        .wait(wait)
+        .create(name)
+        .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    let (mut tx, mut rx) = (q.producer().expect("producer"), q.consumer().expect("consumer"));
+    let mut buf = vec![0u8; max_msg];
+    let laps = rng.below(3) * capacity + rng.below(capacity);
+    for i in 0..laps {
+        let len = (i as usize) % (max_msg + 1);
+        tx.try_send_kind(i as u32, &buf[..len]).expect("send while warming up");
+        rx.try_recv(&mut buf).expect("receive while warming up");
+    }
+    for i in 0..rng.below(capacity + 1) {
+        let len = (i as usize * 7) % (max_msg + 1);
+        tx.try_send_kind(i as u32, &vec![i as u8; len]).expect("fill");
+    }
+    q
+}
+
+/// `rounds` rounds: a fresh queue, one to four corruptions (or, if `concurrent`, a thread that
+/// keeps corrupting while the operations run), then every operation.
+fn sweep(kind: QueueKind, concurrent: bool, rounds: u64, seed: u64, dir: &Path) {
+    let mut tally = Tally::new();
+    for round in 0..rounds {
+        let round_seed = seed ^ round.wrapping_mul(0xA24B_AED4_963E_E407);
+        let mut rng = Rng::new(round_seed);
+        let name = format!("r{round}");
+        let q = fresh_queue(&mut rng, dir, &name, kind);
+        let file = OpenOptions::new().read(true).write(true).open(q.path()).expect("open the segment file");
+        let g = Geometry::of(&q, &file);
+        let c = q.counters();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut corrupter = None;
+        let hits: Vec<Hit> = if concurrent {
+            let (stop, file, mut crng) = (stop.clone(), file.try_clone().expect("dup"), rng.clone());
+            corrupter = Some(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    apply(&file, &random_hit(&mut crng, &g, c.tail, c.head));
+                    std::thread::yield_now();
+                }
+            }));
+            Vec::new()
+        } else {
+            let hits: Vec<Hit> = (0..1 + rng.below(4)).map(|_| random_hit(&mut rng, &g, c.tail, c.head)).collect();
+            hits.iter().for_each(|h| apply(&file, h));
+            hits
+        };
+        let what = if concurrent {
+            "concurrent random writes".to_string()
+        } else {
+            hits.iter().map(Hit::to_string).collect::<Vec<_>>().join("; ")
+        };
+        let context = format!("round {round} of {kind:?} (replay: {SEED}={seed}), {g:?}, corruption: {what}");
+        report(&context);
+        let (dir2, name2) = (dir.to_path_buf(), name.clone());
+        let q2 = q.clone();
+        guarded(&|| context.clone(), &mut tally, move |run| exercise(q2, &dir2, &name2, &mut rng, run));
+        stop.store(true, Ordering::Relaxed);
+        if let Some(t) = corrupter {
+            t.join().expect("corrupter thread");
+        }
+        q.unlink().expect("unlink");
+    }
+    let tally: Vec<String> = tally.iter().map(|(op, (ok, err))| format!("{op}={ok}/{err}")).collect();
+    report(&format!("tally (ok/err) {}", tally.join(",")));
+    report(&format!("done {rounds}"));
+}
+
+#[test]
+fn child_process_runs_the_hostile_sweep_named_in_its_environment() {
+    let Some(role) = common::role() else { return };
+    common::die_with_parent();
+    let (seed, rounds, dir) = (env_u64(SEED), env_u64(ROUNDS), env(DIR));
+    let dir = Path::new(&dir);
+    match role.as_str() {
+        "spsc" => sweep(QueueKind::Spsc, false, rounds, seed, dir),
+        "mpmc" => sweep(QueueKind::Mpmc, false, rounds, seed, dir),
+        "spsc-concurrent" => sweep(QueueKind::Spsc, true, rounds, seed, dir),
+        "mpmc-concurrent" => sweep(QueueKind::Mpmc, true, rounds, seed, dir),
+        other => panic!("unknown sweep {other:?}"),
+    }
+}
+
+/// Runs sweep `role` in a child process and fails with its last rounds if it does not finish.
+fn run_sweep(role: &str, default_seed: u64) {
+    let seed = std::env::var(SEED).ok().and_then(|s| s.parse().ok()).unwrap_or(default_seed);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let _dog = Watchdog::start(role, SWEEP_LIMIT + Duration::from_secs(60), Some(dir.path()));
+    let envs = [(SEED, seed.to_string()), (ROUNDS, SWEEP_ROUNDS.to_string()), (DIR, dir.path().display().to_string())];
+    let mut child = ChildProc::spawn(ENTRY, role, &envs);
+    let lines = child.expect_success(Instant::now() + SWEEP_LIMIT);
+    assert_eq!(lines.last().map(String::as_str), Some(format!("done {SWEEP_ROUNDS}").as_str()), "sweep ended early");
+    // The sweep is only worth something if corruption both broke and spared operations: these
+    // must have returned Ok in some rounds and an error in others, and sends must have worked.
+    let tally = lines.iter().find_map(|l| l.strip_prefix("tally (ok/err) ")).expect("tally line");
+    eprintln!("{role}: {tally}");
+    let count = |op: &str| {
+        tally
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(op).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.split_once('/'))
+            .map(|(ok, err)| (ok.parse::<u64>().unwrap(), err.parse::<u64>().unwrap()))
+            .unwrap_or_else(|| panic!("no tally for {op} in {tally}"))
+    };
+    for op in ["try_recv", "recv_timeout", "open", "Status::read"] {
+        let (ok, err) = count(op);
+        assert!(ok > 0 && err > 0, "{op} should have both succeeded and failed over the sweep: {ok}/{err}");
+    }
+    for op in ["try_send", "try_loan"] {
+        assert!(count(op).0 > 0, "{op} never succeeded over the sweep");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn random_corruption_of_a_live_spsc_segment_gives_errors_never_panics_or_hangs() {
+    run_sweep("spsc", 0x5350_5343);
+}
+
+#[test]
+fn random_corruption_of_a_live_mpmc_segment_gives_errors_never_panics_or_hangs() {
+    run_sweep("mpmc", 0x4D50_4D43);
+}
+
+#[test]
+fn corruption_racing_with_spsc_operations_never_panics_or_hangs() {
+    run_sweep("spsc-concurrent", 0xC5C5);
+}
+
+#[test]
+fn corruption_racing_with_mpmc_operations_never_panics_or_hangs() {
+    run_sweep("mpmc-concurrent", 0xC4C4);
+}
+
+/// Each validated header field, set to a wrong value, makes `open` fail with the matching error.
+#[test]
+fn open_rejects_a_segment_whose_header_was_overwritten() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let _dog = Watchdog::start("header", Duration::from_secs(60), Some(dir.path()));
+    let cases: &[(&str, u64, &[u8], &str)] = &[
+        ("magic", 0, b"NOTSHMQ!", "Incompatible"),
+        ("version", 8, &99u32.to_le_bytes(), "Incompatible"),
+        ("kind", 12, &7u32.to_le_bytes(), "Incompatible"),
+        ("init", 16, &0x1234u32.to_le_bytes(), "Corrupted"),
+        ("line", 20, &64u32.to_le_bytes(), "Incompatible"),
+        ("max_msg", 28, &(u32::MAX).to_le_bytes(), "Corrupted"),
+        ("capacity", 40, &3u64.to_le_bytes(), "Corrupted"),
+        ("capacity", 40, &(1u64 << 40).to_le_bytes(), "Corrupted"),
+        ("capacity", 40, &(1u64 << 20).to_le_bytes(), "Incompatible"),
+        ("slot_stride", 48, &8u64.to_le_bytes(), "Incompatible"),
+        ("max_participants", 56, &0u32.to_le_bytes(), "Corrupted"),
+        ("max_participants", 56, &4000u32.to_le_bytes(), "Incompatible"),
+        ("max_subscribers", 60, &5u32.to_le_bytes(), "Corrupted"),
+        ("participants_offset", 64, &0u64.to_le_bytes(), "Incompatible"),
+        ("subscribers_offset", 72, &u64::MAX.to_le_bytes(), "Incompatible"),
+        ("slots_offset", 80, &128u64.to_le_bytes(), "Incompatible"),
+        ("total_size", 88, &(1u64 << 30).to_le_bytes(), "Incompatible"),
+    ];
+    for (i, &(field, offset, bytes, want)) in cases.iter().enumerate() {
+        for kind in [QueueKind::Spsc, QueueKind::Mpmc] {
+            let name = format!("h{i}-{kind:?}");
+            let q = QueueOptions::new().dir(dir.path()).kind(kind).capacity(8).max_msg_size(32).create(&name).unwrap();
+            let file = OpenOptions::new().write(true).open(q.path()).expect("open the segment file");
+            file.write_all_at(bytes, offset).expect("overwrite");
+            let opts = QueueOptions::new().dir(dir.path()).ready_timeout(Duration::from_millis(20));
+            let got = catch_unwind(AssertUnwindSafe(|| opts.open(&name)))
+                .unwrap_or_else(|_| panic!("open panicked after {field} was overwritten"));
+            let ok = matches!(
+                (&got, want),
+                (Err(Error::Incompatible { .. }), "Incompatible") | (Err(Error::Corrupted(_)), "Corrupted")
+            );
+            assert!(ok, "{kind:?} with {field} overwritten by {bytes:02x?}: want {want}, got {got:?}");
+            let status = Status::read(dir.path(), &name);
+            assert!(status.is_err(), "Status::read must reject it too ({field}), got {status:?}");
+            q.unlink().expect("unlink");
+        }
+    }
+}
+
+/// A second, raw mapping of a segment file, as a hostile process would have.
+struct RawMap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory, accessed only through atomics (`word`).
+unsafe impl Send for RawMap {}
+// SAFETY: as above.
+unsafe impl Sync for RawMap {}
+
+impl RawMap {
+    fn new(file: &File) -> RawMap {
+        use std::os::fd::AsRawFd;
+        let len = file.metadata().expect("segment size").len() as usize;
+        // SAFETY: mapping an open file shared and read-write; the kernel checks fd and length.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        RawMap { ptr: ptr.cast(), len }
+    }
+
+    /// The 32-bit word at `offset`.
+    fn word(&self, offset: u64) -> &AtomicU32 {
+        let offset = offset as usize;
+        assert!(offset % 4 == 0 && offset + 4 <= self.len, "word at {offset} outside the mapping");
+        // SAFETY: in bounds and 4-aligned (checked above; the mapping is page aligned); an
+        // AtomicU32 is valid for any bit pattern; the reference lives no longer than `self`.
+        unsafe { &*self.ptr.add(offset).cast::<AtomicU32>() }
+    }
+}
+
+impl Drop for RawMap {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A peer that rewrites a message's length after a consumer checked it against its buffer (but
+/// before it copies) must not make the consumer overrun the buffer.
+#[test]
+fn mpmc_length_rewritten_during_a_receive_never_overruns_the_buffer() {
+    const ATTEMPTS: u32 = 1_000_000;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let _dog = Watchdog::start("length race", Duration::from_secs(120), Some(dir.path()));
+    let q = QueueOptions::new().dir(dir.path()).capacity(4).max_msg_size(64).create("race").expect("create");
+    let file = OpenOptions::new().read(true).write(true).open(q.path()).expect("open the segment file");
+    let g = Geometry::of(&q, &file);
+    let map = RawMap::new(&file);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let lens: Vec<&AtomicU32> = (0..g.capacity).map(|i| map.word(g.slots + i * g.stride + 8)).collect();
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let len: u32 = if n % 2 == 0 { 4 } else { 64 };
+                lens.iter().for_each(|w| w.store(len, Ordering::Relaxed));
+                n = n.wrapping_add(1);
+            }
+        })
+    };
+    let (mut tx, mut rx) = (q.producer().expect("producer"), q.consumer().expect("consumer"));
+    let mut panicked = None;
+    for attempt in 0..ATTEMPTS {
+        let _ = tx.try_send(&[1, 2, 3, 4]);
+        let mut buf = [0u8; 8];
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| rx.try_recv(&mut buf).map(|m| m.len))) {
+            let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+            panicked = Some(format!("attempt {attempt}: {msg}"));
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().expect("flipper thread");
+    q.unlink().expect("unlink");
+    if let Some(p) = panicked {
+        panic!("try_recv into an 8-byte buffer panicked while a peer rewrote lengths (4 <-> 64): {p}");
+    }
+}
