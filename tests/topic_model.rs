@@ -95,7 +95,7 @@ struct ModelSub {
 
 impl ModelSub {
     fn wants(&self, m: &Msg) -> bool {
-        self.kind.map_or(true, |k| k == m.kind)
+        self.kind.is_none_or(|k| k == m.kind)
     }
 }
 

@@ -1,0 +1,611 @@
+//! `shmq demo`: a self-contained check and benchmark between real processes.
+//!
+//! 1. **Delivery and throughput.** A queue `demo-<pid>` is created; a consumer and a producer
+//!    process are started by re-executing this binary (`shmq demo-worker`, hidden). Once both
+//!    have attached, the queue's name is removed (the mappings stay), so an interrupted demo
+//!    leaves nothing behind; a [`Cleanup`] guard removes names on every other path. The
+//!    producer sends `--count` messages; message `i` carries `i` and a checksum (see [`fill`]).
+//!    The consumer checks every one (sequence and checksum: exactly once, in order, intact)
+//!    and reports the time from its first to its last message.
+//! 2. **Latency.** This process and an echo process ping-pong through two SPSC queues; each
+//!    round trip goes into an HdrHistogram.
+//! 3. **Baseline.** The same two measurements over a Unix domain socket pair
+//!    ([`shmq::baseline`]), in the same run, on the same machine.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use shmq::{Error, QueueKind, QueueOptions};
+
+use super::{CliError, CliResult, Ctx, Out, WaitArg};
+
+/// Most round trips of the latency test (unless --rounds says otherwise).
+const MAX_ROUNDS: u64 = 100_000;
+/// A worker that waits this long for its peer gives up: the peer is stuck or gone.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Arguments of `shmq demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Messages in the throughput test; the latency test makes min(N, 100000) round trips.
+    #[arg(long, value_name = "N", default_value = "1000000", value_parser = parse_count)]
+    count: u64,
+    /// Message size in bytes: sequence number, filler, checksum.
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    #[arg(value_parser = clap::value_parser!(u32).range(16..=1 << 20))]
+    size: u32,
+    /// Round trips of the latency test [default: min(count, 100000)].
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    rounds: Option<u64>,
+    /// How both sides wait for each other.
+    #[arg(long, value_enum, default_value_t = WaitArg::Spin)]
+    wait: WaitArg,
+    /// Slots of the throughput queue (a power of two).
+    #[arg(long, value_name = "SLOTS", default_value_t = 4096)]
+    capacity: u64,
+    /// Use an MPMC queue for the throughput test (default: SPSC).
+    #[arg(long)]
+    mpmc: bool,
+    /// Send and receive in batches of up to this many messages (try_send_batch /
+    /// try_recv_batch); 1 sends and receives one message per call.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    batch: u32,
+}
+
+/// What a demo worker process does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Sends `count` numbered messages once told "go" on stdin.
+    Producer,
+    /// Receives and checks `count` messages; prints `done <count> <ns>`.
+    Consumer,
+    /// Sends every message of `queue` back on `reply`, `count` times.
+    Echo,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+            Role::Echo => "echo",
+        }
+    }
+}
+
+/// Arguments of the hidden `shmq demo-worker` (one process of the demo). It prints `ready`
+/// once attached, then `done ...` when finished; errors go to stderr, with a non-zero exit.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[arg(long, value_enum)]
+    role: Role,
+    /// The queue to send to (producer) or receive from (consumer, echo).
+    #[arg(long)]
+    queue: String,
+    /// Echo: the queue to answer on.
+    #[arg(long)]
+    reply: Option<String>,
+    #[arg(long)]
+    count: u64,
+    #[arg(long)]
+    size: usize,
+    #[arg(long, value_enum)]
+    wait: WaitArg,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+}
+
+/// `1000000`, `1_000_000` or `1,000,000`; at least 1.
+fn parse_count(s: &str) -> Result<u64, String> {
+    let digits: String = s.chars().filter(|&c| c != '_' && c != ',').collect();
+    match digits.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payload
+
+const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Message `seq` of `buf.len()` (>= 16) bytes: `seq` (u64 LE), filler derived from `seq`, then
+/// the [`checksum`] of everything before it (u64 LE).
+fn fill(buf: &mut [u8], seq: u64) {
+    let body = buf.len() - 8;
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    let mut w = seq.wrapping_mul(MIX);
+    for chunk in buf[8..body].chunks_mut(8) {
+        w = w.rotate_left(7) ^ seq;
+        chunk.copy_from_slice(&w.to_le_bytes()[..chunk.len()]);
+    }
+    let sum = checksum(&buf[..body]);
+    buf[body..].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// A cheap multiplicative hash of `data`, eight bytes at a time.
+fn checksum(data: &[u8]) -> u64 {
+    let mut h: u64 = data.len() as u64;
+    for chunk in data.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(MIX).rotate_left(29);
+    }
+    h
+}
+
+/// Checks that `msg` is message `expected` of `size` bytes, intact.
+fn check(msg: &[u8], expected: u64, size: usize) -> CliResult {
+    if msg.len() != size {
+        return Err(CliError::msg(format!("message {expected}: {} bytes, expected {size}", msg.len())));
+    }
+    let seq = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
+    if seq != expected {
+        let what = if seq < expected { "duplicate or out of order" } else { "messages lost" };
+        return Err(CliError::msg(format!("expected message {expected}, received message {seq} ({what})")));
+    }
+    let body = size - 8;
+    let stored = u64::from_le_bytes(msg[body..].try_into().expect("8 bytes"));
+    if stored != checksum(&msg[..body]) {
+        return Err(CliError::msg(format!("message {expected}: payload checksum mismatch (corrupted in transit)")));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent
+
+/// Removes the demo's segment names on every path out of [`demo`] (they are normally unlinked
+/// as soon as the workers have attached; removing again is harmless).
+struct Cleanup {
+    dir: PathBuf,
+    names: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = shmq::segment::remove(&self.dir, n);
+        }
+    }
+}
+
+/// A worker process. Dropping it kills the process if it still runs, and reaps it.
+struct Worker {
+    role: Role,
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    stdin: Option<ChildStdin>,
+}
+
+impl Worker {
+    fn spawn(ctx: &Ctx, role: Role, args: &[String]) -> CliResult<Worker> {
+        let exe =
+            std::env::current_exe().map_err(|e| CliError::msg(format!("cannot find the shmq executable: {e}")))?;
+        let mut child = Command::new(&exe)
+            .arg("--dir")
+            .arg(&ctx.dir)
+            .arg("demo-worker")
+            .args(["--role", role.name()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| CliError::msg(format!("cannot start the demo {} ({}): {e}", role.name(), exe.display())))?;
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let stdin = child.stdin.take();
+        Ok(Worker { role, child, stdout, stdin })
+    }
+
+    /// The next line the worker prints; an error if it exits first.
+    fn line(&mut self, what: &str) -> CliResult<String> {
+        let mut s = String::new();
+        match self.stdout.read_line(&mut s) {
+            Ok(n) if n > 0 => Ok(s.trim_end().to_string()),
+            _ => {
+                let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                Err(CliError::msg(format!("the demo {} process stopped ({status}) before {what}", self.role.name())))
+            }
+        }
+    }
+
+    fn ready(&mut self) -> CliResult {
+        match self.line("attaching")?.as_str() {
+            "ready" => Ok(()),
+            other => Err(CliError::msg(format!("the demo {} process said {other:?}", self.role.name()))),
+        }
+    }
+
+    fn go(&mut self) -> CliResult {
+        let stdin = self.stdin.as_mut().expect("go is sent once");
+        stdin
+            .write_all(b"go\n")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| CliError::msg(format!("cannot start the demo {}: {e}", self.role.name())))
+    }
+
+    fn failed(&self, status: ExitStatus) -> CliError {
+        CliError::msg(format!("the demo {} process failed ({status})", self.role.name()))
+    }
+
+    /// Waits for the worker to exit successfully; returns its last line.
+    fn finish(mut self) -> CliResult<String> {
+        let line = self.line("finishing")?;
+        let status = self.child.wait().map_err(|e| CliError::msg(format!("wait for the demo worker: {e}")))?;
+        if !status.success() {
+            return Err(self.failed(status));
+        }
+        Ok(line)
+    }
+
+    fn poll(&mut self) -> CliResult<Option<ExitStatus>> {
+        self.child.try_wait().map_err(|e| CliError::msg(format!("wait for the demo {}: {e}", self.role.name())))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates a queue named `stem` (or `stem-2`, ... if taken); records it in `cleanup`.
+fn create_unique(opts: &QueueOptions, stem: &str, cleanup: &mut Cleanup) -> CliResult<(shmq::Queue, String)> {
+    for i in 1..=16 {
+        let name = if i == 1 { stem.to_string() } else { format!("{stem}-{i}") };
+        match opts.create(&name) {
+            Ok(q) => {
+                cleanup.names.push(name.clone());
+                return Ok((q, name));
+            }
+            Err(Error::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CliError::msg(format!("cannot find a free demo queue name starting with {stem:?}")))
+}
+
+struct Latency {
+    p50: u64,
+    p99: u64,
+    p999: u64,
+}
+
+impl Latency {
+    fn of(samples: impl IntoIterator<Item = u64>) -> Latency {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds");
+        for ns in samples {
+            h.saturating_record(ns.max(1));
+        }
+        Latency { p50: h.value_at_quantile(0.5), p99: h.value_at_quantile(0.99), p999: h.value_at_quantile(0.999) }
+    }
+}
+
+/// Runs the demo (see the module docs).
+pub fn demo(ctx: &Ctx, a: &DemoArgs, out: &mut Out) -> CliResult {
+    let started = Instant::now();
+    let size = a.size as usize;
+    let rounds = a.rounds.unwrap_or(a.count.min(MAX_ROUNDS));
+    let warmup = (rounds / 10).min(10_000);
+    let kind = if a.mpmc { QueueKind::Mpmc } else { QueueKind::Spsc };
+    let mut cleanup = Cleanup { dir: ctx.dir.clone(), names: Vec::new() };
+    let opts = QueueOptions::new().dir(&ctx.dir).wait(a.wait.into()).max_msg_size(size);
+    let stem = format!("demo-{}", std::process::id());
+
+    writeln!(
+        out,
+        "shmq demo: {} messages of {size} bytes through an {} queue of {} slots, {} wait, batch {}",
+        a.count,
+        if a.mpmc { "MPMC" } else { "SPSC" },
+        a.capacity,
+        a.wait.name(),
+        a.batch
+    )?;
+    out.flush()?;
+
+    // 1. Delivery and throughput.
+    let (q, name) = create_unique(&opts.clone().kind(kind).capacity(a.capacity), &stem, &mut cleanup)?;
+    let common = |count: u64| {
+        vec![
+            "--count".to_string(),
+            count.to_string(),
+            "--size".into(),
+            size.to_string(),
+            "--wait".into(),
+            a.wait.name().into(),
+            "--batch".into(),
+            a.batch.to_string(),
+        ]
+    };
+    let mut args = vec!["--queue".to_string(), name.clone()];
+    args.extend(common(a.count));
+    let mut consumer = Worker::spawn(ctx, Role::Consumer, &args)?;
+    let mut producer = Worker::spawn(ctx, Role::Producer, &args)?;
+    consumer.ready()?;
+    producer.ready()?;
+    q.unlink()?; // both are attached: from here on nothing can be left behind
+    producer.go()?;
+    let report = loop {
+        if let Some(status) = producer.poll()? {
+            if !status.success() {
+                return Err(producer.failed(status));
+            }
+        }
+        if consumer.poll()?.is_some() {
+            break consumer.finish()?;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    producer.finish()?;
+    let elapsed_ns = parse_done(&report, a.count)?;
+    let c = q.counters();
+    if c.head != a.count || c.tail != a.count {
+        return Err(CliError::msg(format!(
+            "the queue saw {} messages sent and {} received, expected {} of each",
+            c.tail, c.head, a.count
+        )));
+    }
+    drop(q);
+    let secs = (elapsed_ns.max(1)) as f64 / 1e9;
+    let shmq_rate = a.count as f64 / secs;
+    writeln!(
+        out,
+        "delivery: all {} messages arrived exactly once, in order, with intact payloads ({:.3} s)",
+        a.count, secs
+    )?;
+    out.flush()?;
+
+    // 2. Latency: this process pings, an echo process answers.
+    let phase = Instant::now();
+    let lat_opts = opts.clone().kind(QueueKind::Spsc).capacity(64);
+    let (ping, ping_name) = create_unique(&lat_opts, &format!("{name}-ping"), &mut cleanup)?;
+    let (pong, pong_name) = create_unique(&lat_opts, &format!("{name}-pong"), &mut cleanup)?;
+    let mut tx = ping.producer()?;
+    let mut rx = pong.consumer()?;
+    let mut args = vec!["--queue".to_string(), ping_name, "--reply".into(), pong_name];
+    args.extend(common(rounds + warmup));
+    let mut echo = Worker::spawn(ctx, Role::Echo, &args)?;
+    echo.ready()?;
+    ping.unlink()?;
+    pong.unlink()?;
+    let mut msg = vec![0u8; size];
+    let mut back = vec![0u8; size];
+    let mut samples = Vec::with_capacity(rounds as usize);
+    for i in 0..rounds + warmup {
+        fill(&mut msg, i);
+        let t = Instant::now();
+        tx.send_timeout(&msg, PEER_TIMEOUT).map_err(|e| peer_gone(e, "echo"))?;
+        let m = rx.recv_timeout(&mut back, PEER_TIMEOUT).map_err(|e| peer_gone(e, "echo"))?;
+        let ns = t.elapsed().as_nanos() as u64;
+        check(&back[..m.len], i, size)?;
+        if i >= warmup {
+            samples.push(ns);
+        }
+    }
+    echo.finish()?;
+    let shmq_lat = Latency::of(samples);
+    writeln!(
+        out,
+        "latency: {rounds} round trips (after {warmup} warm-up) between two processes through two SPSC queues ({:.3} s)",
+        phase.elapsed().as_secs_f64()
+    )?;
+    out.flush()?;
+
+    // 3. The same over a Unix socket pair.
+    let phase = Instant::now();
+    let baseline = |e: std::io::Error| CliError::msg(format!("Unix socket baseline: {e}"));
+    let uds_rate = shmq::baseline::uds_throughput(a.count as usize, size).map_err(baseline)?;
+    let uds_samples = shmq::baseline::uds_round_trips((rounds + warmup) as usize, size).map_err(baseline)?;
+    let uds_lat = Latency::of(uds_samples.into_iter().skip(warmup as usize));
+    writeln!(
+        out,
+        "baseline: the same over an AF_UNIX SOCK_SEQPACKET socket pair, blocking reads ({:.3} s)",
+        phase.elapsed().as_secs_f64()
+    )?;
+
+    writeln!(out)?;
+    let mb = |rate: f64| format!("{:.0} MB/s", rate * size as f64 / 1e6);
+    let rows = [
+        ["".to_string(), "shmq".into(), "unix socket".into(), "ratio".into()],
+        [
+            "throughput".into(),
+            format!("{} msg/s", count(shmq_rate)),
+            format!("{} msg/s", count(uds_rate)),
+            ratio(shmq_rate, uds_rate, "higher", "lower"),
+        ],
+        ["".into(), mb(shmq_rate), mb(uds_rate), "".into()],
+        lat_row("round trip p50", shmq_lat.p50, uds_lat.p50),
+        lat_row("round trip p99", shmq_lat.p99, uds_lat.p99),
+        lat_row("round trip p99.9", shmq_lat.p999, uds_lat.p999),
+    ];
+    for r in &rows {
+        writeln!(out, "  {:<18}{:>15}{:>15}    {}", r[0], r[1], r[2], r[3])?;
+    }
+    writeln!(out)?;
+    writeln!(out, "done in {:.1} s; demo queues removed", started.elapsed().as_secs_f64())?;
+    Ok(())
+}
+
+fn lat_row(label: &str, shmq: u64, uds: u64) -> [String; 4] {
+    [label.into(), nanos(shmq), nanos(uds), ratio(uds as f64, shmq as f64, "lower", "higher")]
+}
+
+/// `a / b` as "N.Nx <better>", or "N.Nx <worse>" when `a < b`.
+fn ratio(a: f64, b: f64, better: &str, worse: &str) -> String {
+    let (a, b) = (a.max(f64::MIN_POSITIVE), b.max(f64::MIN_POSITIVE));
+    if a >= b {
+        format!("{:.1}x {better}", a / b)
+    } else {
+        format!("{:.1}x {worse}", b / a)
+    }
+}
+
+/// The consumer's `done <count> <ns>` line: returns the nanoseconds.
+fn parse_done(line: &str, count: u64) -> CliResult<u64> {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next().and_then(|w| w.parse::<u64>().ok()), words.next().and_then(|w| w.parse().ok())) {
+        (Some("done"), Some(n), Some(ns)) if n == count => Ok(ns),
+        _ => Err(CliError::msg(format!("the demo consumer reported {line:?}, expected \"done {count} <ns>\""))),
+    }
+}
+
+fn peer_gone(e: Error, peer: &str) -> CliError {
+    match e {
+        Error::Timeout => {
+            CliError::msg(format!("the demo {peer} process did not answer for {} s", PEER_TIMEOUT.as_secs()))
+        }
+        e => e.into(),
+    }
+}
+
+/// A count with an SI prefix: `25.3 M`.
+fn count(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2} G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Nanoseconds in a readable unit.
+fn nanos(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns} ns")
+    } else if ns < 10_000 {
+        format!("{:.2} µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The workers
+
+/// Runs one demo worker process; its errors are prefixed with its role.
+pub fn worker(ctx: &Ctx, a: &WorkerArgs, out: &mut Out) -> CliResult {
+    if a.size < 16 {
+        return Err(CliError::msg("demo messages need at least 16 bytes"));
+    }
+    let opts = QueueOptions::new().dir(&ctx.dir).wait(a.wait.into());
+    let r = match a.role {
+        Role::Producer => produce(&opts, a, out),
+        Role::Consumer => consume(&opts, a, out),
+        Role::Echo => echo(&opts, a, out),
+    };
+    r.map_err(|e| match e {
+        CliError::Msg(m) => CliError::Msg(format!("demo {}: {m}", a.role.name())),
+        other => other,
+    })
+}
+
+fn ready(out: &mut Out) -> CliResult {
+    writeln!(out, "ready")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn produce(opts: &QueueOptions, a: &WorkerArgs, out: &mut Out) -> CliResult {
+    let q = opts.open(&a.queue)?;
+    let mut tx = q.producer()?;
+    ready(out)?;
+    let mut go = String::new();
+    if std::io::stdin().read_line(&mut go).map_err(|e| CliError::msg(e.to_string()))? == 0 {
+        return Err(CliError::msg("the demo ended before the start signal"));
+    }
+    let size = a.size;
+    if a.batch <= 1 {
+        let mut msg = vec![0u8; size];
+        for seq in 0..a.count {
+            fill(&mut msg, seq);
+            tx.send_timeout(&msg, PEER_TIMEOUT).map_err(|e| peer_gone(e, "consumer"))?;
+        }
+    } else {
+        let mut block = vec![0u8; a.batch * size];
+        let mut seq = 0;
+        while seq < a.count {
+            let k = (a.count - seq).min(a.batch as u64) as usize;
+            for (i, m) in block.chunks_mut(size).take(k).enumerate() {
+                fill(m, seq + i as u64);
+            }
+            let msgs: Vec<&[u8]> = block.chunks(size).take(k).collect();
+            let mut done = 0;
+            while done < k {
+                match tx.try_send_batch(&msgs[done..])? {
+                    0 => {
+                        tx.send_timeout(msgs[done], PEER_TIMEOUT).map_err(|e| peer_gone(e, "consumer"))?;
+                        done += 1;
+                    }
+                    n => done += n,
+                }
+            }
+            seq += k as u64;
+        }
+    }
+    writeln!(out, "done {}", a.count)?;
+    Ok(())
+}
+
+fn consume(opts: &QueueOptions, a: &WorkerArgs, out: &mut Out) -> CliResult {
+    let q = opts.open(&a.queue)?;
+    let mut rx = q.consumer()?;
+    ready(out)?;
+    let size = a.size;
+    let mut buf = vec![0u8; q.max_msg_size()];
+    let mut next: u64 = 0;
+    let mut start: Option<Instant> = None;
+    while next < a.count {
+        if a.batch > 1 && start.is_some() {
+            let max = (a.count - next).min(a.batch as u64) as usize;
+            let mut bad = None;
+            let n = rx.try_recv_batch(max, |m, _| {
+                if bad.is_none() {
+                    bad = check(m, next, size).err();
+                }
+                next += 1;
+            })?;
+            if let Some(e) = bad {
+                return Err(e);
+            }
+            if n > 0 {
+                continue;
+            }
+        }
+        let m = rx.recv_timeout(&mut buf, PEER_TIMEOUT).map_err(|e| peer_gone(e, "producer"))?;
+        start.get_or_insert_with(Instant::now);
+        check(&buf[..m.len], next, size)?;
+        next += 1;
+    }
+    let ns = start.map_or(0, |s| s.elapsed().as_nanos() as u64);
+    writeln!(out, "done {} {ns}", a.count)?;
+    Ok(())
+}
+
+fn echo(opts: &QueueOptions, a: &WorkerArgs, out: &mut Out) -> CliResult {
+    let reply = a.reply.as_deref().ok_or_else(|| CliError::msg("echo needs --reply"))?;
+    let ping = opts.open(&a.queue)?;
+    let pong = opts.open(reply)?;
+    let mut rx = ping.consumer()?;
+    let mut tx = pong.producer()?;
+    ready(out)?;
+    let mut buf = vec![0u8; ping.max_msg_size()];
+    for _ in 0..a.count {
+        let m = rx.recv_timeout(&mut buf, PEER_TIMEOUT).map_err(|e| peer_gone(e, "parent"))?;
+        tx.send_timeout(&buf[..m.len], PEER_TIMEOUT).map_err(|e| peer_gone(e, "parent"))?;
+    }
+    writeln!(out, "done {}", a.count)?;
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! `shmq list`, `shmq stat` and `shmq rm`: look at and remove segments without attaching.
+//!
+//! Snapshots come from [`shmq::status`]; they take no participant entry and change nothing.
+//! Text output is for people; `--json` output (snake_case fields) is for scripts.
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+use shmq::layout::{Kind, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SUBSCRIBER};
+use shmq::status::{self, Status};
+use shmq::ParticipantInfo;
+
+use super::{report, CliError, CliResult, Ctx, Out};
+
+/// Arguments of `shmq list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print a JSON array of objects (name, kind, capacity, max_msg, depth, memory_bytes,
+    /// attached (live processes); or name and error for a segment that cannot be read).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `shmq stat`.
+#[derive(Debug, clap::Args)]
+pub struct StatArgs {
+    /// Queue name.
+    name: String,
+    /// Print one JSON object (snake_case fields).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `shmq rm`.
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// Names of the queues to remove.
+    #[arg(required = true, value_name = "NAME")]
+    names: Vec<String>,
+}
+
+/// Lists every segment of the directory.
+pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
+    let all = status::list(&ctx.dir)?;
+    if a.json {
+        let rows: Vec<Value> = all
+            .iter()
+            .map(|(name, s)| match s {
+                Ok(s) => json!({
+                    "name": name,
+                    "kind": s.kind.name(),
+                    "capacity": s.capacity,
+                    "max_msg": s.max_msg,
+                    "depth": s.depth,
+                    "memory_bytes": s.memory_bytes,
+                    "attached": s.participants.iter().filter(|p| p.alive).count(),
+                }),
+                Err(e) => json!({ "name": name, "error": e.to_string() }),
+            })
+            .collect();
+        writeln!(out, "{}", Value::Array(rows))?;
+        return Ok(());
+    }
+    if all.is_empty() {
+        writeln!(out, "no segments in {}", ctx.dir.display())?;
+        return Ok(());
+    }
+    let mut rows =
+        vec![["NAME", "KIND", "CAPACITY", "MAX_MSG", "DEPTH", "MEMORY", "ATTACHED"].map(String::from).to_vec()];
+    let mut errors = Vec::new();
+    for (name, s) in &all {
+        match s {
+            Ok(s) => rows.push(vec![
+                name.clone(),
+                s.kind.name().into(),
+                s.capacity.to_string(),
+                s.max_msg.to_string(),
+                if s.kind == Kind::Topic { "-".into() } else { s.depth.to_string() },
+                bytes(s.memory_bytes),
+                s.participants.iter().filter(|p| p.alive).count().to_string(),
+            ]),
+            Err(e) => errors.push((name, e)),
+        }
+    }
+    table(out, &rows)?;
+    for (name, e) in errors {
+        writeln!(out, "{name}: error: {e}")?;
+    }
+    Ok(())
+}
+
+/// Shows one segment in detail.
+pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
+    let s = Status::read(&ctx.dir, &a.name)?;
+    if a.json {
+        writeln!(out, "{}", status_json(&s))?;
+        return Ok(());
+    }
+    let c = &s.counters;
+    let age = shmq::os::now_unix_ns().saturating_sub(s.created_unix_ns) as f64 / 1e9;
+    writeln!(out, "name          {}", s.name)?;
+    writeln!(out, "path          {}", s.path)?;
+    writeln!(out, "kind          {}", s.kind.name())?;
+    writeln!(out, "capacity      {} slots", s.capacity)?;
+    writeln!(out, "max_msg       {} bytes (slot stride {} bytes)", s.max_msg, s.slot_stride)?;
+    writeln!(out, "memory        {} ({} bytes)", bytes(s.memory_bytes), s.memory_bytes)?;
+    writeln!(out, "created       {} ago by pid {}", duration(age), s.creator_pid)?;
+    writeln!(out, "depth         {}", s.depth)?;
+    writeln!(out, "head / tail   {} / {}", c.head, c.tail)?;
+    if s.kind == Kind::Spsc {
+        writeln!(out, "producer      {}", holder(s.producer_holder))?;
+        writeln!(out, "consumer      {}", holder(s.consumer_holder))?;
+    }
+    writeln!(out, "counters")?;
+    writeln!(out, "  aborted         {:>12}   loans dropped without commit", c.aborted)?;
+    writeln!(out, "  abandoned       {:>12}   slots of producers that died mid-write", c.abandoned)?;
+    writeln!(out, "  lost_by_crash   {:>12}   messages lost with a consumer that died", c.lost_by_crash)?;
+    writeln!(out, "  full_events     {:>12}   times a producer found the queue full", c.full_events)?;
+    writeln!(out, "  blocked         {:>12}   time producers waited for space", duration(c.blocked_ns as f64 / 1e9))?;
+    writeln!(
+        out,
+        "  sleepers        {:>12}   sleeping for data / for space",
+        format!("{} / {}", c.sleepers.0, c.sleepers.1)
+    )?;
+    if s.participants.is_empty() {
+        writeln!(out, "participants  none")?;
+    } else {
+        writeln!(out, "participants")?;
+        let mut rows = vec![["ID", "PID", "ROLES", "ALIVE"].map(String::from).to_vec()];
+        for p in &s.participants {
+            let roles = roles(p.roles);
+            rows.push(vec![
+                p.id.to_string(),
+                p.pid.to_string(),
+                if roles.is_empty() { "-".into() } else { roles.join(",") },
+                if p.busy { "attaching".into() } else { yes_no(p.alive).into() },
+            ]);
+        }
+        let mut indented = Vec::new();
+        table(&mut indented, &rows).expect("writing to a Vec cannot fail");
+        for line in String::from_utf8_lossy(&indented).lines() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes every named segment; reports each failure and goes on.
+pub fn rm(ctx: &Ctx, a: &RmArgs) -> CliResult {
+    let mut failed = false;
+    for name in &a.names {
+        match shmq::segment::remove(&ctx.dir, name) {
+            Ok(true) => {}
+            Ok(false) => {
+                failed = true;
+                report(&format!("cannot remove {name:?}: no queue or topic of that name in {}", ctx.dir.display()));
+            }
+            Err(e) => {
+                failed = true;
+                report(&format!("cannot remove {name:?}: {e}"));
+            }
+        }
+    }
+    if failed {
+        Err(CliError::Reported)
+    } else {
+        Ok(())
+    }
+}
+
+/// `shmq stat --json`.
+fn status_json(s: &Status) -> Value {
+    let c = &s.counters;
+    let holder = |h: Option<(u16, u32, bool)>| match h {
+        Some((id, pid, alive)) => json!({ "id": id, "pid": pid, "alive": alive }),
+        None => Value::Null,
+    };
+    json!({
+        "name": s.name,
+        "path": s.path,
+        "kind": s.kind.name(),
+        "capacity": s.capacity,
+        "max_msg": s.max_msg,
+        "slot_stride": s.slot_stride,
+        "memory_bytes": s.memory_bytes,
+        "depth": s.depth,
+        "head": c.head,
+        "tail": c.tail,
+        "creator_pid": s.creator_pid,
+        "created_unix_ns": s.created_unix_ns,
+        "participants": s.participants.iter().map(participant_json).collect::<Vec<_>>(),
+        "producer_holder": holder(s.producer_holder),
+        "consumer_holder": holder(s.consumer_holder),
+        "counters": {
+            "aborted": c.aborted,
+            "abandoned": c.abandoned,
+            "lost_by_crash": c.lost_by_crash,
+            "full_events": c.full_events,
+            "blocked_ns": c.blocked_ns,
+            "sleepers": { "data": c.sleepers.0, "space": c.sleepers.1 },
+        },
+    })
+}
+
+fn participant_json(p: &ParticipantInfo) -> Value {
+    json!({
+        "id": p.id,
+        "pid": p.pid,
+        "roles": roles(p.roles),
+        "alive": p.alive,
+        "busy": p.busy,
+        "last_activity_ns": p.last_activity_ns,
+    })
+}
+
+/// Role bits as names.
+fn roles(bits: u32) -> Vec<&'static str> {
+    [
+        (ROLE_PRODUCER, "producer"),
+        (ROLE_CONSUMER, "consumer"),
+        (ROLE_PUBLISHER, "publisher"),
+        (ROLE_SUBSCRIBER, "subscriber"),
+    ]
+    .into_iter()
+    .filter(|&(bit, _)| bits & bit != 0)
+    .map(|(_, name)| name)
+    .collect()
+}
+
+fn holder(h: Option<(u16, u32, bool)>) -> String {
+    match h {
+        None => "free".into(),
+        Some((id, pid, true)) => format!("participant {id}, pid {pid}, alive"),
+        Some((id, pid, false)) => format!("participant {id}, pid {pid}, dead (the role will be taken over)"),
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(out: &mut impl Write, rows: &[Vec<String>]) -> std::io::Result<()> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..cols).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 < r.len() {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Bytes in binary units: `336.0 KiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Seconds as a short human duration.
+fn duration(secs: f64) -> String {
+    if secs < 1e-3 {
+        format!("{:.0} µs", secs * 1e6)
+    } else if secs < 1.0 {
+        format!("{:.1} ms", secs * 1e3)
+    } else if secs < 120.0 {
+        format!("{secs:.1} s")
+    } else if secs < 7200.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}

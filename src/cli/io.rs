@@ -1,0 +1,155 @@
+//! `shmq send` and `shmq recv`: messages between a queue and stdin/stdout.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use shmq::Error;
+
+use super::{CliError, CliResult, Ctx, OpenArgs, Out};
+
+/// Arguments of `shmq send`.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Queue name.
+    name: String,
+    /// Generate N messages instead of reading stdin: message i (from 0) is the decimal number i.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// With --count: pad each generated message with '.' to exactly this many bytes.
+    #[arg(long, value_name = "BYTES", requires = "count")]
+    size: Option<usize>,
+    /// Kind tag sent with every message (receivers see it with `recv --show-kind`).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    kind: u32,
+    /// Wait at most this long for space in a full queue, then fail [default: wait forever].
+    #[arg(long, value_name = "MS")]
+    timeout: Option<u64>,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+/// Arguments of `shmq recv`.
+#[derive(Debug, clap::Args)]
+pub struct RecvArgs {
+    /// Queue name.
+    name: String,
+    /// Exit 0 after this many messages.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Longest wait for one message. With --count: exit 1 when it passes; without: exit 0
+    /// (the queue is drained) [default: wait forever].
+    #[arg(long, value_name = "MS")]
+    timeout: Option<u64>,
+    /// Print each message as `<kind><TAB><payload>`.
+    #[arg(long)]
+    show_kind: bool,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+/// Sends stdin lines, or generated messages, to a queue.
+pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
+    let q = a.open.options(ctx).open_or_create(&a.name)?;
+    let mut tx = q.producer()?;
+    let timeout = a.timeout.map(Duration::from_millis);
+    let mut sent: u64 = 0;
+    let mut send_one = |payload: &[u8]| -> CliResult {
+        let r = match timeout {
+            Some(t) => tx.send_kind_timeout(a.kind, payload, t),
+            None => tx.send_kind(a.kind, payload),
+        };
+        match r {
+            Ok(()) => {
+                sent += 1;
+                Ok(())
+            }
+            Err(Error::Timeout) => Err(CliError::msg(format!(
+                "timed out after {} ms waiting for space in queue {:?} ({sent} messages sent); is a consumer running?",
+                a.timeout.unwrap_or(0),
+                a.name
+            ))),
+            Err(e @ Error::MessageTooLarge { .. }) => Err(CliError::msg(format!("message {}: {e}", sent + 1))),
+            Err(e) => Err(e.into()),
+        }
+    };
+    if let Some(count) = a.count {
+        let mut buf = Vec::with_capacity(a.size.unwrap_or(20));
+        for i in 0..count {
+            generate(&mut buf, i, a.size)?;
+            send_one(&buf)?;
+        }
+        return Ok(());
+    }
+    let mut stdin = std::io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = stdin.read_until(b'\n', &mut line).map_err(|e| CliError::msg(format!("read stdin: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        send_one(&line)?;
+    }
+}
+
+/// Message `i` of `send --count`: the decimal number, padded with '.' to `size` bytes.
+fn generate(buf: &mut Vec<u8>, i: u64, size: Option<usize>) -> CliResult {
+    buf.clear();
+    write!(buf, "{i}").expect("writing to a Vec cannot fail");
+    if let Some(size) = size {
+        if buf.len() > size {
+            return Err(CliError::msg(format!(
+                "--size {size} is too small to hold the sequence number {i} ({} bytes)",
+                buf.len()
+            )));
+        }
+        buf.resize(size, b'.');
+    }
+    Ok(())
+}
+
+/// Prints messages from a queue, one per line.
+pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
+    let q = a.open.options(ctx).open_or_create(&a.name)?;
+    let mut rx = q.consumer()?;
+    let mut buf = vec![0u8; q.max_msg_size()];
+    let timeout = a.timeout.map(Duration::from_millis);
+    let mut got: u64 = 0;
+    while a.count.is_none_or(|n| got < n) {
+        let r = match rx.try_recv(&mut buf) {
+            Err(Error::Empty) => {
+                // Nothing waiting: show what we have before we wait.
+                out.flush()?;
+                match timeout {
+                    Some(t) => rx.recv_timeout(&mut buf, t),
+                    None => rx.recv_into(&mut buf),
+                }
+            }
+            other => other,
+        };
+        let m = match r {
+            Ok(m) => m,
+            Err(Error::Timeout) => match a.count {
+                None => return Ok(()),
+                Some(n) => {
+                    return Err(CliError::msg(format!(
+                        "timed out after {} ms waiting for a message on queue {:?} ({got} of {n} received)",
+                        a.timeout.unwrap_or(0),
+                        a.name
+                    )))
+                }
+            },
+            Err(e) => return Err(e.into()),
+        };
+        got += 1;
+        if a.show_kind {
+            write!(out, "{}\t", m.kind)?;
+        }
+        out.write_all(String::from_utf8_lossy(&buf[..m.len]).as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The command line: argument definitions, dispatch, error reporting and output.
+//!
+//! One module per command group: [`io`] (send, recv), [`inspect`] (list, stat, rm), [`demo`]
+//! (demo and its hidden worker). A new group (e.g. topics: pub, sub) adds a module, a variant
+//! of [`Command`] and a line in [`run`].
+//!
+//! Errors: every command returns [`CliResult`]; [`main`] prints one line `shmq: <message>` to
+//! stderr and exits 1. A closed stdout (`shmq recv q | head -1`) ends the command quietly with
+//! status 0. A panic prints one line too (see [`install_panic_hook`]).
+
+mod demo;
+mod inspect;
+mod io;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use shmq::{QueueKind, QueueOptions, WaitStrategy};
+
+/// Lock-free shared-memory message queues for processes on one Linux host.
+///
+/// A queue is a file named shmq.<NAME> in the segment directory (--dir, else $SHMQ_DIR, else
+/// /dev/shm). It lives until `shmq rm` removes it, so messages wait for a consumer that starts
+/// later. Names are 1 to 200 bytes of [A-Za-z0-9._-], not starting with '.'.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shmq",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  \
+        shmq demo                                 check delivery, measure throughput and latency vs a Unix socket\n  \
+        printf 'a\\nb\\nc\\n' | shmq send orders     queue three messages (creates the queue)\n  \
+        shmq recv orders --count 3                print them, one per line\n  \
+        shmq list                                 every queue with its depth\n  \
+        shmq stat orders --json                   indices, participants and counters as JSON\n  \
+        shmq rm orders                            remove the queue\n\n\
+        Exit status: 0 on success, 1 on an error (one line `shmq: ...` on stderr), 2 on invalid usage."
+)]
+pub struct Cli {
+    /// Segment directory [default: $SHMQ_DIR, else /dev/shm].
+    #[arg(long, global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check delivery between two processes, then measure throughput and round-trip latency
+    /// beside a Unix socket pair.
+    ///
+    /// Creates a private queue, starts a producer and a consumer process, sends --count
+    /// messages and checks that each arrived exactly once, in order, with an intact payload.
+    /// Then two processes ping-pong through two SPSC queues. The same measurements are made
+    /// over a Unix domain socket pair (SOCK_SEQPACKET) in the same run. The demo's segments are
+    /// removed at the end, also on error.
+    Demo(demo::DemoArgs),
+    /// Internal: one process of `shmq demo`.
+    #[command(hide = true)]
+    DemoWorker(demo::WorkerArgs),
+    /// Send each line of stdin as one message (without its newline), or generate messages.
+    ///
+    /// Opens the queue, creating it if needed (MPMC unless --spsc). With --count, sends N
+    /// generated messages instead of reading stdin: message i (from 0) is the decimal number
+    /// i, padded with '.' to --size bytes if given. Waits while the queue is full (see
+    /// --timeout).
+    Send(io::SendArgs),
+    /// Print messages from a queue, one per line (payload as UTF-8, invalid bytes replaced).
+    ///
+    /// Opens the queue, creating it if needed. With --count N: exits 0 after N messages, and
+    /// with 1 (an error) if --timeout passes without a message first. Without --count: runs
+    /// until interrupted, or, with --timeout, until no message has arrived for that long, then
+    /// exits 0 (drains the queue).
+    Recv(io::RecvArgs),
+    /// List every segment in the segment directory: kind, capacity, message size, depth, memory.
+    ///
+    /// Segments that cannot be read are listed with the reason instead.
+    List(inspect::ListArgs),
+    /// Show one segment in detail: header, indices, participants, role holders, counters.
+    Stat(inspect::StatArgs),
+    /// Remove segments. Processes attached keep working on their mapping until they detach.
+    ///
+    /// Removes every name given; exits 1 if any did not exist or could not be removed.
+    Rm(inspect::RmArgs),
+}
+
+/// How blocking operations wait for a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WaitArg {
+    /// Busy-poll: lowest latency, one core at 100% while waiting.
+    Spin,
+    /// Poll, giving up the CPU between polls.
+    Yield,
+    /// Spin briefly, then sleep on a futex: no CPU while idle.
+    Block,
+}
+
+impl From<WaitArg> for WaitStrategy {
+    fn from(w: WaitArg) -> WaitStrategy {
+        match w {
+            WaitArg::Spin => WaitStrategy::Spin,
+            WaitArg::Yield => WaitStrategy::Yield,
+            WaitArg::Block => WaitStrategy::Block,
+        }
+    }
+}
+
+impl WaitArg {
+    /// The name as given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitArg::Spin => "spin",
+            WaitArg::Yield => "yield",
+            WaitArg::Block => "block",
+        }
+    }
+}
+
+/// Options for opening or creating a queue, shared by send and recv (and later pub/sub).
+#[derive(Debug, Clone, clap::Args)]
+pub struct OpenArgs {
+    /// Slots of a new queue, a power of two [default: 1024]; checked against an existing queue.
+    #[arg(long, value_name = "SLOTS")]
+    capacity: Option<u64>,
+    /// Largest message in bytes of a new queue [default: 256]; checked against an existing queue.
+    #[arg(long, value_name = "BYTES")]
+    max_msg: Option<usize>,
+    /// Create a single-producer single-consumer queue (default: MPMC); require one when opening.
+    #[arg(long)]
+    spsc: bool,
+    /// How to wait for space or messages.
+    #[arg(long, value_enum, default_value_t = WaitArg::Block)]
+    wait: WaitArg,
+}
+
+impl OpenArgs {
+    /// The queue options these arguments ask for, in the segment directory of `ctx`.
+    pub fn options(&self, ctx: &Ctx) -> QueueOptions {
+        let mut o = QueueOptions::new().dir(&ctx.dir).wait(self.wait.into());
+        if let Some(c) = self.capacity {
+            o = o.capacity(c);
+        }
+        if let Some(m) = self.max_msg {
+            o = o.max_msg_size(m);
+        }
+        if self.spsc {
+            o = o.kind(QueueKind::Spsc);
+        }
+        o
+    }
+}
+
+/// What every command needs from the global options.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The segment directory.
+    pub dir: PathBuf,
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum CliError {
+    /// Print `shmq: <message>` and exit 1.
+    Msg(String),
+    /// Stdout was closed by the reader: stop quietly, exit 0.
+    BrokenPipe,
+    /// The command already printed its errors: exit 1 without another line.
+    Reported,
+}
+
+/// Result of a command.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+impl CliError {
+    /// An error with this message.
+    pub fn msg(m: impl Into<String>) -> CliError {
+        CliError::Msg(m.into())
+    }
+}
+
+impl From<shmq::Error> for CliError {
+    fn from(e: shmq::Error) -> CliError {
+        CliError::Msg(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    /// For errors of writing to stdout: a closed pipe ends the command quietly.
+    fn from(e: std::io::Error) -> CliError {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::BrokenPipe
+        } else {
+            CliError::Msg(format!("write to stdout: {e}"))
+        }
+    }
+}
+
+/// Buffered, locked stdout. Every command writes through it (never `println!`, which panics on
+/// a closed pipe) and flushes when it waits.
+pub type Out = std::io::BufWriter<std::io::StdoutLock<'static>>;
+
+/// Runs the command line; returns the exit status.
+pub fn main() -> i32 {
+    install_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout with status 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let ctx = Ctx { dir: cli.dir.clone().unwrap_or_else(shmq::os::default_dir) };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let r = run(cli.command, &ctx, &mut out).and_then(|()| out.flush().map_err(CliError::from));
+    match r {
+        Ok(()) | Err(CliError::BrokenPipe) => 0,
+        Err(CliError::Reported) => 1,
+        Err(CliError::Msg(m)) => {
+            let _ = out.flush();
+            report(&m);
+            1
+        }
+    }
+}
+
+fn run(command: Command, ctx: &Ctx, out: &mut Out) -> CliResult {
+    match command {
+        Command::Demo(a) => demo::demo(ctx, &a, out),
+        Command::DemoWorker(a) => demo::worker(ctx, &a, out),
+        Command::Send(a) => io::send(ctx, &a),
+        Command::Recv(a) => io::recv(ctx, &a, out),
+        Command::List(a) => inspect::list(ctx, &a, out),
+        Command::Stat(a) => inspect::stat(ctx, &a, out),
+        Command::Rm(a) => inspect::rm(ctx, &a),
+    }
+}
+
+/// Prints `shmq: <message>` on stderr (one line; ignores a closed stderr).
+pub fn report(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "shmq: {message}");
+}
+
+/// A panic is a bug, but it still prints one line, not a backtrace.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        report(&format!("internal error: {what}{at}; please report this bug"));
+    }));
+}
