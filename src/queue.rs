@@ -221,7 +221,8 @@ impl Queue {
     pub fn max_msg_size(&self) -> usize {
         self.shared.seg.config.max_msg as usize
     }
-    /// Messages waiting (a snapshot; clamped to the capacity).
+    /// Messages waiting (a snapshot; clamped to the capacity). On an MPMC queue this counts
+    /// slots of dropped loans until a consumer skips them.
     pub fn len(&self) -> usize {
         let c = self.shared.ring.control();
         let tail = c.tail.0.load(Relaxed);
@@ -392,7 +393,7 @@ impl Producer {
         let ring = &self.shared.ring;
         let n = match &mut self.side {
             ProducerSide::Spsc(p) => {
-                let n = (p.free(ring)? as usize).min(msgs.len());
+                let n = (p.free_for(ring, msgs.len() as u64)? as usize).min(msgs.len());
                 for (i, m) in msgs[..n].iter().enumerate() {
                     p.write(ring, i as u64, 0, m);
                 }
@@ -622,7 +623,7 @@ impl Consumer {
         let ring = &self.shared.ring;
         let n = match &mut self.side {
             ConsumerSide::Spsc(c) => {
-                let n = (c.available(ring)? as usize).min(max);
+                let n = (c.available_for(ring, max as u64)? as usize).min(max);
                 for i in 0..n as u64 {
                     let (len, kind) = match c.peek(ring, i) {
                         Ok(v) => v,

@@ -2,6 +2,11 @@
 //! own cursor (the LMAX Disruptor shape, with per-slot sequence numbers so that several
 //! publishers can claim concurrently and lossy readers can detect being overwritten).
 //!
+//! `tail` is published with Release and read with Acquire, and a claim CAS is AcqRel, as in
+//! [`super::mpmc`] (so a weakly ordered CPU never pairs a new `tail` with a stale slot state).
+//! A reader may still see a slot state a whole number of laps old (its cursor came from
+//! elsewhere); that reads as "not yet written", never as corruption.
+//!
 //! Slot states for message sequence `s` (see [`crate::layout::slot`]):
 //!
 //! ```text
@@ -26,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, WRITING};
 use crate::sync::{
     fence,
-    Ordering::{Acquire, Relaxed, Release},
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
 /// Puts every slot in its initial state: slot `i` holds the (nonexistent) message `i - cap`.
@@ -45,7 +50,7 @@ pub fn init(m: &impl RingMem) {
 pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
     let ctl = m.control();
     let cap = m.capacity() as i64;
-    let mut pos = ctl.tail.0.load(Relaxed);
+    let mut pos = ctl.tail.0.load(Acquire);
     for _ in 0..MAX_CLAIM_ROUNDS {
         // A gate ahead of `pos` (a subscriber that joined at a newer tail) does not block.
         if pos.wrapping_sub(gate) as i64 >= cap {
@@ -56,8 +61,13 @@ pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
         let w = s.state.load(Acquire);
         match (slot::diff(w, pos), slot::tag(w)) {
             (d, IDLE | ABANDONED | ABORTED) if d == -cap => {
-                if s.state.compare_exchange_weak(w, pack(pos, WRITING, me), Relaxed, Relaxed).is_ok() {
-                    let _ = ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
+                if s.state.compare_exchange_weak(w, pack(pos, WRITING, me), AcqRel, Relaxed).is_ok() {
+                    // Seqlock writer: the Release fence orders the WRITING state before every
+                    // len/kind/payload write that follows; it pairs with the Acquire fence in
+                    // `still_intact`, so a lossy reader that read any of our new bytes sees at
+                    // least WRITING when it re-checks (found by loom, tests/loom_topic.rs).
+                    fence(Release);
+                    let _ = ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed);
                     return Ok(Poll::Ready(pos));
                 }
                 continue;
@@ -65,7 +75,7 @@ pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
             (d, WRITING) if d == -cap => return Ok(Poll::Held { pos, word: w }),
             // Already claimed for this sequence: tail is stale, help advance it.
             (0, _) => {
-                pos = match ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed) {
+                pos = match ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Release, Acquire) {
                     Ok(_) => pos.wrapping_add(1),
                     Err(now) => now,
                 };
@@ -73,7 +83,7 @@ pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
             }
             _ => {}
         }
-        let now = ctl.tail.0.load(Relaxed);
+        let now = ctl.tail.0.load(Acquire);
         if now == pos {
             return Err(Error::corrupted(format!(
                 "topic slot state {w:#x} is impossible for the publisher at sequence {pos}"
@@ -157,6 +167,8 @@ pub fn read(m: &impl RingMem, cursor: u64) -> Result<Read> {
         (0, ABANDONED | ABORTED) => Read::Skip,
         (0, WRITING) => Read::Held { word: w },
         (d, _) if d < 0 && d >= -cap => Read::NotReady,
+        // A state whole laps old: a write we do not see yet (weakly ordered CPUs).
+        (d, _) if d < 0 && d % cap == 0 => Read::NotReady,
         (d, _) if d > 0 && d % cap == 0 => Read::Lapped { seq: cursor.wrapping_add(d as u64) },
         // Between laps a slot may be claimed for a later sequence that is not a whole number
         // of laps away only if memory is corrupted.

@@ -22,14 +22,17 @@
 //! loads the state with Acquire (pairs with it) before reading len and claiming. `release`
 //! stores IDLE(p+cap) with Release after the consumer's last read of the payload; a producer
 //! loads the state with Acquire (pairs with it) before claiming the slot and overwriting it.
-//! The claim CASes need no ordering of their own beyond that (Relaxed on success is enough,
-//! the preceding Acquire load already synchronised with the last owner), and `tail`/`head`
-//! are hints whose value is re-validated against the slot state, so they are Relaxed.
+//! `tail` and `head` are published with Release (the index CASes) and read with Acquire, and
+//! a successful claim CAS is AcqRel: whoever sees that position `p` was claimed also sees every
+//! claim before `p` and the slot states they saw. With Relaxed here, a thread on a weakly
+//! ordered CPU (ARM, POWER) could see a new `tail` beside a slot state from the previous lap
+//! and report a healthy ring as corrupted (found by loom, `tests/loom.rs`). On x86 these
+//! orderings cost nothing.
 
 use super::{Msg, Poll, RingMem, MAX_CLAIM_ROUNDS};
 use crate::error::{Error, Result};
 use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, READING, WRITING};
-use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Puts every slot in its initial state (slot `i` free for position `i`). Creator only.
 pub fn init(m: &impl RingMem) {
@@ -46,7 +49,7 @@ pub fn init(m: &impl RingMem) {
 pub fn claim_write(m: &impl RingMem, me: u16) -> Result<Poll> {
     let ctl = m.control();
     let cap = m.capacity() as i64;
-    let mut pos = ctl.tail.0.load(Relaxed);
+    let mut pos = ctl.tail.0.load(Acquire);
     for _ in 0..MAX_CLAIM_ROUNDS {
         let s = m.slot(pos);
         // Acquire: pairs with the Release store in `release` (or `recover`), so the previous
@@ -55,9 +58,9 @@ pub fn claim_write(m: &impl RingMem, me: u16) -> Result<Poll> {
         let d = slot::diff(w, pos);
         match (d, slot::tag(w)) {
             (0, IDLE) => {
-                if s.state.compare_exchange_weak(w, pack(pos, WRITING, me), Relaxed, Relaxed).is_ok() {
+                if s.state.compare_exchange_weak(w, pack(pos, WRITING, me), AcqRel, Relaxed).is_ok() {
                     // Help-style advance: if someone already moved tail on, that is fine.
-                    let _ = ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
+                    let _ = ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed);
                     return Ok(Poll::Ready(pos));
                 }
                 continue;
@@ -76,7 +79,7 @@ pub fn claim_write(m: &impl RingMem, me: u16) -> Result<Poll> {
             _ => {}
         }
         // Any other state only makes sense if `pos` is stale.
-        let now = ctl.tail.0.load(Relaxed);
+        let now = ctl.tail.0.load(Acquire);
         if now == pos {
             if d >= cap {
                 // Consumed and freed for a later lap, tail a lap behind: help.
@@ -120,7 +123,7 @@ pub fn abort(m: &impl RingMem, pos: u64) {
 pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll<Msg>> {
     let ctl = m.control();
     let cap = m.capacity() as i64;
-    let mut pos = ctl.head.0.load(Relaxed);
+    let mut pos = ctl.head.0.load(Acquire);
     for _ in 0..MAX_CLAIM_ROUNDS {
         let s = m.slot(pos);
         // Acquire: pairs with the Release store in `commit`, so len/kind/payload are visible.
@@ -131,7 +134,7 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll<Msg>
             // step (so no reader ever holds it) and look at the next position.
             (1, ABORTED | ABANDONED) => {
                 if s.state
-                    .compare_exchange_weak(w, pack(pos.wrapping_add(m.capacity()), IDLE, 0), Release, Relaxed)
+                    .compare_exchange_weak(w, pack(pos.wrapping_add(m.capacity()), IDLE, 0), AcqRel, Relaxed)
                     .is_ok()
                 {
                     pos = advance(&ctl.head.0, pos);
@@ -144,10 +147,10 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll<Msg>
                 if len <= m.max_msg() && len > max_len {
                     return Err(Error::BufferTooSmall { len: max_len, needed: len });
                 }
-                if s.state.compare_exchange_weak(w, pack(pos.wrapping_add(1), READING, me), Relaxed, Relaxed).is_err() {
+                if s.state.compare_exchange_weak(w, pack(pos.wrapping_add(1), READING, me), AcqRel, Relaxed).is_err() {
                     continue;
                 }
-                let _ = ctl.head.0.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
+                let _ = ctl.head.0.compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed);
                 if len > m.max_msg() {
                     release(m, pos);
                     return Err(Error::corrupted(format!(
@@ -170,7 +173,7 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll<Msg>
             (d, READING) if d == 1 - cap => return Ok(Poll::Held { pos, word: w }),
             _ => {}
         }
-        let now = ctl.head.0.load(Relaxed);
+        let now = ctl.head.0.load(Acquire);
         if now == pos {
             if (cap..=cap + 1).contains(&d) {
                 // Already consumed and freed for the next lap: head is stale, help.
@@ -214,7 +217,7 @@ pub fn recover(m: &impl RingMem, pos: u64, word: u64) -> bool {
 
 /// Moves `index` from `pos` to `pos + 1` unless someone already moved it; returns its new value.
 fn advance(index: &crate::sync::AtomicU64, pos: u64) -> u64 {
-    match index.compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed) {
+    match index.compare_exchange(pos, pos.wrapping_add(1), Release, Acquire) {
         Ok(_) => pos.wrapping_add(1),
         Err(now) => now,
     }

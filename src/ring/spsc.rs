@@ -52,9 +52,16 @@ impl SpscProducer {
     /// Number of free slots; re-reads `head` only when the cached value says full.
     #[inline]
     pub fn free(&mut self, m: &impl RingMem) -> Result<u64> {
+        self.free_for(m, 1)
+    }
+
+    /// Number of free slots; re-reads `head` only when the cached value says fewer than
+    /// `want` are free (so a batch gets every slot that is free now).
+    #[inline]
+    pub fn free_for(&mut self, m: &impl RingMem, want: u64) -> Result<u64> {
         let cap = m.capacity();
         let free = cap - self.tail.wrapping_sub(self.head_cache);
-        if free > 0 {
+        if free >= want.min(cap) && free > 0 {
             return Ok(free);
         }
         // Acquire: pairs with the consumer's Release store of `head` in `release`, so its
@@ -112,8 +119,15 @@ impl SpscConsumer {
     /// Number of messages ready; re-reads `tail` only when the cached value says empty.
     #[inline]
     pub fn available(&mut self, m: &impl RingMem) -> Result<u64> {
+        self.available_for(m, 1)
+    }
+
+    /// Number of messages ready; re-reads `tail` only when the cached value says fewer than
+    /// `want` are ready.
+    #[inline]
+    pub fn available_for(&mut self, m: &impl RingMem, want: u64) -> Result<u64> {
         let ready = self.tail_cache.wrapping_sub(self.head);
-        if ready > 0 {
+        if ready >= want.min(m.capacity()) && ready > 0 {
             return Ok(ready);
         }
         // Acquire: pairs with the producer's Release store of `tail` in `publish`.

@@ -11,7 +11,7 @@ use crate::layout::{slot, ROLE_SUBSCRIBER};
 use crate::os;
 use crate::queue::Received;
 use crate::ring::{broadcast, broadcast::Read, RingMem};
-use crate::sync::Ordering::{Relaxed, Release};
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::wait::Step;
 
 /// Where a new subscriber starts.
@@ -108,7 +108,7 @@ impl SubscriberBuilder {
         let start = self.start;
         let (index, cursor, resumed) =
             s.table.join(self.name.as_deref(), self.mode == SubscriberMode::Lossy, || {
-                let tail = ring.control().tail.0.load(Relaxed);
+                let tail = ring.control().tail.0.load(Acquire);
                 match start {
                     Start::Latest => tail,
                     Start::Earliest => tail.saturating_sub(cap),
@@ -320,7 +320,7 @@ impl Subscriber {
     fn lapped(&mut self, seen: u64) -> Error {
         let ring = &self.shared.att.ring;
         let cap = ring.capacity();
-        let tail = ring.control().tail.0.load(Relaxed);
+        let tail = ring.control().tail.0.load(Acquire);
         // The oldest message that can still be in the ring; validated against what we saw.
         let oldest = tail.max(seen.wrapping_add(1)).saturating_sub(cap).max(self.next.wrapping_add(1));
         let missed = oldest - self.next;
