@@ -1,0 +1,382 @@
+//! Queues: each message goes to exactly one consumer.
+//!
+//! A [`Queue`] is a process's attachment to a named queue segment; from it come
+//! [`Producer`]s and [`Consumer`]s. An SPSC queue allows one live producer and one live
+//! consumer at a time ([`Error::RoleTaken`] otherwise; a dead holder's role is taken over); an
+//! MPMC queue allows any number of each.
+//!
+//! Ownership: creating a queue does not tie its lifetime to the creator. The segment stays,
+//! with its messages, until [`Queue::unlink`], [`remove`] or `shmq rm` removes it; dropping
+//! handles only detaches them.
+
+mod consumer;
+mod producer;
+
+pub use consumer::{Consumer, RecvRef};
+pub use producer::{Loan, Producer};
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::attach::Attachment;
+use crate::error::{Error, Result};
+use crate::layout::{slot, Kind, DEFAULT_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::options::{common_setters, Common};
+pub use crate::options::{DEFAULT_CAPACITY, DEFAULT_MAX_MSG, DEFAULT_MODE};
+use crate::ring::{mpmc, spsc, MappedRing, RingMem};
+use crate::segment::{self, Config, Expect, Segment};
+use crate::sync::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use crate::wait::WaitStrategy;
+
+/// Which ring a queue uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueueKind {
+    /// One producer and one consumer; the fastest.
+    Spsc,
+    /// Any number of producers and consumers.
+    #[default]
+    Mpmc,
+}
+
+impl From<QueueKind> for Kind {
+    fn from(k: QueueKind) -> Kind {
+        match k {
+            QueueKind::Spsc => Kind::Spsc,
+            QueueKind::Mpmc => Kind::Mpmc,
+        }
+    }
+}
+
+/// How to create or open a queue. Like `std::fs::OpenOptions`: set what you need, then call
+/// [`create`](Self::create), [`open`](Self::open) or [`open_or_create`](Self::open_or_create).
+///
+/// Settings given explicitly are checked when opening an existing queue: a mismatch is
+/// [`Error::Incompatible`].
+#[derive(Clone, Debug, Default)]
+pub struct QueueOptions {
+    common: Common,
+    kind: Option<QueueKind>,
+}
+
+impl QueueOptions {
+    /// Defaults: MPMC, 1024 slots, 256-byte messages, mode 0600, [`WaitStrategy::Block`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+    common_setters!();
+
+    /// SPSC or MPMC.
+    pub fn kind(mut self, kind: QueueKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+    /// Shorthand for `kind(QueueKind::Spsc)`.
+    pub fn spsc(self) -> Self {
+        self.kind(QueueKind::Spsc)
+    }
+    fn config(&self) -> Result<Config> {
+        Ok(Config {
+            kind: self.kind.unwrap_or_default().into(),
+            capacity: self.common.capacity.unwrap_or(DEFAULT_CAPACITY),
+            max_msg: self.common.max_msg_u32()?,
+            max_participants: DEFAULT_PARTICIPANTS,
+            max_subscribers: 0,
+        })
+    }
+
+    fn expect(&self) -> Expect {
+        const SPSC: &[Kind] = &[Kind::Spsc];
+        const MPMC: &[Kind] = &[Kind::Mpmc];
+        const ANY: &[Kind] = &[Kind::Spsc, Kind::Mpmc];
+        Expect {
+            kinds: match self.kind {
+                Some(QueueKind::Spsc) => SPSC,
+                Some(QueueKind::Mpmc) => MPMC,
+                None => ANY,
+            },
+            capacity: self.common.capacity,
+            max_msg: self.common.max_msg.map(|m| m.min(u32::MAX as usize) as u32),
+            max_subscribers: None,
+        }
+    }
+
+    /// Creates queue `name`; [`Error::AlreadyExists`] if it exists.
+    pub fn create(&self, name: &str) -> Result<Queue> {
+        let config = self.config()?;
+        match Segment::create(&self.common.dir_path(), name, config, self.common.mode, |seg| {
+            if config.kind == Kind::Mpmc {
+                mpmc::init(&seg.ring());
+            }
+        })? {
+            Some(seg) => Queue::attach(seg, self.common.wait),
+            None => Err(Error::AlreadyExists { name: name.into() }),
+        }
+    }
+
+    /// Opens existing queue `name`; [`Error::NotFound`] if there is none.
+    pub fn open(&self, name: &str) -> Result<Queue> {
+        let seg = Segment::open(&self.common.dir_path(), name, &self.expect(), self.common.ready_timeout)?;
+        Queue::attach(seg, self.common.wait)
+    }
+
+    /// Opens queue `name`, creating it if it does not exist. A segment left half-initialised
+    /// by a dead creator ([`Error::Stale`]) is removed and created anew.
+    pub fn open_or_create(&self, name: &str) -> Result<Queue> {
+        for _ in 0..16 {
+            match self.create(name) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+            match self.open(name) {
+                Err(Error::NotFound { .. }) => continue, // removed meanwhile: create again
+                Err(Error::Stale { .. }) => {
+                    segment::remove(&self.common.dir_path(), name)?;
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Timeout)
+    }
+}
+
+/// Removes queue or topic `name` from the default segment directory. `Ok(false)` if absent.
+pub fn remove(name: &str) -> Result<bool> {
+    segment::remove(&crate::os::default_dir(), name)
+}
+
+/// What [`Consumer::recv_into`] received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Payload length (the first `len` bytes of the buffer).
+    pub len: usize,
+    /// The sender's kind tag (0 for plain `send`).
+    pub kind: u32,
+}
+
+/// A process's attachment to a queue. Cheap to share: producers and consumers made from it keep
+/// the mapping alive.
+///
+/// # Examples
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use shmq::{Queue, QueueOptions};
+/// let q = QueueOptions::new().dir(dir.path()).capacity(8).create("doc-queue")?;
+/// let mut tx = q.producer()?;
+/// let mut rx = q.consumer()?;
+/// tx.send(b"hello")?;
+/// let mut buf = [0u8; 256];
+/// let got = rx.recv_into(&mut buf)?;
+/// assert_eq!(&buf[..got.len], b"hello");
+/// q.unlink()?;
+/// # Ok::<(), shmq::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Queue {
+    shared: Arc<Attachment>,
+}
+
+impl Queue {
+    /// Creates queue `name` with default options (see [`QueueOptions`]).
+    pub fn create(name: &str) -> Result<Queue> {
+        QueueOptions::new().create(name)
+    }
+
+    /// Opens existing queue `name`.
+    pub fn open(name: &str) -> Result<Queue> {
+        QueueOptions::new().open(name)
+    }
+
+    /// Opens queue `name`, creating it with default options if needed.
+    pub fn open_or_create(name: &str) -> Result<Queue> {
+        QueueOptions::new().open_or_create(name)
+    }
+
+    /// Options for creating or opening a queue.
+    pub fn options() -> QueueOptions {
+        QueueOptions::new()
+    }
+
+    fn attach(seg: Segment, wait: WaitStrategy) -> Result<Queue> {
+        let kind = seg.config.kind;
+        Ok(Queue { shared: Arc::new(Attachment::new(seg, wait, |ring, dead| scrub(ring, kind, dead))?) })
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.shared.seg.name
+    }
+    /// The segment file.
+    pub fn path(&self) -> &Path {
+        &self.shared.seg.path
+    }
+    /// SPSC or MPMC.
+    pub fn kind(&self) -> QueueKind {
+        match self.shared.seg.config.kind {
+            Kind::Spsc => QueueKind::Spsc,
+            _ => QueueKind::Mpmc,
+        }
+    }
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.shared.seg.config.capacity as usize
+    }
+    /// Largest message in bytes.
+    pub fn max_msg_size(&self) -> usize {
+        self.shared.seg.config.max_msg as usize
+    }
+    /// Messages waiting (a snapshot; clamped to the capacity). On an MPMC queue this counts
+    /// slots of dropped loans until a consumer skips them.
+    pub fn len(&self) -> usize {
+        let c = self.shared.ring.control();
+        let tail = c.tail.0.load(Relaxed);
+        let head = c.head.0.load(Relaxed);
+        tail.saturating_sub(head).min(self.shared.seg.config.capacity) as usize
+    }
+    /// Whether no message is waiting (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes the queue's segment file. Attached processes keep working on their mapping;
+    /// new opens fail with [`Error::NotFound`].
+    pub fn unlink(&self) -> Result<bool> {
+        self.shared.seg.unlink()
+    }
+
+    /// A producer. For SPSC, takes the exclusive producer role.
+    ///
+    /// # Errors
+    /// [`Error::RoleTaken`] if another live producer holds an SPSC queue;
+    /// [`Error::Corrupted`] if the shared indices are invalid.
+    pub fn producer(&self) -> Result<Producer> {
+        let s = &self.shared;
+        let side = match s.seg.config.kind {
+            Kind::Spsc => {
+                take_role(s, &s.seg.header().producer_holder, "producer")?;
+                match spsc::SpscProducer::attach(&s.ring) {
+                    Ok(p) => ProducerSide::Spsc(p),
+                    Err(e) => {
+                        give_role(s, &s.seg.header().producer_holder);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => ProducerSide::Mpmc,
+        };
+        s.parts.add_roles(s.id, ROLE_PRODUCER);
+        Ok(Producer::new(s.clone(), side))
+    }
+
+    /// A consumer. For SPSC, takes the exclusive consumer role.
+    ///
+    /// # Errors
+    /// As for [`producer`](Self::producer).
+    pub fn consumer(&self) -> Result<Consumer> {
+        let s = &self.shared;
+        let side = match s.seg.config.kind {
+            Kind::Spsc => {
+                take_role(s, &s.seg.header().consumer_holder, "consumer")?;
+                match spsc::SpscConsumer::attach(&s.ring) {
+                    Ok(c) => ConsumerSide::Spsc(c),
+                    Err(e) => {
+                        give_role(s, &s.seg.header().consumer_holder);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => ConsumerSide::Mpmc,
+        };
+        s.parts.add_roles(s.id, ROLE_CONSUMER);
+        Ok(Consumer::new(s.clone(), side))
+    }
+}
+
+/// Frees MPMC slots still claimed by a dead participant whose id is being reused.
+fn scrub(ring: &MappedRing, kind: Kind, dead: u16) {
+    if kind != Kind::Mpmc {
+        return;
+    }
+    for i in 0..ring.capacity() {
+        let w = ring.slot(i).state.load(Acquire);
+        if slot::claimer(w) == dead && matches!(slot::tag(w), slot::WRITING | slot::READING) {
+            mpmc::recover(ring, i, w);
+        }
+    }
+}
+
+fn take_role(s: &Attachment, holder: &AtomicU32, role: &'static str) -> Result<()> {
+    let me = s.id as u32;
+    loop {
+        let cur = holder.load(Acquire);
+        if cur == me || (cur != 0 && cur <= u16::MAX as u32 && !s.parts.is_dead(cur as u16)) {
+            return Err(Error::RoleTaken { role, pid: s.parts.pid(cur as u16) });
+        }
+        // Free, or held by a dead (or impossible) participant: take it.
+        if holder.compare_exchange(cur, me, Acquire, Relaxed).is_ok() {
+            return Ok(());
+        }
+    }
+}
+
+pub(crate) fn give_role(s: &Attachment, holder: &AtomicU32) {
+    let _ = holder.compare_exchange(s.id as u32, 0, Release, Relaxed);
+}
+
+#[derive(Debug)]
+pub(crate) enum ProducerSide {
+    Spsc(spsc::SpscProducer),
+    Mpmc,
+}
+
+#[derive(Debug)]
+pub(crate) enum ConsumerSide {
+    Spsc(spsc::SpscConsumer),
+    Mpmc,
+}
+
+/// Counters and indices of a ring (a snapshot, for tools).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingCounters {
+    /// Next position to write.
+    pub tail: u64,
+    /// Next position to read (queues).
+    pub head: u64,
+    /// Loans dropped without commit.
+    pub aborted: u64,
+    /// Slots of producers that died mid-write.
+    pub abandoned: u64,
+    /// Messages lost with a consumer that died holding them.
+    pub lost_by_crash: u64,
+    /// Times a producer found the ring full and waited or failed.
+    pub full_events: u64,
+    /// Nanoseconds producers spent waiting for space.
+    pub blocked_ns: u64,
+    /// Processes sleeping for data / for space.
+    pub sleepers: (u32, u32),
+}
+
+impl RingCounters {
+    /// Reads the counters of a ring.
+    pub fn read(ring: &impl RingMem) -> RingCounters {
+        let c = ring.control();
+        let st = &c.stats.0;
+        RingCounters {
+            tail: c.tail.0.load(Relaxed),
+            head: c.head.0.load(Relaxed),
+            aborted: st.aborted.load(Relaxed),
+            abandoned: st.abandoned.load(Relaxed),
+            lost_by_crash: st.lost_by_crash.load(Relaxed),
+            full_events: st.full_events.load(Relaxed),
+            blocked_ns: st.blocked_ns.load(Relaxed),
+            sleepers: (c.data.0.sleepers.load(Relaxed), c.space.0.sleepers.load(Relaxed)),
+        }
+    }
+}
+
+impl Queue {
+    /// Indices and counters (a snapshot).
+    pub fn counters(&self) -> RingCounters {
+        RingCounters::read(&self.shared.ring)
+    }
+}

@@ -1,0 +1,242 @@
+//! Sending into a queue: copy, batch, zero-copy loans, typed values.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{give_role, ProducerSide};
+use crate::attach::{Attachment, Deadline};
+use crate::error::{Error, Result};
+use crate::layout::slot;
+use crate::ring::{mpmc, MappedRing, Poll, RingMem};
+use crate::sync::Ordering::Relaxed;
+use crate::wait::Step;
+
+/// Sends messages into a queue. `Send`, not `Sync`: one thread at a time.
+#[derive(Debug)]
+pub struct Producer {
+    shared: Arc<Attachment>,
+    side: ProducerSide,
+    _not_sync: PhantomData<std::cell::Cell<()>>,
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if let ProducerSide::Spsc(_) = self.side {
+            give_role(&self.shared, &self.shared.seg.header().producer_holder);
+        }
+    }
+}
+
+impl Producer {
+    pub(super) fn new(shared: Arc<Attachment>, side: ProducerSide) -> Producer {
+        Producer { shared, side, _not_sync: PhantomData }
+    }
+
+    /// Sends `payload` (kind 0), waiting for space per the wait strategy.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if `payload` exceeds the maximum message size.
+    pub fn send(&mut self, payload: &[u8]) -> Result<()> {
+        self.send_with(0, payload, Deadline::Forever)
+    }
+    /// Sends `payload` tagged with `kind`.
+    pub fn send_kind(&mut self, kind: u32, payload: &[u8]) -> Result<()> {
+        self.send_with(kind, payload, Deadline::Forever)
+    }
+    /// Sends without waiting: [`Error::Full`] if there is no space.
+    pub fn try_send(&mut self, payload: &[u8]) -> Result<()> {
+        self.send_with(0, payload, Deadline::Now)
+    }
+    /// [`try_send`](Self::try_send) with a kind tag.
+    pub fn try_send_kind(&mut self, kind: u32, payload: &[u8]) -> Result<()> {
+        self.send_with(kind, payload, Deadline::Now)
+    }
+    /// Sends, waiting at most `timeout` for space: [`Error::Timeout`] after that.
+    pub fn send_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<()> {
+        self.send_with(0, payload, Deadline::after(timeout))
+    }
+    /// [`send_timeout`](Self::send_timeout) with a kind tag.
+    pub fn send_kind_timeout(&mut self, kind: u32, payload: &[u8], timeout: Duration) -> Result<()> {
+        self.send_with(kind, payload, Deadline::after(timeout))
+    }
+    /// Sends the bytes of a plain-old-data value.
+    pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<()> {
+        self.send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends as many of `msgs` as fit now, without waiting; returns how many were sent. An SPSC
+    /// queue publishes them with one store.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if any message is too large (then none is sent).
+    pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
+        let max = self.shared.seg.config.max_msg as usize;
+        if let Some(m) = msgs.iter().find(|m| m.len() > max) {
+            return Err(Error::MessageTooLarge { len: m.len(), max });
+        }
+        let ring = &self.shared.ring;
+        let n = match &mut self.side {
+            ProducerSide::Spsc(p) => {
+                let n = (p.free_for(ring, msgs.len() as u64)? as usize).min(msgs.len());
+                for (i, m) in msgs[..n].iter().enumerate() {
+                    p.write(ring, i as u64, 0, m);
+                }
+                p.publish(ring, n as u64);
+                n
+            }
+            ProducerSide::Mpmc => {
+                let mut n = 0;
+                for m in msgs {
+                    match mpmc::claim_write(ring, self.shared.id)? {
+                        Poll::Ready(pos) => {
+                            copy_in(ring, pos, m);
+                            mpmc::commit(ring, pos, m.len(), 0);
+                            n += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                n
+            }
+        };
+        if n > 0 {
+            self.shared.notify_data();
+        }
+        Ok(n)
+    }
+
+    fn send_with(&mut self, kind: u32, payload: &[u8], deadline: Deadline) -> Result<()> {
+        let max = self.shared.seg.config.max_msg as usize;
+        if payload.len() > max {
+            return Err(Error::MessageTooLarge { len: payload.len(), max });
+        }
+        let pos = self.reserve(deadline)?;
+        let ring = &self.shared.ring;
+        copy_in(ring, pos, payload);
+        self.publish(pos, payload.len(), kind);
+        Ok(())
+    }
+
+    /// Waits for a free slot; returns its position (claimed for MPMC).
+    fn reserve(&mut self, deadline: Deadline) -> Result<u64> {
+        let s = &*self.shared;
+        let ring = &s.ring;
+        match &mut self.side {
+            ProducerSide::Spsc(p) => s.run_producer(deadline, |_| {
+                Ok(if p.free(ring)? > 0 { Step::Ready(p.position(0)) } else { Step::Wait })
+            }),
+            ProducerSide::Mpmc => s.run_producer(deadline, |check| {
+                Ok(match mpmc::claim_write(ring, s.id)? {
+                    Poll::Ready(pos) => Step::Ready(pos),
+                    Poll::NotReady => Step::Wait,
+                    Poll::Held { pos, word } => {
+                        if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
+                            s.notify_space();
+                        }
+                        Step::Held
+                    }
+                })
+            }),
+        }
+    }
+
+    /// Publishes the reserved slot `pos` and wakes sleeping consumers.
+    fn publish(&mut self, pos: u64, len: usize, kind: u32) {
+        let ring = &self.shared.ring;
+        match &mut self.side {
+            ProducerSide::Spsc(p) => {
+                let slot = ring.slot(pos);
+                slot.len.store(len as u32, Relaxed);
+                slot.kind.store(kind, Relaxed);
+                p.publish(ring, 1);
+            }
+            ProducerSide::Mpmc => mpmc::commit(ring, pos, len, kind),
+        }
+        self.shared.notify_data();
+    }
+
+    /// Borrows the next free slot to write a message in place (zero-copy), waiting for space per
+    /// the wait strategy. [`Loan::commit`] publishes it; dropping the loan aborts it.
+    pub fn loan(&mut self) -> Result<Loan<'_>> {
+        let pos = self.reserve(Deadline::Forever)?;
+        Ok(Loan { producer: self, pos, kind: 0, done: false })
+    }
+
+    /// [`loan`](Self::loan) without waiting: [`Error::Full`] if there is no space.
+    pub fn try_loan(&mut self) -> Result<Loan<'_>> {
+        let pos = self.reserve(Deadline::Now)?;
+        Ok(Loan { producer: self, pos, kind: 0, done: false })
+    }
+}
+
+fn copy_in(ring: &MappedRing, pos: u64, payload: &[u8]) {
+    debug_assert!(payload.len() <= ring.max_msg());
+    // SAFETY: the caller reserved slot `pos` (free SPSC slot, or MPMC claim), so no peer that
+    // follows the protocol touches its payload; payload.len() <= max_msg, the payload's size.
+    unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), ring.payload(pos), payload.len()) };
+}
+
+/// A slot borrowed for writing in place. Commit with [`commit`](Self::commit); dropping it
+/// without commit gives the slot back (MPMC consumers skip it, counted as aborted).
+///
+/// The buffer is shared memory: it holds whatever the slot held before.
+#[derive(Debug)]
+pub struct Loan<'a> {
+    producer: &'a mut Producer,
+    pos: u64,
+    kind: u32,
+    done: bool,
+}
+
+impl Loan<'_> {
+    /// The kind tag to send with the message.
+    pub fn set_kind(&mut self, kind: u32) {
+        self.kind = kind;
+    }
+
+    /// Publishes the first `len` bytes of the buffer.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if `len` exceeds the buffer; the loan is aborted.
+    pub fn commit(mut self, len: usize) -> Result<()> {
+        let max = self.producer.shared.seg.config.max_msg as usize;
+        if len > max {
+            return Err(Error::MessageTooLarge { len, max }); // drop aborts
+        }
+        self.done = true;
+        self.producer.publish(self.pos, len, self.kind);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Loan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let ring = &self.producer.shared.ring;
+        // SAFETY: the slot is reserved for this loan; its payload has max_msg bytes.
+        unsafe { std::slice::from_raw_parts(ring.payload(self.pos), ring.max_msg()) }
+    }
+}
+
+impl std::ops::DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let ring = &self.producer.shared.ring;
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference to the buffer.
+        unsafe { std::slice::from_raw_parts_mut(ring.payload(self.pos), ring.max_msg()) }
+    }
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let ProducerSide::Mpmc = self.producer.side {
+            let ring = &self.producer.shared.ring;
+            mpmc::abort(ring, self.pos);
+            self.producer.shared.notify_data();
+        }
+        // SPSC: nothing was published; the slot stays free.
+    }
+}
