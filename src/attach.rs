@@ -5,11 +5,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::layout::{self, Event, PARTICIPANT_ACTIVE, SLEEP_DATA, SLEEP_SPACE};
+use crate::layout::{self, Event, SLEEP_DATA, SLEEP_SPACE};
 use crate::participants::Participants;
 use crate::ring::{MappedRing, RingMem};
 use crate::segment::Segment;
-use crate::sync::{AtomicU64, Ordering::Acquire, Ordering::Relaxed};
+use crate::sync::{AtomicU64, Ordering::Relaxed};
 use crate::wait::{self, Step, WaitStrategy, PEER_CHECK};
 
 /// One attachment: detaches (frees its participant entry) on drop.
@@ -180,8 +180,10 @@ impl Attachment {
         }
         for id in 1..=self.seg.config.max_participants as u16 {
             let Some(e) = self.parts.entry(id) else { break };
-            if e.sleeping.load(Relaxed) != 0 && e.state.load(Acquire) == PARTICIPANT_ACTIVE && self.parts.is_dead(id) {
-                release_dead(&self.ring, &self.seg, &self.parts, id);
+            if e.sleeping.load(Relaxed) != 0 {
+                // Holding the entry while releasing, so a process that reuses it meanwhile
+                // cannot have its own fresh sleeper marks undone.
+                self.parts.with_dead(id, || release_dead(&self.ring, &self.seg, &self.parts, id));
             }
         }
     }

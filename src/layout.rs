@@ -255,8 +255,8 @@ impl SlotHeader {
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct Participant {
-    /// [`PARTICIPANT_FREE`], [`PARTICIPANT_BUSY`] (being claimed or reclaimed) or
-    /// [`PARTICIPANT_ACTIVE`].
+    /// `[generation:30 | state:2]` (see [`entry`]): [`PARTICIPANT_FREE`], [`PARTICIPANT_BUSY`]
+    /// (being claimed or reclaimed) or [`PARTICIPANT_ACTIVE`].
     pub state: AtomicU32,
     /// Process id.
     pub pid: AtomicU32,
@@ -264,8 +264,8 @@ pub struct Participant {
     pub start_time: AtomicU64,
     /// Bit set of `ROLE_*`.
     pub roles: AtomicU32,
-    /// Incremented each time the entry is taken.
-    pub generation: AtomicU32,
+    /// Reserved, zero.
+    pub reserved32: AtomicU32,
     /// Last time the participant blocked or attached, ns since the Unix epoch.
     pub last_activity_ns: AtomicU64,
     /// When it attached, ns since the Unix epoch.
@@ -313,7 +313,8 @@ pub struct Subscriber {
     pub last_activity_ns: AtomicU64,
     /// Pads the hot line.
     pub pad: [u64; 12],
-    /// FREE / BUSY / ACTIVE / DETACHED (durable, no process).
+    /// `[generation:30 | state:2]` (see [`entry`]): FREE / BUSY / ACTIVE / DETACHED (durable,
+    /// no process).
     pub state: AtomicU32,
     /// Reliable (gating) or lossy.
     pub mode: AtomicU32,
@@ -343,6 +344,32 @@ pub const MODE_RELIABLE: u32 = 0;
 pub const MODE_LOSSY: u32 = 1;
 /// Longest durable subscriber name (bytes of `Subscriber::name`).
 pub const MAX_SUBSCRIBER_NAME: usize = 64;
+
+/// State words of table entries (participants, subscribers): `[generation:30 | state:2]`.
+///
+/// Every transition that takes ownership of an entry (FREE, ACTIVE of a dead process, or
+/// DETACHED, to BUSY) bumps the generation, and is a CAS on the whole word. So a process that
+/// judged an entry's owner dead and then CASes the word it read fails if anyone took the entry
+/// meanwhile: two live processes never share an entry (found by the chaos test).
+pub mod entry {
+    /// The state part.
+    #[inline]
+    pub fn state(w: u32) -> u32 {
+        w & 3
+    }
+
+    /// The word for `state` in a new generation (taking ownership).
+    #[inline]
+    pub fn take(w: u32, state: u32) -> u32 {
+        (w & !3).wrapping_add(4) | state
+    }
+
+    /// The word for `state` in the same generation (the owner moving on).
+    #[inline]
+    pub fn with(w: u32, state: u32) -> u32 {
+        (w & !3) | state
+    }
+}
 
 /// Slot state word encoding.
 pub mod slot {

@@ -4,16 +4,19 @@
 //! is what a claim on a slot records. Liveness is pid plus process start time, so a reused pid
 //! is not mistaken for life.
 //!
-//! Entry protocol: FREE -CAS-> BUSY (we fill pid, start time, roles) -store Release-> ACTIVE.
-//! An ACTIVE entry whose process is dead may be taken by CAS ACTIVE -> BUSY; the taker first
-//! recovers every slot the dead owner still claims (the caller's `scrub`), so that no claim
-//! under that id outlives its owner. A process killed inside the few instructions between
-//! BUSY and ACTIVE leaks its entry (counted in `shmq stat`), which is bounded by the table.
+//! Entry protocol (state word `[generation | state]`, see [`crate::layout::entry`]):
+//! FREE -CAS-> BUSY (new generation; we fill pid, start time, roles) -store Release-> ACTIVE.
+//! An ACTIVE entry whose process is dead may be taken by CAS of the word read *before* the
+//! liveness check to BUSY of a new generation, so the CAS fails if anyone took the entry in
+//! between. The taker first releases what the dead owner left (sleeper counts, SPSC roles)
+//! and recovers every slot it still claims (the caller's `scrub`), so that no claim under
+//! that id outlives its owner. A process killed inside the few instructions between BUSY and
+//! ACTIVE leaks its entry (shown as busy in `shmq stat`), which is bounded by the table.
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::layout::{Participant, PARTICIPANT_ACTIVE, PARTICIPANT_BUSY, PARTICIPANT_FREE, PARTICIPANT_SIZE};
+use crate::layout::{entry, Participant, PARTICIPANT_ACTIVE, PARTICIPANT_BUSY, PARTICIPANT_FREE, PARTICIPANT_SIZE};
 use crate::os::{self, Mapping};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 
@@ -72,22 +75,23 @@ impl Participants {
         for pass in 0..2 {
             for id in 1..=self.count as u16 {
                 let e = self.entry(id).expect("id in range");
-                let st = e.state.load(Acquire);
-                let taken = if pass == 0 {
-                    st == PARTICIPANT_FREE
-                        && e.state.compare_exchange(PARTICIPANT_FREE, PARTICIPANT_BUSY, Acquire, Relaxed).is_ok()
+                let w = e.state.load(Acquire);
+                let takeable = if pass == 0 {
+                    entry::state(w) == PARTICIPANT_FREE
                 } else {
-                    st == PARTICIPANT_ACTIVE
+                    entry::state(w) == PARTICIPANT_ACTIVE
                         && !os::process_alive(e.pid.load(Relaxed), e.start_time.load(Relaxed))
-                        && e.state.compare_exchange(PARTICIPANT_ACTIVE, PARTICIPANT_BUSY, Acquire, Relaxed).is_ok()
                 };
-                if !taken {
+                // The CAS is of the word read before the liveness check: it fails if the entry
+                // changed hands since.
+                if !takeable || e.state.compare_exchange(w, entry::take(w, PARTICIPANT_BUSY), Acquire, Relaxed).is_err()
+                {
                     continue;
                 }
+                let owned = entry::take(w, PARTICIPANT_BUSY);
                 e.pid.store(pid, Relaxed);
                 e.start_time.store(start, Relaxed);
                 e.roles.store(roles, Relaxed);
-                e.generation.fetch_add(1, Relaxed);
                 let now = os::now_unix_ns();
                 e.attached_unix_ns.store(now, Relaxed);
                 e.last_activity_ns.store(now, Relaxed);
@@ -95,7 +99,7 @@ impl Participants {
                     scrub(id);
                 }
                 // Release: the fields above are visible to whoever sees ACTIVE.
-                e.state.store(PARTICIPANT_ACTIVE, Release);
+                e.state.store(entry::with(owned, PARTICIPANT_ACTIVE), Release);
                 return Ok(id);
             }
         }
@@ -107,7 +111,8 @@ impl Participants {
         if let Some(e) = self.entry(id) {
             e.roles.store(0, Relaxed);
             e.pid.store(0, Relaxed);
-            e.state.store(PARTICIPANT_FREE, Release);
+            let w = e.state.load(Relaxed);
+            e.state.store(entry::with(w, PARTICIPANT_FREE), Release);
         }
     }
 
@@ -129,11 +134,28 @@ impl Participants {
     /// A BUSY entry is being taken by a live process, so it counts as alive.
     pub(crate) fn is_dead(&self, id: u16) -> bool {
         let Some(e) = self.entry(id) else { return true };
-        match e.state.load(Acquire) {
+        match entry::state(e.state.load(Acquire)) {
             PARTICIPANT_ACTIVE => !os::process_alive(e.pid.load(Relaxed), e.start_time.load(Relaxed)),
             PARTICIPANT_BUSY => false,
             _ => true,
         }
+    }
+
+    /// If participant `id` is dead, takes its entry (BUSY, new generation) so that nobody else
+    /// can take it meanwhile, runs `f`, and puts it back ACTIVE (still dead, still listed, and
+    /// still to be fully recovered by whoever reuses it). False if it was not dead, or changed.
+    pub(crate) fn with_dead(&self, id: u16, f: impl FnOnce()) -> bool {
+        let Some(e) = self.entry(id) else { return false };
+        let w = e.state.load(Acquire);
+        if entry::state(w) != PARTICIPANT_ACTIVE
+            || os::process_alive(e.pid.load(Relaxed), e.start_time.load(Relaxed))
+            || e.state.compare_exchange(w, entry::take(w, PARTICIPANT_BUSY), Acquire, Relaxed).is_err()
+        {
+            return false;
+        }
+        f();
+        e.state.store(entry::take(w, PARTICIPANT_ACTIVE), Release);
+        true
     }
 
     /// Pid of participant `id` (0 if unknown).
@@ -146,7 +168,7 @@ impl Participants {
         (1..=self.count as u16)
             .filter_map(|id| {
                 let e = self.entry(id)?;
-                let st = e.state.load(Acquire);
+                let st = entry::state(e.state.load(Acquire));
                 if st == PARTICIPANT_FREE {
                     return None;
                 }

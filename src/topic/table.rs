@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    RingControl, Subscriber, CONTROL_OFFSET, CONTROL_SIZE, MAX_SUBSCRIBER_NAME, MODE_LOSSY, MODE_RELIABLE,
+    entry, RingControl, Subscriber, CONTROL_OFFSET, CONTROL_SIZE, MAX_SUBSCRIBER_NAME, MODE_LOSSY, MODE_RELIABLE,
     SUBSCRIBER_SIZE, SUB_ACTIVE, SUB_BUSY, SUB_DETACHED, SUB_FREE,
 };
 use crate::os::{self, Mapping};
@@ -144,30 +144,33 @@ impl SubscriberTable {
             if let Some(name) = name {
                 if let Some(i) = self.find(name) {
                     let e = self.entry(i);
-                    let st = e.state.load(Acquire);
-                    let take = match st {
-                        SUB_DETACHED => e.state.compare_exchange(SUB_DETACHED, SUB_BUSY, Acquire, Relaxed).is_ok(),
-                        SUB_ACTIVE if !Self::alive(e) => {
-                            e.state.compare_exchange(SUB_ACTIVE, SUB_BUSY, Acquire, Relaxed).is_ok()
-                        }
+                    // The word read before the liveness check is the one CASed: the CAS fails if
+                    // anyone took the entry in between (the generation changed).
+                    let w = e.state.load(Acquire);
+                    let take = match entry::state(w) {
+                        SUB_DETACHED => true,
+                        SUB_ACTIVE if !Self::alive(e) => true,
                         SUB_ACTIVE | SUB_BUSY => {
                             return Err(Error::SubscriberNameTaken { name: name.into(), pid: e.pid.load(Relaxed) })
                         }
                         _ => false,
                     };
-                    if !take {
+                    let owned = entry::take(w, SUB_BUSY);
+                    if !take || e.state.compare_exchange(w, owned, Acquire, Relaxed).is_err() {
                         continue;
                     }
                     self.fill(e, mode);
-                    e.state.store(SUB_ACTIVE, Release);
+                    e.state.store(entry::with(owned, SUB_ACTIVE), Release);
                     self.bump_epoch();
                     return Ok((i, e.cursor.load(Acquire), true));
                 }
             }
-            let Some(i) = (0..self.count).find(|&i| {
+            let Some((i, owned)) = (0..self.count).find_map(|i| {
                 let e = self.entry(i);
-                e.state.load(Relaxed) == SUB_FREE
-                    && e.state.compare_exchange(SUB_FREE, SUB_BUSY, Acquire, Relaxed).is_ok()
+                let w = e.state.load(Relaxed);
+                let owned = entry::take(w, SUB_BUSY);
+                (entry::state(w) == SUB_FREE && e.state.compare_exchange(w, owned, Acquire, Relaxed).is_ok())
+                    .then_some((i, owned))
             }) else {
                 return Err(Error::TooManySubscribers { max: self.count });
             };
@@ -178,7 +181,7 @@ impl SubscriberTable {
             e.lagged.store(0, Relaxed);
             // A provisional cursor, so that the entry gates as soon as it exists...
             e.cursor.store(start(), Release);
-            e.state.store(SUB_ACTIVE, Release);
+            e.state.store(entry::with(owned, SUB_ACTIVE), Release);
             self.bump_epoch();
             // ...then, with the entry visible (SeqCst fence, pairs with the one in `gate`), the
             // final one: any publisher whose gate missed us gated at a tail we now see.
@@ -206,7 +209,7 @@ impl SubscriberTable {
 
     fn is_named(&self, i: usize, name: &str) -> bool {
         let e = self.entry(i);
-        matches!(e.state.load(Acquire), SUB_ACTIVE | SUB_DETACHED | SUB_BUSY)
+        matches!(entry::state(e.state.load(Acquire)), SUB_ACTIVE | SUB_DETACHED | SUB_BUSY)
             && e.name_len.load(Relaxed) as usize == name.len()
             && Self::name_of(e).as_deref() == Some(name)
     }
@@ -215,12 +218,14 @@ impl SubscriberTable {
         (0..self.count).find(|&i| self.is_named(i, name))
     }
 
+    /// Frees entry `i`; only its owner (the holder, or whoever took it BUSY) calls this.
     fn free(&self, i: usize) {
         let e = self.entry(i);
         e.cursor.store(u64::MAX, Release);
         e.name_len.store(0, Relaxed);
         e.pid.store(0, Relaxed);
-        e.state.store(SUB_FREE, Release);
+        let w = e.state.load(Relaxed);
+        e.state.store(entry::with(w, SUB_FREE), Release);
         self.bump_epoch();
     }
 
@@ -229,7 +234,8 @@ impl SubscriberTable {
         let e = self.entry(i);
         if durable {
             e.pid.store(0, Relaxed);
-            e.state.store(SUB_DETACHED, Release);
+            let w = e.state.load(Relaxed);
+            e.state.store(entry::with(w, SUB_DETACHED), Release);
         } else {
             self.free(i);
         }
@@ -243,7 +249,7 @@ impl SubscriberTable {
         let mut gate = tail;
         for i in 0..self.count {
             let e = self.entry(i);
-            if e.state.load(Acquire) == SUB_FREE || e.mode.load(Relaxed) != MODE_RELIABLE {
+            if entry::state(e.state.load(Acquire)) == SUB_FREE || e.mode.load(Relaxed) != MODE_RELIABLE {
                 continue;
             }
             // Acquire: pairs with the subscriber's Release store of its cursor, so its reads of
@@ -263,16 +269,18 @@ impl SubscriberTable {
         let mut freed = false;
         for i in 0..self.count {
             let e = self.entry(i);
-            if e.state.load(Acquire) != SUB_ACTIVE || e.cursor.load(Acquire) != gate || Self::alive(e) {
+            // The word read before the liveness check is the one CASed (see `entry`).
+            let w = e.state.load(Acquire);
+            if entry::state(w) != SUB_ACTIVE || e.cursor.load(Acquire) != gate || Self::alive(e) {
                 continue;
             }
             if e.name_len.load(Relaxed) == 0 {
-                if e.state.compare_exchange(SUB_ACTIVE, SUB_BUSY, Acquire, Relaxed).is_ok() {
+                if e.state.compare_exchange(w, entry::take(w, SUB_BUSY), Acquire, Relaxed).is_ok() {
                     self.free(i);
                     freed = true;
                 }
             } else {
-                let _ = e.state.compare_exchange(SUB_ACTIVE, SUB_DETACHED, Release, Relaxed);
+                let _ = e.state.compare_exchange(w, entry::with(w, SUB_DETACHED), Release, Relaxed);
             }
         }
         freed
@@ -282,11 +290,12 @@ impl SubscriberTable {
     pub(crate) fn remove(&self, name: &str) -> Result<bool> {
         let Some(i) = self.find(name) else { return Ok(false) };
         let e = self.entry(i);
-        let st = e.state.load(Acquire);
+        let w = e.state.load(Acquire);
+        let st = entry::state(w);
         if st == SUB_BUSY || (st == SUB_ACTIVE && Self::alive(e)) {
             return Err(Error::SubscriberNameTaken { name: name.into(), pid: e.pid.load(Relaxed) });
         }
-        if e.state.compare_exchange(st, SUB_BUSY, Acquire, Relaxed).is_err() {
+        if e.state.compare_exchange(w, entry::take(w, SUB_BUSY), Acquire, Relaxed).is_err() {
             return Ok(false);
         }
         self.free(i);
@@ -295,7 +304,7 @@ impl SubscriberTable {
 
     /// Entries in use (ACTIVE, BUSY or DETACHED).
     pub(crate) fn count(&self) -> usize {
-        (0..self.count).filter(|&i| self.entry(i).state.load(Acquire) != SUB_FREE).count()
+        (0..self.count).filter(|&i| entry::state(self.entry(i).state.load(Acquire)) != SUB_FREE).count()
     }
 
     /// Snapshot of every entry in use.
@@ -303,7 +312,7 @@ impl SubscriberTable {
         (0..self.count)
             .filter_map(|i| {
                 let e = self.entry(i);
-                let st = e.state.load(Acquire);
+                let st = entry::state(e.state.load(Acquire));
                 if st == SUB_FREE {
                     return None;
                 }
