@@ -448,9 +448,9 @@ impl Offsets {
         let stride = slot_stride(max_msg as usize) as u64;
         let participants_off = (CONTROL_OFFSET + CONTROL_SIZE) as u64;
         let subscribers_off =
-            round_up_u64(participants_off + participants as u64 * PARTICIPANT_SIZE as u64, LINE as u64);
-        let slots = round_up_u64(subscribers_off + subscribers as u64 * SUBSCRIBER_SIZE as u64, LINE as u64);
-        let total = round_up_u64(slots.checked_add(capacity.checked_mul(stride)?)?, 4096);
+            round_up_u64(participants_off + participants as u64 * PARTICIPANT_SIZE as u64, LINE as u64)?;
+        let slots = round_up_u64(subscribers_off + subscribers as u64 * SUBSCRIBER_SIZE as u64, LINE as u64)?;
+        let total = round_up_u64(slots.checked_add(capacity.checked_mul(stride)?)?, 4096)?;
         (total <= MAX_SEGMENT).then_some(Offsets {
             participants: participants_off,
             subscribers: subscribers_off,
@@ -461,8 +461,8 @@ impl Offsets {
     }
 }
 
-fn round_up_u64(n: u64, to: u64) -> u64 {
-    (n + to - 1) & !(to - 1)
+fn round_up_u64(n: u64, to: u64) -> Option<u64> {
+    Some(n.checked_add(to - 1)? & !(to - 1))
 }
 
 /// Size of [`RingControl`] (five lines).

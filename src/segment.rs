@@ -195,7 +195,8 @@ impl Segment {
     /// initialising it, and validates every header field.
     pub fn open(dir: &Path, name: &str, expect: &Expect, ready_timeout: Duration) -> Result<Segment> {
         let path = segment_path(dir, name)?;
-        let deadline = Instant::now() + ready_timeout;
+        let now = Instant::now();
+        let deadline = now.checked_add(ready_timeout).unwrap_or(now + Duration::from_secs(86400 * 365));
         loop {
             let (map, _ino) = match os::open_segment(&path, MIN_LEN, MAX_SEGMENT as usize)? {
                 Opened::Missing => return Err(Error::NotFound { name: name.into(), dir: dir.display().to_string() }),

@@ -288,7 +288,7 @@ impl Subscriber {
     fn consumed(&mut self, seq: u64) {
         self.next = seq.wrapping_add(1);
         self.synced = true;
-        self.delivered += 1;
+        self.delivered = self.delivered.wrapping_add(1);
         self.pending_ack = if self.durable && self.ack == AckMode::OnNextReceive {
             seq // everything before this message is acknowledged; this one on the next receive
         } else if self.durable {
@@ -321,12 +321,15 @@ impl Subscriber {
         let ring = &self.shared.att.ring;
         let cap = ring.capacity();
         let tail = ring.control().tail.0.load(Acquire);
-        // The oldest message that can still be in the ring; validated against what we saw.
-        let oldest = tail.max(seen.wrapping_add(1)).saturating_sub(cap).max(self.next.wrapping_add(1));
-        let missed = oldest - self.next;
+        // Distances from `next` (wrapping: positions may be anywhere in u64, shared memory may
+        // hold anything): to the newest message we know of, then back a ring to the oldest one
+        // that can still be in it. At least one message was missed (the slot showed a later one).
+        let newest = tail.wrapping_sub(self.next).max(seen.wrapping_add(1).wrapping_sub(self.next));
+        let missed = newest.saturating_sub(cap).max(1);
+        let oldest = self.next.wrapping_add(missed);
         let caught_up = self.pending_ack == self.next;
         self.next = oldest;
-        // Missed messages need no acknowledgement (pending_ack <= next <= oldest).
+        // Missed messages need no acknowledgement (pending_ack is at or before next).
         if !self.durable || self.ack == AckMode::OnNextReceive || caught_up {
             self.pending_ack = oldest;
         }
@@ -342,7 +345,9 @@ impl Subscriber {
         let s = &*shared;
         let ring = &s.att.ring;
         s.att.run_consumer(deadline, |check| {
-            loop {
+            // Bounded, like the rings' claim loops: skipping and silent resyncs make progress,
+            // but hostile shared memory must only be able to make a call return early.
+            for _ in 0..crate::ring::MAX_CLAIM_ROUNDS {
                 let seq = self.next;
                 match broadcast::read(ring, seq)? {
                     Read::Ready { len, kind, word } => {
@@ -380,6 +385,7 @@ impl Subscriber {
                     }
                 }
             }
+            Ok(Step::Wait)
         })
     }
 

@@ -1,0 +1,823 @@
+//! Hostile writer: a process writes random bytes at random offsets of a live segment for several
+//! seconds while readers and writers run in other processes. Every call must return (within its
+//! timeout plus a generous margin), never panic and never crash the process; errors are allowed
+//! (and counted by variant), and the corruption must actually produce `Corrupted` errors.
+//!
+//! Each case (MPMC queue, SPSC queue, topic with a reliable and a lossy subscriber) runs in
+//! epochs of [`EPOCH`]: every epoch has its own fresh segment, so that the run does not spend
+//! its seconds on a segment already broken beyond use (a corrupted index stops a queue for
+//! good, by design: the fix is to remove and recreate it). In each epoch the workers open the
+//! epoch's segment and start sending and receiving; [`HOSTILE_DELAY`] later the hostile
+//! process starts writing into it (header, control block, participant and subscriber tables,
+//! slot states, lengths, kinds, payloads) until the epoch ends.
+//!
+//! All participants are processes (this test binary again, see `tests/common`); workers run
+//! one or two threads each. A worker measures every call; a watchdog thread in it ends it with
+//! a message if a call runs longer than [`HANG`]. The hostile process's seed is printed;
+//! `SHMQ_HOSTILE_SEED` replays its writes (the interleaving with the workers differs from run
+//! to run), `SHMQ_HOSTILE_SECS` (default 3) lengthens the run.
+//!
+//! Out of scope: truncating the file (a peer that truncates a segment makes every other
+//! process SIGBUS, as documented); the hostile process writes only inside the file.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{env, env_u64, report, ChildProc, Rng, Watchdog};
+use shmq::layout::{self, slot, Offsets};
+use shmq::status::Status;
+use shmq::{Error, QueueKind, QueueOptions, SubscriberMode, TopicOptions};
+
+/// The test that child processes run.
+const ENTRY: &str = "child_process_plays_the_role_named_in_its_environment";
+const SEED: &str = "SHMQ_HOSTILE_SEED";
+const SECS: &str = "SHMQ_HOSTILE_SECS";
+const DIR: &str = "SHMQ_HW_DIR";
+const KIND: &str = "SHMQ_HW_KIND";
+const T0: &str = "SHMQ_HW_T0";
+const EPOCHS: &str = "SHMQ_HW_EPOCHS";
+const THREADS: &str = "SHMQ_HW_THREADS";
+
+/// Length of one epoch (one fresh segment).
+const EPOCH: Duration = Duration::from_millis(500);
+/// How long into an epoch the hostile process starts writing.
+const HOSTILE_DELAY: Duration = Duration::from_millis(100);
+/// Timeout of the timed calls under test.
+const OP_TIMEOUT: Duration = Duration::from_millis(50);
+/// A call running longer than this is a hang (a check for hangs, not for speed).
+const HANG: Duration = Duration::from_secs(5);
+/// Time the children get to start before epoch 0.
+const STARTUP: Duration = Duration::from_millis(1500);
+const CAPACITY: u64 = 16;
+const MAX_MSG: usize = 48;
+const SUBSCRIBERS: u32 = 4;
+
+// ---------------------------------------------------------------------------------------------
+// Time shared between processes
+// ---------------------------------------------------------------------------------------------
+
+fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos() as u64
+}
+
+/// Sleeps until the Unix time `at_ns` (returns at once if it passed).
+fn sleep_until(at_ns: u64) {
+    let now = unix_ns();
+    if at_ns > now {
+        std::thread::sleep(Duration::from_nanos(at_ns - now));
+    }
+}
+
+/// The schedule every process follows: epoch `k` runs from `t0 + k * EPOCH` on segment `e<k>`.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    t0: u64,
+    epochs: u64,
+}
+
+impl Schedule {
+    fn from_env() -> Schedule {
+        Schedule { t0: env_u64(T0), epochs: env_u64(EPOCHS) }
+    }
+    fn start(&self, k: u64) -> u64 {
+        self.t0 + k * EPOCH.as_nanos() as u64
+    }
+    fn end(&self, k: u64) -> u64 {
+        self.start(k + 1)
+    }
+    fn hostile_from(&self, k: u64) -> u64 {
+        self.start(k) + HOSTILE_DELAY.as_nanos() as u64
+    }
+}
+
+fn segment_name(k: u64) -> String {
+    format!("e{k}")
+}
+
+/// Where everything is in the segments of a case.
+fn offsets(kind: &str) -> Offsets {
+    let subscribers = if kind == "topic" { SUBSCRIBERS } else { 0 };
+    Offsets::compute(CAPACITY, MAX_MSG as u32, layout::DEFAULT_PARTICIPANTS, subscribers).expect("layout")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hostile process
+// ---------------------------------------------------------------------------------------------
+
+/// A shared, writable mapping of a segment file, as a hostile process has.
+struct RawMap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl RawMap {
+    fn new(file: &File) -> RawMap {
+        use std::os::fd::AsRawFd;
+        let len = file.metadata().expect("segment size").len() as usize;
+        // SAFETY: mapping an open file shared and read-write; the kernel checks fd and length.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        RawMap { ptr: ptr.cast(), len }
+    }
+
+    fn check(&self, offset: u64, width: usize) -> usize {
+        let at = offset as usize;
+        assert!(at % width == 0 && at + width <= self.len, "{width} bytes at {at} outside the mapping");
+        at
+    }
+
+    fn u64_at(&self, offset: u64) -> &AtomicU64 {
+        let at = self.check(offset, 8);
+        // SAFETY: in bounds and 8-aligned (checked; the mapping is page aligned); an AtomicU64
+        // is valid for any bits; the reference does not outlive `self`, which keeps the mapping.
+        unsafe { &*self.ptr.add(at).cast::<AtomicU64>() }
+    }
+
+    fn u32_at(&self, offset: u64) -> &AtomicU32 {
+        let at = self.check(offset, 4);
+        // SAFETY: as in `u64_at`, 4-aligned.
+        unsafe { &*self.ptr.add(at).cast::<AtomicU32>() }
+    }
+
+    fn u8_at(&self, offset: u64) -> &AtomicU8 {
+        let at = self.check(offset, 1);
+        // SAFETY: as in `u64_at`; any byte is aligned for AtomicU8.
+        unsafe { &*self.ptr.add(at).cast::<AtomicU8>() }
+    }
+
+    /// The current value of a field of `width` bytes.
+    fn load(&self, offset: u64, width: usize) -> u64 {
+        match width {
+            8 => self.u64_at(offset).load(Relaxed),
+            4 => self.u32_at(offset).load(Relaxed) as u64,
+            _ => self.u8_at(offset).load(Relaxed) as u64,
+        }
+    }
+
+    /// Stores the low `width` bytes of `value` (one atomic store, as a peer's write would be).
+    fn store(&self, offset: u64, width: usize, value: u64) {
+        match width {
+            8 => self.u64_at(offset).store(value, Relaxed),
+            4 => self.u32_at(offset).store(value as u32, Relaxed),
+            _ => self.u8_at(offset).store(value as u8, Relaxed),
+        }
+    }
+}
+
+impl Drop for RawMap {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Header fields: offset, width (see src/layout.rs).
+const HEADER_FIELDS: &[(u64, usize)] = &[
+    (0, 8),
+    (8, 4),
+    (12, 4),
+    (16, 4),
+    (20, 4),
+    (24, 4),
+    (28, 4),
+    (32, 8),
+    (40, 8),
+    (48, 8),
+    (56, 4),
+    (60, 4),
+    (64, 8),
+    (72, 8),
+    (80, 8),
+    (88, 8),
+    (96, 8),
+    (104, 4),
+    (108, 4),
+];
+/// Control block fields other than `tail` (128) and `head` (256): futex words, sleeper counts,
+/// counters.
+const CONTROL_FIELDS: &[(u64, usize)] =
+    &[(384, 4), (388, 4), (512, 4), (516, 4), (640, 8), (648, 8), (656, 8), (664, 8), (672, 8), (680, 8)];
+/// Participant entry fields: offset in the entry, width.
+const PARTICIPANT_FIELDS: &[(u64, usize)] = &[(0, 4), (4, 4), (8, 8), (16, 4), (20, 4), (24, 8), (40, 8)];
+/// Subscriber entry fields: offset in the entry, width.
+const SUBSCRIBER_FIELDS: &[(u64, usize)] =
+    &[(0, 8), (8, 8), (16, 8), (24, 8), (128, 4), (132, 4), (136, 4), (140, 4), (144, 8), (192, 8)];
+
+/// Values worth trying in any field.
+const EDGES: &[u64] =
+    &[0, 1, 2, 3, u64::MAX, u64::MAX - 1, 1 << 31, 1 << 32, 1 << 47, 1 << 48, i64::MAX as u64, 0x5245_4459];
+
+/// A new value for a field holding `current`: near it, an edge value, or random.
+fn value(rng: &mut Rng, current: u64) -> u64 {
+    match rng.below(10) {
+        0..=4 => current.wrapping_add(rng.below(9)).wrapping_sub(4),
+        5 | 6 => *rng.pick(EDGES),
+        7 => rng.below(300),
+        _ => rng.next_u64(),
+    }
+}
+
+/// A new state word for a slot holding `current`: mostly a plausible one (a position near the
+/// current one, any tag, a small claimer), sometimes random bits.
+fn state_value(rng: &mut Rng, current: u64) -> u64 {
+    if rng.below(5) == 0 {
+        return rng.next_u64();
+    }
+    let seq = current >> 16;
+    let delta = *rng.pick(&[1, 2, CAPACITY - 1, CAPACITY, CAPACITY + 1, 2 * CAPACITY, 1 << 20]);
+    let seq = if rng.below(2) == 0 { seq.wrapping_add(delta) } else { seq.wrapping_sub(delta) };
+    let seq = if rng.below(4) == 0 { current >> 16 } else { seq };
+    slot::pack(seq, rng.below(16), rng.below(6) as u16)
+}
+
+/// Where the hostile process wrote, by region.
+type Hits = BTreeMap<&'static str, u64>;
+
+/// One random write into the segment; returns the region it hit.
+fn hostile_write(rng: &mut Rng, map: &RawMap, o: &Offsets, topic: bool) -> &'static str {
+    let slot_base = |rng: &mut Rng| o.slots + rng.below(CAPACITY) * o.stride;
+    let field = |rng: &mut Rng, offset: u64, width: usize| {
+        let v = value(rng, map.load(offset, width));
+        map.store(offset, width, v);
+    };
+    let mut roll = rng.below(100);
+    if !topic && (20..32).contains(&roll) {
+        roll += 12; // no subscriber table: hit the slots instead
+    }
+    match roll {
+        0..=3 => {
+            let &(off, w) = rng.pick(HEADER_FIELDS);
+            field(rng, off, w);
+            "header"
+        }
+        4 | 5 => {
+            let off = *rng.pick(&[128u64, 256]);
+            field(rng, off, 8);
+            "tail/head"
+        }
+        6..=8 => {
+            let &(off, w) = rng.pick(CONTROL_FIELDS);
+            field(rng, off, w);
+            "control"
+        }
+        9..=19 => {
+            let entries = if rng.below(2) == 0 { 4 } else { layout::DEFAULT_PARTICIPANTS as u64 };
+            let entry = rng.below(entries);
+            let &(off, w) = rng.pick(PARTICIPANT_FIELDS);
+            field(rng, o.participants + entry * layout::PARTICIPANT_SIZE as u64 + off, w);
+            "participants"
+        }
+        20..=31 => {
+            let entry = rng.below(SUBSCRIBERS as u64);
+            let &(off, w) = rng.pick(SUBSCRIBER_FIELDS);
+            field(rng, o.subscribers + entry * layout::SUBSCRIBER_SIZE as u64 + off, w);
+            "subscribers"
+        }
+        32..=61 => {
+            let at = slot_base(rng);
+            let v = state_value(rng, map.load(at, 8));
+            map.store(at, 8, v);
+            "slot state"
+        }
+        62..=76 => {
+            let at = slot_base(rng) + 8;
+            let v = match rng.below(4) {
+                0 => MAX_MSG as u64 + 1 + rng.below(4),
+                1 => rng.below(MAX_MSG as u64 + 1),
+                _ => value(rng, map.load(at, 4)),
+            };
+            map.store(at, 4, v);
+            "slot len"
+        }
+        77..=81 => {
+            let at = slot_base(rng) + 12;
+            field(rng, at, 4);
+            "slot kind"
+        }
+        82..=94 => {
+            let at = slot_base(rng) + layout::SLOT_HEADER as u64 + rng.below(MAX_MSG as u64);
+            let n = rng.below(16).min(o.slots + CAPACITY * o.stride - at);
+            for i in 0..n {
+                map.store(at + i, 1, rng.next_u64());
+            }
+            "payload"
+        }
+        _ => {
+            let n = rng.below(16) + 1;
+            let at = rng.below(map.len as u64 - n);
+            for i in 0..n {
+                map.store(at + i, 1, rng.next_u64());
+            }
+            "anywhere"
+        }
+    }
+}
+
+/// Writes into each epoch's segment from [`HOSTILE_DELAY`] into the epoch until its end: a
+/// burst of one to four writes, then a pause of 0.5 ms to 3.5, 15 or 60 ms (the epochs take
+/// turns: a fast writer breaks a segment within milliseconds, a slow one lets the workers run
+/// on a damaged segment for longer).
+fn hostile(kind: &str, dir: &Path, sched: Schedule, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let o = offsets(kind);
+    let mut hits = Hits::new();
+    for k in 0..sched.epochs {
+        let path = dir.join(format!("shmq.{}", segment_name(k)));
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open the segment file");
+        let map = RawMap::new(&file);
+        assert_eq!(map.len as u64, o.total, "segment size");
+        let pause_us = [3000, 15_000, 60_000][k as usize % 3];
+        sleep_until(sched.hostile_from(k));
+        while unix_ns() < sched.end(k) {
+            for _ in 0..=rng.below(4) {
+                *hits.entry(hostile_write(&mut rng, &map, &o, kind == "topic")).or_default() += 1;
+            }
+            std::thread::sleep(Duration::from_micros(500 + rng.below(pause_us)));
+        }
+    }
+    let hits: Vec<String> = hits.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    report(&format!("hits {}", hits.join(",")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers
+// ---------------------------------------------------------------------------------------------
+
+/// Errors that corruption cannot explain: a worker that gets one reports it, and the test fails.
+/// (`MessageTooLarge` can be explained: a header whose `max_msg` was lowered to a value with the
+/// same slot stride passes validation, and a handle opened on it then has a smaller maximum.
+/// No value passes that would make a buffer of `MAX_MSG` bytes too small.)
+fn unexpected(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::InvalidName { .. }
+            | Error::InvalidConfig(_)
+            | Error::NotFound { .. }
+            | Error::AlreadyExists { .. }
+            | Error::BufferTooSmall { .. }
+            | Error::SizeMismatch { .. }
+            | Error::NoSpace { .. }
+            | Error::PermissionDenied { .. }
+            | Error::Io { .. }
+    )
+}
+
+/// The name of an error's variant.
+fn variant(e: &Error) -> String {
+    let d = format!("{e:?}");
+    d.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("?").to_string()
+}
+
+/// Nanoseconds since this process's first call (0 is never a call's start).
+fn mono_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
+}
+
+/// What each worker thread is doing, for the hang watchdog: start of the current call (0 when
+/// between calls) and its index in [`OPS`].
+struct Busy {
+    since: AtomicU64,
+    op: AtomicUsize,
+}
+
+const OPS: &[&str] = &[
+    "open",
+    "producer",
+    "consumer",
+    "publisher",
+    "subscriber",
+    "send_timeout",
+    "try_send",
+    "try_send_batch",
+    "try_loan+commit",
+    "recv_timeout",
+    "recv_ref_timeout",
+    "try_recv",
+    "try_recv_batch",
+    "Status::read",
+    "publish_timeout",
+    "try_publish",
+    "try_loan(topic)+commit",
+    "try_recv_ref",
+];
+
+/// Ends this process with a message if any thread spends more than [`HANG`] in one call.
+fn start_hang_watchdog(role: String, busy: Arc<Vec<Busy>>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = mono_ns();
+        for (t, b) in busy.iter().enumerate() {
+            let since = b.since.load(Relaxed);
+            if since != 0 && now.saturating_sub(since) > HANG.as_nanos() as u64 {
+                let op = OPS[b.op.load(Relaxed)];
+                let msg = format!("hang: {role} thread {t} spent more than {HANG:?} in {op}");
+                report(&msg);
+                eprintln!("{msg}");
+                std::process::exit(3);
+            }
+        }
+    });
+}
+
+/// A worker thread's counts.
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    /// Calls that returned `Ok` after the hostile process started on the epoch's segment.
+    ok_under: u64,
+    errors: BTreeMap<String, u64>,
+    max_call: Duration,
+    problems: Vec<String>,
+}
+
+/// Runs worker calls: timed, counted, under `catch_unwind`.
+struct Caller<'a> {
+    role: &'a str,
+    busy: &'a Busy,
+    tally: Tally,
+    /// Unix ns from which `Ok`s count as under corruption.
+    hostile_from: u64,
+    consecutive_errors: u32,
+}
+
+impl Caller<'_> {
+    fn call<T>(&mut self, op: &'static str, f: impl FnOnce() -> Result<T, Error>) -> Option<T> {
+        let index = OPS.iter().position(|&o| o == op).expect("op listed in OPS");
+        self.busy.op.store(index, Relaxed);
+        self.busy.since.store(mono_ns(), Relaxed);
+        let started = Instant::now();
+        let r = catch_unwind(AssertUnwindSafe(f));
+        let took = started.elapsed();
+        self.busy.since.store(0, Relaxed);
+        self.tally.max_call = self.tally.max_call.max(took);
+        if took > HANG {
+            self.tally.problems.push(format!("{op} took {took:?}"));
+        }
+        match r {
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                let line = format!("panic: {} in {op}: {msg}", self.role);
+                report(&line);
+                eprintln!("{line}");
+                std::process::exit(4);
+            }
+            Ok(Ok(v)) => {
+                self.tally.ok += 1;
+                if unix_ns() >= self.hostile_from {
+                    self.tally.ok_under += 1;
+                }
+                self.consecutive_errors = 0;
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                *self.tally.errors.entry(variant(&e)).or_default() += 1;
+                if unexpected(&e) && self.tally.problems.len() < 10 {
+                    self.tally.problems.push(format!("{op} returned an unexpected error: {e}"));
+                }
+                if !matches!(e, Error::Timeout | Error::Empty | Error::Full | Error::Lagged(_)) {
+                    self.consecutive_errors += 1;
+                    // A broken segment answers at once: do not spin on it.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                None
+            }
+        }
+    }
+}
+
+fn touch(b: &[u8]) -> u8 {
+    b.iter().fold(0u8, |a, &x| a ^ x)
+}
+
+/// The handles of one worker thread on one epoch's segment.
+enum Session {
+    Producer(shmq::Producer),
+    Consumer(shmq::Consumer),
+    Publisher(shmq::Publisher),
+    Subscriber(shmq::Subscriber),
+}
+
+fn open_session(c: &mut Caller, role: &str, dir: &Path, name: &str) -> Option<Session> {
+    if matches!(role, "producer" | "consumer") {
+        let q = c.call("open", || QueueOptions::new().dir(dir).ready_timeout(OP_TIMEOUT).open(name))?;
+        return if role == "producer" {
+            c.call("producer", || q.producer()).map(Session::Producer)
+        } else {
+            c.call("consumer", || q.consumer()).map(Session::Consumer)
+        };
+    }
+    let t = c.call("open", || TopicOptions::new().dir(dir).ready_timeout(OP_TIMEOUT).open(name))?;
+    match role {
+        "publisher" => c.call("publisher", || t.publisher()).map(Session::Publisher),
+        "reliable" => c.call("subscriber", || t.subscriber().build()).map(Session::Subscriber),
+        "lossy" => c.call("subscriber", || t.subscriber().mode(SubscriberMode::Lossy).build()).map(Session::Subscriber),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// One call of the session's side, chosen at random.
+fn step(c: &mut Caller, s: &mut Session, rng: &mut Rng, dir: &Path, name: &str, lossy: bool) {
+    let len = rng.below(MAX_MSG as u64 + 1) as usize;
+    let kind = len as u32;
+    let msg = vec![len as u8; len];
+    let mut buf = [0u8; MAX_MSG];
+    let roll = rng.below(100);
+    let check_len = |n: usize| assert!(n <= MAX_MSG, "received {n} bytes, more than the maximum {MAX_MSG}");
+    match s {
+        Session::Producer(p) => match roll {
+            0..=69 => {
+                c.call("send_timeout", || p.send_kind_timeout(kind, &msg, OP_TIMEOUT));
+            }
+            70..=79 => {
+                c.call("try_send", || p.try_send(&msg));
+            }
+            80..=89 => {
+                c.call("try_send_batch", || p.try_send_batch(&[&msg, &msg[..len / 2]]));
+            }
+            _ => {
+                c.call("try_loan+commit", || {
+                    let mut loan = p.try_loan()?;
+                    loan[..len].copy_from_slice(&msg);
+                    loan.set_kind(kind);
+                    loan.commit(len)
+                });
+            }
+        },
+        Session::Consumer(r) => match roll {
+            0..=59 => {
+                if let Some(m) = c.call("recv_timeout", || r.recv_timeout(&mut buf, OP_TIMEOUT)) {
+                    check_len(m.len);
+                }
+            }
+            60..=74 => {
+                c.call("recv_ref_timeout", || {
+                    let m = r.recv_ref_timeout(OP_TIMEOUT)?;
+                    check_len(m.len());
+                    touch(&m);
+                    Ok(())
+                });
+            }
+            75..=84 => {
+                c.call("try_recv", || r.try_recv(&mut buf));
+            }
+            85..=96 => {
+                c.call("try_recv_batch", || {
+                    r.try_recv_batch(8, |p, _| {
+                        check_len(p.len());
+                        touch(p);
+                    })
+                });
+            }
+            _ => {
+                c.call("Status::read", || Status::read(dir, name));
+            }
+        },
+        Session::Publisher(p) => match roll {
+            0..=69 => {
+                c.call("publish_timeout", || p.publish_kind_timeout(kind, &msg, OP_TIMEOUT));
+            }
+            70..=84 => {
+                c.call("try_publish", || p.try_publish(&msg));
+            }
+            _ => {
+                c.call("try_loan(topic)+commit", || {
+                    let mut loan = p.try_loan()?;
+                    loan[..len].copy_from_slice(&msg);
+                    loan.set_kind(kind);
+                    loan.commit(len)
+                });
+            }
+        },
+        Session::Subscriber(s) => match roll {
+            0..=59 => {
+                if let Some(m) = c.call("recv_timeout", || s.recv_timeout(&mut buf, OP_TIMEOUT)) {
+                    check_len(m.len);
+                }
+            }
+            60..=79 if !lossy => {
+                c.call("recv_ref_timeout", || {
+                    let m = s.recv_ref_timeout(OP_TIMEOUT)?;
+                    check_len(m.len());
+                    touch(&m);
+                    Ok(())
+                });
+            }
+            60..=94 => {
+                c.call("try_recv", || s.try_recv(&mut buf));
+            }
+            _ => {
+                c.call("Status::read", || Status::read(dir, name));
+            }
+        },
+    }
+}
+
+/// One worker thread: in each epoch, opens the epoch's segment, then calls until the epoch
+/// ends; after 20 errors in a row (other than timeouts) it opens the segment again.
+fn worker_thread(role: &str, dir: &Path, sched: Schedule, seed: u64, busy: &Busy) -> Tally {
+    let mut rng = Rng::new(seed);
+    let mut c = Caller { role, busy, tally: Tally::default(), hostile_from: 0, consecutive_errors: 0 };
+    let margin = 20_000_000; // leave the epoch 20 ms early, so that handles close before the next
+    for k in 0..sched.epochs {
+        let name = segment_name(k);
+        sleep_until(sched.start(k));
+        c.hostile_from = sched.hostile_from(k);
+        c.consecutive_errors = 0;
+        let mut session = None;
+        while unix_ns() + margin < sched.end(k) {
+            if c.consecutive_errors >= 20 {
+                session = None;
+                c.consecutive_errors = 0;
+            }
+            if session.is_none() {
+                session = open_session(&mut c, role, dir, &name);
+                if session.is_none() {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+            }
+            step(&mut c, session.as_mut().expect("session"), &mut rng, dir, &name, role == "lossy");
+        }
+    }
+    c.tally
+}
+
+fn worker(role: &str, dir: &Path, sched: Schedule, seed: u64, threads: usize) {
+    let busy: Arc<Vec<Busy>> =
+        Arc::new((0..threads).map(|_| Busy { since: AtomicU64::new(0), op: AtomicUsize::new(0) }).collect());
+    start_hang_watchdog(role.to_string(), busy.clone());
+    let tallies: Vec<Tally> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let busy = &busy[t];
+                let seed = seed ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                s.spawn(move || worker_thread(role, dir, sched, seed, busy))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("worker thread")).collect()
+    });
+    let mut total = Tally::default();
+    for t in tallies {
+        total.ok += t.ok;
+        total.ok_under += t.ok_under;
+        total.max_call = total.max_call.max(t.max_call);
+        for (k, v) in t.errors {
+            *total.errors.entry(k).or_default() += v;
+        }
+        total.problems.extend(t.problems);
+    }
+    for p in &total.problems {
+        report(&format!("problem {role}: {p}"));
+    }
+    let errors: Vec<String> = total.errors.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    report(&format!(
+        "tally ok={} ok_under={} max_call_ms={} errors={}",
+        total.ok,
+        total.ok_under,
+        total.max_call.as_millis(),
+        errors.join(",")
+    ));
+}
+
+#[test]
+fn child_process_plays_the_role_named_in_its_environment() {
+    let Some(role) = common::role() else { return };
+    common::die_with_parent();
+    let (kind, dir, seed) = (env(KIND), PathBuf::from(env(DIR)), env_u64(SEED));
+    let sched = Schedule::from_env();
+    match role.as_str() {
+        "hostile" => hostile(&kind, &dir, sched, seed),
+        _ => worker(&role, &dir, sched, seed, env_u64(THREADS) as usize),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent
+// ---------------------------------------------------------------------------------------------
+
+/// Numbers of `key=value` pairs in a tally line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+/// Runs one case: fresh segments of `kind`, the hostile process and `workers` (role, threads).
+fn run_case(kind: &str, workers: &[(&str, u64)]) {
+    let seed = std::env::var(SEED)
+        .ok()
+        .map(|s| s.parse().unwrap_or_else(|_| panic!("{SEED}={s:?} is not a number")))
+        .unwrap_or_else(|| unix_ns() ^ (std::process::id() as u64) << 32);
+    let secs: u64 = std::env::var(SECS).ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let epochs = (secs * 1000).div_ceil(EPOCH.as_millis() as u64).max(1);
+    eprintln!("hostile writer on {kind}: seed {seed} (replay with {SEED}={seed}), {epochs} epochs of {EPOCH:?}");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let run_time = EPOCH * epochs as u32 + STARTUP;
+    let _dog = Watchdog::start(kind, run_time + Duration::from_secs(120), Some(dir.path()));
+    for k in 0..epochs {
+        let name = segment_name(k);
+        let opts = |q: QueueOptions| q.dir(dir.path()).capacity(CAPACITY).max_msg_size(MAX_MSG);
+        match kind {
+            "mpmc" => drop(opts(QueueOptions::new()).kind(QueueKind::Mpmc).create(&name).expect("create")),
+            "spsc" => drop(opts(QueueOptions::new()).kind(QueueKind::Spsc).create(&name).expect("create")),
+            _ => drop(
+                TopicOptions::new()
+                    .dir(dir.path())
+                    .capacity(CAPACITY)
+                    .max_msg_size(MAX_MSG)
+                    .max_subscribers(SUBSCRIBERS)
+                    .create(&name)
+                    .expect("create"),
+            ),
+        }
+    }
+    let t0 = unix_ns() + STARTUP.as_nanos() as u64;
+    let common_env = |threads: u64, seed: u64| {
+        vec![
+            (KIND, kind.to_string()),
+            (DIR, dir.path().display().to_string()),
+            (T0, t0.to_string()),
+            (EPOCHS, epochs.to_string()),
+            (THREADS, threads.to_string()),
+            (SEED, seed.to_string()),
+        ]
+    };
+    let mut hostile = ChildProc::spawn(ENTRY, "hostile", &common_env(1, seed));
+    let mut children: Vec<ChildProc> = workers
+        .iter()
+        .enumerate()
+        .map(|(i, &(role, threads))| {
+            let s = seed.rotate_left(17) ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
+            ChildProc::spawn(ENTRY, role, &common_env(threads, s))
+        })
+        .collect();
+    let deadline = Instant::now() + run_time + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    for child in std::iter::once(&mut hostile).chain(children.iter_mut()) {
+        let status = child.wait(deadline);
+        if !status.success() {
+            let how = match status.signal() {
+                Some(sig) => format!("was killed by signal {sig} (SIGSEGV=11, SIGBUS=7, SIGABRT=6)"),
+                None => format!("failed with {status}"),
+            };
+            let t = child.transcript();
+            panic!("{} {how} (replay with {SEED}={seed}){t}", child.what());
+        }
+        lines.push((child.what().to_string(), child.marked()));
+    }
+    let hits = lines[0].1.iter().find_map(|l| l.strip_prefix("hits ")).expect("hits line").to_string();
+    eprintln!("{kind}: hostile writes by region: {hits}");
+    let (mut ok, mut ok_under, mut corrupted, mut problems) = (0u64, 0u64, 0u64, Vec::new());
+    for (what, marked) in &lines[1..] {
+        let tally =
+            marked.iter().find_map(|l| l.strip_prefix("tally ")).unwrap_or_else(|| panic!("no tally from {what}"));
+        eprintln!("{kind}: {what}: {tally}");
+        ok += field(tally, "ok").parse::<u64>().expect("ok count");
+        ok_under += field(tally, "ok_under").parse::<u64>().expect("ok_under count");
+        corrupted += field(tally, "errors")
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("Corrupted:"))
+            .map_or(0, |n| n.parse().expect("Corrupted count"));
+        problems.extend(marked.iter().filter(|l| l.starts_with("problem ")).map(|l| format!("{what}: {l}")));
+    }
+    assert!(problems.is_empty(), "{kind} (seed {seed}):\n{}", problems.join("\n"));
+    assert!(corrupted > 0, "{kind} (seed {seed}): the hostile writes produced no Corrupted error ({hits})");
+    assert!(ok > 0 && ok_under > 0, "{kind} (seed {seed}): no call succeeded under corruption ({ok} in all)");
+}
+
+#[test]
+fn hostile_writes_to_a_live_mpmc_queue_give_errors_never_panics_crashes_or_hangs() {
+    run_case("mpmc", &[("producer", 2), ("consumer", 2)]);
+}
+
+#[test]
+fn hostile_writes_to_a_live_spsc_queue_give_errors_never_panics_crashes_or_hangs() {
+    run_case("spsc", &[("producer", 1), ("consumer", 1)]);
+}
+
+#[test]
+fn hostile_writes_to_a_live_topic_give_errors_never_panics_crashes_or_hangs() {
+    run_case("topic", &[("publisher", 2), ("reliable", 1), ("lossy", 1)]);
+}
