@@ -114,7 +114,7 @@ fn reliable_sees_every_message_and_lossy_received_plus_lagged_equals_published()
             let r = r.clone();
             thread::spawn(move || {
                 let mut l = Lossy::default();
-                for _ in 0..4 {
+                for _ in 0..2 {
                     if l.next >= published {
                         break;
                     }
