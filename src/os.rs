@@ -268,6 +268,30 @@ pub fn futex_wake_all(word: &AtomicU32) {
     }
 }
 
+/// `MEMBARRIER_CMD_GLOBAL_EXPEDITED` (linux/membarrier.h).
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
+/// `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`.
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+
+/// Registers this process (once) to take part in expedited global memory barriers: from then
+/// on, a [`membarrier_global`] by any process runs a full memory barrier on every CPU that runs
+/// one of our threads. Returns whether registration succeeded (kernel >= 4.16, not blocked
+/// by seccomp).
+pub fn membarrier_register() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: membarrier takes no pointers; an unsupported command returns an error.
+        unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0 }
+    })
+}
+
+/// Runs a full memory barrier on every CPU running a thread of a registered process (and
+/// ours). Returns false if the kernel refused.
+pub fn membarrier_global() -> bool {
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0 }
+}
+
 /// This process's id.
 pub fn pid() -> u32 {
     std::process::id()

@@ -5,25 +5,39 @@
 //! ```text
 //!  sleeper                                   notifier
 //!  sleepers.fetch_add(1)  (SeqCst)           publish (Release store of state / index)
-//!  fence(SeqCst)                             fence(SeqCst)
-//!  s = seq.load()                            if sleepers.load() != 0 {
-//!  re-check the condition; if it holds,          seq.fetch_add(1); FUTEX_WAKE(seq)
-//!      stop waiting                          }
+//!  fence(SeqCst)                             light: compiler fence  | heavy: fence(SeqCst)
+//!  membarrier(GLOBAL_EXPEDITED)              if sleepers.load() != 0 {
+//!  s = seq.load()                                seq.fetch_add(1); FUTEX_WAKE(seq)
+//!  re-check the condition; if it holds,      }
+//!      stop waiting
 //!  FUTEX_WAIT(seq, s, slice)
 //!  sleepers.fetch_sub(1)
 //! ```
 //!
-//! The two SeqCst fences make the pair a Dekker handshake: either the notifier sees the
-//! sleeper's count, or the sleeper's re-check sees the notifier's publish; a wake-up between
-//! the read of `seq` and the sleep makes FUTEX_WAIT return at once. So no wake-up is lost, and a
-//! notifier makes no syscall while nobody sleeps. Sleeps are also bounded by a slice, so a
-//! corrupted counter or a peer that died mid-protocol costs latency, never a hang.
+//! This is a Dekker handshake: either the notifier sees the sleeper's count, or the sleeper's
+//! re-check sees the notifier's publish; a wake-up between the read of `seq` and the sleep makes
+//! FUTEX_WAIT return at once. So no wake-up is lost, and a notifier makes no syscall while
+//! nobody sleeps.
+//!
+//! The notifier is the hot path (every send and every receive), so it uses an *asymmetric*
+//! fence, as userspace RCU does: a process registered for expedited global membarriers
+//! ([`os::membarrier_register`]) issues only a compiler fence, and the sleeper, which is about
+//! to make a syscall anyway, issues `membarrier(GLOBAL_EXPEDITED)`, which runs a full barrier
+//! on every CPU running a registered process. Whatever point of the notifier's store-then-load
+//! that barrier lands on, one of the two sides sees the other. A process that cannot register
+//! uses a full fence (heavy notifier); a sleeper whose membarrier fails sleeps in 1 ms slices.
+//! (Measured: the SeqCst fence was about 60% of a producer's time in a throughput loop.)
+//!
+//! Sleeps are also bounded by a slice, so a corrupted counter or a peer that died
+//! mid-protocol costs latency, never a hang.
 
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::Event;
 use crate::os;
+use std::sync::atomic::compiler_fence;
+
 use crate::sync::{fence, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 /// How a blocking call waits for space or messages.
@@ -39,10 +53,13 @@ pub enum WaitStrategy {
     Block,
 }
 
-/// Spins before the first yield (Yield, Block).
+/// Spins before the first yield (Yield).
 const SPINS: u32 = 256;
-/// Yields before the first sleep (Block).
-const YIELDS: u32 = 16;
+/// How long Block spins before it yields: longer than a futex wake-up, so that a ping-pong
+/// partner's reply usually arrives before anyone sleeps.
+const SPIN_BUDGET: Duration = Duration::from_micros(50);
+/// How long Block yields before it sleeps.
+const YIELD_BUDGET: Duration = Duration::from_micros(100);
 /// Longest single sleep: a safety net, never needed for correctness.
 const MAX_SLICE: Duration = Duration::from_millis(500);
 /// While a slot is held by a peer, how often we check whether that peer died.
@@ -63,9 +80,13 @@ pub(crate) enum Step<T> {
 /// whether anybody was counted as sleeping (the slow path).
 #[inline]
 pub(crate) fn notify(ev: &Event) -> bool {
-    // SeqCst fence: orders our publish before the load of `sleepers`; pairs with the fence in
-    // `sleep` (Dekker handshake, see module docs).
-    fence(SeqCst);
+    // Orders our publish before the load of `sleepers` (Dekker handshake, see module docs):
+    // a compiler fence when sleepers' membarrier covers us, else a full fence.
+    if os::membarrier_register() {
+        compiler_fence(SeqCst);
+    } else {
+        fence(SeqCst);
+    }
     if ev.sleepers.load(Relaxed) == 0 {
         return false;
     }
@@ -89,34 +110,41 @@ pub(crate) fn wait_until<T>(
     mut attempt: impl FnMut(bool) -> Result<Step<T>>,
 ) -> Result<T> {
     let start = Instant::now();
+    let mut now = start;
     let mut next_check = start + PEER_CHECK;
     let mut round: u32 = 0;
     loop {
-        let now_needed = round % 64 == 0 || round >= SPINS;
-        let now = if now_needed { Some(Instant::now()) } else { None };
-        let check = now.is_some_and(|n| n >= next_check);
+        // The clock is read every 64 spins, and on every round once we yield or sleep.
+        let spinning = match strategy {
+            WaitStrategy::Spin => true,
+            WaitStrategy::Yield => round < SPINS,
+            WaitStrategy::Block => now - start < SPIN_BUDGET,
+        };
+        let fresh = !spinning || round % 64 == 0;
+        if fresh {
+            now = Instant::now();
+        }
+        let check = fresh && now >= next_check;
         if check {
-            next_check = now.unwrap() + PEER_CHECK;
+            next_check = now + PEER_CHECK;
         }
         let held = match attempt(check)? {
             Step::Ready(v) => return Ok(v),
             Step::Wait => false,
             Step::Held => true,
         };
-        if let (Some(d), Some(n)) = (deadline, now) {
-            if n >= d {
+        if let Some(d) = deadline.filter(|_| fresh) {
+            if now >= d {
                 return Err(Error::Timeout);
             }
         }
         round = round.saturating_add(1);
+        if spinning {
+            crate::sync::spin_hint();
+            continue;
+        }
         match strategy {
-            WaitStrategy::Spin => crate::sync::spin_hint(),
-            WaitStrategy::Yield if round < SPINS => crate::sync::spin_hint(),
-            WaitStrategy::Yield => crate::sync::yield_now(),
-            WaitStrategy::Block if round < SPINS => crate::sync::spin_hint(),
-            WaitStrategy::Block if round < SPINS + YIELDS => crate::sync::yield_now(),
-            WaitStrategy::Block => {
-                let now = Instant::now();
+            WaitStrategy::Block if now - start >= SPIN_BUDGET + YIELD_BUDGET => {
                 let mut slice = if held { next_check.saturating_duration_since(now) } else { MAX_SLICE };
                 if let Some(d) = deadline {
                     slice = slice.min(d.saturating_duration_since(now));
@@ -125,6 +153,7 @@ pub(crate) fn wait_until<T>(
                     return Ok(v);
                 }
             }
+            _ => crate::sync::yield_now(),
         }
     }
 }
@@ -140,8 +169,10 @@ fn sleep<T>(
     // Counted first, marked second (and unmarked before uncounting, below): a death between
     // the two leaks one count rather than letting a reaper uncount what was never counted.
     mark.fetch_or(bit, Relaxed);
-    // SeqCst fence: pairs with the one in `notify` (Dekker handshake, see module docs).
+    // Pairs with the notifier's fence (Dekker handshake, see module docs): a full fence for
+    // heavy notifiers, and a barrier on every registered notifier's CPU for light ones.
     fence(SeqCst);
+    let slice = if os::membarrier_global() { slice } else { slice.min(Duration::from_millis(1)) };
     let seq = ev.seq.load(Relaxed);
     let recheck = attempt(false);
     if let Ok(Step::Wait | Step::Held) = recheck {
