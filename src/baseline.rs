@@ -7,15 +7,180 @@
 //! - **pipe**: a pair of pipes.
 //!
 //! Each function forks a child that echoes (or drains) and exits. Between `fork` and `_exit`
-//! the child only makes async-signal-safe calls (`read`, `write`, atomics) on memory allocated
-//! before the fork, so this is sound even in a multi-threaded process.
+//! the child only makes async-signal-safe calls (`read`, `write`, `sched_setaffinity`,
+//! atomics) on memory allocated before the fork, so this is sound even in a multi-threaded
+//! process.
+//!
+//! Tail latency: the parent allocates and touches its sample buffer *after* the fork (so no
+//! copy-on-write fault lands in the timed loop) and records into it by index; nothing in the
+//! timed loop allocates.
+//!
+//! [`Baseline`] runs any of them with the two processes pinned to two CPUs ([`pin_thread`]);
+//! [`process_cpu_time`] tells how much CPU a process has used (to show that a blocked peer
+//! uses none).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Round-trip latencies in nanoseconds, one per round trip.
 pub type Samples = Vec<u64>;
+
+/// CPUs to pin the two processes of a measurement to: `[this thread, the peer]`.
+pub type Pin = Option<[usize; 2]>;
+
+/// One of the baselines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// Two atomics and two payload buffers on a shared mapping, both sides spinning.
+    Floor,
+    /// A Unix domain socket pair (`SOCK_SEQPACKET`), blocking reads.
+    Uds,
+    /// Two pipes, blocking reads.
+    Pipe,
+}
+
+impl Baseline {
+    /// Every baseline, in report order.
+    pub const ALL: [Baseline; 3] = [Baseline::Floor, Baseline::Uds, Baseline::Pipe];
+
+    /// Short name: `floor`, `uds`, `pipe`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Baseline::Floor => "floor",
+            Baseline::Uds => "uds",
+            Baseline::Pipe => "pipe",
+        }
+    }
+
+    /// `rounds` round trips of `size`-byte messages between this thread and a forked echo
+    /// child; with `pin`, this thread runs on `pin[0]` (restored afterwards) and the child on
+    /// `pin[1]`.
+    pub fn round_trips(self, rounds: usize, size: usize, pin: Pin) -> io::Result<Samples> {
+        let peer = pin.map(|[_, peer]| cpu_set(peer)).transpose()?;
+        let _guard = pin.map(|[me, _]| pin_thread(me)).transpose()?;
+        match self {
+            Baseline::Floor => floor(rounds, size, peer),
+            Baseline::Uds => fd_round_trips(true, rounds, size, peer),
+            Baseline::Pipe => fd_round_trips(false, rounds, size, peer),
+        }
+    }
+
+    /// One-way messages per second from this thread to a forked reader child; `None` for the
+    /// floor, which only ping-pongs.
+    pub fn throughput(self, count: usize, size: usize, pin: Pin) -> io::Result<Option<f64>> {
+        let peer = pin.map(|[_, peer]| cpu_set(peer)).transpose()?;
+        let _guard = pin.map(|[me, _]| pin_thread(me)).transpose()?;
+        match self {
+            Baseline::Floor => Ok(None),
+            Baseline::Uds => fd_throughput(true, count, size, peer).map(Some),
+            Baseline::Pipe => fd_throughput(false, count, size, peer).map(Some),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU affinity and CPU time
+
+fn cpu_set(cpu: usize) -> io::Result<libc::cpu_set_t> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::other(format!("CPU {cpu} is out of range")));
+    }
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` < CPU_SETSIZE, checked above, so the bit is inside the set.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    Ok(set)
+}
+
+/// Sets the calling thread's affinity mask (`sched_setaffinity(0, ..)`).
+fn set_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn get_affinity() -> io::Result<libc::cpu_set_t> {
+    // SAFETY: all zeroes is a valid (empty) cpu_set_t.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid out-pointer of the size passed.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(set)
+}
+
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    let set = get_affinity()?;
+    // SAFETY: every index is < CPU_SETSIZE, inside the set.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
+
+/// Restores the calling thread's previous affinity mask when dropped (see [`pin_thread`]).
+#[derive(Debug)]
+pub struct PinGuard {
+    saved: libc::cpu_set_t,
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        let _ = set_affinity(&self.saved);
+    }
+}
+
+/// Pins the calling thread to `cpu` until the guard drops. Processes started meanwhile inherit
+/// the pin.
+///
+/// # Errors
+/// If `cpu` does not exist or is not allowed for this process.
+pub fn pin_thread(cpu: usize) -> io::Result<PinGuard> {
+    let saved = get_affinity()?;
+    set_affinity(&cpu_set(cpu)?).map_err(|e| io::Error::new(e.kind(), format!("cannot pin to CPU {cpu}: {e}")))?;
+    Ok(PinGuard { saved })
+}
+
+/// Pins the calling thread to `cpu` for good (for a process that does one job and exits).
+pub fn pin_thread_forever(cpu: usize) -> io::Result<()> {
+    std::mem::forget(pin_thread(cpu)?);
+    Ok(())
+}
+
+/// CPU time (user + system) process `pid` has used so far, from `/proc/PID/stat`, with the
+/// resolution of the kernel's clock tick (usually 10 ms).
+pub fn process_cpu_time(pid: u32) -> io::Result<Duration> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat"))?;
+    let bad = || io::Error::other(format!("unexpected /proc/{pid}/stat"));
+    // The command name (field 2) is in parentheses and may contain spaces and ')'.
+    let close = stat.iter().rposition(|&b| b == b')').ok_or_else(bad)?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).map_err(|_| bad())?;
+    let mut fields = rest.split_ascii_whitespace();
+    // After ')' comes field 3; utime and stime are fields 14 and 15.
+    let utime: u64 = fields.nth(14 - 3).and_then(|f| f.parse().ok()).ok_or_else(bad)?;
+    let stime: u64 = fields.next().and_then(|f| f.parse().ok()).ok_or_else(bad)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    Ok(Duration::from_nanos((utime + stime).saturating_mul(1_000_000_000) / hz))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and file descriptors
+
+/// A buffer of `n` samples whose pages are all touched, so that recording into it by index in
+/// a timed loop takes no page fault.
+fn sample_buffer(n: usize) -> Samples {
+    // A non-zero fill really writes every page (a zero fill may become a lazily mapped calloc).
+    std::hint::black_box(vec![u64::MAX; n])
+}
+
+/// Pins a forked child to `set` (built before the fork: no allocation here); false if that
+/// fails.
+fn pin_child(set: Option<libc::cpu_set_t>) -> bool {
+    set.is_none_or(|s| set_affinity(&s).is_ok())
+}
 
 fn fork_child(child: impl FnOnce() -> i32) -> io::Result<libc::pid_t> {
     // SAFETY: fork has no memory-safety preconditions; the child runs only `child`, which
@@ -39,7 +204,12 @@ fn reap(pid: libc::pid_t) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(io::Error::other(format!("baseline child failed (status {status:#x})")));
+        let why = if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3 {
+            " (could not pin it to its CPU)".to_string()
+        } else {
+            format!(" (status {status:#x})")
+        };
+        return Err(io::Error::other(format!("baseline child failed{why}")));
     }
     Ok(())
 }
@@ -107,10 +277,21 @@ fn channel_pair(uds: bool) -> io::Result<[i32; 4]> {
     }
 }
 
-fn fd_round_trips(uds: bool, rounds: usize, size: usize) -> io::Result<Samples> {
-    let [p_rd, p_wr, c_rd, c_wr] = channel_pair(uds)?;
+fn close_all(uds: bool, [p_rd, p_wr, c_rd, c_wr]: [i32; 4]) {
+    let fds = if uds { vec![p_rd, c_rd] } else { vec![p_rd, p_wr, c_rd, c_wr] };
+    for fd in fds {
+        close(fd);
+    }
+}
+
+fn fd_round_trips(uds: bool, rounds: usize, size: usize, peer_cpu: Option<libc::cpu_set_t>) -> io::Result<Samples> {
+    let fds = channel_pair(uds)?;
+    let [p_rd, p_wr, c_rd, c_wr] = fds;
     let mut child_buf = vec![0u8; size.max(1)];
     let pid = fork_child(move || {
+        if !pin_child(peer_cpu) {
+            return 3;
+        }
         let buf = &mut child_buf[..size];
         for _ in 0..rounds {
             if !read_exact(c_rd, buf) || !write_all(c_wr, buf) {
@@ -118,12 +299,20 @@ fn fd_round_trips(uds: bool, rounds: usize, size: usize) -> io::Result<Samples> 
             }
         }
         0
-    })?;
-    let mut samples = Vec::with_capacity(rounds);
+    });
+    let pid = match pid {
+        Ok(p) => p,
+        Err(e) => {
+            close_all(uds, fds);
+            return Err(e);
+        }
+    };
+    // Allocated after the fork: no copy-on-write fault in the timed loop.
+    let mut samples = sample_buffer(rounds);
     let mut out = vec![0u8; size];
     let mut back = vec![0u8; size];
     let mut ok = true;
-    for i in 0..rounds {
+    for (i, sample) in samples.iter_mut().enumerate() {
         if let Some(b) = out.first_mut() {
             *b = i as u8;
         }
@@ -132,15 +321,13 @@ fn fd_round_trips(uds: bool, rounds: usize, size: usize) -> io::Result<Samples> 
             ok = false;
             break;
         }
-        samples.push(t.elapsed().as_nanos() as u64);
+        *sample = t.elapsed().as_nanos() as u64;
         if back != out {
             ok = false;
             break;
         }
     }
-    for fd in if uds { vec![p_rd, c_rd] } else { vec![p_rd, p_wr, c_rd, c_wr] } {
-        close(fd);
-    }
+    close_all(uds, fds);
     reap(pid)?;
     if !ok {
         return Err(io::Error::other("baseline echo failed or returned wrong bytes"));
@@ -148,10 +335,14 @@ fn fd_round_trips(uds: bool, rounds: usize, size: usize) -> io::Result<Samples> 
     Ok(samples)
 }
 
-fn fd_throughput(uds: bool, count: usize, size: usize) -> io::Result<f64> {
-    let [p_rd, p_wr, c_rd, c_wr] = channel_pair(uds)?;
+fn fd_throughput(uds: bool, count: usize, size: usize, peer_cpu: Option<libc::cpu_set_t>) -> io::Result<f64> {
+    let fds = channel_pair(uds)?;
+    let [p_rd, p_wr, c_rd, c_wr] = fds;
     let mut child_buf = vec![0u8; size.max(1)];
     let pid = fork_child(move || {
+        if !pin_child(peer_cpu) {
+            return 3;
+        }
         let buf = &mut child_buf[..size];
         let mut sum: u64 = 0;
         for _ in 0..count {
@@ -165,7 +356,14 @@ fn fd_throughput(uds: bool, count: usize, size: usize) -> io::Result<f64> {
             return 1;
         }
         0
-    })?;
+    });
+    let pid = match pid {
+        Ok(p) => p,
+        Err(e) => {
+            close_all(uds, fds);
+            return Err(e);
+        }
+    };
     let mut out = vec![0u8; size];
     let mut expect: u64 = 0;
     let t = Instant::now();
@@ -183,9 +381,7 @@ fn fd_throughput(uds: bool, count: usize, size: usize) -> io::Result<f64> {
     let mut sum = [0u8; 8];
     ok = ok && read_exact(p_rd, &mut sum);
     let secs = t.elapsed().as_secs_f64();
-    for fd in if uds { vec![p_rd, c_rd] } else { vec![p_rd, p_wr, c_rd, c_wr] } {
-        close(fd);
-    }
+    close_all(uds, fds);
     reap(pid)?;
     if !ok || (size > 0 && u64::from_le_bytes(sum) != expect) {
         return Err(io::Error::other("baseline stream failed or lost bytes"));
@@ -195,41 +391,46 @@ fn fd_throughput(uds: bool, count: usize, size: usize) -> io::Result<f64> {
 
 /// Round trips of `size`-byte messages over a Unix socket pair.
 pub fn uds_round_trips(rounds: usize, size: usize) -> io::Result<Samples> {
-    fd_round_trips(true, rounds, size)
+    Baseline::Uds.round_trips(rounds, size, None)
 }
 
 /// Round trips over a pair of pipes.
 pub fn pipe_round_trips(rounds: usize, size: usize) -> io::Result<Samples> {
-    fd_round_trips(false, rounds, size)
+    Baseline::Pipe.round_trips(rounds, size, None)
 }
 
 /// One-way messages per second over a Unix socket pair.
 pub fn uds_throughput(count: usize, size: usize) -> io::Result<f64> {
-    fd_throughput(true, count, size)
+    fd_throughput(true, count, size, None)
 }
 
 /// One-way messages per second over a pipe.
 pub fn pipe_throughput(count: usize, size: usize) -> io::Result<f64> {
-    fd_throughput(false, count, size)
+    fd_throughput(false, count, size, None)
 }
 
-/// Shared memory for the floor: two counters on their own lines and two payload buffers.
+// ---------------------------------------------------------------------------------------------
+// The floor
+
+/// A sequence counter on its own cache lines (no false sharing with the other counter).
 #[repr(C, align(128))]
 struct FloorLine {
     seq: AtomicU64,
-    data: [u8; 120],
 }
 
-const FLOOR_MAX: usize = 4096;
-
 /// Round trips through two atomics on shared memory: the floor no queue can beat. The payload
-/// (up to 4096 bytes) is copied in and out on both sides.
+/// (any size) is copied in and out on both sides.
 pub fn floor_round_trips(rounds: usize, size: usize) -> io::Result<Samples> {
-    if size > FLOOR_MAX {
-        return Err(io::Error::other("floor payload is limited to 4096 bytes"));
-    }
-    let len = 2 * std::mem::size_of::<FloorLine>() + 2 * FLOOR_MAX;
-    // SAFETY: an anonymous shared mapping; checked for failure below.
+    floor(rounds, size, None)
+}
+
+fn floor(rounds: usize, size: usize, peer_cpu: Option<libc::cpu_set_t>) -> io::Result<Samples> {
+    const LINE: usize = std::mem::size_of::<FloorLine>();
+    // Each payload buffer starts on its own 128-byte line, after the two counter lines.
+    let buf_len = size.div_ceil(LINE).max(1) * LINE;
+    let len = 2 * LINE + 2 * buf_len;
+    // SAFETY: an anonymous shared mapping, populated (no fault in the timed loop); checked
+    // for failure below.
     let base = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -245,15 +446,18 @@ pub fn floor_round_trips(rounds: usize, size: usize) -> io::Result<Samples> {
     }
     let base = base.cast::<u8>();
     // SAFETY: the mapping is page aligned, zeroed and `len` bytes long: two FloorLines
-    // (atomics are valid when zeroed) followed by two FLOOR_MAX-byte buffers.
+    // (atomics are valid when zeroed) followed by two `buf_len`-byte buffers.
     let (ping, pong) = unsafe { (&*base.cast::<FloorLine>(), &*base.cast::<FloorLine>().add(1)) };
     // SAFETY: inside the mapping, after the two lines.
     let (ping_buf, pong_buf) = unsafe {
-        let b = base.add(2 * std::mem::size_of::<FloorLine>());
-        (b, b.add(FLOOR_MAX))
+        let b = base.add(2 * LINE);
+        (b, b.add(buf_len))
     };
     let mut scratch = vec![0u8; size.max(1)];
     let pid = fork_child(move || {
+        if !pin_child(peer_cpu) {
+            return 3;
+        }
         let buf = &mut scratch[..size];
         for i in 1..=rounds as u64 {
             // Acquire pairs with the parent's Release store: its payload write is visible.
@@ -266,6 +470,7 @@ pub fn floor_round_trips(rounds: usize, size: usize) -> io::Result<Samples> {
                 std::ptr::copy_nonoverlapping(ping_buf, buf.as_mut_ptr(), size);
                 std::ptr::copy_nonoverlapping(buf.as_ptr(), pong_buf, size);
             }
+            // Release pairs with the parent's Acquire load: our payload write is visible.
             pong.seq.store(i, Ordering::Release);
         }
         0
@@ -278,11 +483,12 @@ pub fn floor_round_trips(rounds: usize, size: usize) -> io::Result<Samples> {
             return Err(e);
         }
     };
+    // Allocated after the fork: no copy-on-write fault in the timed loop.
+    let mut samples = sample_buffer(rounds);
     let mut out = vec![0u8; size];
     let mut back = vec![0u8; size];
-    let mut samples = Vec::with_capacity(rounds);
     let mut ok = true;
-    for i in 1..=rounds as u64 {
+    for (i, sample) in (1..=rounds as u64).zip(samples.iter_mut()) {
         if let Some(b) = out.first_mut() {
             *b = i as u8;
         }
@@ -295,7 +501,7 @@ pub fn floor_round_trips(rounds: usize, size: usize) -> io::Result<Samples> {
         }
         // SAFETY: the child wrote pong_buf before its Release store of `i`.
         unsafe { std::ptr::copy_nonoverlapping(pong_buf, back.as_mut_ptr(), size) };
-        samples.push(t.elapsed().as_nanos() as u64);
+        *sample = t.elapsed().as_nanos() as u64;
         ok &= back == out;
     }
     let r = reap(pid);
@@ -324,12 +530,58 @@ mod tests {
 
     #[test]
     fn every_baseline_echoes_real_bytes() {
-        for size in [0usize, 8, 1024] {
+        for size in [0usize, 8, 1024, 5000] {
             assert_eq!(uds_round_trips(100, size).unwrap().len(), 100);
             assert_eq!(pipe_round_trips(100, size).unwrap().len(), 100);
             assert_eq!(floor_round_trips(100, size).unwrap().len(), 100);
             assert!(uds_throughput(1000, size).unwrap() > 0.0);
             assert!(pipe_throughput(1000, size).unwrap() > 0.0);
+        }
+    }
+
+    #[test]
+    fn every_recorded_round_trip_is_a_real_time() {
+        for b in Baseline::ALL {
+            let s = b.round_trips(200, 64, None).unwrap();
+            assert!(s.iter().all(|&ns| ns > 0 && ns != u64::MAX), "{}: {:?}", b.name(), &s[..5]);
+        }
+    }
+
+    #[test]
+    fn pinned_baselines_run_on_an_allowed_cpu_and_restore_the_mask() {
+        let before = allowed_cpus().unwrap();
+        let cpu = before[0];
+        let peer = *before.last().unwrap();
+        for b in Baseline::ALL {
+            assert_eq!(b.round_trips(50, 16, Some([cpu, peer])).unwrap().len(), 50);
+            assert_eq!(b.throughput(500, 16, Some([cpu, peer])).unwrap().is_some(), b != Baseline::Floor);
+        }
+        assert_eq!(allowed_cpus().unwrap(), before);
+        {
+            let _g = pin_thread(cpu).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), vec![cpu]);
+        }
+        assert_eq!(allowed_cpus().unwrap(), before);
+    }
+
+    #[test]
+    fn pinning_to_a_cpu_that_does_not_exist_fails() {
+        assert!(pin_thread(100_000).is_err());
+        assert!(Baseline::Uds.round_trips(10, 8, Some([100_000, 0])).is_err());
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_is_readable_and_grows() {
+        let before = process_cpu_time(std::process::id()).unwrap();
+        // Burn CPU until the count moves (a tick is usually 10 ms); a generous wall-clock limit
+        // fails the test instead of hanging it.
+        let t = Instant::now();
+        let mut x = 0u64;
+        while process_cpu_time(std::process::id()).unwrap() == before {
+            assert!(t.elapsed() < Duration::from_secs(20), "CPU time stayed at {before:?} for 20 s of spinning");
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
         }
     }
 

@@ -11,6 +11,11 @@
 //!    round trip goes into an HdrHistogram.
 //! 3. **Baseline.** The same two measurements over a Unix domain socket pair
 //!    ([`shmq::baseline`]), in the same run, on the same machine.
+//! 4. **Topic.** A topic `demo-<pid>-topic` with one publisher process and three subscriber
+//!    processes: two reliable ones, which must receive every message exactly once, in order,
+//!    intact; and a lossy one slowed down on purpose, which misses messages and must be told
+//!    exactly how many (`Lagged(n)`: the next message it receives is the one `n` after the
+//!    last). Up to [`TOPIC_MAX`] of the `--count` messages, so that the demo stays short.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -18,7 +23,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use shmq::{Error, QueueKind, QueueOptions};
+use shmq::{Error, QueueKind, QueueOptions, SubscriberMode, TopicOptions, WaitStrategy};
 
 use super::{CliError, CliResult, Ctx, Out, WaitArg};
 
@@ -26,6 +31,14 @@ use super::{CliError, CliResult, Ctx, Out, WaitArg};
 const MAX_ROUNDS: u64 = 100_000;
 /// A worker that waits this long for its peer gives up: the peer is stuck or gone.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most messages of the topic test (four processes share the machine; keep it short).
+const TOPIC_MAX: u64 = 1_000_000;
+/// Slots of the demo topic: small enough that the slowed-down lossy subscriber is lapped.
+const TOPIC_CAPACITY: u64 = 1024;
+/// The lossy subscriber pauses this long after every [`LOSSY_PAUSE_EVERY`] messages.
+const LOSSY_PAUSE: Duration = Duration::from_micros(200);
+/// See [`LOSSY_PAUSE`].
+const LOSSY_PAUSE_EVERY: u64 = 32;
 
 /// Arguments of `shmq demo`.
 #[derive(Debug, clap::Args)]
@@ -64,6 +77,11 @@ pub enum Role {
     Consumer,
     /// Sends every message of `queue` back on `reply`, `count` times.
     Echo,
+    /// Publishes `count` numbered messages to topic `queue` once told "go" on stdin.
+    Publisher,
+    /// Subscribes to topic `queue` and checks messages until it has received or been told it
+    /// missed `count`; prints `done <received> <missed> <ns>`.
+    Subscriber,
 }
 
 impl Role {
@@ -72,6 +90,8 @@ impl Role {
             Role::Producer => "producer",
             Role::Consumer => "consumer",
             Role::Echo => "echo",
+            Role::Publisher => "publisher",
+            Role::Subscriber => "subscriber",
         }
     }
 }
@@ -96,6 +116,12 @@ pub struct WorkerArgs {
     wait: WaitArg,
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Subscriber: subscribe in lossy mode.
+    #[arg(long)]
+    lossy: bool,
+    /// Subscriber: pause briefly after every N messages (to be lapped on purpose); 0 never.
+    #[arg(long, default_value_t = 0)]
+    pause_every: u64,
 }
 
 /// `1000000`, `1_000_000` or `1,000,000`; at least 1.
@@ -429,9 +455,150 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs, out: &mut Out) -> CliResult {
     for r in &rows {
         writeln!(out, "  {:<18}{:>15}{:>15}    {}", r[0], r[1], r[2], r[3])?;
     }
+    out.flush()?;
+
+    // 4. A topic: one publisher, two reliable subscribers and a slow lossy one.
     writeln!(out)?;
-    writeln!(out, "done in {:.1} s; demo queues removed", started.elapsed().as_secs_f64())?;
+    topic(ctx, a, &format!("{name}-topic"), &mut cleanup, out)?;
+    writeln!(out)?;
+    writeln!(out, "done in {:.1} s; demo queues and topic removed", started.elapsed().as_secs_f64())?;
     Ok(())
+}
+
+/// Section 4 of the demo (see the module docs).
+fn topic(ctx: &Ctx, a: &DemoArgs, stem: &str, cleanup: &mut Cleanup, out: &mut Out) -> CliResult {
+    let size = a.size as usize;
+    let n = a.count.min(TOPIC_MAX);
+    // Four processes on what may be two cores: waiting threads must give the CPU back.
+    let wait = WaitArg::Block;
+    let capped = if n < a.count { format!(" (--count capped at {TOPIC_MAX} for the topic)") } else { String::new() };
+    writeln!(
+        out,
+        "topic: {n} messages{capped} of {size} bytes from 1 publisher process to 3 subscriber processes \
+         (2 reliable, 1 lossy and slowed down) through a topic of {TOPIC_CAPACITY} slots, {} wait",
+        wait.name()
+    )?;
+    out.flush()?;
+    let opts = TopicOptions::new()
+        .dir(&ctx.dir)
+        .wait(wait.into())
+        .capacity(TOPIC_CAPACITY)
+        .max_msg_size(size)
+        .max_subscribers(4);
+    let mut created = None;
+    for i in 1..=16 {
+        let name = if i == 1 { stem.to_string() } else { format!("{stem}-{i}") };
+        match opts.create(&name) {
+            Ok(t) => {
+                cleanup.names.push(name.clone());
+                created = Some((t, name));
+                break;
+            }
+            Err(Error::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (topic, name) =
+        created.ok_or_else(|| CliError::msg(format!("cannot find a free demo topic name starting with {stem:?}")))?;
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "--queue".to_string(),
+            name.clone(),
+            "--count".into(),
+            n.to_string(),
+            "--size".into(),
+            size.to_string(),
+            "--wait".into(),
+            wait.name().into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let labels = ["reliable 1", "reliable 2", "lossy, slowed"];
+    let pause = LOSSY_PAUSE_EVERY.to_string();
+    let mut subs = vec![
+        Worker::spawn(ctx, Role::Subscriber, &args(&[]))?,
+        Worker::spawn(ctx, Role::Subscriber, &args(&[]))?,
+        Worker::spawn(ctx, Role::Subscriber, &args(&["--lossy", "--pause-every", &pause]))?,
+    ];
+    for s in &mut subs {
+        s.ready()?;
+    }
+    let mut publisher = Worker::spawn(ctx, Role::Publisher, &args(&[]))?;
+    publisher.ready()?;
+    topic.unlink()?; // everyone is attached: from here on nothing can be left behind
+    let phase = Instant::now();
+    publisher.go()?;
+    let mut reports: Vec<Option<String>> = vec![None; subs.len()];
+    while reports.iter().any(Option::is_none) {
+        if let Some(status) = publisher.poll()? {
+            if !status.success() {
+                return Err(publisher.failed(status));
+            }
+        }
+        for (i, s) in subs.iter_mut().enumerate() {
+            if reports[i].is_none() {
+                if let Some(status) = s.poll()? {
+                    if !status.success() {
+                        return Err(s.failed(status));
+                    }
+                    reports[i] = Some(s.line("finishing")?);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    publisher.finish()?;
+    let elapsed = phase.elapsed().as_secs_f64();
+    let mut rows = Vec::new();
+    let mut reliable_ns: u64 = 0;
+    for (i, report) in reports.into_iter().enumerate() {
+        let report = report.expect("every subscriber reported");
+        let (received, missed, ns) = parse_sub_done(&report)?;
+        let lossy = i == 2;
+        if received + missed != n || (!lossy && missed != 0) {
+            return Err(CliError::msg(format!(
+                "the {} subscriber received {received} and missed {missed} of {n} messages",
+                labels[i]
+            )));
+        }
+        if !lossy {
+            reliable_ns = reliable_ns.max(ns);
+        }
+        rows.push((labels[i], received, missed));
+    }
+    let c = topic.counters();
+    if c.tail != n {
+        return Err(CliError::msg(format!("the topic saw {} messages published, expected {n}", c.tail)));
+    }
+    drop(topic);
+    let secs = reliable_ns.max(1) as f64 / 1e9;
+    writeln!(
+        out,
+        "topic delivery: both reliable subscribers received all {n} messages exactly once, in order, with intact \
+         payloads ({} msg/s); the lossy one was told exactly what it missed ({elapsed:.3} s)",
+        count(n as f64 / secs)
+    )?;
+    writeln!(out)?;
+    writeln!(out, "  {:<18}{:>12}{:>12}", "subscriber", "received", "missed")?;
+    for (label, received, missed) in rows {
+        writeln!(out, "  {label:<18}{received:>12}{missed:>12}")?;
+    }
+    Ok(())
+}
+
+/// A subscriber's `done <received> <missed> <ns>` line.
+fn parse_sub_done(line: &str) -> CliResult<(u64, u64, u64)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words[..] {
+        ["done", r, m, ns] => match (r.parse(), m.parse(), ns.parse()) {
+            (Ok(r), Ok(m), Ok(ns)) => Ok((r, m, ns)),
+            _ => Err(CliError::msg(format!("the demo subscriber reported {line:?}"))),
+        },
+        _ => Err(CliError::msg(format!(
+            "the demo subscriber reported {line:?}, expected \"done <received> <missed> <ns>\""
+        ))),
+    }
 }
 
 fn lat_row(label: &str, shmq: u64, uds: u64) -> [String; 4] {
@@ -501,10 +668,13 @@ pub fn worker(ctx: &Ctx, a: &WorkerArgs, out: &mut Out) -> CliResult {
         return Err(CliError::msg("demo messages need at least 16 bytes"));
     }
     let opts = QueueOptions::new().dir(&ctx.dir).wait(a.wait.into());
+    let topic_opts = TopicOptions::new().dir(&ctx.dir).wait(WaitStrategy::from(a.wait));
     let r = match a.role {
         Role::Producer => produce(&opts, a, out),
         Role::Consumer => consume(&opts, a, out),
         Role::Echo => echo(&opts, a, out),
+        Role::Publisher => publish(&topic_opts, a, out),
+        Role::Subscriber => subscribe(&topic_opts, a, out),
     };
     r.map_err(|e| match e {
         CliError::Msg(m) => CliError::Msg(format!("demo {}: {m}", a.role.name())),
@@ -607,5 +777,62 @@ fn echo(opts: &QueueOptions, a: &WorkerArgs, out: &mut Out) -> CliResult {
         tx.send_timeout(&buf[..m.len], PEER_TIMEOUT).map_err(|e| peer_gone(e, "parent"))?;
     }
     writeln!(out, "done {}", a.count)?;
+    Ok(())
+}
+
+fn publish(opts: &TopicOptions, a: &WorkerArgs, out: &mut Out) -> CliResult {
+    let topic = opts.open(&a.queue)?;
+    let mut publisher = topic.publisher()?;
+    ready(out)?;
+    let mut go = String::new();
+    if std::io::stdin().read_line(&mut go).map_err(|e| CliError::msg(e.to_string()))? == 0 {
+        return Err(CliError::msg("the demo ended before the start signal"));
+    }
+    let mut msg = vec![0u8; a.size];
+    for seq in 0..a.count {
+        fill(&mut msg, seq);
+        publisher.publish_timeout(&msg, PEER_TIMEOUT).map_err(|e| peer_gone(e, "subscriber"))?;
+    }
+    writeln!(out, "done {}", a.count)?;
+    Ok(())
+}
+
+/// Receives until every one of `count` messages was received or reported missed. Every message
+/// received must be the next one expected: after `Lagged(k)`, the one `k` after the last.
+fn subscribe(opts: &TopicOptions, a: &WorkerArgs, out: &mut Out) -> CliResult {
+    let topic = opts.open(&a.queue)?;
+    let mode = if a.lossy { SubscriberMode::Lossy } else { SubscriberMode::Reliable };
+    let mut sub = topic.subscriber().mode(mode).build()?;
+    ready(out)?;
+    let mut buf = vec![0u8; topic.max_msg_size()];
+    let (mut expected, mut received, mut missed) = (0u64, 0u64, 0u64);
+    let mut start: Option<Instant> = None;
+    while expected < a.count {
+        match sub.recv_timeout(&mut buf, PEER_TIMEOUT) {
+            Ok(m) => {
+                start.get_or_insert_with(Instant::now);
+                check(&buf[..m.len], expected, a.size)?;
+                expected += 1;
+                received += 1;
+                if a.pause_every > 0 && received % a.pause_every == 0 {
+                    std::thread::sleep(LOSSY_PAUSE);
+                }
+            }
+            Err(Error::Lagged(k)) if a.lossy => {
+                start.get_or_insert_with(Instant::now);
+                expected += k;
+                missed += k;
+                if expected > a.count {
+                    return Err(CliError::msg(format!(
+                        "told it missed {k} messages, more than were published (at message {})",
+                        expected - k
+                    )));
+                }
+            }
+            Err(e) => return Err(peer_gone(e, "publisher")),
+        }
+    }
+    let ns = start.map_or(0, |s| s.elapsed().as_nanos() as u64);
+    writeln!(out, "done {received} {missed} {ns}")?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `shmq list`, `shmq stat` and `shmq rm`: look at and remove segments without attaching.
 //!
 //! Snapshots come from [`shmq::status`]; they take no participant entry and change nothing.
+//! Topics show their subscribers (count in `list`, one row each in `stat`) and how many
+//! messages were published; `rm TOPIC --subscriber NAME` removes a durable subscriber.
 //! Text output is for people; `--json` output (snake_case fields) is for scripts.
 
 use std::io::Write;
@@ -8,7 +10,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 use shmq::layout::{Kind, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SUBSCRIBER};
 use shmq::status::{self, Status};
-use shmq::ParticipantInfo;
+use shmq::{ParticipantInfo, SubscriberInfo};
 
 use super::{report, CliError, CliResult, Ctx, Out};
 
@@ -16,7 +18,8 @@ use super::{report, CliError, CliResult, Ctx, Out};
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Print a JSON array of objects (name, kind, capacity, max_msg, depth, memory_bytes,
-    /// attached (live processes); or name and error for a segment that cannot be read).
+    /// attached (live processes), subscribers (topics; null for queues); or name and error for
+    /// a segment that cannot be read).
     #[arg(long)]
     json: bool,
 }
@@ -24,9 +27,9 @@ pub struct ListArgs {
 /// Arguments of `shmq stat`.
 #[derive(Debug, clap::Args)]
 pub struct StatArgs {
-    /// Queue name.
+    /// Queue or topic name.
     name: String,
-    /// Print one JSON object (snake_case fields).
+    /// Print one JSON object (snake_case fields; topics add `published` and `subscribers`).
     #[arg(long)]
     json: bool,
 }
@@ -34,9 +37,13 @@ pub struct StatArgs {
 /// Arguments of `shmq rm`.
 #[derive(Debug, clap::Args)]
 pub struct RmArgs {
-    /// Names of the queues to remove.
+    /// Names of the queues and topics to remove (with --subscriber: the topics).
     #[arg(required = true, value_name = "NAME")]
     names: Vec<String>,
+    /// Remove this durable subscriber from each topic named, instead of the topics (repeat for
+    /// several). Fails if a live process holds it or it does not exist.
+    #[arg(long = "subscriber", value_name = "NAME")]
+    subscribers: Vec<String>,
 }
 
 /// Lists every segment of the directory.
@@ -54,6 +61,7 @@ pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
                     "depth": s.depth,
                     "memory_bytes": s.memory_bytes,
                     "attached": s.participants.iter().filter(|p| p.alive).count(),
+                    "subscribers": if s.kind == Kind::Topic { json!(s.subscribers.len()) } else { Value::Null },
                 }),
                 Err(e) => json!({ "name": name, "error": e.to_string() }),
             })
@@ -65,8 +73,9 @@ pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
         writeln!(out, "no segments in {}", ctx.dir.display())?;
         return Ok(());
     }
-    let mut rows =
-        vec![["NAME", "KIND", "CAPACITY", "MAX_MSG", "DEPTH", "MEMORY", "ATTACHED"].map(String::from).to_vec()];
+    let mut rows = vec![["NAME", "KIND", "CAPACITY", "MAX_MSG", "DEPTH", "MEMORY", "ATTACHED", "SUBSCRIBERS"]
+        .map(String::from)
+        .to_vec()];
     let mut errors = Vec::new();
     for (name, s) in &all {
         match s {
@@ -78,6 +87,7 @@ pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
                 if s.kind == Kind::Topic { "-".into() } else { s.depth.to_string() },
                 bytes(s.memory_bytes),
                 s.participants.iter().filter(|p| p.alive).count().to_string(),
+                if s.kind == Kind::Topic { s.subscribers.len().to_string() } else { "-".into() },
             ]),
             Err(e) => errors.push((name, e)),
         }
@@ -105,8 +115,12 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
     writeln!(out, "max_msg       {} bytes (slot stride {} bytes)", s.max_msg, s.slot_stride)?;
     writeln!(out, "memory        {} ({} bytes)", bytes(s.memory_bytes), s.memory_bytes)?;
     writeln!(out, "created       {} ago by pid {}", duration(age), s.creator_pid)?;
-    writeln!(out, "depth         {}", s.depth)?;
-    writeln!(out, "head / tail   {} / {}", c.head, c.tail)?;
+    if s.kind == Kind::Topic {
+        writeln!(out, "published     {}", c.tail)?;
+    } else {
+        writeln!(out, "depth         {}", s.depth)?;
+        writeln!(out, "head / tail   {} / {}", c.head, c.tail)?;
+    }
     if s.kind == Kind::Spsc {
         writeln!(out, "producer      {}", holder(s.producer_holder))?;
         writeln!(out, "consumer      {}", holder(s.consumer_holder))?;
@@ -136,17 +150,46 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
                 if p.busy { "attaching".into() } else { yes_no(p.alive).into() },
             ]);
         }
-        let mut indented = Vec::new();
-        table(&mut indented, &rows).expect("writing to a Vec cannot fail");
-        for line in String::from_utf8_lossy(&indented).lines() {
-            writeln!(out, "  {line}")?;
+        indented_table(out, &rows)?;
+    }
+    if s.kind == Kind::Topic {
+        if s.subscribers.is_empty() {
+            writeln!(out, "subscribers   none")?;
+        } else {
+            writeln!(out, "subscribers   cursor: next message to read (durable: first not acknowledged)")?;
+            let mut rows = vec![["NAME", "MODE", "CURSOR", "LAG", "DELIVERED", "LAGGED", "PID", "ALIVE"]
+                .map(String::from)
+                .to_vec()];
+            for sub in &s.subscribers {
+                rows.push(vec![
+                    sub.name.clone().unwrap_or_else(|| "-".into()),
+                    mode(sub).into(),
+                    sub.cursor.to_string(),
+                    sub.lag.to_string(),
+                    sub.delivered.to_string(),
+                    sub.lagged.to_string(),
+                    if sub.pid == 0 { "-".into() } else { sub.pid.to_string() },
+                    if sub.alive {
+                        "yes".into()
+                    } else if sub.name.is_some() {
+                        "no (durable: messages wait for it)".into()
+                    } else {
+                        "no".into()
+                    },
+                ]);
+            }
+            indented_table(out, &rows)?;
         }
     }
     Ok(())
 }
 
-/// Removes every named segment; reports each failure and goes on.
+/// Removes every named segment (or, with `--subscriber`, those durable subscribers of every
+/// named topic); reports each failure and goes on.
 pub fn rm(ctx: &Ctx, a: &RmArgs) -> CliResult {
+    if !a.subscribers.is_empty() {
+        return rm_subscribers(ctx, a);
+    }
     let mut failed = false;
     for name in &a.names {
         match shmq::segment::remove(&ctx.dir, name) {
@@ -168,6 +211,33 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> CliResult {
     }
 }
 
+/// `shmq rm TOPIC... --subscriber NAME...`.
+fn rm_subscribers(ctx: &Ctx, a: &RmArgs) -> CliResult {
+    let mut failed = false;
+    for topic in &a.names {
+        for sub in &a.subscribers {
+            match shmq::topic::remove_subscriber(&ctx.dir, topic, sub) {
+                Ok(true) => {}
+                Ok(false) => {
+                    failed = true;
+                    report(&format!(
+                        "cannot remove subscriber {sub:?} of topic {topic:?}: it has no durable subscriber of that name (see `shmq stat {topic}`)"
+                    ));
+                }
+                Err(e) => {
+                    failed = true;
+                    report(&format!("cannot remove subscriber {sub:?} of topic {topic:?}: {e}"));
+                }
+            }
+        }
+    }
+    if failed {
+        Err(CliError::Reported)
+    } else {
+        Ok(())
+    }
+}
+
 /// `shmq stat --json`.
 fn status_json(s: &Status) -> Value {
     let c = &s.counters;
@@ -175,7 +245,7 @@ fn status_json(s: &Status) -> Value {
         Some((id, pid, alive)) => json!({ "id": id, "pid": pid, "alive": alive }),
         None => Value::Null,
     };
-    json!({
+    let mut v = json!({
         "name": s.name,
         "path": s.path,
         "kind": s.kind.name(),
@@ -199,7 +269,35 @@ fn status_json(s: &Status) -> Value {
             "blocked_ns": c.blocked_ns,
             "sleepers": { "data": c.sleepers.0, "space": c.sleepers.1 },
         },
+    });
+    if s.kind == Kind::Topic {
+        v["published"] = json!(c.tail);
+        v["subscribers"] = s.subscribers.iter().map(subscriber_json).collect();
+    }
+    v
+}
+
+fn subscriber_json(s: &SubscriberInfo) -> Value {
+    json!({
+        "index": s.index,
+        "name": s.name,
+        "mode": mode(s),
+        "cursor": s.cursor,
+        "lag": s.lag,
+        "alive": s.alive,
+        "delivered": s.delivered,
+        "lagged": s.lagged,
+        "pid": s.pid,
+        "last_activity_ns": s.last_activity_ns,
     })
+}
+
+fn mode(s: &SubscriberInfo) -> &'static str {
+    if s.lossy {
+        "lossy"
+    } else {
+        "reliable"
+    }
 }
 
 fn participant_json(p: &ParticipantInfo) -> Value {
@@ -241,6 +339,16 @@ fn yes_no(b: bool) -> &'static str {
     } else {
         "no"
     }
+}
+
+/// [`table`], indented by two spaces.
+fn indented_table(out: &mut Out, rows: &[Vec<String>]) -> CliResult {
+    let mut indented = Vec::new();
+    table(&mut indented, rows).expect("writing to a Vec cannot fail");
+    for line in String::from_utf8_lossy(&indented).lines() {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(())
 }
 
 /// Left-aligned columns, two spaces apart.

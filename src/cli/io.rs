@@ -96,7 +96,7 @@ pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
 }
 
 /// Message `i` of `send --count`: the decimal number, padded with '.' to `size` bytes.
-fn generate(buf: &mut Vec<u8>, i: u64, size: Option<usize>) -> CliResult {
+pub(super) fn generate(buf: &mut Vec<u8>, i: u64, size: Option<usize>) -> CliResult {
     buf.clear();
     write!(buf, "{i}").expect("writing to a Vec cannot fail");
     if let Some(size) = size {

@@ -1,16 +1,19 @@
 //! The command line: argument definitions, dispatch, error reporting and output.
 //!
-//! One module per command group: [`io`] (send, recv), [`inspect`] (list, stat, rm), [`demo`]
-//! (demo and its hidden worker). A new group (e.g. topics: pub, sub) adds a module, a variant
-//! of [`Command`] and a line in [`run`].
+//! One module per command group: [`io`] (send, recv), [`topics`] (pub, sub), [`inspect`]
+//! (list, stat, rm), [`gc`], [`demo`] (demo and its hidden worker). A new group adds a module,
+//! a variant of [`Command`] and a line in [`run`].
 //!
 //! Errors: every command returns [`CliResult`]; [`main`] prints one line `shmq: <message>` to
 //! stderr and exits 1. A closed stdout (`shmq recv q | head -1`) ends the command quietly with
 //! status 0. A panic prints one line too (see [`install_panic_hook`]).
 
+mod bench;
 mod demo;
+mod gc;
 mod inspect;
 mod io;
+mod topics;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -60,6 +63,20 @@ enum Command {
     /// Internal: one process of `shmq demo`.
     #[command(hide = true)]
     DemoWorker(demo::WorkerArgs),
+    /// Measure round-trip latency and throughput between processes, beside a shared-memory
+    /// floor, a Unix socket pair and a pipe pair in the same run.
+    ///
+    /// Round trip: this process and an echo process ping-pong --count messages per repetition
+    /// through two rings (two SPSC queues, two MPMC queues, or two topics with one subscriber
+    /// each); percentiles from an HDR histogram. Throughput: one way, P producers -> C consumers
+    /// (mpmc) or 1 publisher -> S subscribers (topic). Every payload is really written, read
+    /// and checked. Each statistic is the median across --reps repetitions. The progress bar
+    /// (stderr, terminals only) is drawn by another thread: redirect stderr, or use --json, for
+    /// the quietest tails.
+    Bench(bench::BenchArgs),
+    /// Internal: one process of `shmq bench`.
+    #[command(hide = true)]
+    BenchWorker(bench::WorkerArgs),
     /// Send each line of stdin as one message (without its newline), or generate messages.
     ///
     /// Opens the queue, creating it if needed (MPMC unless --spsc). With --count, sends N
@@ -84,6 +101,28 @@ enum Command {
     ///
     /// Removes every name given; exits 1 if any did not exist or could not be removed.
     Rm(inspect::RmArgs),
+    /// Publish each line of stdin as one message to a topic, or generate messages.
+    ///
+    /// Opens the topic, creating it if needed. Every subscriber receives every message. With
+    /// --count, publishes N generated messages instead of reading stdin: message i (from 0) is
+    /// the decimal number i, padded with '.' to --size bytes if given. Waits while the slowest
+    /// reliable subscriber (also a durable one that is away) is a whole topic behind (see
+    /// --timeout).
+    Pub(topics::PubArgs),
+    /// Print messages from a topic, one per line (payload as UTF-8, invalid bytes replaced).
+    ///
+    /// Opens the topic, creating it if needed, and subscribes (from the next message unless
+    /// --from earliest). --count and --timeout work as for `recv`. With --name the subscriber
+    /// is durable: each message is acknowledged once printed, and the next `sub --name NAME`
+    /// continues with the first message not yet printed.
+    Sub(topics::SubArgs),
+    /// Remove segments that no live process uses and nothing waits in; one line per segment.
+    ///
+    /// A segment is removed when its creator and every attached process are dead, and it holds
+    /// nothing someone may come back for (a queue must be empty, a topic must have no durable
+    /// subscriber; --force removes those too). A segment left half-initialised by a dead
+    /// creator is removed.
+    Gc(gc::GcArgs),
 }
 
 /// How blocking operations wait for a peer.
@@ -230,11 +269,16 @@ fn run(command: Command, ctx: &Ctx, out: &mut Out) -> CliResult {
     match command {
         Command::Demo(a) => demo::demo(ctx, &a, out),
         Command::DemoWorker(a) => demo::worker(ctx, &a, out),
+        Command::Bench(a) => bench::bench(ctx, &a, out),
+        Command::BenchWorker(a) => bench::worker(ctx, &a, out),
         Command::Send(a) => io::send(ctx, &a),
         Command::Recv(a) => io::recv(ctx, &a, out),
         Command::List(a) => inspect::list(ctx, &a, out),
         Command::Stat(a) => inspect::stat(ctx, &a, out),
         Command::Rm(a) => inspect::rm(ctx, &a),
+        Command::Pub(a) => topics::publish(ctx, &a),
+        Command::Sub(a) => topics::subscribe(ctx, &a, out),
+        Command::Gc(a) => gc::gc(ctx, &a, out),
     }
 }
 

@@ -1,0 +1,255 @@
+//! `shmq pub` and `shmq sub`: messages between a topic and stdin/stdout.
+//!
+//! Both open the topic, creating it if needed. `pub` behaves like `shmq send` (stdin lines or
+//! generated messages); `sub` like `shmq recv`, with the same `--count`/`--timeout` rules. A
+//! durable subscriber (`sub --name`) acknowledges a message only after its line has been
+//! written and flushed to stdout, so a restarted `sub --name` continues with the first message
+//! not yet printed (a crash between the flush and the acknowledgement prints that one message
+//! again: at least once, never lost). "Printed" means accepted by stdout: lines still in a
+//! pipe when its reader exits (`shmq sub t --name n | head -1`) are acknowledged but unread.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions};
+
+use super::{report, CliError, CliResult, Ctx, Out, WaitArg};
+
+/// Options for opening or creating a topic, shared by pub and sub.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TopicOpenArgs {
+    /// Slots of a new topic, a power of two [default: 1024]; checked against an existing topic.
+    #[arg(long, value_name = "SLOTS")]
+    capacity: Option<u64>,
+    /// Largest message in bytes of a new topic [default: 256]; checked against an existing topic.
+    #[arg(long, value_name = "BYTES")]
+    max_msg: Option<usize>,
+    /// Size of the subscriber table of a new topic [default: 16]; checked against an existing topic.
+    #[arg(long, value_name = "N")]
+    max_subscribers: Option<u32>,
+    /// How to wait for space or messages.
+    #[arg(long, value_enum, default_value_t = WaitArg::Block)]
+    wait: WaitArg,
+}
+
+impl TopicOpenArgs {
+    /// Opens topic `name` in the segment directory of `ctx`, creating it if needed.
+    fn open(&self, ctx: &Ctx, name: &str) -> CliResult<Topic> {
+        let mut o = TopicOptions::new().dir(&ctx.dir).wait(self.wait.into());
+        if let Some(c) = self.capacity {
+            o = o.capacity(c);
+        }
+        if let Some(m) = self.max_msg {
+            o = o.max_msg_size(m);
+        }
+        if let Some(n) = self.max_subscribers {
+            o = o.max_subscribers(n);
+        }
+        Ok(o.open_or_create(name)?)
+    }
+}
+
+/// Arguments of `shmq pub`.
+#[derive(Debug, clap::Args)]
+pub struct PubArgs {
+    /// Topic name.
+    topic: String,
+    /// Generate N messages instead of reading stdin: message i (from 0) is the decimal number i.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// With --count: pad each generated message with '.' to exactly this many bytes.
+    #[arg(long, value_name = "BYTES", requires = "count")]
+    size: Option<usize>,
+    /// Publish at most this many messages per second [default: as fast as subscribers allow].
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Kind tag published with every message (subscribers filter with `sub --kind`).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    kind: u32,
+    /// Wait at most this long for a slow reliable subscriber to make room, then fail
+    /// [default: wait forever].
+    #[arg(long, value_name = "MS")]
+    timeout: Option<u64>,
+    #[command(flatten)]
+    open: TopicOpenArgs,
+}
+
+/// Where `sub` starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FromArg {
+    /// The oldest message still in the topic (up to --capacity messages of history).
+    Earliest,
+    /// The next message published.
+    Latest,
+}
+
+/// Arguments of `shmq sub`.
+#[derive(Debug, clap::Args)]
+pub struct SubArgs {
+    /// Topic name.
+    topic: String,
+    /// Exit 0 after this many messages.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Where a new subscriber starts (a durable one that returns continues where it stopped).
+    #[arg(long, value_enum, value_name = "WHERE", default_value_t = FromArg::Latest)]
+    from: FromArg,
+    /// Subscribe durably under this name: the place is kept when this process exits, messages
+    /// wait for the next `sub --name NAME`, and each one is acknowledged once printed.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Never slow publishers down; messages missed are reported on stderr
+    /// (`shmq: missed N messages`).
+    #[arg(long)]
+    lossy: bool,
+    /// Receive only messages of this kind (repeat for several).
+    #[arg(long = "kind", value_name = "K")]
+    kinds: Vec<u32>,
+    /// Longest wait for one message. With --count: exit 1 when it passes; without: exit 0
+    /// [default: wait forever].
+    #[arg(long, value_name = "MS")]
+    timeout: Option<u64>,
+    /// Print each message as `<kind><TAB><payload>`.
+    #[arg(long)]
+    show_kind: bool,
+    #[command(flatten)]
+    open: TopicOpenArgs,
+}
+
+/// A rate in messages per second: finite and above zero.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err("must be a number of messages per second above 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Publishes stdin lines, or generated messages, to a topic.
+pub fn publish(ctx: &Ctx, a: &PubArgs) -> CliResult {
+    let topic = a.open.open(ctx, &a.topic)?;
+    let mut publisher = topic.publisher()?;
+    let timeout = a.timeout.map(Duration::from_millis);
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+    let mut publish_one = |payload: &[u8]| -> CliResult {
+        if let Some(rate) = a.rate {
+            // Message i goes out no earlier than i / rate seconds after the first.
+            let due = started + Duration::from_secs_f64(sent as f64 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        let r = match timeout {
+            Some(t) => publisher.publish_kind_timeout(a.kind, payload, t),
+            None => publisher.publish_kind(a.kind, payload),
+        };
+        match r {
+            Ok(()) => {
+                sent += 1;
+                Ok(())
+            }
+            Err(Error::Timeout) => Err(CliError::msg(format!(
+                "timed out after {} ms waiting for a reliable subscriber of topic {:?} to make room ({sent} messages published); see `shmq stat {}`",
+                a.timeout.unwrap_or(0),
+                a.topic,
+                a.topic
+            ))),
+            Err(e @ Error::MessageTooLarge { .. }) => Err(CliError::msg(format!("message {}: {e}", sent + 1))),
+            Err(e) => Err(e.into()),
+        }
+    };
+    if let Some(count) = a.count {
+        let mut buf = Vec::with_capacity(a.size.unwrap_or(20));
+        for i in 0..count {
+            super::io::generate(&mut buf, i, a.size)?;
+            publish_one(&buf)?;
+        }
+        return Ok(());
+    }
+    let mut stdin = std::io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = stdin.read_until(b'\n', &mut line).map_err(|e| CliError::msg(format!("read stdin: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        publish_one(&line)?;
+    }
+}
+
+/// Prints messages from a topic, one per line.
+pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
+    let topic = a.open.open(ctx, &a.topic)?;
+    let mut b = topic
+        .subscriber()
+        .start(match a.from {
+            FromArg::Earliest => Start::Earliest,
+            FromArg::Latest => Start::Latest,
+        })
+        .mode(if a.lossy { SubscriberMode::Lossy } else { SubscriberMode::Reliable })
+        .ack(AckMode::Explicit);
+    if let Some(n) = &a.name {
+        b = b.name(n);
+    }
+    if !a.kinds.is_empty() {
+        b = b.kinds(&a.kinds);
+    }
+    let mut sub = b.build()?;
+    let durable = a.name.is_some();
+    let mut buf = vec![0u8; topic.max_msg_size()];
+    let timeout = a.timeout.map(Duration::from_millis);
+    let mut got: u64 = 0;
+    while a.count.is_none_or(|n| got < n) {
+        let r = match sub.try_recv(&mut buf) {
+            Err(Error::Empty) => {
+                // Nothing waiting: show what we have before we wait.
+                out.flush()?;
+                match timeout {
+                    Some(t) => sub.recv_timeout(&mut buf, t),
+                    None => sub.recv_into(&mut buf),
+                }
+            }
+            other => other,
+        };
+        let m = match r {
+            Ok(m) => m,
+            Err(Error::Lagged(n)) => {
+                // Keep stdout and stderr in order for a reader of both.
+                out.flush()?;
+                report(&format!("missed {n} messages"));
+                continue;
+            }
+            Err(Error::Timeout) => match a.count {
+                None => return Ok(()),
+                Some(n) => {
+                    return Err(CliError::msg(format!(
+                        "timed out after {} ms waiting for a message on topic {:?} ({got} of {n} received)",
+                        a.timeout.unwrap_or(0),
+                        a.topic
+                    )))
+                }
+            },
+            Err(e) => return Err(e.into()),
+        };
+        got += 1;
+        if a.show_kind {
+            write!(out, "{}\t", m.kind)?;
+        }
+        out.write_all(String::from_utf8_lossy(&buf[..m.len]).as_bytes())?;
+        out.write_all(b"\n")?;
+        if durable {
+            // Acknowledge only what the reader has: a message whose line did not reach stdout
+            // is delivered again to the next `sub --name`. (An anonymous subscriber's messages
+            // count as acknowledged on receipt.)
+            out.flush()?;
+            sub.ack();
+        }
+    }
+    Ok(())
+}
