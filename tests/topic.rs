@@ -189,7 +189,10 @@ fn topic_errors_are_typed() {
         Err(Error::Incompatible { what: "capacity", .. })
     ));
     shmq::QueueOptions::new().dir(dir.path()).create("a-queue").unwrap();
-    assert!(matches!(TopicOptions::new().dir(dir.path()).open("a-queue"), Err(Error::Incompatible { what: "kind", .. })));
+    assert!(matches!(
+        TopicOptions::new().dir(dir.path()).open("a-queue"),
+        Err(Error::Incompatible { what: "kind", .. })
+    ));
     let mut s = t.subscriber().mode(SubscriberMode::Lossy).build().unwrap();
     assert!(matches!(s.try_recv_ref(), Err(Error::InvalidConfig(_))));
 }

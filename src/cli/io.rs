@@ -116,40 +116,89 @@ pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
     let q = a.open.options(ctx).open_or_create(&a.name)?;
     let mut rx = q.consumer()?;
     let mut buf = vec![0u8; q.max_msg_size()];
-    let timeout = a.timeout.map(Duration::from_millis);
+    let what = format!("queue {:?}", a.name);
+    let show = Show { count: a.count, timeout_ms: a.timeout, show_kind: a.show_kind, what: &what };
+    print_messages(
+        out,
+        &mut buf,
+        &show,
+        &mut rx,
+        |rx, buf, wait| match wait {
+            None => rx.try_recv(buf),
+            Some(Some(t)) => rx.recv_timeout(buf, t),
+            Some(None) => rx.recv_into(buf),
+        },
+        |_, _| Ok(()),
+    )
+}
+
+/// What [`print_messages`] prints and when it stops.
+pub(super) struct Show<'a> {
+    /// Stop after this many messages.
+    pub count: Option<u64>,
+    /// Longest wait for one message.
+    pub timeout_ms: Option<u64>,
+    /// Print `kind<TAB>` before each payload.
+    pub show_kind: bool,
+    /// "queue \"name\"" or "topic \"name\"", for the timeout message.
+    pub what: &'a str,
+}
+
+/// How [`print_messages`] asks for the next message: `None` = do not wait; `Some(None)` = wait
+/// as long as it takes; `Some(Some(t))` = wait at most `t`.
+pub(super) type Wait = Option<Option<Duration>>;
+
+/// The receive loop of `recv` and `sub`: takes messages from `rx` with `next` and prints
+/// each as one line per `show`; flushes stdout before it waits, so a reader sees what
+/// arrived. A timeout ends it: with a count, as an error; without one, cleanly. `Lagged(n)` is
+/// reported on stderr and the loop goes on. `after_line` runs after each printed line
+/// (`sub --name` acknowledges there).
+pub(super) fn print_messages<R>(
+    out: &mut Out,
+    buf: &mut [u8],
+    show: &Show<'_>,
+    rx: &mut R,
+    mut next: impl FnMut(&mut R, &mut [u8], Wait) -> shmq::Result<shmq::Received>,
+    mut after_line: impl FnMut(&mut R, &mut Out) -> CliResult,
+) -> CliResult {
+    let timeout = show.timeout_ms.map(Duration::from_millis);
     let mut got: u64 = 0;
-    while a.count.is_none_or(|n| got < n) {
-        let r = match rx.try_recv(&mut buf) {
+    while show.count.is_none_or(|n| got < n) {
+        let r = match next(rx, buf, None) {
             Err(Error::Empty) => {
                 // Nothing waiting: show what we have before we wait.
                 out.flush()?;
-                match timeout {
-                    Some(t) => rx.recv_timeout(&mut buf, t),
-                    None => rx.recv_into(&mut buf),
-                }
+                next(rx, buf, Some(timeout))
             }
             other => other,
         };
         let m = match r {
             Ok(m) => m,
-            Err(Error::Timeout) => match a.count {
+            Err(Error::Lagged(n)) => {
+                // Keep stdout and stderr in order for a reader of both.
+                out.flush()?;
+                super::report(&format!("missed {n} messages"));
+                continue;
+            }
+            Err(Error::Timeout) => match show.count {
                 None => return Ok(()),
                 Some(n) => {
                     return Err(CliError::msg(format!(
-                        "timed out after {} ms waiting for a message on queue {:?} ({got} of {n} received)",
-                        a.timeout.unwrap_or(0),
-                        a.name
+                        "timed out after {} ms waiting for a message on {} ({got} of {n} received)",
+                        show.timeout_ms.unwrap_or(0),
+                        show.what
                     )))
                 }
             },
             Err(e) => return Err(e.into()),
         };
         got += 1;
-        if a.show_kind {
+        if show.show_kind {
             write!(out, "{}\t", m.kind)?;
         }
         out.write_all(String::from_utf8_lossy(&buf[..m.len]).as_bytes())?;
         out.write_all(b"\n")?;
+        after_line(rx, out)?;
     }
     Ok(())
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions};
 
-use super::{report, CliError, CliResult, Ctx, Out, WaitArg};
+use super::io::{print_messages, Show};
+use super::{CliError, CliResult, Ctx, Out, WaitArg};
 
 /// Options for opening or creating a topic, shared by pub and sub.
 #[derive(Debug, Clone, clap::Args)]
@@ -203,53 +204,27 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     let mut sub = b.build()?;
     let durable = a.name.is_some();
     let mut buf = vec![0u8; topic.max_msg_size()];
-    let timeout = a.timeout.map(Duration::from_millis);
-    let mut got: u64 = 0;
-    while a.count.is_none_or(|n| got < n) {
-        let r = match sub.try_recv(&mut buf) {
-            Err(Error::Empty) => {
-                // Nothing waiting: show what we have before we wait.
+    let what = format!("topic {:?}", a.topic);
+    let show = Show { count: a.count, timeout_ms: a.timeout, show_kind: a.show_kind, what: &what };
+    print_messages(
+        out,
+        &mut buf,
+        &show,
+        &mut sub,
+        |sub, buf, wait| match wait {
+            None => sub.try_recv(buf),
+            Some(Some(t)) => sub.recv_timeout(buf, t),
+            Some(None) => sub.recv_into(buf),
+        },
+        |sub, out| {
+            if durable {
+                // Acknowledge only what the reader has: a message whose line did not reach
+                // stdout is delivered again to the next `sub --name`. (An anonymous
+                // subscriber's messages count as acknowledged on receipt.)
                 out.flush()?;
-                match timeout {
-                    Some(t) => sub.recv_timeout(&mut buf, t),
-                    None => sub.recv_into(&mut buf),
-                }
+                sub.ack();
             }
-            other => other,
-        };
-        let m = match r {
-            Ok(m) => m,
-            Err(Error::Lagged(n)) => {
-                // Keep stdout and stderr in order for a reader of both.
-                out.flush()?;
-                report(&format!("missed {n} messages"));
-                continue;
-            }
-            Err(Error::Timeout) => match a.count {
-                None => return Ok(()),
-                Some(n) => {
-                    return Err(CliError::msg(format!(
-                        "timed out after {} ms waiting for a message on topic {:?} ({got} of {n} received)",
-                        a.timeout.unwrap_or(0),
-                        a.topic
-                    )))
-                }
-            },
-            Err(e) => return Err(e.into()),
-        };
-        got += 1;
-        if a.show_kind {
-            write!(out, "{}\t", m.kind)?;
-        }
-        out.write_all(String::from_utf8_lossy(&buf[..m.len]).as_bytes())?;
-        out.write_all(b"\n")?;
-        if durable {
-            // Acknowledge only what the reader has: a message whose line did not reach stdout
-            // is delivered again to the next `sub --name`. (An anonymous subscriber's messages
-            // count as acknowledged on receipt.)
-            out.flush()?;
-            sub.ack();
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+    )
 }
