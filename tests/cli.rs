@@ -1,111 +1,14 @@
 //! The `shmq` binary, run as a user would: every test gives the child its own segment
 //! directory through `SHMQ_DIR` (a temporary directory), so nothing touches /dev/shm.
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+mod cli_support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cli_support::*;
 use serde_json::Value;
-
-/// Longest a single command may run before the test fails (a generous watchdog, not a timing check).
-const WATCHDOG: Duration = Duration::from_secs(120);
-
-fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shmq"));
-    c.args(args).env("SHMQ_DIR", dir).env("RUST_BACKTRACE", "1");
-    c
-}
-
-/// Waits for `child` under the watchdog, collecting its output.
-fn finish(mut child: Child, what: &str) -> Output {
-    let mut stdout = child.stdout.take().expect("stdout piped");
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + WATCHDOG;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("watchdog: `shmq {what}` still running after {WATCHDOG:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
-}
-
-/// Runs `shmq args...` with `stdin` as its standard input.
-fn shmq_in(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = command(dir, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn shmq");
-    let mut input = child.stdin.take().expect("stdin piped");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = finish(child, &args.join(" "));
-    writer.join().unwrap();
-    out
-}
-
-fn shmq(dir: &Path, args: &[&str]) -> Output {
-    shmq_in(dir, args, b"")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts success and returns stdout.
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "expected success, got {}; stderr: {}", o.status, stderr(&o));
-    stdout(&o)
-}
-
-/// Asserts failure with exactly one line `shmq: ...` on stderr and no panic; returns that line.
-fn one_line_error(o: &Output) -> String {
-    assert!(!o.status.success(), "expected failure; stdout: {}", stdout(o));
-    assert_ne!(o.status.code(), Some(101), "exit code 101 means a panic");
-    let err = stderr(o);
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "panic text on stderr: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err:?}");
-    assert!(lines[0].starts_with("shmq: "), "error line lacks the `shmq: ` prefix: {err:?}");
-    lines[0].to_string()
-}
-
-fn segment_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .expect("read temp dir")
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("shmq."))
-        .collect()
-}
-
-fn json(o: Output) -> Value {
-    let text = ok(o);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("invalid JSON ({e}): {text}"))
-}
 
 #[test]
 fn lines_sent_from_stdin_are_received_one_per_line_in_order() {
