@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use shmq::{Error, QueueKind, QueueOptions, SubscriberMode, TopicOptions, WaitStrategy};
 
+use super::units::{nanos, si};
 use super::{CliError, CliResult, Ctx, Out, WaitArg};
 
 /// Most round trips of the latency test (unless --rounds says otherwise).
@@ -443,8 +444,8 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs, out: &mut Out) -> CliResult {
         ["".to_string(), "shmq".into(), "unix socket".into(), "ratio".into()],
         [
             "throughput".into(),
-            format!("{} msg/s", count(shmq_rate)),
-            format!("{} msg/s", count(uds_rate)),
+            format!("{} msg/s", si(shmq_rate)),
+            format!("{} msg/s", si(uds_rate)),
             ratio(shmq_rate, uds_rate, "higher", "lower"),
         ],
         ["".into(), mb(shmq_rate), mb(uds_rate), "".into()],
@@ -577,7 +578,7 @@ fn topic(ctx: &Ctx, a: &DemoArgs, stem: &str, cleanup: &mut Cleanup, out: &mut O
         out,
         "topic delivery: both reliable subscribers received all {n} messages exactly once, in order, with intact \
          payloads ({} msg/s); the lossy one was told exactly what it missed ({elapsed:.3} s)",
-        count(n as f64 / secs)
+        si(n as f64 / secs)
     )?;
     writeln!(out)?;
     writeln!(out, "  {:<18}{:>12}{:>12}", "subscriber", "received", "missed")?;
@@ -630,32 +631,6 @@ fn peer_gone(e: Error, peer: &str) -> CliError {
             CliError::msg(format!("the demo {peer} process did not answer for {} s", PEER_TIMEOUT.as_secs()))
         }
         e => e.into(),
-    }
-}
-
-/// A count with an SI prefix: `25.3 M`.
-fn count(v: f64) -> String {
-    if v >= 1e9 {
-        format!("{:.2} G", v / 1e9)
-    } else if v >= 1e6 {
-        format!("{:.2} M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1} k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
-}
-
-/// Nanoseconds in a readable unit.
-fn nanos(ns: u64) -> String {
-    if ns < 1_000 {
-        format!("{ns} ns")
-    } else if ns < 10_000 {
-        format!("{:.2} µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000 {
-        format!("{:.1} µs", ns as f64 / 1e3)
-    } else {
-        format!("{:.2} ms", ns as f64 / 1e6)
     }
 }
 

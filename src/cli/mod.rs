@@ -14,6 +14,7 @@ mod gc;
 mod inspect;
 mod io;
 mod topics;
+mod units;
 
 use std::io::Write;
 use std::path::PathBuf;

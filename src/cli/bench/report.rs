@@ -1,6 +1,7 @@
 //! The report of `shmq bench`: the header, the table, the ratios, the targets, and the
 //! JSON object.
 
+use crate::cli::units::{nanos, si};
 use std::io::Write;
 use std::time::Duration;
 
@@ -216,7 +217,7 @@ impl Report<'_> {
         writeln!(out)?;
         write!(out, "{:<18}", "throughput msg/s")?;
         for r in self.results {
-            write!(out, "{:>12}", r.tput.map_or("-".to_string(), rate))?;
+            write!(out, "{:>12}", r.tput.map_or("-".to_string(), si))?;
         }
         writeln!(out)?;
         writeln!(out)?;
@@ -335,29 +336,5 @@ impl Report<'_> {
                 "load_avg_1m": m.load,
             },
         })
-    }
-}
-
-/// Nanoseconds in a readable unit.
-pub fn nanos(ns: u64) -> String {
-    if ns < 10_000 {
-        format!("{ns} ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1} µs", ns as f64 / 1e3)
-    } else {
-        format!("{:.2} ms", ns as f64 / 1e6)
-    }
-}
-
-/// A rate with an SI prefix: `25.3 M`.
-fn rate(v: f64) -> String {
-    if v >= 1e9 {
-        format!("{:.2} G", v / 1e9)
-    } else if v >= 1e6 {
-        format!("{:.2} M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1} k", v / 1e3)
-    } else {
-        format!("{v:.0}")
     }
 }
