@@ -6,7 +6,8 @@
 //! Transports: `shmq_spsc` and `shmq_mpmc` (1 producer, 1 consumer) to a child process, both sides
 //! spinning ([`WaitStrategy::Spin`](shmq::WaitStrategy::Spin)); `floor` (two atomics on shared
 //! memory: no queue can beat it), `uds` (Unix socket pair), `pipe` (pipe pair), all to a forked
-//! child ([`shmq::baseline`]); `arrayqueue`: crossbeam's `ArrayQueue` to a thread of this process.
+//! child ([`shmq::baseline`]); `arrayqueue`: crossbeam's `ArrayQueue` to a thread of this process;
+//! in the summary also `rtrb`'s SPSC ring between two threads (throughput).
 //! Payloads are really written and read: a sequence number is stamped into each message and
 //! checked at the other end, and every transport is checked byte by byte before it is timed.
 //!
@@ -214,6 +215,7 @@ fn summary(dir: &Path, quick: bool) {
         p.stream(msgs / 10);
         median_of_3(|| rate(msgs, p.stream(msgs)))
     };
+    let rtrb_tp = median_of_3(|| rate(msgs, rtrb_stream::<S>(msgs)));
     let uds_tp = median_of_3(|| uds_throughput(fd_msgs as usize, S).expect("uds throughput"));
     let pipe_tp = median_of_3(|| pipe_throughput(fd_msgs as usize, S).expect("pipe throughput"));
     progress();
@@ -227,10 +229,12 @@ fn summary(dir: &Path, quick: bool) {
         ("pipe pair", pipe, Some(pipe_tp)),
         ("crossbeam ArrayQueue (2 thr)", array_queue, Some(array_queue_tp)),
     ];
+    let rtrb_row = ("rtrb SPSC (2 thr)", Some(rtrb_tp));
     for (name, [p50, p99, p999], tp) in rows {
         let tp = tp.map_or("-".to_string(), |r| format!("{:.2} M/s", r / 1e6));
         eprintln!("{name:<28} {p50:>6} ns {p99:>6} ns {p999:>6} ns {tp:>14}");
     }
+    eprintln!("{:<28} {:>9} {:>9} {:>9} {:>14}", rtrb_row.0, "-", "-", "-", format!("{:.2} M/s", rtrb_tp / 1e6));
     let check = |name: &str, value: f64, target: &str, ok: bool| {
         eprintln!("{name:<44} {value:>7.2}  (target {target}: {})", if ok { "met" } else { "MISSED" });
     };
@@ -240,4 +244,34 @@ fn summary(dir: &Path, quick: bool) {
     check("shmq spsc round-trip p50 / floor p50", spsc_over_floor, "<= 1.5", spsc_over_floor <= 1.5);
     check("uds round-trip p50 / shmq spsc p50", uds_over_spsc, ">= 20", uds_over_spsc >= 20.0);
     check("shmq mpmc 1P1C throughput / ArrayQueue", mpmc_over_array_queue, ">= 1", mpmc_over_array_queue >= 1.0);
+    let spsc_over_rtrb = spsc_tp / rtrb_tp;
+    check("shmq spsc throughput / rtrb (in one process)", spsc_over_rtrb, ">= 1", spsc_over_rtrb >= 1.0);
+}
+
+/// One-way throughput of `rtrb`'s SPSC ring between two threads of this process: `n` messages
+/// of `S` bytes, each stamped with its sequence number and checked by the consumer; both spin.
+fn rtrb_stream<const S: usize>(n: u64) -> Duration {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; S]>::new(1024);
+    let consumer = std::thread::spawn(move || {
+        for seq in 0..n {
+            let m = loop {
+                match rx.pop() {
+                    Ok(m) => break m,
+                    Err(_) => std::hint::spin_loop(),
+                }
+            };
+            assert_eq!(common::seq_of(&m), seq, "rtrb delivered message {seq} wrong");
+        }
+    });
+    let start = Instant::now();
+    for seq in 0..n {
+        let mut m = [0u8; S];
+        common::stamp(&mut m, seq);
+        while let Err(rtrb::PushError::Full(back)) = tx.push(m) {
+            m = back;
+            std::hint::spin_loop();
+        }
+    }
+    consumer.join().expect("rtrb consumer");
+    start.elapsed()
 }
