@@ -53,7 +53,7 @@ pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
     let mut tx = q.producer()?;
     let timeout = a.timeout.map(Duration::from_millis);
     let mut sent: u64 = 0;
-    let mut send_one = |payload: &[u8]| -> CliResult {
+    let send_one = |payload: &[u8]| -> CliResult {
         let r = match timeout {
             Some(t) => tx.send_kind_timeout(a.kind, payload, t),
             None => tx.send_kind(a.kind, payload),
@@ -72,11 +72,21 @@ pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
             Err(e) => Err(e.into()),
         }
     };
-    if let Some(count) = a.count {
-        let mut buf = Vec::with_capacity(a.size.unwrap_or(20));
+    each_message(a.count, a.size, send_one)
+}
+
+/// The messages of `send` and `pub`: with `count`, that many generated ones (see
+/// [`generate`]); else each line of stdin, without its newline.
+pub(super) fn each_message(
+    count: Option<u64>,
+    size: Option<usize>,
+    mut f: impl FnMut(&[u8]) -> CliResult,
+) -> CliResult {
+    if let Some(count) = count {
+        let mut buf = Vec::with_capacity(size.unwrap_or(20));
         for i in 0..count {
-            generate(&mut buf, i, a.size)?;
-            send_one(&buf)?;
+            generate(&mut buf, i, size)?;
+            f(&buf)?;
         }
         return Ok(());
     }
@@ -91,7 +101,7 @@ pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        send_one(&line)?;
+        f(&line)?;
     }
 }
 

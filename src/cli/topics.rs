@@ -8,7 +8,7 @@
 //! again: at least once, never lost). "Printed" means accepted by stdout: lines still in a
 //! pipe when its reader exits (`shmq sub t --name n | head -1`) are acknowledged but unread.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions};
@@ -133,7 +133,7 @@ pub fn publish(ctx: &Ctx, a: &PubArgs) -> CliResult {
     let timeout = a.timeout.map(Duration::from_millis);
     let started = Instant::now();
     let mut sent: u64 = 0;
-    let mut publish_one = |payload: &[u8]| -> CliResult {
+    let publish_one = |payload: &[u8]| -> CliResult {
         if let Some(rate) = a.rate {
             // Message i goes out no earlier than i / rate seconds after the first.
             let due = started + Duration::from_secs_f64(sent as f64 / rate);
@@ -161,27 +161,7 @@ pub fn publish(ctx: &Ctx, a: &PubArgs) -> CliResult {
             Err(e) => Err(e.into()),
         }
     };
-    if let Some(count) = a.count {
-        let mut buf = Vec::with_capacity(a.size.unwrap_or(20));
-        for i in 0..count {
-            super::io::generate(&mut buf, i, a.size)?;
-            publish_one(&buf)?;
-        }
-        return Ok(());
-    }
-    let mut stdin = std::io::stdin().lock();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = stdin.read_until(b'\n', &mut line).map_err(|e| CliError::msg(format!("read stdin: {e}")))?;
-        if n == 0 {
-            return Ok(());
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        publish_one(&line)?;
-    }
+    super::io::each_message(a.count, a.size, publish_one)
 }
 
 /// Prints messages from a topic, one per line.
