@@ -182,8 +182,6 @@ pub struct Stats {
     pub full_events: AtomicU64,
     /// Nanoseconds producers spent waiting for space.
     pub blocked_ns: AtomicU64,
-    /// Messages published (topics; queues derive it from `tail`).
-    pub published: AtomicU64,
 }
 
 /// The hot shared indices and wait words of a ring; each on its own line.
@@ -219,7 +217,6 @@ impl RingControl {
                 lost_by_crash: AtomicU64::new(0),
                 full_events: AtomicU64::new(0),
                 blocked_ns: AtomicU64::new(0),
-                published: AtomicU64::new(0),
             }),
         }
     }
