@@ -26,14 +26,22 @@ fn child_opens_queue_as_other_user() {
     }
 }
 
-fn open_as_nobody(dir: &Path, name: &str) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
+/// Runs this test binary's child test as uid 65534. The binary is run from `exe`, a copy in a
+/// world-readable directory: the checkout (and so the target directory) may be private.
+fn open_as_nobody(exe: &Path, dir: &Path, name: &str) -> String {
+    let out = match Command::new(exe)
         .args(["--exact", "child_opens_queue_as_other_user", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, format!("{}|{name}", dir.display()))
         .uid(65534)
         .gid(65534)
         .output()
-        .expect("spawn child as uid 65534");
+    {
+        Ok(out) => out,
+        Err(e) => {
+            println!("cannot run the child as uid 65534: {e}");
+            return "NO-RESULT".into();
+        }
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     // libtest prints the child's line after "test <name> ... ".
     match stdout.lines().find_map(|l| l.find("OPEN-").map(|i| &l[i..])) {
@@ -57,17 +65,20 @@ fn segment_with_mode_0600_cannot_be_opened_by_another_user() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    // The test binary must be reachable for uid 65534: it lives under the (world-readable)
-    // target directory; if it is not, say so instead of reporting a wrong result.
+    // uid 65534 must be able to run the test binary, whose checkout may be private: run a
+    // copy from this (0755) directory. If even that fails, say so instead of a wrong result.
+    let exe = dir.path().join("security-test-child");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let private = QueueOptions::new().dir(dir.path()).create("private").unwrap();
     let shared = QueueOptions::new().dir(dir.path()).mode(0o666).create("shared").unwrap();
-    let control = open_as_nobody(dir.path(), "shared");
+    let control = open_as_nobody(&exe, dir.path(), "shared");
     if control == "NO-RESULT" {
         println!("skipped: the test binary cannot run as uid 65534 here");
         return;
     }
     assert_eq!(control, "OPEN-OK", "a 0666 segment opens for another user");
-    assert_eq!(open_as_nobody(dir.path(), "private"), "OPEN-DENIED");
+    assert_eq!(open_as_nobody(&exe, dir.path(), "private"), "OPEN-DENIED");
     let mode = std::fs::metadata(private.path()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     drop((private, shared));
