@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::layout::{self, Event, SLEEP_DATA, SLEEP_SPACE};
+use crate::layout::{self, lock, role, Event};
+use crate::os::Lock;
 use crate::participants::Participants;
 use crate::ring::{MappedRing, RingMem};
 use crate::segment::Segment;
@@ -52,6 +53,10 @@ impl Deadline {
 
 /// Plain polls a blocking call makes before it starts to wait per its strategy.
 const QUICK_POLLS: u32 = 64;
+/// Polls a `try_*` receive makes while the next message is being written (with a
+/// `sched_yield` every 64, so that a writer preempted on this core can finish): a few tens of
+/// microseconds at most.
+const HELD_GRACE_POLLS: u32 = 1024;
 
 /// Nanoseconds since a process-wide base instant.
 fn now_ns() -> u64 {
@@ -68,18 +73,23 @@ fn take_turn(next: &AtomicU64) -> bool {
 
 /// Undoes what dead participant `dead` left counted: its sleeper counts, its SPSC roles.
 /// (Slot claims are recovered by the kind's own scrub, or by the peer that waits on them.)
+/// The caller owns `dead`'s entry (holds its lock), so the dead process's counts cannot change
+/// meanwhile.
 pub(crate) fn release_dead(ring: &MappedRing, seg: &Segment, parts: &Participants, dead: u16) {
     if let Some(e) = parts.entry(dead) {
         let ctl = ring.control();
-        for (bit, ev) in [(SLEEP_DATA, &ctl.data.0), (SLEEP_SPACE, &ctl.space.0)] {
-            if e.sleeping.fetch_and(!bit, Relaxed) & bit != 0 {
-                ev.sleepers.fetch_sub(1, Relaxed);
-            }
+        for (mine, ev) in [(&e.sleeping_data, &ctl.data.0), (&e.sleeping_space, &ctl.space.0)] {
+            let n = mine.swap(0, Relaxed);
+            // Never below zero: a hostile count must not wrap the shared one.
+            let _ = ev.sleepers.fetch_update(Relaxed, Relaxed, |s| Some(s.saturating_sub(n)));
         }
     }
     let h = seg.header();
     for holder in [&h.producer_holder, &h.consumer_holder] {
-        let _ = holder.compare_exchange(dead as u32, 0, Relaxed, Relaxed);
+        let w = holder.load(Relaxed);
+        if role::holder(w) == dead {
+            let _ = holder.compare_exchange(w, role::free(w), Relaxed, Relaxed);
+        }
     }
 }
 
@@ -87,13 +97,41 @@ impl Attachment {
     /// Attaches to `seg` with a new participant entry; when the entry of a dead participant is
     /// taken over, its leftovers are released first and `scrub(ring, dead_id)` recovers its
     /// slot claims.
-    pub(crate) fn new(seg: Segment, wait: WaitStrategy, mut scrub: impl FnMut(&MappedRing, u16)) -> Result<Self> {
-        let ring = seg.ring();
-        let parts = seg.participants();
-        let id = parts.attach(0, |dead| {
-            release_dead(&ring, &seg, &parts, dead);
-            scrub(&ring, dead);
-        })?;
+    ///
+    /// Holds the segment lock shared meanwhile (waiting up to `lock_wait` while a remover holds
+    /// it), and checks under it that the name still leads to the segment: [`Error::NotFound`]
+    /// if it was removed (see `segment`), so that the caller opens the name again.
+    pub(crate) fn new(
+        seg: Segment,
+        wait: WaitStrategy,
+        lock_wait: Duration,
+        mut scrub: impl FnMut(&MappedRing, u16),
+    ) -> Result<Self> {
+        let files = seg.files.clone();
+        let started = Instant::now();
+        while !files.lock.lock(lock::SEGMENT, Lock::Read)? {
+            if started.elapsed() >= lock_wait {
+                return Err(Error::Timeout);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let attached = (|| {
+            if !seg.is_linked()? {
+                return Err(Error::NotFound {
+                    name: seg.name.clone(),
+                    dir: seg.path.parent().map(|d| d.display().to_string()).unwrap_or_default(),
+                });
+            }
+            let ring = seg.ring();
+            let parts = seg.participants();
+            let id = parts.attach(0, |dead| {
+                release_dead(&ring, &seg, &parts, dead);
+                scrub(&ring, dead);
+            })?;
+            Ok((ring, parts, id))
+        })();
+        files.lock.unlock(lock::SEGMENT);
+        let (ring, parts, id) = attached?;
         Ok(Attachment {
             seg,
             ring,
@@ -113,24 +151,45 @@ impl Attachment {
     fn run<T>(
         &self,
         ev: &Event,
-        bit: u64,
+        data: bool,
         deadline: Deadline,
         on_empty: Error,
         blocked: Option<&layout::Stats>,
         mut poll: impl FnMut(bool) -> Result<Step<T>>,
     ) -> Result<T> {
-        match poll(false)? {
+        let held = match poll(false)? {
             Step::Ready(v) => return Ok(v),
-            Step::Held if take_turn(&self.next_peer_check) => {
-                if let Step::Ready(v) = poll(true)? {
-                    return Ok(v);
+            Step::Held => true,
+            Step::Wait => false,
+        };
+        if held && take_turn(&self.next_peer_check) {
+            if let Step::Ready(v) = poll(true)? {
+                return Ok(v);
+            }
+        }
+        if matches!(deadline, Deadline::Now) {
+            // `Empty` must mean that nothing can be received now. A receiver that finds the next
+            // message mid-write (a producer between its claim and its commit, a copy of a few
+            // nanoseconds) waits the write out, as crossbeam's `ArrayQueue::pop` does, but for a
+            // bounded time: a loan held by user code, or a writer the OS descheduled, may take
+            // arbitrarily long, and then nothing can be received for now.
+            if held && data {
+                for i in 0..HELD_GRACE_POLLS {
+                    if i % 64 == 63 {
+                        crate::sync::yield_now();
+                    } else {
+                        crate::sync::spin_hint();
+                    }
+                    match poll(false)? {
+                        Step::Ready(v) => return Ok(v),
+                        Step::Held => {}
+                        Step::Wait => break,
+                    }
                 }
             }
-            _ => {}
-        }
-        // A peer a few nanoseconds behind is the common case: a few plain polls before any
-        // bookkeeping (clock reads, counters, the participant stamp).
-        if !matches!(deadline, Deadline::Now) {
+        } else {
+            // A peer a few nanoseconds behind is the common case: a few plain polls before any
+            // bookkeeping (clock reads, counters, the participant stamp).
             for _ in 0..QUICK_POLLS {
                 crate::sync::spin_hint();
                 if let Step::Ready(v) = poll(false)? {
@@ -149,7 +208,8 @@ impl Attachment {
         self.parts.touch(self.id);
         let started = Instant::now();
         let entry = self.parts.entry(self.id).expect("own participant entry");
-        let r = wait::wait_until(self.wait, until, ev, (&entry.sleeping, bit), poll);
+        let mine = if data { &entry.sleeping_data } else { &entry.sleeping_space };
+        let r = wait::wait_until(self.wait, until, ev, mine, poll);
         if let Some(st) = blocked {
             st.blocked_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         }
@@ -159,12 +219,12 @@ impl Attachment {
     /// A producer or publisher waits for space.
     pub(crate) fn run_producer<T>(&self, deadline: Deadline, poll: impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
         let ctl = self.ring.control();
-        self.run(&ctl.space.0, SLEEP_SPACE, deadline, Error::Full, Some(&ctl.stats.0), poll)
+        self.run(&ctl.space.0, false, deadline, Error::Full, Some(&ctl.stats.0), poll)
     }
 
     /// A consumer or subscriber waits for data.
     pub(crate) fn run_consumer<T>(&self, deadline: Deadline, poll: impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
-        self.run(&self.ring.control().data.0, SLEEP_DATA, deadline, Error::Empty, None, poll)
+        self.run(&self.ring.control().data.0, true, deadline, Error::Empty, None, poll)
     }
 
     /// Wakes consumers sleeping for data (after publishing a message).
@@ -193,7 +253,7 @@ impl Attachment {
         }
         for id in 1..=self.seg.config.max_participants as u16 {
             let Some(e) = self.parts.entry(id) else { break };
-            if e.sleeping.load(Relaxed) != 0 {
+            if e.sleeping_data.load(Relaxed) != 0 || e.sleeping_space.load(Relaxed) != 0 {
                 // Holding the entry while releasing, so a process that reuses it meanwhile
                 // cannot have its own fresh sleeper marks undone.
                 self.parts.with_dead(id, || release_dead(&self.ring, &self.seg, &self.parts, id));

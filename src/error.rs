@@ -45,8 +45,10 @@ pub enum Error {
         /// What the segment holds.
         found: String,
     },
-    /// The creator of the segment died before finishing initialisation.
-    #[error("segment {name:?} was left half-initialised by a dead creator; open_or_create recreates it, or remove it with `shmq rm {name}`")]
+    /// The file under this name is not a complete segment and nobody is working on it: its
+    /// creator died before finishing it (an older version of shmq, which named segments before
+    /// they were complete), or it was put there by something else.
+    #[error("segment {name:?} was left half-initialised by a dead creator; open_or_create replaces it, or remove it with `shmq rm {name}`")]
     Stale {
         /// The user-facing name.
         name: String,
@@ -103,6 +105,12 @@ pub enum Error {
         /// The table size.
         max: usize,
     },
+    /// A peer took back the slot this handle had claimed (it judged the process dead, which
+    /// shmq's liveness never does to a live process, or shared memory was overwritten). The
+    /// message in the slot was dropped and counted by the peer (`abandoned` for a message being
+    /// sent, `lost_by_crash` for one being received); nothing torn was returned.
+    #[error("this handle's claim on a slot was revoked by a peer (which judged this process dead, or overwrote shared memory); the message in it was dropped and counted (abandoned or lost_by_crash): send or receive again")]
+    ClaimRevoked,
     /// A timed operation gave up.
     #[error("timed out; the peer may be slow or gone (check with `shmq stat`)")]
     Timeout,

@@ -34,6 +34,11 @@
 //! 0 = none) of the process that claimed the slot, so that a claim left by a dead process can
 //! be recovered (issue: crash safety). SPSC queues do not use the state word.
 //!
+//! ## Liveness
+//! Every participant and subscriber entry is paired with an open-file-description lock on its
+//! first byte, held by its process (see [`lock`]); the pid and start time beside it are only
+//! information for `shmq stat`.
+//!
 //! Everything in a segment may be written by a buggy or hostile process at any time: readers
 //! copy the configuration once at open, validate it, and never read it from shared memory again;
 //! every index, length and state is checked before use.
@@ -43,7 +48,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"SHMQSEG\0"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
 /// Layout version; bump on any change to this file.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The line size every shared structure is aligned and padded to.
 pub const LINE: usize = 128;
 /// Bytes of slot header before the payload.
@@ -124,11 +129,11 @@ pub struct Header {
     pub init: AtomicU32,
     /// [`LINE`]: the alignment this layout was built with.
     pub line: AtomicU32,
-    /// Process id of the creator, written first.
+    /// Process id of the creator (information for `shmq stat`).
     pub creator_pid: AtomicU32,
     /// Maximum payload bytes per message.
     pub max_msg: AtomicU32,
-    /// Start time of the creator (see `os::process_start_time`), written first.
+    /// Start time of the creator (see `os::process_start_time`; information only).
     pub creator_start: AtomicU64,
     /// Number of slots, a power of two.
     pub capacity: AtomicU64,
@@ -148,9 +153,10 @@ pub struct Header {
     pub total_size: AtomicU64,
     /// Creation time, ns since the Unix epoch.
     pub created_unix_ns: AtomicU64,
-    /// SPSC: participant id holding the producer role (0 = none). CAS to take.
+    /// SPSC: the producer role, `[generation:20 | participant id:12]` (id 0 = nobody; see
+    /// [`role`]). Taken and given back by CAS of the whole word.
     pub producer_holder: AtomicU32,
-    /// SPSC: participant id holding the consumer role (0 = none). CAS to take.
+    /// SPSC: the consumer role, like `producer_holder`.
     pub consumer_holder: AtomicU32,
 }
 
@@ -255,9 +261,10 @@ pub struct Participant {
     /// `[generation:30 | state:2]` (see [`entry`]): [`PARTICIPANT_FREE`], [`PARTICIPANT_BUSY`]
     /// (being claimed or reclaimed) or [`PARTICIPANT_ACTIVE`].
     pub state: AtomicU32,
-    /// Process id.
+    /// Process id (information for `shmq stat`; liveness is the entry's lock, see
+    /// [`lock`]).
     pub pid: AtomicU32,
-    /// Process start time; with `pid`, safe against pid reuse.
+    /// Process start time (information only).
     pub start_time: AtomicU64,
     /// Bit set of `ROLE_*`.
     pub roles: AtomicU32,
@@ -267,22 +274,19 @@ pub struct Participant {
     pub last_activity_ns: AtomicU64,
     /// When it attached, ns since the Unix epoch.
     pub attached_unix_ns: AtomicU64,
-    /// Events this participant counts itself a sleeper of ([`SLEEP_DATA`], [`SLEEP_SPACE`]):
-    /// set after incrementing `Event::sleepers`, cleared before decrementing it, so whoever finds
-    /// the participant dead can undo its count.
-    pub sleeping: AtomicU64,
+    /// How many of this participant's threads count themselves in `RingControl::data`'s
+    /// sleepers: incremented after `Event::sleepers`, decremented before it, so whoever finds
+    /// the participant dead can undo its counts.
+    pub sleeping_data: AtomicU32,
+    /// The same for `RingControl::space`.
+    pub sleeping_space: AtomicU32,
     /// Reserved, zero.
     pub reserved: [AtomicU64; 2],
 }
 
-/// `Participant::sleeping` bit: counted in `RingControl::data.sleepers`.
-pub const SLEEP_DATA: u64 = 1;
-/// `Participant::sleeping` bit: counted in `RingControl::space.sleepers`.
-pub const SLEEP_SPACE: u64 = 2;
-
 /// Participant entry unused.
 pub const PARTICIPANT_FREE: u32 = 0;
-/// Participant entry being filled or reclaimed by the process in `pid`.
+/// Participant entry being filled or reclaimed by the process holding its lock.
 pub const PARTICIPANT_BUSY: u32 = 1;
 /// Participant entry in use.
 pub const PARTICIPANT_ACTIVE: u32 = 2;
@@ -309,17 +313,17 @@ pub struct Subscriber {
     /// Last receive, ns since the Unix epoch.
     pub last_activity_ns: AtomicU64,
     /// Pads the hot line.
-    pub pad: [u64; 12],
+    pub pad: [AtomicU64; 12],
     /// `[generation:30 | state:2]` (see [`entry`]): FREE / BUSY / ACTIVE / DETACHED (durable,
     /// no process).
     pub state: AtomicU32,
     /// Reliable (gating) or lossy.
     pub mode: AtomicU32,
-    /// Process id of the holder.
+    /// Process id of the holder (information only; liveness is the entry's lock).
     pub pid: AtomicU32,
     /// Length of `name` (0 = anonymous).
     pub name_len: AtomicU32,
-    /// Start time of the holder.
+    /// Start time of the holder (information only).
     pub start_time: AtomicU64,
     /// Reserved, zero.
     pub reserved: [AtomicU64; 5],
@@ -331,7 +335,8 @@ pub struct Subscriber {
 pub const SUB_FREE: u32 = 0;
 /// Subscriber entry being filled or taken over.
 pub const SUB_BUSY: u32 = 1;
-/// Subscriber entry held by a live (or not yet known dead) process.
+/// Subscriber entry held by the process holding its lock (or, if nobody holds the lock, left by
+/// a process that died).
 pub const SUB_ACTIVE: u32 = 2;
 /// Durable subscriber whose process has gone; keeps its cursor and keeps gating publishers.
 pub const SUB_DETACHED: u32 = 3;
@@ -365,6 +370,66 @@ pub mod entry {
     #[inline]
     pub fn with(w: u32, state: u32) -> u32 {
         (w & !3) | state
+    }
+}
+
+/// SPSC role words (`Header::producer_holder`, `Header::consumer_holder`):
+/// `[generation:20 | participant id:12]`, id 0 = free.
+///
+/// Taking a role bumps the generation, and every change is a CAS of the whole word, so a
+/// process that read the word before the holder gave the role back (and a new process with
+/// the same participant id took it) cannot take or free it by a stale CAS.
+pub mod role {
+    const ID_MASK: u32 = 0xFFF;
+
+    /// The participant id in a role word (0 = free).
+    #[inline]
+    pub fn holder(w: u32) -> u16 {
+        (w & ID_MASK) as u16
+    }
+
+    /// The word for participant `id` taking the role from word `w` (new generation).
+    #[inline]
+    pub fn take(w: u32, id: u16) -> u32 {
+        ((w & !ID_MASK).wrapping_add(ID_MASK + 1)) | (id as u32 & ID_MASK)
+    }
+
+    /// The word of a free role after word `w` (same generation).
+    #[inline]
+    pub fn free(w: u32) -> u32 {
+        w & !ID_MASK
+    }
+}
+
+/// Which byte of the segment file each lock is on (see `os` for the lock mechanism).
+///
+/// ```text
+///  byte 0 (the header's first)       segment lock: written (exclusive) by the creator
+///                                    while it builds the segment and by whoever removes it
+///                                    after a verdict (`shmq gc`, a stale segment's
+///                                    replacement); read (shared) by a process while it attaches
+///  first byte of participant entry   held (exclusive) by the attached process, from before its
+///                                    entry leaves FREE until after it is FREE again
+///  first byte of subscriber entry    held (exclusive) by the subscriber's process likewise
+/// ```
+///
+/// So an entry that is not FREE and whose byte nobody locks belongs to a process that died.
+pub mod lock {
+    use super::{Offsets, PARTICIPANT_SIZE, SUBSCRIBER_SIZE};
+
+    /// The segment lock's byte.
+    pub const SEGMENT: u64 = 0;
+
+    /// The lock byte of participant `id` (1-based).
+    #[inline]
+    pub fn participant(o: &Offsets, id: u16) -> u64 {
+        o.participants + (id as u64 - 1) * PARTICIPANT_SIZE as u64
+    }
+
+    /// The lock byte of subscriber entry `i` (0-based).
+    #[inline]
+    pub fn subscriber(o: &Offsets, i: usize) -> u64 {
+        o.subscribers + (i * SUBSCRIBER_SIZE) as u64
     }
 }
 

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
+use crate::segment::{Expect, Segment};
 use crate::wait::WaitStrategy;
 
 /// Default number of slots.
@@ -37,14 +39,63 @@ impl Default for Common {
     }
 }
 
+/// How many times `open` and `open_or_create` start over when the name changes under them
+/// (removed, replaced, or created by someone else meanwhile).
+const ATTEMPTS: u32 = 16;
+
 impl Common {
     pub(crate) fn dir_path(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(crate::os::default_dir)
     }
 
-    pub(crate) fn max_msg_u32(&self) -> crate::Result<u32> {
+    /// Opens segment `name` and attaches to it with `attach`; starts over if the segment was
+    /// removed between the two (`attach` says `NotFound`), so that we never end up on a
+    /// segment that has no name any more.
+    pub(crate) fn open<T>(&self, name: &str, expect: &Expect, attach: impl Fn(Segment) -> Result<T>) -> Result<T> {
+        let dir = self.dir_path();
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let seg = Segment::open(&dir, name, expect, self.ready_timeout)?;
+            match attach(seg) {
+                Err(e @ Error::NotFound { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(Error::Timeout))
+    }
+
+    /// `open_or_create` of queues and topics: `create`, else `open`. Concurrent callers end on
+    /// the same segment (a name only ever shows a complete segment, see `segment`); a stale
+    /// file under the name is replaced (only that file, under its lock).
+    pub(crate) fn open_or_create<T>(
+        &self,
+        name: &str,
+        create: impl Fn() -> Result<T>,
+        open: impl Fn() -> Result<T>,
+    ) -> Result<T> {
+        for _ in 0..ATTEMPTS {
+            match create() {
+                Err(Error::AlreadyExists { .. }) => {}
+                // A concurrent creator may have won the memory and the name: use its segment.
+                Err(e @ Error::NoSpace { .. }) => return open().map_err(|_| e),
+                other => return other,
+            }
+            match open() {
+                Err(Error::NotFound { .. }) => {} // removed meanwhile: create again
+                Err(Error::Stale { .. }) => {
+                    if !crate::segment::remove_stale(&self.dir_path(), name)? {
+                        std::thread::sleep(Duration::from_millis(1)); // someone else is at it
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Timeout)
+    }
+
+    pub(crate) fn max_msg_u32(&self) -> Result<u32> {
         let m = self.max_msg.unwrap_or(DEFAULT_MAX_MSG);
-        u32::try_from(m).map_err(|_| crate::Error::InvalidConfig(format!("max message size {m} is too large")))
+        u32::try_from(m).map_err(|_| Error::InvalidConfig(format!("max message size {m} is too large")))
     }
 }
 
@@ -76,7 +127,10 @@ macro_rules! common_setters {
             self.common.dir = Some(dir.into());
             self
         }
-        /// How long `open` waits for a creator that is still initialising the segment.
+        /// How long `open` waits while another process holds the segment lock of the name (it
+        /// is removing the segment, e.g. `shmq gc`) before it gives up with `Error::Timeout`
+        /// (default 2 s). A segment being created is not visible under its name until it is
+        /// complete, so there is nothing to wait for there.
         pub fn ready_timeout(mut self, t: std::time::Duration) -> Self {
             self.common.ready_timeout = t;
             self

@@ -1,6 +1,20 @@
-//! Every operating-system call shmq makes: segment files, mappings, futexes, process liveness.
+//! Every operating-system call shmq makes: segment files, mappings, locks, futexes.
 //!
 //! Nothing above this module calls `libc` directly.
+//!
+//! ## Liveness: open-file-description locks
+//! A process attached to a segment holds a write lock (`fcntl(F_OFD_SETLK)`) on one byte of the
+//! segment file: the first byte of its participant entry (and of each subscriber entry it
+//! holds). The kernel releases such a lock when the last descriptor of the open file
+//! description is closed, which happens when the process exits or dies, however it dies. A peer
+//! asks whether the byte is locked with `F_OFD_GETLK` on a descriptor of its own: that needs no
+//! `/proc`, no free descriptor, no permission to signal the holder, and works across pid
+//! namespaces. An error of the query counts as "held" ([`Holder::Unknown`]): shmq never judges a
+//! process dead when it cannot tell.
+//!
+//! Locks of one open file description do not conflict with each other, so every attachment
+//! opens the file twice: one description holds its locks, the other asks about everybody's
+//! (its own included).
 
 use std::ffi::CString;
 use std::io;
@@ -25,7 +39,7 @@ fn cpath(path: &Path) -> Result<CString> {
         .map_err(|_| Error::InvalidConfig(format!("path {} contains a NUL byte", path.display())))
 }
 
-/// A shared, read-write mapping of a whole segment file. Unmapped on drop.
+/// A shared, read-write mapping of a segment file. Unmapped on drop.
 #[derive(Debug)]
 pub struct Mapping {
     ptr: NonNull<u8>,
@@ -64,167 +78,291 @@ impl Drop for Mapping {
     }
 }
 
-struct Fd(libc::c_int);
+/// What a lock query found on a byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// Another open file description holds a lock on it: its process lives.
+    Held,
+    /// Nobody holds a lock on it.
+    Free,
+    /// The query failed; treated as [`Holder::Held`] by every decision.
+    Unknown,
+}
 
-impl Drop for Fd {
+/// Lock kinds for [`File::lock`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// Shared (`F_RDLCK`).
+    Read,
+    /// Exclusive (`F_WRLCK`).
+    Write,
+}
+
+/// An open segment file (read-write, close-on-exec). Closing it (on drop) releases every lock
+/// taken through it.
+#[derive(Debug)]
+pub(crate) struct File {
+    fd: libc::c_int,
+}
+
+impl Drop for File {
     fn drop(&mut self) {
         // SAFETY: the fd was returned by open and is closed exactly once.
         unsafe {
-            libc::close(self.0);
+            libc::close(self.fd);
         }
     }
 }
 
-fn map_fd(fd: &Fd, len: usize, path: &Path) -> Result<Mapping> {
-    // SAFETY: mapping a file we hold open; the kernel validates fd and length. MAP_POPULATE
-    // pre-faults every page so the hot path takes no page faults.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            fd.0,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(Error::io(format!("mmap {}", path.display()), io::Error::last_os_error()));
-    }
-    Ok(Mapping { ptr: NonNull::new(ptr.cast()).expect("mmap returned null"), len })
+/// The metadata of an open file that shmq checks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stat {
+    /// Inode number.
+    pub ino: u64,
+    /// Device.
+    pub dev: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Permission bits and type.
+    pub mode: u32,
 }
 
 fn open_error(path: &Path, what: &str, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { path: path.display().to_string() },
+        Some(libc::ENOENT) if what == "create" => {
+            Error::io(format!("create {} (does the segment directory exist?)", path.display()), e)
+        }
         _ => Error::io(format!("{what} {}", path.display()), e),
     }
 }
 
-/// Outcome of [`create_segment`].
-pub enum Created {
-    /// A new file was created, sized, reserved and mapped.
-    New(Mapping),
-    /// A file of that name already exists.
-    Exists,
-}
-
-/// Creates `path` exclusively with `mode`, reserves `len` bytes (so a full directory fails here,
-/// not with SIGBUS later) and maps it pre-faulted. On failure the file is removed again.
-pub fn create_segment(path: &Path, len: usize, mode: u32) -> Result<Created> {
-    let c = cpath(path)?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            mode as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EEXIST) {
-            return Ok(Created::Exists);
+impl File {
+    /// Opens an existing file. `Ok(None)` if there is none.
+    pub(crate) fn open(path: &Path) -> Result<Option<File>> {
+        let c = cpath(path)?;
+        // SAFETY: `c` is a valid NUL-terminated path.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(None);
+            }
+            return Err(open_error(path, "open", e));
         }
-        if e.raw_os_error() == Some(libc::ENOENT) {
-            return Err(Error::io(format!("create {} (does the segment directory exist?)", path.display()), e));
+        Ok(Some(File { fd }))
+    }
+
+    /// Creates a new file with exactly `mode` (the umask does not apply). `Ok(None)` if a file
+    /// of that name exists.
+    pub(crate) fn create_new(path: &Path, mode: u32) -> Result<Option<File>> {
+        let c = cpath(path)?;
+        // SAFETY: `c` is a valid NUL-terminated path.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                mode as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                return Ok(None);
+            }
+            return Err(open_error(path, "create", e));
         }
-        return Err(open_error(path, "create", e));
-    }
-    let fd = Fd(fd);
-    let cleanup = |err: Error| {
-        let _ = unlink(path);
-        Err(err)
-    };
-    // The umask may have cleared bits of `mode`; set it exactly.
-    // SAFETY: fd is open.
-    if unsafe { libc::fchmod(fd.0, mode as libc::mode_t) } != 0 {
-        return cleanup(Error::io("fchmod", io::Error::last_os_error()));
-    }
-    // SAFETY: fd is open; posix_fallocate returns an error number instead of setting errno.
-    let rc = unsafe { libc::posix_fallocate(fd.0, 0, len as libc::off_t) };
-    if rc != 0 {
-        let dir = path.parent().map(|p| p.display().to_string()).unwrap_or_default();
-        if rc == libc::ENOSPC || rc == libc::EFBIG {
-            return cleanup(Error::NoSpace { dir, bytes: len as u64 });
+        let f = File { fd };
+        // The umask may have cleared bits of `mode`; set it exactly.
+        // SAFETY: fd is open.
+        if unsafe { libc::fchmod(f.fd, mode as libc::mode_t) } != 0 {
+            let e = Error::io("fchmod", io::Error::last_os_error());
+            let _ = unlink(path);
+            return Err(e);
         }
-        return cleanup(Error::io("posix_fallocate", io::Error::from_raw_os_error(rc)));
+        Ok(Some(f))
     }
-    match map_fd(&fd, len, path) {
-        Ok(m) => Ok(Created::New(m)),
-        Err(e) => cleanup(e),
-    }
-}
 
-/// Opens and maps an existing segment file. Returns `Ok(None)` if it does not exist.
-/// `min_len` is the smallest size a valid segment can have; a smaller file (still being
-/// created, or not ours) returns `Ok(Some(None))`-like signalling through [`Opened::TooSmall`].
-pub fn open_segment(path: &Path, min_len: usize, max_len: usize) -> Result<Opened> {
-    let c = cpath(path)?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW) };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOENT) {
-            return Ok(Opened::Missing);
+    /// Type, size, owner and inode.
+    pub(crate) fn stat(&self) -> Result<Stat> {
+        // SAFETY: an all-zero stat is a valid value; fstat fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is open, `st` is a valid out-pointer.
+        if unsafe { libc::fstat(self.fd, &mut st) } != 0 {
+            return Err(Error::io("fstat", io::Error::last_os_error()));
         }
-        return Err(open_error(path, "open", e));
+        Ok(Stat {
+            ino: st.st_ino,
+            dev: st.st_dev,
+            size: st.st_size.max(0) as u64,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode,
+        })
     }
-    let fd = Fd(fd);
-    // SAFETY: an all-zero stat is a valid value; fstat fills it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is open, `st` is a valid out-pointer.
-    if unsafe { libc::fstat(fd.0, &mut st) } != 0 {
-        return Err(Error::io("fstat", io::Error::last_os_error()));
+
+    /// Whether `path` still names this file (same device and inode).
+    pub(crate) fn is_at(&self, path: &Path) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let me = self.stat()?;
+        Ok(match std::fs::symlink_metadata(path) {
+            Ok(m) => m.ino() == me.ino && m.dev() == me.dev,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io(format!("stat {}", path.display()), e)),
+        })
     }
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(Error::Incompatible {
-            what: "file type",
-            expected: "regular file".into(),
-            found: "something else".into(),
-        });
+
+    /// Reads exactly `buf.len()` bytes at `offset`; `Ok(false)` if the file is shorter.
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        let mut done = 0;
+        while done < buf.len() {
+            // SAFETY: the destination is the unfilled part of `buf`, valid for writes.
+            let n = unsafe {
+                libc::pread(
+                    self.fd,
+                    buf[done..].as_mut_ptr().cast(),
+                    buf.len() - done,
+                    (offset + done as u64) as libc::off_t,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::io("read segment header", e));
+            }
+            if n == 0 {
+                return Ok(false);
+            }
+            done += n as usize;
+        }
+        Ok(true)
     }
-    let size = st.st_size as u64;
-    if size < min_len as u64 {
-        return Ok(Opened::TooSmall { size, ino: st.st_ino });
+
+    /// Reserves `len` bytes (so that a full directory fails here, not with SIGBUS later).
+    pub(crate) fn reserve(&self, len: u64, dir: &Path) -> Result<()> {
+        // SAFETY: fd is open; posix_fallocate returns an error number instead of setting errno.
+        let rc = unsafe { libc::posix_fallocate(self.fd, 0, len as libc::off_t) };
+        match rc {
+            0 => Ok(()),
+            libc::ENOSPC | libc::EFBIG => Err(Error::NoSpace { dir: dir.display().to_string(), bytes: len }),
+            _ => Err(Error::io("posix_fallocate", io::Error::from_raw_os_error(rc))),
+        }
     }
-    if size > max_len as u64 {
-        return Err(Error::Incompatible {
-            what: "segment size",
-            expected: format!("at most {max_len} bytes"),
-            found: format!("{size} bytes"),
-        });
+
+    /// Maps the first `len` bytes shared and read-write, pre-faulted (`MAP_POPULATE`) so that
+    /// the hot path takes no page faults.
+    pub(crate) fn map(&self, len: usize) -> Result<Mapping> {
+        // SAFETY: mapping a file we hold open; the kernel validates fd and length.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                self.fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Error::io("mmap segment", io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| Error::io("mmap segment", io::Error::other("null")))?;
+        Ok(Mapping { ptr, len })
     }
-    Ok(Opened::Mapped { map: map_fd(&fd, size as usize, path)?, ino: st.st_ino })
+
+    fn flock(kind: libc::c_short, offset: u64) -> libc::flock {
+        // SAFETY: an all-zero flock is a valid value (l_pid must be 0 for OFD locks).
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = kind;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = offset as libc::off_t;
+        fl.l_len = 1;
+        fl
+    }
+
+    fn fcntl_lock(&self, cmd: libc::c_int, fl: &mut libc::flock) -> io::Result<()> {
+        loop {
+            // SAFETY: fd is open and `fl` is a valid, initialised flock for the whole call.
+            if unsafe { libc::fcntl(self.fd, cmd, fl as *mut libc::flock) } == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Takes a lock on byte `offset` without waiting. `Ok(false)` if another open file
+    /// description holds a conflicting lock. Taking a lock this description already holds, in
+    /// the other mode, converts it.
+    pub(crate) fn lock(&self, offset: u64, kind: Lock) -> Result<bool> {
+        let t = match kind {
+            Lock::Read => libc::F_RDLCK,
+            Lock::Write => libc::F_WRLCK,
+        };
+        let mut fl = Self::flock(t as libc::c_short, offset);
+        match self.fcntl_lock(libc::F_OFD_SETLK, &mut fl) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(Error::io(
+                "fcntl(F_OFD_SETLK): this kernel lacks open-file-description locks (Linux 3.15 or later is needed)",
+                e,
+            )),
+            Err(e) => Err(Error::io("fcntl(F_OFD_SETLK)", e)),
+        }
+    }
+
+    /// Releases this description's lock on byte `offset` (if any).
+    pub(crate) fn unlock(&self, offset: u64) {
+        let mut fl = Self::flock(libc::F_UNLCK as libc::c_short, offset);
+        // Unlocking cannot fail for a valid fd and range; if it did, the lock would go with the
+        // descriptor.
+        let _ = self.fcntl_lock(libc::F_OFD_SETLK, &mut fl);
+    }
+
+    /// Whether another open file description holds a lock on byte `offset`.
+    pub(crate) fn holder(&self, offset: u64) -> Holder {
+        self.holder_of(Self::flock(libc::F_WRLCK as libc::c_short, offset))
+    }
+
+    /// Whether another open file description holds a lock on any byte of the file.
+    pub(crate) fn holder_anywhere(&self) -> Holder {
+        let mut fl = Self::flock(libc::F_WRLCK as libc::c_short, 0);
+        fl.l_len = 0; // to the end of the file, and beyond
+        self.holder_of(fl)
+    }
+
+    fn holder_of(&self, mut fl: libc::flock) -> Holder {
+        match self.fcntl_lock(libc::F_OFD_GETLK, &mut fl) {
+            Ok(()) if fl.l_type == libc::F_UNLCK as libc::c_short => Holder::Free,
+            Ok(()) => Holder::Held,
+            Err(_) => Holder::Unknown,
+        }
+    }
 }
 
-/// Outcome of [`open_segment`].
-pub enum Opened {
-    /// No such file.
-    Missing,
-    /// The file exists but is smaller than any valid segment (being created, or not ours).
-    TooSmall {
-        /// Its current size.
-        size: u64,
-        /// Its inode, to tell a recreated file apart.
-        ino: u64,
-    },
-    /// Mapped whole.
-    Mapped {
-        /// The mapping.
-        map: Mapping,
-        /// The file's inode.
-        ino: u64,
-    },
+/// Makes `to` a second name of the file `from`. `Ok(false)` if `to` exists (nothing changed).
+pub(crate) fn link(from: &Path, to: &Path) -> Result<bool> {
+    let (f, t) = (cpath(from)?, cpath(to)?);
+    // SAFETY: both are valid NUL-terminated paths.
+    if unsafe { libc::link(f.as_ptr(), t.as_ptr()) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EEXIST) {
+        return Ok(false);
+    }
+    Err(open_error(to, "link", e))
 }
 
-/// Inode of `path`, if it exists.
-pub fn inode(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
-}
-
-/// Removes a segment file. `Ok(false)` if it did not exist.
+/// Removes a file. `Ok(false)` if it did not exist.
 pub fn unlink(path: &Path) -> Result<bool> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(true),
@@ -234,6 +372,24 @@ pub fn unlink(path: &Path) -> Result<bool> {
         }
         Err(e) => Err(Error::io(format!("remove {}", path.display()), e)),
     }
+}
+
+/// Effective user id of this process.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether this process has `gid` as its effective or a supplementary group.
+pub(crate) fn in_group(gid: u32) -> bool {
+    // SAFETY: getegid has no arguments and cannot fail.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    let mut groups = [0 as libc::gid_t; 256];
+    // SAFETY: `groups` has room for 256 entries, the size passed.
+    let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+    n > 0 && groups[..n as usize].contains(&gid)
 }
 
 /// Sleeps while `*word == expected`, at most `timeout`. Returns on wake-up, mismatch, timeout or
@@ -292,14 +448,14 @@ pub fn membarrier_global() -> bool {
     unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0 }
 }
 
-/// This process's id.
+/// This process's id (as this pid namespace sees it; information only, never used to decide
+/// liveness).
 pub fn pid() -> u32 {
     std::process::id()
 }
 
-/// Start time of process `pid` in clock ticks after boot (field 22 of `/proc/PID/stat`).
-/// Together with the pid it names one process for the life of the machine: a reused pid has
-/// another start time.
+/// Start time of process `pid` in clock ticks after boot (field 22 of `/proc/PID/stat`), if it
+/// can be read. Recorded beside the pid for `shmq stat`; never used to decide liveness.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     if pid == 0 {
         return None;
@@ -309,37 +465,40 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     // After ')' come field 3 (state) onwards; the start time is field 22.
-    let f = rest.split_ascii_whitespace().nth(22 - 3)?;
-    let state = rest.split_ascii_whitespace().next()?;
-    if state == "Z" || state == "X" {
-        return None; // a zombie has died; only its exit status is left
-    }
-    f.parse().ok()
+    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
 }
 
-/// This process's start time; see [`process_start_time`].
+/// This process's start time; see [`process_start_time`] (0 if `/proc` cannot be read).
 pub fn own_start_time() -> u64 {
-    process_start_time(pid()).unwrap_or(0)
-}
-
-/// Whether the process `pid` that started at `start_time` is still running.
-pub fn process_alive(pid: u32, start_time: u64) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-        return false;
-    }
-    match process_start_time(pid) {
-        Some(t) => t == start_time,
-        // /proc not readable (other pid namespace, hidepid): trust kill(2).
-        None => rc == 0 && std::fs::metadata(format!("/proc/{pid}")).is_err(),
-    }
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| process_start_time(pid()).unwrap_or(0))
 }
 
 /// Nanoseconds since the Unix epoch (for "last activity" stamps).
 pub fn now_unix_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ofd_locks_conflict_between_descriptions_of_one_process_and_end_with_the_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let a = File::create_new(&path, 0o600).unwrap().unwrap();
+        let b = File::open(&path).unwrap().unwrap();
+        assert_eq!(b.holder(5), Holder::Free);
+        assert!(a.lock(5, Lock::Write).unwrap());
+        assert_eq!(b.holder(5), Holder::Held, "a lock of another description is seen");
+        assert_eq!(a.holder(5), Holder::Free, "a description does not see its own locks");
+        assert!(!b.lock(5, Lock::Read).unwrap(), "the write lock excludes others");
+        assert!(b.lock(6, Lock::Write).unwrap(), "other bytes are independent");
+        drop(a);
+        assert_eq!(File::open(&path).unwrap().unwrap().holder(5), Holder::Free, "closing released it");
+        assert!(b.is_at(&path).unwrap());
+        unlink(&path).unwrap();
+        assert!(!b.is_at(&path).unwrap());
+    }
 }

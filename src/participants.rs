@@ -1,30 +1,36 @@
 //! The participant table: which processes are attached to a segment, and whether they live.
 //!
 //! Each attached handle takes one [`Participant`] entry; its id (index + 1, so 0 means "none")
-//! is what a claim on a slot records. Liveness is pid plus process start time, so a reused pid
-//! is not mistaken for life.
+//! is what a claim on a slot records. An entry's owner holds the lock on the entry's first byte
+//! (see [`crate::layout::lock`]); the kernel drops that lock when the process dies, so an entry
+//! that is not FREE and whose lock nobody holds belongs to a dead process. Nothing here reads
+//! `/proc` or signals a pid.
 //!
 //! Entry protocol (state word `[generation | state]`, see [`crate::layout::entry`]):
-//! FREE -CAS-> BUSY (new generation; we fill pid, start time, roles) -store Release-> ACTIVE.
-//! An ACTIVE entry whose process is dead may be taken by CAS of the word read *before* the
-//! liveness check to BUSY of a new generation, so the CAS fails if anyone took the entry in
-//! between. The taker first releases what the dead owner left (sleeper counts, SPSC roles)
-//! and recovers every slot it still claims (the caller's `scrub`), so that no claim under
-//! that id outlives its owner. A process killed inside the few instructions between BUSY and
-//! ACTIVE leaks its entry (shown as busy in `shmq stat`), which is bounded by the table.
+//! lock the byte -> FREE -CAS-> BUSY (new generation; fill pid, roles) -Release-> ACTIVE; and
+//! back: ACTIVE -> FREE, then unlock. Taking the lock comes first, so whoever holds it owns the
+//! entry: a taker that gets the lock of an entry that is not FREE knows its owner died, takes it
+//! over (BUSY, new generation), releases what the dead owner left (sleeper counts, SPSC roles)
+//! and recovers every slot it still claims (the caller's `scrub`), so that no claim under that
+//! id outlives its owner. A process killed between its BUSY and its ACTIVE leaves a BUSY entry
+//! with no lock: it is taken over like any dead owner's.
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::layout::{entry, Participant, PARTICIPANT_ACTIVE, PARTICIPANT_BUSY, PARTICIPANT_FREE, PARTICIPANT_SIZE};
-use crate::os::{self, Mapping};
+use crate::layout::{
+    entry, lock, Offsets, Participant, PARTICIPANT_ACTIVE, PARTICIPANT_BUSY, PARTICIPANT_FREE, PARTICIPANT_SIZE,
+};
+use crate::os::{self, Holder, Mapping};
+use crate::segment::Files;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 
 /// A view of a segment's participant table.
 #[derive(Debug, Clone)]
 pub(crate) struct Participants {
     map: Arc<Mapping>,
-    offset: usize,
+    files: Arc<Files>,
+    offsets: Offsets,
     count: u32,
 }
 
@@ -33,11 +39,12 @@ pub(crate) struct Participants {
 pub struct ParticipantInfo {
     /// Participant id (entry index + 1).
     pub id: u16,
-    /// Process id.
+    /// Process id, as the participant's pid namespace sees it (information only).
     pub pid: u32,
     /// Role bits (`ROLE_*` in [`crate::layout`]).
     pub roles: u32,
-    /// Whether the process is running.
+    /// Whether its process runs (it holds the entry's lock; true when the kernel could not be
+    /// asked).
     pub alive: bool,
     /// True while the entry is being taken (BUSY).
     pub busy: bool,
@@ -46,12 +53,15 @@ pub struct ParticipantInfo {
 }
 
 impl Participants {
-    /// # Safety-relevant contract
-    /// `offset + count * PARTICIPANT_SIZE <= map.len()` and `offset` is 64-byte aligned; the
-    /// segment layer validates both before constructing this.
-    pub(crate) fn new(map: Arc<Mapping>, offset: usize, count: u32) -> Self {
-        assert!(offset % 64 == 0 && offset + count as usize * PARTICIPANT_SIZE <= map.len());
-        Participants { map, offset, count }
+    /// # Panics
+    /// If the table does not lie inside the mapping, 64-byte aligned (the segment layer
+    /// validates both before constructing this).
+    pub(crate) fn new(map: Arc<Mapping>, files: Arc<Files>, offsets: Offsets, count: u32) -> Self {
+        let end =
+            (count as usize).checked_mul(PARTICIPANT_SIZE).and_then(|n| n.checked_add(offsets.participants as usize));
+        assert!(offsets.participants % 64 == 0 && end.is_some_and(|end| end <= map.len()));
+        assert!(count <= crate::layout::MAX_PARTICIPANTS);
+        Participants { map, files, offsets, count }
     }
 
     /// The entry of participant `id`, if `id` is in range.
@@ -61,9 +71,15 @@ impl Participants {
         }
         let i = id as usize - 1;
         // SAFETY: i < count and the table lies inside the mapping (checked in `new`); the
-        // mapping is page aligned and offset 64-aligned, so the entry is aligned; it is all
+        // mapping is page aligned and the offset 64-aligned, so the entry is aligned; it is all
         // atomics, valid for any bit pattern.
-        Some(unsafe { &*self.map.as_ptr().add(self.offset + i * PARTICIPANT_SIZE).cast::<Participant>() })
+        Some(unsafe {
+            &*self.map.as_ptr().add(self.offsets.participants as usize + i * PARTICIPANT_SIZE).cast::<Participant>()
+        })
+    }
+
+    fn lock_byte(&self, id: u16) -> u64 {
+        lock::participant(&self.offsets, id)
     }
 
     /// Takes an entry for this process with `roles`. `scrub(id)` is called when a dead
@@ -75,27 +91,26 @@ impl Participants {
         for pass in 0..2 {
             for id in 1..=self.count as u16 {
                 let e = self.entry(id).expect("id in range");
-                let w = e.state.load(Acquire);
-                let takeable = if pass == 0 {
-                    entry::state(w) == PARTICIPANT_FREE
-                } else {
-                    entry::state(w) == PARTICIPANT_ACTIVE
-                        && !os::process_alive(e.pid.load(Relaxed), e.start_time.load(Relaxed))
-                };
-                // The CAS is of the word read before the liveness check: it fails if the entry
-                // changed hands since.
-                if !takeable || e.state.compare_exchange(w, entry::take(w, PARTICIPANT_BUSY), Acquire, Relaxed).is_err()
-                {
+                // Pass 0 wants free entries, pass 1 the others (whose owner may have died).
+                if (entry::state(e.state.load(Acquire)) == PARTICIPANT_FREE) != (pass == 0) {
                     continue;
                 }
+                // The lock, taken, makes the entry ours, whatever state it is in: nobody alive
+                // owns it. (None: its owner lives, or is between FREE and unlocking.)
+                let Some(w) = self.files.take(self.lock_byte(id), &e.state)? else { continue };
+                // The CAS only fails if shared memory is being scribbled on.
                 let owned = entry::take(w, PARTICIPANT_BUSY);
+                if e.state.compare_exchange(w, owned, Acquire, Relaxed).is_err() {
+                    self.files.lock.unlock(self.lock_byte(id));
+                    continue;
+                }
                 e.pid.store(pid, Relaxed);
                 e.start_time.store(start, Relaxed);
                 e.roles.store(roles, Relaxed);
                 let now = os::now_unix_ns();
                 e.attached_unix_ns.store(now, Relaxed);
                 e.last_activity_ns.store(now, Relaxed);
-                if pass == 1 {
+                if entry::state(w) != PARTICIPANT_FREE {
                     scrub(id);
                 }
                 // Release: the fields above are visible to whoever sees ACTIVE.
@@ -106,13 +121,14 @@ impl Participants {
         Err(Error::TooManyParticipants { max: self.count as usize })
     }
 
-    /// Gives entry `id` back.
+    /// Gives entry `id` back: FREE, then the lock.
     pub(crate) fn detach(&self, id: u16) {
         if let Some(e) = self.entry(id) {
             e.roles.store(0, Relaxed);
             e.pid.store(0, Relaxed);
             let w = e.state.load(Relaxed);
             e.state.store(entry::with(w, PARTICIPANT_FREE), Release);
+            self.files.lock.unlock(self.lock_byte(id));
         }
     }
 
@@ -130,32 +146,40 @@ impl Participants {
         }
     }
 
-    /// Whether participant `id` is certainly gone: out of range, free, or its process died.
-    /// A BUSY entry is being taken by a live process, so it counts as alive.
+    /// Whether participant `id` is certainly gone: out of range, free, or nobody holds its
+    /// lock. Our own entries count as alive (the probe is a description of its own). When the
+    /// kernel cannot be asked, the answer is "alive".
     pub(crate) fn is_dead(&self, id: u16) -> bool {
         let Some(e) = self.entry(id) else { return true };
-        match entry::state(e.state.load(Acquire)) {
-            PARTICIPANT_ACTIVE => !os::process_alive(e.pid.load(Relaxed), e.start_time.load(Relaxed)),
-            PARTICIPANT_BUSY => false,
-            _ => true,
+        let before = e.state.load(Acquire);
+        if entry::state(before) == PARTICIPANT_FREE {
+            return true;
+        }
+        match self.files.holder(self.lock_byte(id)) {
+            Holder::Held | Holder::Unknown => false,
+            // An owner holds the lock from before its entry leaves FREE until after it is FREE
+            // again, so an entry that was not FREE, unchanged across a moment when nobody held
+            // its lock, is a dead owner's. (Changed: somebody is at work on it; not dead.)
+            Holder::Free => e.state.load(Acquire) == before,
         }
     }
 
-    /// If participant `id` is dead, takes its entry (BUSY, new generation) so that nobody else
-    /// can take it meanwhile, runs `f`, and puts it back ACTIVE (still dead, still listed, and
-    /// still to be fully recovered by whoever reuses it). False if it was not dead, or changed.
+    /// If participant `id` is dead, takes its entry (its lock, then BUSY in a new generation)
+    /// so that nobody else can take it meanwhile, runs `f`, and puts it back ACTIVE (still
+    /// dead, still listed, and still to be fully recovered by whoever reuses it). False if it
+    /// was not dead, or changed.
     pub(crate) fn with_dead(&self, id: u16, f: impl FnOnce()) -> bool {
         let Some(e) = self.entry(id) else { return false };
-        let w = e.state.load(Acquire);
-        if entry::state(w) != PARTICIPANT_ACTIVE
-            || os::process_alive(e.pid.load(Relaxed), e.start_time.load(Relaxed))
-            || e.state.compare_exchange(w, entry::take(w, PARTICIPANT_BUSY), Acquire, Relaxed).is_err()
-        {
-            return false;
+        let at = self.lock_byte(id);
+        let Ok(Some(w)) = self.files.take(at, &e.state) else { return false };
+        let done = entry::state(w) != PARTICIPANT_FREE
+            && e.state.compare_exchange(w, entry::take(w, PARTICIPANT_BUSY), Acquire, Relaxed).is_ok();
+        if done {
+            f();
+            e.state.store(entry::take(w, PARTICIPANT_ACTIVE), Release);
         }
-        f();
-        e.state.store(entry::take(w, PARTICIPANT_ACTIVE), Release);
-        true
+        self.files.lock.unlock(at);
+        done
     }
 
     /// Pid of participant `id` (0 if unknown).
@@ -172,12 +196,11 @@ impl Participants {
                 if st == PARTICIPANT_FREE {
                     return None;
                 }
-                let pid = e.pid.load(Relaxed);
                 Some(ParticipantInfo {
                     id,
-                    pid,
+                    pid: e.pid.load(Relaxed),
                     roles: e.roles.load(Relaxed),
-                    alive: os::process_alive(pid, e.start_time.load(Relaxed)),
+                    alive: !self.is_dead(id),
                     busy: st == PARTICIPANT_BUSY,
                     last_activity_ns: e.last_activity_ns.load(Relaxed),
                 })

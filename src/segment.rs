@@ -4,23 +4,52 @@
 //! directory, else `$SHMQ_DIR`, else `/dev/shm`. Whoever creates a segment does not own its
 //! lifetime: it lives until someone removes it (`unlink`, `shmq rm`, `shmq gc`), so a restarted
 //! process finds its queue and the messages in it.
+//!
+//! ## A name only ever shows a complete segment
+//! A creator builds the segment in a file of its own (`.shmq-new.<pid>.<n>.<name>`), holding the
+//! segment lock (see [`crate::layout::lock`]) from the moment the file exists: it reserves the
+//! memory, maps it, writes the header and the ring, marks it ready, and only then gives it its
+//! name with `link(2)`, which fails if the name exists. So an opener never sees a half-built
+//! segment, concurrent creators of one name end on the same file (the losers drop theirs and
+//! open the winner's), and `shmq gc` cannot remove a segment that is being created. A creator
+//! that dies leaves an unnamed `.shmq-new.*` file, which `shmq gc` removes once nobody holds
+//! its lock.
+//!
+//! A file under a segment name that is *not* complete (left by an older version, or planted)
+//! is reported as [`Error::Stale`] when nobody holds its segment lock; replacing it takes the
+//! lock and removes exactly that file (checked by inode), never whatever the name points to by
+//! then.
+//!
+//! ## Attaching and removing exclude each other
+//! A process attaches (takes its participant entry) while holding the segment lock shared and
+//! checks, still holding it, that the name still leads to its file; `shmq gc` decides and
+//! removes while holding it exclusive. So gc never removes a segment a process is attaching
+//! to, and a process never attaches to a segment gc has removed (it opens the name again).
+//!
+//! ## Opening validates before it maps
+//! `open` reads the header with `pread`, checks every field, the file's type, owner and size,
+//! and maps exactly the size the header implies: a file that is not a complete segment of this
+//! version is never mapped (nor its pages allocated).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    Header, Kind, Offsets, CONTROL_OFFSET, CONTROL_SIZE, INIT_BUSY, INIT_READY, LINE, MAGIC, MAX_CAPACITY, MAX_MSG,
-    MAX_PARTICIPANTS, MAX_SEGMENT, VERSION,
+    lock, Header, Kind, Offsets, CONTROL_OFFSET, CONTROL_SIZE, INIT_BUSY, INIT_READY, LINE, MAGIC, MAX_CAPACITY,
+    MAX_MSG, MAX_PARTICIPANTS, MAX_SEGMENT, VERSION,
 };
-use crate::os::{self, Created, Mapping, Opened};
+use crate::os::{self, File, Holder, Lock, Mapping};
 use crate::participants::Participants;
 use crate::ring::MappedRing;
-use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::Ordering::{Relaxed, Release};
 
 /// File name prefix of every segment.
 pub const PREFIX: &str = "shmq.";
+/// File name prefix of a segment being created (not yet linked under its name).
+pub const UNFINISHED_PREFIX: &str = ".shmq-new.";
 /// Longest user name.
 pub const MAX_NAME: usize = 200;
 /// Largest subscriber table.
@@ -97,23 +126,56 @@ impl Config {
     }
 }
 
+/// The two open descriptions of a segment file a process keeps (see `os`): one holds this
+/// process's locks, the other asks about everybody's.
+#[derive(Debug)]
+pub(crate) struct Files {
+    /// Holds our locks (participant and subscriber entries, the segment lock while attaching).
+    pub(crate) lock: File,
+    /// Asks whether a byte is locked by anyone (ourselves included).
+    pub(crate) probe: File,
+}
+
+impl Files {
+    /// Whether a process holds the lock of the entry at lock byte `at` (ourselves included).
+    pub(crate) fn holder(&self, at: u64) -> Holder {
+        self.probe.holder(at)
+    }
+
+    /// Takes the lock of the table entry whose lock byte is `at` and whose state word is
+    /// `state`, if nobody holds it; returns the state word, unchanged since before the lock was
+    /// free. `None` if somebody holds it, or the entry changed meanwhile.
+    ///
+    /// Several entries of one attachment (its subscribers) are locked through one open file
+    /// description, whose locks do not exclude each other; so the lock is first asked about
+    /// through the probe (which sees them), and the state word must be the same before the
+    /// question and after the lock: an owner holds the lock for the whole life of its
+    /// generation of the entry, and every new owner starts a new generation.
+    pub(crate) fn take(&self, at: u64, state: &crate::sync::AtomicU32) -> Result<Option<u32>> {
+        let before = state.load(crate::sync::Ordering::Acquire);
+        if self.probe.holder(at) != Holder::Free || !self.lock.lock(at, Lock::Write)? {
+            return Ok(None);
+        }
+        if state.load(crate::sync::Ordering::Acquire) != before {
+            self.lock.unlock(at);
+            return Ok(None);
+        }
+        Ok(Some(before))
+    }
+}
+
 /// A mapped, validated segment.
 #[derive(Debug, Clone)]
 pub struct Segment {
-    /// The user name.
-    pub name: String,
-    /// The file.
-    pub path: PathBuf,
-    /// Validated configuration.
-    pub config: Config,
-    /// Where things are.
-    pub offsets: Offsets,
-    /// Creator pid and start time.
-    pub creator: (u32, u64),
-    /// Creation time, ns since the Unix epoch.
-    pub created_unix_ns: u64,
-    /// The mapping.
-    pub map: Arc<Mapping>,
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) config: Config,
+    pub(crate) offsets: Offsets,
+    /// Creator pid and start time (information only).
+    pub(crate) creator: (u32, u64),
+    pub(crate) created_unix_ns: u64,
+    pub(crate) map: Arc<Mapping>,
+    pub(crate) files: Arc<Files>,
 }
 
 /// What an opener expects of a segment (`None` = accept what is there).
@@ -130,17 +192,76 @@ pub struct Expect {
 }
 
 fn header(map: &Mapping) -> &Header {
-    // SAFETY: every mapping we validate is at least CONTROL_OFFSET + CONTROL_SIZE bytes and
-    // page aligned, so the header (128 bytes, 128-aligned) is inside and aligned; it is all
-    // atomics, valid for any bit pattern.
+    // SAFETY: every mapping a Segment holds is at least CONTROL_OFFSET + CONTROL_SIZE bytes
+    // (checked by `Config::validate` through `Offsets::compute`, and the map is of
+    // `offsets.total`) and page aligned, so the header (128 bytes, 128-aligned) is inside and
+    // aligned; it is all atomics, valid for any bit pattern.
     unsafe { &*map.as_ptr().cast::<Header>() }
 }
 
-const MIN_LEN: usize = CONTROL_OFFSET + CONTROL_SIZE;
+/// The header fields as read with `pread` (a private copy: validated, then trusted).
+struct RawHeader([u8; LINE]);
+
+impl RawHeader {
+    fn u32(&self, at: usize) -> u32 {
+        u32::from_ne_bytes(self.0[at..at + 4].try_into().expect("4 bytes"))
+    }
+    fn u64(&self, at: usize) -> u64 {
+        u64::from_ne_bytes(self.0[at..at + 8].try_into().expect("8 bytes"))
+    }
+}
+
+macro_rules! field {
+    ($raw:expr, u32, $f:ident) => {
+        $raw.u32(std::mem::offset_of!(Header, $f))
+    };
+    ($raw:expr, u64, $f:ident) => {
+        $raw.u64(std::mem::offset_of!(Header, $f))
+    };
+}
+
+/// What the header of a file says.
+enum Found {
+    /// A complete segment of this version; the configuration is validated.
+    Ready { config: Config, offsets: Offsets, creator: (u32, u64), created_unix_ns: u64 },
+    /// Not a complete segment: too short, or never marked ready.
+    Unfinished,
+}
+
+/// A process-wide counter for unique temporary names.
+static NONCE: StdAtomicU64 = StdAtomicU64::new(0);
 
 impl Segment {
+    /// The user name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The validated configuration.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+    /// Where everything lives.
+    pub fn offsets(&self) -> Offsets {
+        self.offsets
+    }
+    /// Pid of the creator (information only).
+    pub fn creator_pid(&self) -> u32 {
+        self.creator.0
+    }
+    /// Creation time, ns since the Unix epoch.
+    pub fn created_unix_ns(&self) -> u64 {
+        self.created_unix_ns
+    }
+
     /// Creates segment `name` in `dir`. `init` fills the ring's slots before the segment is
-    /// published as ready. `Ok(None)` if it already exists.
+    /// marked ready and given its name. `Ok(None)` if the name exists.
+    ///
+    /// The new segment's lock is held shared until the segment is dropped or attached (see the
+    /// module docs), so `shmq gc` cannot remove it before its creator is attached.
     pub fn create(
         dir: &Path,
         name: &str,
@@ -150,14 +271,47 @@ impl Segment {
     ) -> Result<Option<Segment>> {
         let path = segment_path(dir, name)?;
         let offsets = config.validate()?;
-        let map = match os::create_segment(&path, offsets.total as usize, mode)? {
-            Created::Exists => return Ok(None),
-            Created::New(m) => Arc::new(m),
-        };
-        let map2 = map.clone();
-        let h = header(&map2);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            return Ok(None); // no need to build a whole segment to learn that
+        }
+        let (tmp, file) = Self::unfinished_file(dir, name, mode)?;
+        let built = Self::build(&tmp, &path, name, file, config, offsets, dir, init);
+        let _ = os::unlink(&tmp); // named (or failed): the temporary name goes either way
+        built
+    }
+
+    /// A new file of our own to build a segment in, its segment lock held exclusive.
+    fn unfinished_file(dir: &Path, name: &str, mode: u32) -> Result<(PathBuf, File)> {
+        loop {
+            let n = NONCE.fetch_add(1, Relaxed);
+            let tmp = dir.join(format!("{UNFINISHED_PREFIX}{}.{n}.{name}", os::pid()));
+            let Some(file) = File::create_new(&tmp, mode)? else { continue };
+            // `shmq gc` may have taken the lock of this very file in the instant since it was
+            // created (a dead creator's leftover, it thought): leave the file to it, take another.
+            if file.lock(lock::SEGMENT, Lock::Write)? {
+                return Ok((tmp, file));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        tmp: &Path,
+        path: &Path,
+        name: &str,
+        file: File,
+        config: Config,
+        offsets: Offsets,
+        dir: &Path,
+        init: impl FnOnce(&Segment),
+    ) -> Result<Option<Segment>> {
+        file.reserve(offsets.total, dir)?;
+        let map = Arc::new(file.map(offsets.total as usize)?);
+        let probe =
+            File::open(tmp)?.ok_or_else(|| Error::io("reopen new segment", std::io::ErrorKind::NotFound.into()))?;
+        let mapped = map.clone();
+        let h = header(&mapped);
         let (pid, start) = (os::pid(), os::own_start_time());
-        // Who is creating goes first, so that an opener can tell a dead creator.
         h.creator_pid.store(pid, Relaxed);
         h.creator_start.store(start, Relaxed);
         h.magic.store(MAGIC, Relaxed);
@@ -177,140 +331,95 @@ impl Segment {
         h.created_unix_ns.store(created, Relaxed);
         let seg = Segment {
             name: name.to_string(),
-            path,
+            path: path.to_path_buf(),
             config,
             offsets,
             creator: (pid, start),
             created_unix_ns: created,
             map,
+            files: Arc::new(Files { lock: file, probe }),
         };
         init(&seg);
-        // Release, last: pairs with the Acquire load in `open`; everything above is visible
-        // to an opener that sees READY.
+        // Release, last: pairs with the Acquire load of an attacher that reads the header from
+        // the mapping (the opener's `pread` reads the file's pages, which these stores are).
         h.init.store(INIT_READY, Release);
+        if !os::link(tmp, path)? {
+            return Ok(None);
+        }
+        // Keep the segment lock, shared, until we are attached (converting ours keeps it
+        // held throughout): gc cannot remove the segment in between.
+        seg.files.lock.lock(lock::SEGMENT, Lock::Read)?;
         Ok(Some(seg))
     }
 
-    /// Opens segment `name` in `dir`, waiting up to `ready_timeout` for a creator still
-    /// initialising it, and validates every header field.
-    pub fn open(dir: &Path, name: &str, expect: &Expect, ready_timeout: Duration) -> Result<Segment> {
+    /// Opens segment `name` in `dir` and validates every header field before mapping it.
+    /// Waits up to `wait` while someone holds the segment lock of a file that is not (or no
+    /// longer) a complete segment (a remover at work).
+    pub fn open(dir: &Path, name: &str, expect: &Expect, wait: Duration) -> Result<Segment> {
         let path = segment_path(dir, name)?;
         let now = Instant::now();
-        let deadline = now.checked_add(ready_timeout).unwrap_or(now + Duration::from_secs(86400 * 365));
+        let deadline = now.checked_add(wait).unwrap_or(now + Duration::from_secs(86400 * 365));
         loop {
-            let (map, _ino) = match os::open_segment(&path, MIN_LEN, MAX_SEGMENT as usize)? {
-                Opened::Missing => return Err(Error::NotFound { name: name.into(), dir: dir.display().to_string() }),
-                Opened::TooSmall { .. } => {
+            let Some(file) = File::open(&path)? else {
+                return Err(Error::NotFound { name: name.into(), dir: dir.display().to_string() });
+            };
+            let st = file.stat()?;
+            check_file(&st, &path)?;
+            match read_header(&file, st.size, expect)? {
+                Found::Ready { config, offsets, creator, created_unix_ns } => {
+                    if st.size != offsets.total {
+                        return Err(Error::Incompatible {
+                            what: "file size",
+                            expected: format!("{} bytes (as its header says)", offsets.total),
+                            found: format!("{} bytes", st.size),
+                        });
+                    }
+                    // A second description of the same file, to ask about locks (see `os`).
+                    let Some(probe) = File::open(&path)? else { continue };
+                    if !probe.is_same(&st)? {
+                        continue; // the name was given to another file meanwhile: start over
+                    }
+                    let map = Arc::new(file.map(offsets.total as usize)?);
+                    return Ok(Segment {
+                        name: name.to_string(),
+                        path,
+                        config,
+                        offsets,
+                        creator,
+                        created_unix_ns,
+                        map,
+                        files: Arc::new(Files { lock: file, probe }),
+                    });
+                }
+                Found::Unfinished => {
+                    // Segments get their name complete, so this file was left by a creator of
+                    // an older version, or planted. Only a remover holding its lock is worth
+                    // waiting for.
+                    if file.holder(lock::SEGMENT) == Holder::Free {
+                        return Err(unfinished(&file, name));
+                    }
                     if Instant::now() >= deadline {
-                        // The creator never got as far as sizing the file.
-                        return Err(Error::Stale { name: name.into() });
+                        return Err(Error::Timeout);
                     }
                     std::thread::sleep(Duration::from_millis(1));
-                    continue;
                 }
-                Opened::Mapped { map, ino } => (Arc::new(map), ino),
-            };
-            let h = header(&map);
-            let magic = h.magic.load(Relaxed);
-            if magic != MAGIC && magic != 0 {
-                return Err(Error::Incompatible {
-                    what: "magic",
-                    expected: format!("{MAGIC:#x} (a shmq segment)"),
-                    found: format!("{magic:#x}"),
-                });
             }
-            // Acquire: pairs with the creator's Release store of READY.
-            let init = h.init.load(Acquire);
-            if init != INIT_READY {
-                if init != INIT_BUSY {
-                    return Err(Error::corrupted(format!("init state {init:#x} is neither busy nor ready")));
-                }
-                let (pid, start) = (h.creator_pid.load(Relaxed), h.creator_start.load(Relaxed));
-                if pid != 0 && !os::process_alive(pid, start) {
-                    return Err(Error::Stale { name: name.into() });
-                }
-                if Instant::now() >= deadline {
-                    return Err(if pid == 0 { Error::Stale { name: name.into() } } else { Error::Timeout });
-                }
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            return Self::validate(name, path, map, expect);
         }
     }
 
-    fn validate(name: &str, path: PathBuf, map: Arc<Mapping>, expect: &Expect) -> Result<Segment> {
-        let h = header(&map);
-        let incompatible = |what, expected: String, found: String| Error::Incompatible { what, expected, found };
-        let version = h.version.load(Relaxed);
-        if version != VERSION {
-            return Err(incompatible("layout version", VERSION.to_string(), version.to_string()));
-        }
-        let line = h.line.load(Relaxed);
-        if line != LINE as u32 {
-            return Err(incompatible("cache-line alignment", LINE.to_string(), line.to_string()));
-        }
-        let raw_kind = h.kind.load(Relaxed);
-        let kind = Kind::from_u32(raw_kind)
-            .ok_or_else(|| incompatible("kind", "spsc, mpmc or topic".into(), raw_kind.to_string()))?;
-        if !expect.kinds.is_empty() && !expect.kinds.contains(&kind) {
-            let names: Vec<_> = expect.kinds.iter().map(|k| k.name()).collect();
-            return Err(incompatible("kind", names.join(" or "), kind.name().into()));
-        }
-        let config = Config {
-            kind,
-            capacity: h.capacity.load(Relaxed),
-            max_msg: h.max_msg.load(Relaxed),
-            max_participants: h.max_participants.load(Relaxed),
-            max_subscribers: h.max_subscribers.load(Relaxed),
-        };
-        let offsets =
-            config.validate().map_err(|e| Error::corrupted(format!("header holds an invalid configuration: {e}")))?;
-        if let Some(c) = expect.capacity.filter(|&c| c != config.capacity) {
-            return Err(incompatible("capacity", c.to_string(), config.capacity.to_string()));
-        }
-        if let Some(m) = expect.max_msg.filter(|&m| m != config.max_msg) {
-            return Err(incompatible("max message size", m.to_string(), config.max_msg.to_string()));
-        }
-        if let Some(s) = expect.max_subscribers.filter(|&s| s != config.max_subscribers) {
-            return Err(incompatible("max subscribers", s.to_string(), config.max_subscribers.to_string()));
-        }
-        let stored = [
-            ("slot stride", offsets.stride, h.slot_stride.load(Relaxed)),
-            ("participants offset", offsets.participants, h.participants_offset.load(Relaxed)),
-            ("subscribers offset", offsets.subscribers, h.subscribers_offset.load(Relaxed)),
-            ("slots offset", offsets.slots, h.slots_offset.load(Relaxed)),
-            ("total size", offsets.total, h.total_size.load(Relaxed)),
-        ];
-        for (what, expected, found) in stored {
-            if expected != found {
-                return Err(incompatible(what, expected.to_string(), found.to_string()));
-            }
-        }
-        if offsets.total > map.len() as u64 {
-            return Err(incompatible("file size", offsets.total.to_string(), map.len().to_string()));
-        }
-        Ok(Segment {
-            name: name.to_string(),
-            path,
-            config,
-            offsets,
-            creator: (h.creator_pid.load(Relaxed), h.creator_start.load(Relaxed)),
-            created_unix_ns: h.created_unix_ns.load(Relaxed),
-            map,
-        })
-    }
-
-    /// The segment header.
-    pub fn header(&self) -> &Header {
+    /// The segment header (shared memory: any field may have been rewritten since it was
+    /// validated; use [`Segment::config`] for the configuration).
+    pub(crate) fn header(&self) -> &Header {
         header(&self.map)
     }
 
     /// The ring of this segment.
-    pub fn ring(&self) -> MappedRing {
+    pub(crate) fn ring(&self) -> MappedRing {
         // SAFETY: `config.validate()` checked the capacity (power of two) and computed
-        // `offsets` so that slots_offset + capacity * stride <= total <= map.len() (checked in
-        // `validate`/at creation); stride = round_up(16 + max_msg, 64) is a multiple of 8.
+        // `offsets` so that slots_offset + capacity * stride <= total, and the mapping is
+        // exactly `total` bytes (both at creation and at open); stride = round_up(16 + max_msg,
+        // 64) is a multiple of 8; the control block ends at 768 <= slots_offset. The fields are
+        // private to the crate and never change after construction.
         unsafe {
             MappedRing::new(
                 self.map.clone(),
@@ -324,27 +433,218 @@ impl Segment {
 
     /// The participant table.
     pub(crate) fn participants(&self) -> Participants {
-        Participants::new(self.map.clone(), self.offsets.participants as usize, self.config.max_participants)
+        Participants::new(self.map.clone(), self.files.clone(), self.offsets, self.config.max_participants)
     }
 
-    /// Removes the segment's file (mappings stay valid until dropped).
+    /// Removes the segment's file, if the name still leads to it (mappings stay valid until
+    /// dropped). `Ok(false)` if the name is gone or leads to another segment now.
     pub fn unlink(&self) -> Result<bool> {
+        if !self.files.probe.is_at(&self.path)? {
+            return Ok(false);
+        }
         os::unlink(&self.path)
+    }
+
+    /// Whether the name still leads to this segment.
+    pub(crate) fn is_linked(&self) -> Result<bool> {
+        self.files.probe.is_at(&self.path)
     }
 }
 
-/// Removes segment `name` from `dir`. `Ok(false)` if there was none.
+impl File {
+    /// Whether this is the file `st` describes.
+    fn is_same(&self, st: &os::Stat) -> Result<bool> {
+        let me = self.stat()?;
+        Ok(me.ino == st.ino && me.dev == st.dev)
+    }
+}
+
+/// Refuses what is not a regular file, and a file of another user unless its mode lets us in
+/// deliberately (group or world read-write): root must not be able to attach, by its power to
+/// override modes, to a file another user planted.
+fn check_file(st: &os::Stat, path: &Path) -> Result<()> {
+    if st.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Error::Incompatible {
+            what: "file type",
+            expected: "regular file".into(),
+            found: "something else".into(),
+        });
+    }
+    if st.uid != os::euid() {
+        let group = os::in_group(st.gid) && st.mode & 0o060 == 0o060;
+        let world = st.mode & 0o006 == 0o006;
+        if !group && !world {
+            return Err(Error::PermissionDenied { path: path.display().to_string() });
+        }
+    }
+    Ok(())
+}
+
+/// What an unfinished file under a segment name is: [`Error::Stale`] if no process holds any
+/// lock on it (nobody is attached, nobody works on it), else [`Error::Corrupted`] (processes are
+/// attached to a segment whose header was overwritten). Locks `file` itself holds do not count.
+fn unfinished(file: &File, name: &str) -> Error {
+    match file.holder_anywhere() {
+        Holder::Free => Error::Stale { name: name.into() },
+        Holder::Held | Holder::Unknown => {
+            Error::corrupted("the header is not marked ready, yet processes are attached (it was overwritten)")
+        }
+    }
+}
+
+/// Reads and validates the header of an open file of `size` bytes.
+fn read_header(file: &File, size: u64, expect: &Expect) -> Result<Found> {
+    let mut raw = RawHeader([0; LINE]);
+    if size < (CONTROL_OFFSET + CONTROL_SIZE) as u64 || !file.read_at(&mut raw.0, 0)? {
+        return Ok(Found::Unfinished);
+    }
+    let incompatible = |what, expected: String, found: String| Error::Incompatible { what, expected, found };
+    let magic = field!(raw, u64, magic);
+    if magic == 0 {
+        return Ok(Found::Unfinished);
+    }
+    if magic != MAGIC {
+        return Err(incompatible("magic", format!("{MAGIC:#x} (a shmq segment)"), format!("{magic:#x}")));
+    }
+    // Nothing else in a header is meaningful before its creator marked it ready.
+    match field!(raw, u32, init) {
+        INIT_READY => {}
+        INIT_BUSY => return Ok(Found::Unfinished),
+        init => return Err(Error::corrupted(format!("init state {init:#x} is neither busy nor ready"))),
+    }
+    let version = field!(raw, u32, version);
+    if version != VERSION {
+        return Err(incompatible("layout version", VERSION.to_string(), version.to_string()));
+    }
+    let line = field!(raw, u32, line);
+    if line != LINE as u32 {
+        return Err(incompatible("cache-line alignment", LINE.to_string(), line.to_string()));
+    }
+    let raw_kind = field!(raw, u32, kind);
+    let kind = Kind::from_u32(raw_kind)
+        .ok_or_else(|| incompatible("kind", "spsc, mpmc or topic".into(), raw_kind.to_string()))?;
+    if !expect.kinds.is_empty() && !expect.kinds.contains(&kind) {
+        let names: Vec<_> = expect.kinds.iter().map(|k| k.name()).collect();
+        return Err(incompatible("kind", names.join(" or "), kind.name().into()));
+    }
+    let config = Config {
+        kind,
+        capacity: field!(raw, u64, capacity),
+        max_msg: field!(raw, u32, max_msg),
+        max_participants: field!(raw, u32, max_participants),
+        max_subscribers: field!(raw, u32, max_subscribers),
+    };
+    let offsets =
+        config.validate().map_err(|e| Error::corrupted(format!("header holds an invalid configuration: {e}")))?;
+    if let Some(c) = expect.capacity.filter(|&c| c != config.capacity) {
+        return Err(incompatible("capacity", c.to_string(), config.capacity.to_string()));
+    }
+    if let Some(m) = expect.max_msg.filter(|&m| m != config.max_msg) {
+        return Err(incompatible("max message size", m.to_string(), config.max_msg.to_string()));
+    }
+    if let Some(s) = expect.max_subscribers.filter(|&s| s != config.max_subscribers) {
+        return Err(incompatible("max subscribers", s.to_string(), config.max_subscribers.to_string()));
+    }
+    let stored = [
+        ("slot stride", offsets.stride, field!(raw, u64, slot_stride)),
+        ("participants offset", offsets.participants, field!(raw, u64, participants_offset)),
+        ("subscribers offset", offsets.subscribers, field!(raw, u64, subscribers_offset)),
+        ("slots offset", offsets.slots, field!(raw, u64, slots_offset)),
+        ("total size", offsets.total, field!(raw, u64, total_size)),
+    ];
+    for (what, expected, found) in stored {
+        if expected != found {
+            return Err(incompatible(what, expected.to_string(), found.to_string()));
+        }
+    }
+    Ok(Found::Ready {
+        config,
+        offsets,
+        creator: (field!(raw, u32, creator_pid), field!(raw, u64, creator_start)),
+        created_unix_ns: field!(raw, u64, created_unix_ns),
+    })
+}
+
+/// Removes segment `name` from `dir` unconditionally (`shmq rm`). `Ok(false)` if there was none.
 pub fn remove(dir: &Path, name: &str) -> Result<bool> {
     os::unlink(&segment_path(dir, name)?)
 }
 
+/// What [`remove_if`] did.
+#[derive(Debug)]
+pub(crate) enum Removal<T> {
+    /// `decide` said yes and the file was removed.
+    Removed(T),
+    /// `decide` said no (its answer).
+    Kept(T),
+    /// Another process holds the segment lock (creating, attaching or removing).
+    Busy,
+    /// There is no such segment (any more).
+    Gone,
+}
+
+/// Opens the file of segment `name`, takes its segment lock exclusive, and removes exactly that
+/// file if `decide` (given the file, and the segment when it is complete) says so. While the
+/// lock is held nobody can attach, so a decision on who is attached stays true until the
+/// file is gone.
+pub(crate) fn remove_if<T>(
+    dir: &Path,
+    name: &str,
+    decide: impl FnOnce(std::result::Result<&Segment, &Error>) -> (bool, T),
+) -> Result<Removal<T>> {
+    let path = segment_path(dir, name)?;
+    let Some(file) = File::open(&path)? else { return Ok(Removal::Gone) };
+    if !file.lock(lock::SEGMENT, Lock::Write)? {
+        return Ok(Removal::Busy);
+    }
+    if !file.is_at(&path)? {
+        return Ok(Removal::Gone);
+    }
+    let st = file.stat()?;
+    let seg = match check_file(&st, &path).and_then(|()| read_header(&file, st.size, &Expect::default())) {
+        Ok(Found::Ready { config, offsets, creator, created_unix_ns }) if st.size == offsets.total => {
+            let probe = File::open(&path)?.filter(|p| p.is_same(&st).unwrap_or(false));
+            match probe {
+                None => return Ok(Removal::Gone),
+                Some(probe) => Ok(Segment {
+                    name: name.into(),
+                    path: path.clone(),
+                    config,
+                    offsets,
+                    creator,
+                    created_unix_ns,
+                    map: Arc::new(file.map(offsets.total as usize)?),
+                    files: Arc::new(Files { lock: file, probe }),
+                }),
+            }
+        }
+        Ok(Found::Ready { offsets, .. }) => Err(Error::Incompatible {
+            what: "file size",
+            expected: format!("{} bytes (as its header says)", offsets.total),
+            found: format!("{} bytes", st.size),
+        }),
+        Ok(Found::Unfinished) => Err(unfinished(&file, name)),
+        Err(e) => Err(e),
+    };
+    let (remove, answer) = decide(seg.as_ref());
+    if !remove {
+        return Ok(Removal::Kept(answer));
+    }
+    // The lock is ours, so nobody attached since `decide` looked; the name led to this file
+    // a moment ago, and only an unconditional `rm` plus a new creation could change that.
+    os::unlink(&path)?;
+    Ok(Removal::Removed(answer))
+}
+
+/// Removes the file under `name` if it is an unfinished segment nobody holds the lock of (see
+/// [`Error::Stale`]). Returns whether it removed it.
+pub(crate) fn remove_stale(dir: &Path, name: &str) -> Result<bool> {
+    Ok(matches!(remove_if(dir, name, |seg| (matches!(seg, Err(Error::Stale { .. })), ()))?, Removal::Removed(())))
+}
+
 /// Names of every segment file in `dir` (user names, without the prefix), sorted.
 pub fn list_names(dir: &Path) -> Result<Vec<String>> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
-    };
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix(PREFIX)).map(str::to_string))
@@ -352,4 +652,30 @@ pub fn list_names(dir: &Path) -> Result<Vec<String>> {
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// Removes the files of segments whose creators died before naming them (see the module
+/// docs); returns their file names. A file whose creator still builds it holds a lock and is
+/// kept. With `dry_run`, only names them.
+pub fn remove_unfinished(dir: &Path, dry_run: bool) -> Result<Vec<String>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+    let mut removed = Vec::new();
+    for e in rd.filter_map(|e| e.ok()) {
+        let Some(fname) = e.file_name().to_str().map(str::to_string) else { continue };
+        if !fname.starts_with(UNFINISHED_PREFIX) {
+            continue;
+        }
+        let path = dir.join(&fname);
+        let Some(file) = File::open(&path)? else { continue };
+        // Taking the lock is the verdict: its creator is dead (or has not locked it yet, and
+        // will then leave it to us and start another).
+        if file.lock(lock::SEGMENT, Lock::Write)? && file.is_at(&path)? {
+            if !dry_run {
+                os::unlink(&path)?;
+            }
+            removed.push(fname);
+        }
+    }
+    removed.sort();
+    Ok(removed)
 }

@@ -1,6 +1,8 @@
 //! Read-only snapshots of segments for tools (`shmq list`, `shmq stat`, `shmq gc`).
 //!
-//! Taking a snapshot does not attach: it takes no participant entry and changes nothing.
+//! Taking a snapshot does not attach: it takes no participant entry. It changes one thing: the
+//! entries of topic subscribers whose processes died are reclaimed (anonymous ones freed,
+//! durable ones detached), as a join would.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use crate::error::Result;
 use crate::layout::Kind;
 use crate::participants::ParticipantInfo;
 use crate::queue::RingCounters;
-use crate::segment::{self, Expect, Segment};
+use crate::segment::{self, Expect, Removal, Segment};
 use crate::sync::Ordering::Relaxed;
 
 /// Everything `shmq stat` shows about one segment.
@@ -31,10 +33,8 @@ pub struct Status {
     pub memory_bytes: u64,
     /// Messages waiting (queues; tail - head, clamped).
     pub depth: u64,
-    /// Creator pid.
+    /// Creator pid (as the creator's pid namespace saw it; information only).
     pub creator_pid: u32,
-    /// Whether the creator process is still running.
-    pub creator_alive: bool,
     /// Creation time, ns since the Unix epoch.
     pub created_unix_ns: u64,
     /// Indices and counters.
@@ -62,8 +62,8 @@ impl Status {
         let counters = RingCounters::read(&ring);
         let parts = seg.participants();
         let participants = parts.list();
-        let holder = |raw: u32| {
-            let id = u16::try_from(raw).ok().filter(|&id| id != 0)?;
+        let holder = |word: u32| {
+            let id = Some(crate::layout::role::holder(word)).filter(|&id| id != 0)?;
             let p = participants.iter().find(|p| p.id == id);
             Some((id, p.map_or(0, |p| p.pid), p.is_some_and(|p| p.alive)))
         };
@@ -84,7 +84,6 @@ impl Status {
             memory_bytes: seg.offsets.total,
             depth: if c.kind == Kind::Topic { 0 } else { counters.tail.saturating_sub(counters.head).min(c.capacity) },
             creator_pid: seg.creator.0,
-            creator_alive: crate::os::process_alive(seg.creator.0, seg.creator.1),
             created_unix_ns: seg.created_unix_ns,
             counters,
             participants,
@@ -114,40 +113,62 @@ pub fn list(dir: &Path) -> Result<Vec<(String, Result<Status>)>> {
 /// Why `shmq gc` would remove a segment, or keep it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GcVerdict {
-    /// Remove: nobody alive uses it and nothing in it is waiting for anyone.
+    /// Remove (or, from [`gc_remove`], removed): nobody alive uses it and nothing in it is
+    /// waiting for anyone.
     Remove(&'static str),
     /// Keep, and why.
     Keep(String),
+    /// There is no such segment (any more).
+    Gone,
 }
 
-/// Decides whether `shmq gc` removes segment `name` of `dir`.
+/// Decides whether `shmq gc` removes segment `name` of `dir` (and removes nothing).
 ///
-/// A segment is removed when no live process is attached to it and its creator is dead, and
-/// it holds nothing someone may come back for: a queue must be empty, a topic must have no
-/// durable subscriber. A segment half-initialised by a dead creator is removed too. With
-/// `force`, non-empty queues and topics with durable subscribers are removed as well.
+/// A segment is removed when no live process is attached to it and it holds nothing someone
+/// may come back for: a queue must be empty, a topic must have no durable subscriber. A file
+/// under the name that is not a complete segment and that nobody works on is removed too.
+/// With `force`, non-empty queues and topics with durable subscribers are removed as well.
+/// Liveness is the participants' locks (see `crate::os`): a process that cannot be asked
+/// about counts as alive.
 pub fn gc_verdict(dir: &Path, name: &str, force: bool) -> GcVerdict {
-    match Status::read(dir, name) {
-        Err(crate::Error::Stale { .. }) => GcVerdict::Remove("half-initialised by a dead creator"),
+    gc(dir, name, force, false)
+}
+
+/// Like [`gc_verdict`], and removes the segment if the verdict is [`GcVerdict::Remove`].
+/// The verdict and the removal happen under the segment's lock, which attaching processes
+/// take too: a process that attaches meanwhile either counts in the verdict or finds the
+/// name gone (and creates or opens a new segment), never a removed segment.
+pub fn gc_remove(dir: &Path, name: &str, force: bool) -> GcVerdict {
+    gc(dir, name, force, true)
+}
+
+fn gc(dir: &Path, name: &str, force: bool, remove: bool) -> GcVerdict {
+    let decided = segment::remove_if(dir, name, |seg| {
+        let verdict = verdict(seg, force);
+        (remove && matches!(verdict, GcVerdict::Remove(_)), verdict)
+    });
+    match decided {
+        Ok(Removal::Removed(v) | Removal::Kept(v)) => v,
+        Ok(Removal::Busy) => GcVerdict::Keep("a process is creating, attaching to or removing it right now".into()),
+        Ok(Removal::Gone) => GcVerdict::Gone,
         Err(e) => GcVerdict::Keep(format!("cannot be read: {e}")),
-        Ok(s) => {
-            if let Some(p) = s.participants.iter().find(|p| p.alive) {
-                return GcVerdict::Keep(format!("process {} is attached", p.pid));
-            }
-            if s.creator_alive {
-                return GcVerdict::Keep(format!("its creator (process {}) is alive", s.creator_pid));
-            }
-            if !force && s.depth > 0 {
-                return GcVerdict::Keep(format!("{} messages are waiting (use --force to drop them)", s.depth));
-            }
-            if !force && s.subscribers.iter().any(|sub| sub.name.is_some()) {
-                return GcVerdict::Keep("it has durable subscribers (use --force to drop them)".into());
-            }
-            GcVerdict::Remove(if s.participants.is_empty() {
-                "no process attached"
-            } else {
-                "every attached process is dead"
-            })
-        }
     }
+}
+
+fn verdict(seg: std::result::Result<&Segment, &crate::Error>, force: bool) -> GcVerdict {
+    let s = match seg {
+        Err(crate::Error::Stale { .. }) => return GcVerdict::Remove("half-initialised by a dead creator"),
+        Err(e) => return GcVerdict::Keep(format!("cannot be read: {e}")),
+        Ok(seg) => Status::of(seg),
+    };
+    if let Some(p) = s.participants.iter().find(|p| p.alive) {
+        return GcVerdict::Keep(format!("process {} is attached", p.pid));
+    }
+    if !force && s.depth > 0 {
+        return GcVerdict::Keep(format!("{} messages are waiting (use --force to drop them)", s.depth));
+    }
+    if !force && s.subscribers.iter().any(|sub| sub.name.is_some()) {
+        return GcVerdict::Keep("it has durable subscribers (use --force to drop them)".into());
+    }
+    GcVerdict::Remove(if s.participants.is_empty() { "no process attached" } else { "every attached process is dead" })
 }

@@ -38,7 +38,10 @@ use crate::layout::Event;
 use crate::os;
 use std::sync::atomic::compiler_fence;
 
-use crate::sync::{fence, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use crate::sync::{
+    fence, AtomicU32,
+    Ordering::{Acquire, Relaxed, Release, SeqCst},
+};
 
 /// How a blocking call waits for space or messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -90,14 +93,19 @@ pub(crate) fn notify(ev: &Event) -> bool {
     if ev.sleepers.load(Relaxed) == 0 {
         return false;
     }
-    ev.seq.fetch_add(1, Relaxed);
+    // Release: pairs with the sleeper's Acquire load of `seq`. A sleeper that sees the new
+    // `seq` (and so does not sleep, or wakes) also sees what we published before it, on any
+    // CPU (on x86 every store is a release store anyway).
+    ev.seq.fetch_add(1, Release);
     os::futex_wake_all(&ev.seq);
     true
 }
 
 /// Where a sleeper records that it is counted in an event's `sleepers`: its participant's
-/// `sleeping` word and the event's bit.
-pub(crate) type SleepMark<'a> = (&'a AtomicU64, u64);
+/// count of sleeping threads for that event (`Participant::sleeping_data` or
+/// `sleeping_space`), so that whoever finds the participant dead can undo exactly its counts
+/// (one per sleeping thread: threads of one attachment share the entry).
+pub(crate) type SleepMark<'a> = &'a AtomicU32;
 
 /// Runs `attempt` until it is ready or `deadline` passes, waiting between attempts per
 /// `strategy` and sleeping on `ev` in Block mode. `attempt(check_peers)` is told to check
@@ -161,25 +169,26 @@ pub(crate) fn wait_until<T>(
 /// One sleep on `ev`, with the re-check of the handshake. `Some` if the re-check succeeded.
 fn sleep<T>(
     ev: &Event,
-    (mark, bit): SleepMark<'_>,
+    mark: SleepMark<'_>,
     slice: Duration,
     attempt: &mut impl FnMut(bool) -> Result<Step<T>>,
 ) -> Result<Option<T>> {
     ev.sleepers.fetch_add(1, SeqCst);
     // Counted first, marked second (and unmarked before uncounting, below): a death between
     // the two leaks one count rather than letting a reaper uncount what was never counted.
-    mark.fetch_or(bit, Relaxed);
+    mark.fetch_add(1, Relaxed);
     // Pairs with the notifier's fence (Dekker handshake, see module docs): a full fence for
     // heavy notifiers, and a barrier on every registered notifier's CPU for light ones.
     fence(SeqCst);
     let slice = if os::membarrier_global() { slice } else { slice.min(Duration::from_millis(1)) };
-    let seq = ev.seq.load(Relaxed);
+    // Acquire: pairs with the notifier's Release bump of `seq` (see `notify`).
+    let seq = ev.seq.load(Acquire);
     let recheck = attempt(false);
     if let Ok(Step::Wait | Step::Held) = recheck {
         os::futex_wait(&ev.seq, seq, slice);
     }
-    // A reaper only clears the mark of a dead participant, so ours is still set.
-    mark.fetch_and(!bit, Relaxed);
+    // A reaper only clears the counts of a dead participant, so ours is still there.
+    mark.fetch_sub(1, Relaxed);
     ev.sleepers.fetch_sub(1, SeqCst);
     match recheck? {
         Step::Ready(v) => Ok(Some(v)),

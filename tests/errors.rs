@@ -274,7 +274,7 @@ fn a_segment_left_half_initialised_by_a_dead_creator_is_stale_and_open_or_create
     write_half_initialised(&path, dead_pid());
     let err = opts(dir.path()).open("halfway").unwrap_err();
     assert!(matches!(&err, Error::Stale { name } if name == "halfway"), "expected Stale, got {err:?}");
-    says(&err, &["half-initialised by a dead creator", "open_or_create recreates it", "shmq rm halfway"]);
+    says(&err, &["half-initialised by a dead creator", "open_or_create replaces it", "shmq rm halfway"]);
     // create does not touch it either.
     assert!(matches!(opts(dir.path()).create("halfway"), Err(Error::AlreadyExists { .. })));
 

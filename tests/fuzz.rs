@@ -980,21 +980,21 @@ fn mpmc_claims_on_hostile_slots_return_in_bounds_or_errors() {
                         let w = state_of(&m, pos);
                         assert_eq!(w, slot::pack(pos, slot::WRITING, me), "claim_write gave {pos}, not held by {me}");
                         if commit {
-                            mpmc::commit(&m, pos, len.min(max), 3);
+                            let _ = mpmc::commit(&m, pos, me, len.min(max), 3);
                         } else {
-                            mpmc::abort(&m, pos);
+                            let _ = mpmc::abort(&m, pos, me);
                         }
                     }
                     Ok(Poll::Held { pos, word }) => held = Some((pos, word)),
                     Ok(Poll::NotReady) | Err(_) => {}
                 },
-                MpmcOp::Read { me, max_len } => match mpmc::claim_read(&m, me, max_len) {
+                MpmcOp::Read { me, max_len } => match mpmc::claim_read(&m, me, max_len, &mut 0) {
                     Ok(Poll::Ready(msg)) => {
                         assert!(msg.len <= max && msg.len <= max_len, "claim_read gave {msg:?} (max {max}, {max_len})");
                         let w = state_of(&m, msg.pos);
                         let want = slot::pack(msg.pos.wrapping_add(1), slot::READING, me);
                         assert_eq!(w, want, "claim_read gave {msg:?}, not held by {me}");
-                        mpmc::release(&m, msg.pos);
+                        mpmc::release(&m, msg.pos, me).expect("our own claim");
                     }
                     Ok(Poll::Held { pos, word }) => held = Some((pos, word)),
                     Ok(Poll::NotReady) | Err(_) => {}
@@ -1055,7 +1055,8 @@ fn spsc_indices_and_lengths_from_hostile_memory_stay_in_bounds_or_are_errors() {
                         assert!(free <= cap, "free() = {free} > capacity {cap}");
                         let n = n.min(free);
                         for i in 0..n {
-                            p.write(&m, i, i as u32, &payload[..len.min(max)]);
+                            // SAFETY: the ring's only producer, writing a slot it counted free.
+                            unsafe { p.write(&m, i, i as u32, &payload[..len.min(max)]) }.unwrap();
                         }
                         p.publish(&m, n);
                     }
@@ -1129,9 +1130,9 @@ fn broadcast_reads_and_claims_on_hostile_slots_return_in_bounds_or_errors() {
                             let w = state_of(&m, seq);
                             assert_eq!(w, slot::pack(seq, slot::WRITING, me), "claim gave {seq}, not held by {me}");
                             if commit {
-                                broadcast::commit(&m, seq, len.min(max), 1);
+                                broadcast::commit(&m, seq, me, len.min(max), 1).expect("our own claim");
                             } else {
-                                broadcast::abort(&m, seq);
+                                broadcast::abort(&m, seq, me).expect("our own claim");
                             }
                         }
                         Ok(Poll::Held { pos, word }) => held = Some((pos, word)),

@@ -68,7 +68,8 @@ fn spsc_consumer_sees_three_messages_in_order_with_their_bytes() {
                     while p.free(&*m).unwrap() == 0 {
                         thread::yield_now();
                     }
-                    p.write(&*m, 0, n as u32, &payload(1, n));
+                    // SAFETY: the ring's only producer, writing a slot it counted free.
+                    unsafe { p.write(&*m, 0, n as u32, &payload(1, n)) }.unwrap();
                     p.publish(&*m, 1);
                 }
             })
@@ -99,7 +100,7 @@ fn try_produce(m: &HeapRing, id: u8, count: u8, attempts: u32) -> u8 {
                 Poll::Ready(pos) => {
                     // SAFETY: claim_write gave us slot `pos`.
                     unsafe { write(m, pos, &payload(id, n)) };
-                    mpmc::commit(m, pos, MAX, id as u32);
+                    mpmc::commit(m, pos, id as u16, MAX, id as u32).unwrap();
                     continue 'msgs;
                 }
                 Poll::NotReady | Poll::Held { .. } => thread::yield_now(),
@@ -112,11 +113,11 @@ fn try_produce(m: &HeapRing, id: u8, count: u8, attempts: u32) -> u8 {
 
 /// Claims and checks the next message as participant `me`; `None` if there is none ready now.
 fn try_consume(m: &HeapRing, me: u16) -> Option<(u8, u8)> {
-    match mpmc::claim_read(m, me, MAX).unwrap() {
+    match mpmc::claim_read(m, me, MAX, &mut 0).unwrap() {
         Poll::Ready(msg) => {
             // SAFETY: claim_read gave us the message at `msg.pos` until we release it.
             let bytes = unsafe { read(m, msg.pos, msg.len) };
-            mpmc::release(m, msg.pos);
+            mpmc::release(m, msg.pos, me).unwrap();
             assert_eq!(msg.len, MAX);
             assert_eq!(bytes[0] as u32, msg.kind, "payload and kind of one message disagree (torn message)");
             Some((bytes[0], bytes[1]))
@@ -149,7 +150,7 @@ fn finish(m: &HeapRing, counts: &[u8], sent: &[u8], got: &mut Vec<(u8, u8)>) {
                     Poll::Ready(pos) => {
                         // SAFETY: claim_write gave us slot `pos`.
                         unsafe { write(m, pos, &payload(id, n)) };
-                        mpmc::commit(m, pos, MAX, id as u32);
+                        mpmc::commit(m, pos, id as u16, MAX, id as u32).unwrap();
                         break;
                     }
                     Poll::NotReady => got.push(try_consume(m, 99).expect("full ring but nothing to consume")),
@@ -161,7 +162,7 @@ fn finish(m: &HeapRing, counts: &[u8], sent: &[u8], got: &mut Vec<(u8, u8)>) {
     while let Some(msg) = try_consume(m, 99) {
         got.push(msg);
     }
-    assert_eq!(mpmc::claim_read(m, 99, MAX).unwrap(), Poll::NotReady, "ring not empty after the drain");
+    assert_eq!(mpmc::claim_read(m, 99, MAX, &mut 0).unwrap(), Poll::NotReady, "ring not empty after the drain");
 }
 
 /// Checks that `got` holds every message of `counts[p]` messages per producer exactly once, each
@@ -238,11 +239,11 @@ fn mpmc_two_producers_two_messages_each_one_consumer_deliver_each_once_in_produc
 /// loan dropped without commit), then message 1.
 fn abort_step(m: &HeapRing, pos: u64, step: u8) {
     if step == 1 {
-        mpmc::abort(m, pos);
+        mpmc::abort(m, pos, 1).unwrap();
     } else {
         // SAFETY: claim_write gave us slot `pos`.
         unsafe { write(m, pos, &payload(1, step / 2)) };
-        mpmc::commit(m, pos, MAX, 1);
+        mpmc::commit(m, pos, 1, MAX, 1).unwrap();
     }
 }
 

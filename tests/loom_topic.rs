@@ -33,7 +33,7 @@ fn publish(r: &HeapRing, me: u16, cursors: &[&AtomicU64]) -> u64 {
         let gate = cursors.iter().map(|c| c.load(Ordering::Acquire)).min().unwrap_or(tail).min(tail);
         match broadcast::claim(r, me, gate).unwrap() {
             Poll::Ready(seq) => {
-                broadcast::commit(r, seq, len_of(seq), seq as u32);
+                broadcast::commit(r, seq, me, len_of(seq), seq as u32).unwrap();
                 return seq;
             }
             _ => thread::yield_now(),

@@ -118,7 +118,8 @@ fn run_spsc_ring(cap: u64, start: u64, ops: &[SpscOp]) {
                 assert_eq!(free == 0, used(&model) == cap, "free={free} with {} of {cap} used", model.len());
                 assert!(free <= cap - used(&model));
                 if free > 0 {
-                    p.write(&m, 0, msg.kind, &msg.bytes);
+                    // SAFETY: the ring's only producer, writing a slot it counted free.
+                    unsafe { p.write(&m, 0, msg.kind, &msg.bytes) }.unwrap();
                     p.publish(&m, 1);
                     model.push_back(msg.clone());
                 }
@@ -137,7 +138,8 @@ fn run_spsc_ring(cap: u64, start: u64, ops: &[SpscOp]) {
                 assert_eq!(free == 0, used(&model) == cap);
                 let n = (free as usize).min(msgs.len());
                 for (i, msg) in msgs[..n].iter().enumerate() {
-                    p.write(&m, i as u64, msg.kind, &msg.bytes);
+                    // SAFETY: the ring's only producer, writing a slot it counted free.
+                    unsafe { p.write(&m, i as u64, msg.kind, &msg.bytes) }.unwrap();
                 }
                 p.publish(&m, n as u64);
                 model.extend(msgs[..n].iter().cloned());
@@ -165,7 +167,8 @@ fn run_spsc_ring(cap: u64, start: u64, ops: &[SpscOp]) {
     // Empty again: exactly `cap` more pushes fit (the cached free count may be low, never zero).
     for i in 0..cap {
         assert!(p.free(&m).unwrap() > 0, "no room after {i} pushes into an empty ring of {cap}");
-        p.write(&m, 0, 0, &[]);
+        // SAFETY: the ring's only producer, writing a slot it counted free.
+        unsafe { p.write(&m, 0, 0, &[]) }.unwrap();
         p.publish(&m, 1);
     }
     assert_eq!(p.free(&m).unwrap(), 0);
@@ -194,7 +197,8 @@ fn spsc_heap_ring_keeps_order_over_many_laps_of_max_size_messages() {
         for i in 0..cap {
             assert!(p.free(&m).unwrap() > 0);
             let bytes = vec![(lap as u8).wrapping_add(i as u8); MAX];
-            p.write(&m, 0, lap, &bytes);
+            // SAFETY: the ring's only producer, writing a slot it counted free.
+            unsafe { p.write(&m, 0, lap, &bytes) }.unwrap();
             p.publish(&m, 1);
         }
         assert_eq!(p.free(&m).unwrap(), 0, "full after {cap} pushes");
@@ -252,11 +256,11 @@ fn mpmc_push(m: &HeapRing, model: &mut VecDeque<Entry>, cap: u64, msg: Option<&M
                 Some(msg) => {
                     // SAFETY: slot `pos` is claimed by us; single thread; len <= MAX.
                     unsafe { write_payload(m, pos, &msg.bytes) };
-                    mpmc::commit(m, pos, msg.bytes.len(), msg.kind);
+                    mpmc::commit(m, pos, WRITER, msg.bytes.len(), msg.kind).unwrap();
                     model.push_back(Entry::Message(msg.clone()));
                 }
                 None => {
-                    mpmc::abort(m, pos);
+                    mpmc::abort(m, pos, WRITER).unwrap();
                     model.push_back(Entry::Aborted);
                 }
             }
@@ -280,7 +284,7 @@ fn mpmc_pop(m: &HeapRing, model: &mut VecDeque<Entry>, max_len: usize) -> bool {
         Some(Entry::Message(msg)) => Some(msg.clone()),
         _ => None,
     };
-    match (mpmc::claim_read(m, READER, max_len), want) {
+    match (mpmc::claim_read(m, READER, max_len, &mut 0), want) {
         (Ok(Poll::NotReady), None) => false,
         (Err(Error::BufferTooSmall { len, needed }), Some(want)) if want.bytes.len() > max_len => {
             assert_eq!((len, needed), (max_len, want.bytes.len()));
@@ -291,7 +295,7 @@ fn mpmc_pop(m: &HeapRing, model: &mut VecDeque<Entry>, max_len: usize) -> bool {
             // against max_msg by the claim.
             let bytes = unsafe { read_payload(m, got.pos, got.len) };
             assert_eq!(Message { kind: got.kind, bytes }, want, "MPMC ring delivered a different message");
-            mpmc::release(m, got.pos);
+            mpmc::release(m, got.pos, READER).unwrap();
             model.pop_front();
             true
         }

@@ -8,7 +8,7 @@ use super::{give_role, ConsumerSide, Received};
 use crate::attach::{Attachment, Deadline};
 use crate::error::{Error, Result};
 use crate::layout::slot;
-use crate::ring::{mpmc, Poll, RingMem};
+use crate::ring::{mpmc, MappedRing, Poll, RingMem};
 use crate::wait::Step;
 
 /// Receives messages from a queue. `Send`, not `Sync`.
@@ -21,8 +21,8 @@ pub struct Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        if let ConsumerSide::Spsc(_) = self.side {
-            give_role(&self.shared, &self.shared.seg.header().consumer_holder);
+        if let ConsumerSide::Spsc { role, .. } = self.side {
+            give_role(&self.shared.seg.header().consumer_holder, role);
         }
     }
 }
@@ -36,11 +36,15 @@ impl Consumer {
     ///
     /// # Errors
     /// [`Error::BufferTooSmall`] if the message does not fit (it stays in the queue);
-    /// [`Error::Corrupted`] if a peer wrote an invalid slot (that slot is skipped).
+    /// [`Error::Corrupted`] if a peer wrote an invalid slot (that slot is skipped);
+    /// [`Error::ClaimRevoked`] if a peer took the slot back while it was copied (the copy is
+    /// discarded).
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<Received> {
         self.recv_with(buf, Deadline::Forever)
     }
-    /// Receives without waiting: [`Error::Empty`] if there is no message.
+    /// Receives without waiting: [`Error::Empty`] if no message can be received now (the
+    /// queue is empty, or the next message is still being written by a producer that holds it
+    /// longer than a copy takes, e.g. in a loan).
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Received> {
         self.recv_with(buf, Deadline::Now)
     }
@@ -55,11 +59,19 @@ impl Consumer {
     /// [`Error::SizeMismatch`] if the message is not exactly `size_of::<T>()` bytes (the
     /// message is consumed: the sender broke the protocol).
     pub fn recv_value<T: bytemuck::Pod>(&mut self) -> Result<T> {
-        let m = self.recv_ref()?;
-        if m.len() != std::mem::size_of::<T>() {
-            return Err(Error::SizeMismatch { expected: std::mem::size_of::<T>(), found: m.len() });
+        let mut value = T::zeroed();
+        let size = std::mem::size_of::<T>();
+        let (pos, len, _) = self.claim(usize::MAX, Deadline::Forever)?;
+        if len == size {
+            // SAFETY: we hold the claim on `pos`; len <= max_msg was validated at the claim.
+            let bytes = unsafe { std::slice::from_raw_parts(self.shared.ring.payload(pos), len) };
+            bytemuck::bytes_of_mut(&mut value).copy_from_slice(bytes);
         }
-        Ok(bytemuck::pod_read_unaligned(&m))
+        self.finish(pos)?;
+        if len != size {
+            return Err(Error::SizeMismatch { expected: size, found: len });
+        }
+        Ok(value)
     }
 
     /// Borrows the next message in place (zero-copy), waiting per the wait strategy. The slot is
@@ -67,7 +79,8 @@ impl Consumer {
     pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
         self.recv_ref_with(Deadline::Forever)
     }
-    /// [`recv_ref`](Self::recv_ref) without waiting: [`Error::Empty`] if there is no message.
+    /// [`recv_ref`](Self::recv_ref) without waiting: [`Error::Empty`] as for
+    /// [`try_recv`](Self::try_recv).
     pub fn try_recv_ref(&mut self) -> Result<RecvRef<'_>> {
         self.recv_ref_with(Deadline::Now)
     }
@@ -76,79 +89,126 @@ impl Consumer {
         self.recv_ref_with(Deadline::after(timeout))
     }
 
+    /// Waits until a message is probably ready, without receiving it (spurious readiness is
+    /// possible: another consumer may take it first). `timeout` `None` waits as long as it
+    /// takes; [`Error::Timeout`] after `timeout`.
+    #[doc(hidden)]
+    pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let s = &*self.shared;
+        let ring = &s.ring;
+        let deadline = timeout.map_or(Deadline::Forever, Deadline::after);
+        match &mut self.side {
+            ConsumerSide::Spsc { ring: c, .. } => {
+                s.run_consumer(deadline, |_| Ok(if c.available(ring)? > 0 { Step::Ready(()) } else { Step::Wait }))
+            }
+            ConsumerSide::Mpmc => s.run_consumer(deadline, |check| {
+                Ok(match mpmc::peek(ring) {
+                    Poll::Ready(()) => Step::Ready(()),
+                    Poll::NotReady => Step::Wait,
+                    Poll::Held { pos, word } => {
+                        if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
+                            s.notify_data();
+                        }
+                        Step::Held
+                    }
+                })
+            }),
+        }
+    }
+
     /// Hands up to `max` waiting messages, in order, to `f(payload, kind)` without waiting;
-    /// returns how many. An SPSC queue releases them with one store.
+    /// returns how many.  An SPSC queue releases them with one store.
+    ///
+    /// If `f` panics, the messages handed to it so far, the one it panicked on included, are
+    /// consumed, their slots released, and producers woken; the panic goes on.
     pub fn try_recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8], u32)) -> Result<usize> {
+        let me = self.shared.id;
         let ring = &self.shared.ring;
-        let n = match &mut self.side {
-            ConsumerSide::Spsc(c) => {
+        match &mut self.side {
+            ConsumerSide::Spsc { ring: c, .. } => {
                 let n = (c.available_for(ring, max as u64)? as usize).min(max);
+                // Releases what was handed out on every way out (one store), and wakes producers.
+                let mut done = SpscBatch { att: &self.shared, ring, c, n: 0 };
                 for i in 0..n as u64 {
-                    let (len, kind) = match c.peek(ring, i) {
+                    let (len, kind) = match done.c.peek(ring, i) {
                         Ok(v) => v,
                         Err(e) => {
-                            c.release(ring, i + 1); // skip the corrupted slot too
+                            done.n += 1; // skip the corrupted slot too
                             return Err(e);
                         }
                     };
-                    // SAFETY: message i is ready (i < available) and len <= max_msg (peek).
-                    f(unsafe { std::slice::from_raw_parts(ring.payload(c.position(i)), len) }, kind);
+                    done.n += 1; // counted before the call: if `f` panics, it was handed out
+                                 // SAFETY: message i is ready (i < available) and len <= max_msg (peek).
+                    f(unsafe { std::slice::from_raw_parts(ring.payload(done.c.position(i)), len) }, kind);
                 }
-                c.release(ring, n as u64);
-                n
+                Ok(n)
             }
             ConsumerSide::Mpmc => {
-                let mut n = 0;
-                while n < max {
-                    match mpmc::claim_read(ring, self.shared.id, usize::MAX)? {
+                let mut done = MpmcBatch { att: &self.shared, held: None, n: 0, freed: 0 };
+                while done.n < max {
+                    match mpmc::claim_read(ring, me, usize::MAX, &mut done.freed)? {
                         Poll::Ready(msg) => {
-                            // SAFETY: we claimed slot msg.pos; msg.len <= max_msg (validated at
-                            // the claim, never re-read).
+                            done.held = Some(msg.pos); // released by the guard if `f` panics
+                                                       // SAFETY: we claimed slot msg.pos; msg.len <= max_msg (validated at
+                                                       // the claim, never re-read).
                             f(unsafe { std::slice::from_raw_parts(ring.payload(msg.pos), msg.len) }, msg.kind);
-                            mpmc::release(ring, msg.pos);
-                            n += 1;
+                            done.held = None;
+                            done.n += 1;
+                            mpmc::release(ring, msg.pos, me)?;
+                            done.freed += 1;
                         }
                         _ => break,
                     }
                 }
-                n
+                Ok(done.n)
             }
-        };
-        if n > 0 {
-            self.shared.notify_space();
         }
-        Ok(n)
     }
 
     fn recv_with(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
-        let m = self.claim(buf.len(), deadline)?;
-        buf[..m.len].copy_from_slice(&m);
-        Ok(Received { len: m.len, kind: m.kind })
+        let (pos, len, kind) = self.claim(buf.len(), deadline)?;
+        // SAFETY: we hold the claim on `pos` (SPSC: not yet released; MPMC: READING), len <=
+        // max_msg was validated at the claim, and len <= buf.len() was checked by `claim`.
+        unsafe { std::ptr::copy_nonoverlapping(self.shared.ring.payload(pos), buf.as_mut_ptr(), len) };
+        // A revoked claim means a producer may have been writing while we copied: the copy is
+        // not returned.
+        self.finish(pos)?;
+        Ok(Received { len, kind })
     }
 
     fn recv_ref_with(&mut self, deadline: Deadline) -> Result<RecvRef<'_>> {
-        self.claim(usize::MAX, deadline)
+        let (pos, len, kind) = self.claim(usize::MAX, deadline)?;
+        Ok(RecvRef { consumer: self, pos, len, kind })
     }
 
-    /// Waits for the next message of at most `max_len` bytes and claims it.
-    fn claim(&mut self, max_len: usize, deadline: Deadline) -> Result<RecvRef<'_>> {
+    /// Waits for the next message of at most `max_len` bytes and claims it; returns its
+    /// position, length and kind. The caller must [`finish`](Self::finish) it.
+    fn claim(&mut self, max_len: usize, deadline: Deadline) -> Result<(u64, usize, u32)> {
         let s = &*self.shared;
         let ring = &s.ring;
-        let (pos, len, kind) = match &mut self.side {
-            ConsumerSide::Spsc(c) => s.run_consumer(deadline, |_| {
+        match &mut self.side {
+            ConsumerSide::Spsc { ring: c, .. } => s.run_consumer(deadline, |_| {
                 if c.available(ring)? == 0 {
                     return Ok(Step::Wait);
                 }
                 let (len, kind) = c.peek(ring, 0).inspect_err(|_| {
                     c.release(ring, 1); // skip the corrupted slot so the queue goes on
+                    s.notify_space();
                 })?;
                 if len > max_len {
                     return Err(Error::BufferTooSmall { len: max_len, needed: len });
                 }
                 Ok(Step::Ready((c.position(0), len, kind)))
-            })?,
+            }),
             ConsumerSide::Mpmc => s.run_consumer(deadline, |check| {
-                Ok(match mpmc::claim_read(ring, s.id, max_len)? {
+                let mut freed = 0;
+                let r = mpmc::claim_read(ring, s.id, max_len, &mut freed);
+                if freed > 0 {
+                    // Skipped slots (aborted, abandoned, corrupted) are free space: producers
+                    // blocked on a full queue must hear of it whatever this poll returns.
+                    s.notify_space();
+                }
+                Ok(match r? {
                     Poll::Ready(msg) => Step::Ready((msg.pos, msg.len, msg.kind)),
                     Poll::NotReady => Step::Wait,
                     Poll::Held { pos, word } => {
@@ -159,13 +219,72 @@ impl Consumer {
                         Step::Held
                     }
                 })
-            })?,
+            }),
+        }
+    }
+
+    /// Releases the message claimed at `pos` and wakes producers.
+    fn finish(&mut self, pos: u64) -> Result<()> {
+        let ring = &self.shared.ring;
+        let r = match &mut self.side {
+            ConsumerSide::Spsc { ring: c, .. } => {
+                c.release(ring, 1);
+                Ok(())
+            }
+            ConsumerSide::Mpmc => mpmc::release(ring, pos, self.shared.id),
         };
-        Ok(RecvRef { consumer: self, pos, len, kind })
+        if r.is_ok() {
+            self.shared.notify_space();
+        }
+        r
+    }
+}
+
+/// The SPSC side of [`Consumer::try_recv_batch`]: releases the first `n` messages with one
+/// store, and wakes producers, however the batch ends.
+struct SpscBatch<'a> {
+    att: &'a Attachment,
+    ring: &'a MappedRing,
+    c: &'a mut crate::ring::spsc::SpscConsumer,
+    n: usize,
+}
+
+impl Drop for SpscBatch<'_> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.c.release(self.ring, self.n as u64);
+            self.att.notify_space();
+        }
+    }
+}
+
+/// The MPMC side of [`Consumer::try_recv_batch`]: releases a claim held while `f` runs if
+/// `f` panics, and wakes producers if any slot was freed, however the batch ends.
+struct MpmcBatch<'a> {
+    att: &'a Attachment,
+    held: Option<u64>,
+    n: usize,
+    freed: u32,
+}
+
+impl Drop for MpmcBatch<'_> {
+    fn drop(&mut self) {
+        if let Some(pos) = self.held.take() {
+            if mpmc::release(&self.att.ring, pos, self.att.id).is_ok() {
+                self.freed += 1;
+            }
+        }
+        if self.freed > 0 {
+            self.att.notify_space();
+        }
     }
 }
 
 /// A message borrowed in place; the slot is released when this drops.
+///
+/// The bytes are shared memory: a process that follows the protocol does not write them while
+/// the guard lives. (Were a peer to judge this process dead and take the slot back, which
+/// shmq's liveness never does to a live process, the drop finds out and leaves the slot to it.)
 #[derive(Debug)]
 pub struct RecvRef<'a> {
     consumer: &'a mut Consumer,
@@ -193,11 +312,6 @@ impl std::ops::Deref for RecvRef<'_> {
 
 impl Drop for RecvRef<'_> {
     fn drop(&mut self) {
-        let ring = &self.consumer.shared.ring;
-        match &mut self.consumer.side {
-            ConsumerSide::Spsc(c) => c.release(ring, 1),
-            ConsumerSide::Mpmc => mpmc::release(ring, self.pos),
-        }
-        self.consumer.shared.notify_space();
+        let _ = self.consumer.finish(self.pos);
     }
 }

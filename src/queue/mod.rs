@@ -20,13 +20,12 @@ use std::sync::Arc;
 
 use crate::attach::Attachment;
 use crate::error::{Error, Result};
-use crate::layout::{slot, Kind, DEFAULT_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::layout::{role, slot, Kind, DEFAULT_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::options::{common_setters, Common};
 pub use crate::options::{DEFAULT_CAPACITY, DEFAULT_MAX_MSG, DEFAULT_MODE};
 use crate::ring::{mpmc, spsc, MappedRing, RingMem};
 use crate::segment::{self, Config, Expect, Segment};
 use crate::sync::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
-use crate::wait::WaitStrategy;
 
 /// Which ring a queue uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -108,35 +107,21 @@ impl QueueOptions {
                 mpmc::init(&seg.ring());
             }
         })? {
-            Some(seg) => Queue::attach(seg, self.common.wait),
+            Some(seg) => Queue::attach(seg, &self.common),
             None => Err(Error::AlreadyExists { name: name.into() }),
         }
     }
 
     /// Opens existing queue `name`; [`Error::NotFound`] if there is none.
     pub fn open(&self, name: &str) -> Result<Queue> {
-        let seg = Segment::open(&self.common.dir_path(), name, &self.expect(), self.common.ready_timeout)?;
-        Queue::attach(seg, self.common.wait)
+        self.common.open(name, &self.expect(), |seg| Queue::attach(seg, &self.common))
     }
 
-    /// Opens queue `name`, creating it if it does not exist. A segment left half-initialised
-    /// by a dead creator ([`Error::Stale`]) is removed and created anew.
+    /// Opens queue `name`, creating it if it does not exist. Any number of processes may call
+    /// this at once: they all end on the same queue. A file left under the name by a creator
+    /// that died before finishing it ([`Error::Stale`]) is replaced.
     pub fn open_or_create(&self, name: &str) -> Result<Queue> {
-        for _ in 0..16 {
-            match self.create(name) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match self.open(name) {
-                Err(Error::NotFound { .. }) => continue, // removed meanwhile: create again
-                Err(Error::Stale { .. }) => {
-                    segment::remove(&self.common.dir_path(), name)?;
-                    continue;
-                }
-                other => return other,
-            }
-        }
-        Err(Error::Timeout)
+        self.common.open_or_create(name, || self.create(name), || self.open(name))
     }
 }
 
@@ -197,9 +182,10 @@ impl Queue {
         QueueOptions::new()
     }
 
-    fn attach(seg: Segment, wait: WaitStrategy) -> Result<Queue> {
+    fn attach(seg: Segment, common: &Common) -> Result<Queue> {
         let kind = seg.config.kind;
-        Ok(Queue { shared: Arc::new(Attachment::new(seg, wait, |ring, dead| scrub(ring, kind, dead))?) })
+        let att = Attachment::new(seg, common.wait, common.ready_timeout, |ring, dead| scrub(ring, kind, dead))?;
+        Ok(Queue { shared: Arc::new(att) })
     }
 
     /// The queue's name.
@@ -253,11 +239,12 @@ impl Queue {
         let s = &self.shared;
         let side = match s.seg.config.kind {
             Kind::Spsc => {
-                take_role(s, &s.seg.header().producer_holder, "producer")?;
+                let holder = &s.seg.header().producer_holder;
+                let role = take_role(s, holder, "producer")?;
                 match spsc::SpscProducer::attach(&s.ring) {
-                    Ok(p) => ProducerSide::Spsc(p),
+                    Ok(ring) => ProducerSide::Spsc { ring, role },
                     Err(e) => {
-                        give_role(s, &s.seg.header().producer_holder);
+                        give_role(holder, role);
                         return Err(e);
                     }
                 }
@@ -276,11 +263,12 @@ impl Queue {
         let s = &self.shared;
         let side = match s.seg.config.kind {
             Kind::Spsc => {
-                take_role(s, &s.seg.header().consumer_holder, "consumer")?;
+                let holder = &s.seg.header().consumer_holder;
+                let role = take_role(s, holder, "consumer")?;
                 match spsc::SpscConsumer::attach(&s.ring) {
-                    Ok(c) => ConsumerSide::Spsc(c),
+                    Ok(ring) => ConsumerSide::Spsc { ring, role },
                     Err(e) => {
-                        give_role(s, &s.seg.header().consumer_holder);
+                        give_role(holder, role);
                         return Err(e);
                     }
                 }
@@ -305,33 +293,38 @@ fn scrub(ring: &MappedRing, kind: Kind, dead: u16) {
     }
 }
 
-fn take_role(s: &Attachment, holder: &AtomicU32, role: &'static str) -> Result<()> {
-    let me = s.id as u32;
+/// Takes an SPSC role (see [`crate::layout::role`]); returns the role word we installed.
+fn take_role(s: &Attachment, holder: &AtomicU32, name: &'static str) -> Result<u32> {
     loop {
         let cur = holder.load(Acquire);
-        if cur == me || (cur != 0 && cur <= u16::MAX as u32 && !s.parts.is_dead(cur as u16)) {
-            return Err(Error::RoleTaken { role, pid: s.parts.pid(cur as u16) });
+        let id = role::holder(cur);
+        // Held by a live participant (ourselves included: one role per attachment).
+        if id != 0 && (id == s.id || !s.parts.is_dead(id)) {
+            return Err(Error::RoleTaken { role: name, pid: s.parts.pid(id) });
         }
-        // Free, or held by a dead (or impossible) participant: take it.
-        if holder.compare_exchange(cur, me, Acquire, Relaxed).is_ok() {
-            return Ok(());
+        // Free, or held by a dead (or impossible) participant: take it. The CAS is of the
+        // whole word read before the liveness check, so it fails if the role changed hands.
+        let mine = role::take(cur, s.id);
+        if holder.compare_exchange(cur, mine, Acquire, Relaxed).is_ok() {
+            return Ok(mine);
         }
     }
 }
 
-pub(crate) fn give_role(s: &Attachment, holder: &AtomicU32) {
-    let _ = holder.compare_exchange(s.id as u32, 0, Release, Relaxed);
+/// Gives back the SPSC role we took as word `mine` (nothing if it changed hands since).
+pub(crate) fn give_role(holder: &AtomicU32, mine: u32) {
+    let _ = holder.compare_exchange(mine, role::free(mine), Release, Relaxed);
 }
 
 #[derive(Debug)]
 pub(crate) enum ProducerSide {
-    Spsc(spsc::SpscProducer),
+    Spsc { ring: spsc::SpscProducer, role: u32 },
     Mpmc,
 }
 
 #[derive(Debug)]
 pub(crate) enum ConsumerSide {
-    Spsc(spsc::SpscConsumer),
+    Spsc { ring: spsc::SpscConsumer, role: u32 },
     Mpmc,
 }
 

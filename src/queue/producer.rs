@@ -22,8 +22,8 @@ pub struct Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        if let ProducerSide::Spsc(_) = self.side {
-            give_role(&self.shared, &self.shared.seg.header().producer_holder);
+        if let ProducerSide::Spsc { role, .. } = self.side {
+            give_role(&self.shared.seg.header().producer_holder, role);
         }
     }
 }
@@ -69,41 +69,43 @@ impl Producer {
     /// queue publishes them with one store.
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`] if any message is too large (then none is sent).
+    /// [`Error::MessageTooLarge`] if any message is too large (then none is sent);
+    /// [`Error::ClaimRevoked`] if a message's slot was taken back (the messages before it were
+    /// sent).
     pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
         let max = self.shared.seg.config.max_msg as usize;
         if let Some(m) = msgs.iter().find(|m| m.len() > max) {
             return Err(Error::MessageTooLarge { len: m.len(), max });
         }
         let ring = &self.shared.ring;
-        let n = match &mut self.side {
-            ProducerSide::Spsc(p) => {
+        let me = self.shared.id;
+        // Consumers are woken for what was sent on every way out, errors included.
+        let mut sent = Sent { att: &self.shared, n: 0 };
+        match &mut self.side {
+            ProducerSide::Spsc { ring: p, .. } => {
                 let n = (p.free_for(ring, msgs.len() as u64)? as usize).min(msgs.len());
                 for (i, m) in msgs[..n].iter().enumerate() {
-                    p.write(ring, i as u64, 0, m);
+                    // SAFETY: this producer holds the SPSC producer role (one at a time) and
+                    // i < n <= free.
+                    unsafe { p.write(ring, i as u64, 0, m) }?;
                 }
                 p.publish(ring, n as u64);
-                n
+                sent.n = n;
             }
             ProducerSide::Mpmc => {
-                let mut n = 0;
                 for m in msgs {
-                    match mpmc::claim_write(ring, self.shared.id)? {
+                    match mpmc::claim_write(ring, me)? {
                         Poll::Ready(pos) => {
                             copy_in(ring, pos, m);
-                            mpmc::commit(ring, pos, m.len(), 0);
-                            n += 1;
+                            mpmc::commit(ring, pos, me, m.len(), 0)?;
+                            sent.n += 1;
                         }
                         _ => break,
                     }
                 }
-                n
             }
-        };
-        if n > 0 {
-            self.shared.notify_data();
         }
-        Ok(n)
+        Ok(sent.n)
     }
 
     fn send_with(&mut self, kind: u32, payload: &[u8], deadline: Deadline) -> Result<()> {
@@ -114,8 +116,7 @@ impl Producer {
         let pos = self.reserve(deadline)?;
         let ring = &self.shared.ring;
         copy_in(ring, pos, payload);
-        self.publish(pos, payload.len(), kind);
-        Ok(())
+        self.publish(pos, payload.len(), kind)
     }
 
     /// Waits for a free slot; returns its position (claimed for MPMC).
@@ -123,7 +124,7 @@ impl Producer {
         let s = &*self.shared;
         let ring = &s.ring;
         match &mut self.side {
-            ProducerSide::Spsc(p) => s.run_producer(deadline, |_| {
+            ProducerSide::Spsc { ring: p, .. } => s.run_producer(deadline, |_| {
                 Ok(if p.free(ring)? > 0 { Step::Ready(p.position(0)) } else { Step::Wait })
             }),
             ProducerSide::Mpmc => s.run_producer(deadline, |check| {
@@ -142,18 +143,19 @@ impl Producer {
     }
 
     /// Publishes the reserved slot `pos` and wakes sleeping consumers.
-    fn publish(&mut self, pos: u64, len: usize, kind: u32) {
+    fn publish(&mut self, pos: u64, len: usize, kind: u32) -> Result<()> {
         let ring = &self.shared.ring;
         match &mut self.side {
-            ProducerSide::Spsc(p) => {
+            ProducerSide::Spsc { ring: p, .. } => {
                 let slot = ring.slot(pos);
                 slot.len.store(len as u32, Relaxed);
                 slot.kind.store(kind, Relaxed);
                 p.publish(ring, 1);
             }
-            ProducerSide::Mpmc => mpmc::commit(ring, pos, len, kind),
+            ProducerSide::Mpmc => mpmc::commit(ring, pos, self.shared.id, len, kind)?,
         }
         self.shared.notify_data();
+        Ok(())
     }
 
     /// Borrows the next free slot to write a message in place (zero-copy), waiting for space per
@@ -167,6 +169,21 @@ impl Producer {
     pub fn try_loan(&mut self) -> Result<Loan<'_>> {
         let pos = self.reserve(Deadline::Now)?;
         Ok(Loan { producer: self, pos, kind: 0, done: false })
+    }
+}
+
+/// Wakes consumers when dropped if `n` messages were sent (so every way out of a batch,
+/// errors and panics included, wakes them for what it sent).
+struct Sent<'a> {
+    att: &'a Attachment,
+    n: usize,
+}
+
+impl Drop for Sent<'_> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.att.notify_data();
+        }
     }
 }
 
@@ -199,14 +216,14 @@ impl Loan<'_> {
     ///
     /// # Errors
     /// [`Error::MessageTooLarge`] if `len` exceeds the buffer; the loan is aborted.
+    /// [`Error::ClaimRevoked`] if a peer took the slot back (nothing was sent).
     pub fn commit(mut self, len: usize) -> Result<()> {
         let max = self.producer.shared.seg.config.max_msg as usize;
         if len > max {
             return Err(Error::MessageTooLarge { len, max }); // drop aborts
         }
         self.done = true;
-        self.producer.publish(self.pos, len, self.kind);
-        Ok(())
+        self.producer.publish(self.pos, len, self.kind)
     }
 }
 
@@ -234,8 +251,10 @@ impl Drop for Loan<'_> {
         }
         if let ProducerSide::Mpmc = self.producer.side {
             let ring = &self.producer.shared.ring;
-            mpmc::abort(ring, self.pos);
-            self.producer.shared.notify_data();
+            // A revoked claim needs nothing more: the peer that revoked it counted it.
+            if mpmc::abort(ring, self.pos, self.producer.shared.id).is_ok() {
+                self.producer.shared.notify_data();
+            }
         }
         // SPSC: nothing was published; the slot stays free.
     }

@@ -2,7 +2,7 @@
 //! own cursor (the LMAX Disruptor shape, with per-slot sequence numbers so that several
 //! publishers can claim concurrently and lossy readers can detect being overwritten).
 //!
-//! `tail` is published with Release and read with Acquire, and a claim CAS is AcqRel, as in
+//! `tail` is published with Release and read with Acquire, and a claim CAS is (at least) AcqRel, as in
 //! [`super::mpmc`] (so a weakly ordered CPU never pairs a new `tail` with a stale slot state).
 //! A reader may still see a slot state a whole number of laps old (its cursor came from
 //! elsewhere); that reads as "not yet written", never as corruption.
@@ -20,7 +20,17 @@
 //! never overwritten. Lossy subscribers do not gate: they read like a seqlock reader (load the
 //! state, copy, fence, re-load the state) and report a lap instead of returning torn data.
 //!
-//! Orderings: `commit` stores the state with Release after writing len/kind/payload; readers
+//! `commit` and `abort` are CASes from the exact claimed word, as in [`super::mpmc`]: a publisher
+//! whose claim was revoked gets [`Error::ClaimRevoked`] and leaves the slot as the peer set it.
+//!
+//! The claim CAS is SeqCst: a subscriber that joins bumps the subscriber epoch (SeqCst) and
+//! then issues a SeqCst fence before it reads any slot, and a publisher loads the epoch again
+//! (SeqCst) right after its claim (see `topic::publisher`). Either the publisher sees the new
+//! epoch, and then waits for the joiner before it writes, or the joiner's reads see the claim,
+//! and then read the slot as overwritten rather than as the old message. (On x86 a SeqCst CAS
+//! and load cost what AcqRel and Acquire do.)
+//!
+//! Orderings: `commit` CASes the state with Release after writing len/kind/payload; readers
 //! load it with Acquire (pairs with it). A reliable subscriber stores its cursor with Release
 //! after its last read of a slot; publishers load cursors with Acquire when computing the
 //! gate (pairs with it), before claiming and overwriting. The claim CAS and the `tail` hint
@@ -31,7 +41,7 @@ use crate::error::{Error, Result};
 use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, WRITING};
 use crate::sync::{
     fence,
-    Ordering::{AcqRel, Acquire, Relaxed, Release},
+    Ordering::{Acquire, Relaxed, Release, SeqCst},
 };
 
 /// Puts every slot in its initial state: slot `i` holds the (nonexistent) message `i - cap`.
@@ -61,7 +71,7 @@ pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
         let w = s.state.load(Acquire);
         match (slot::diff(w, pos), slot::tag(w)) {
             (d, IDLE | ABANDONED | ABORTED) if d == -cap => {
-                if s.state.compare_exchange_weak(w, pack(pos, WRITING, me), AcqRel, Relaxed).is_ok() {
+                if s.state.compare_exchange_weak(w, pack(pos, WRITING, me), SeqCst, Relaxed).is_ok() {
                     // Seqlock writer: the Release fence orders the WRITING state before every
                     // len/kind/payload write that follows; it pairs with the Acquire fence in
                     // `still_intact`, so a lossy reader that read any of our new bytes sees at
@@ -94,20 +104,36 @@ pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
     Ok(Poll::NotReady)
 }
 
-/// Publishes message `seq` (claimed by `claim`).
+/// Publishes message `seq` (claimed by `claim` for `me`).
+///
+/// # Errors
+/// [`Error::ClaimRevoked`] if the claim is no longer ours (a peer judged us dead and marked the
+/// message abandoned): nothing is published.
 #[inline]
-pub fn commit(m: &impl RingMem, seq: u64, len: usize, kind: u32) {
+pub fn commit(m: &impl RingMem, seq: u64, me: u16, len: usize, kind: u32) -> Result<()> {
     let s = m.slot(seq);
     s.len.store(len as u32, Relaxed);
     s.kind.store(kind, Relaxed);
     // Release: pairs with the readers' Acquire load in `read`.
-    s.state.store(pack(seq, IDLE, 0), Release);
+    match s.state.compare_exchange(pack(seq, WRITING, me), pack(seq, IDLE, 0), Release, Relaxed) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::ClaimRevoked),
+    }
 }
 
-/// Gives back claimed sequence `seq` without a message; readers skip it.
-pub fn abort(m: &impl RingMem, seq: u64) {
-    m.control().stats.0.aborted.fetch_add(1, Relaxed);
-    m.slot(seq).state.store(pack(seq, ABORTED, 0), Release);
+/// Gives back claimed sequence `seq` (claimed for `me`) without a message; readers skip it.
+///
+/// # Errors
+/// [`Error::ClaimRevoked`] as for [`commit`] (then nothing is counted: the peer counted it).
+pub fn abort(m: &impl RingMem, seq: u64, me: u16) -> Result<()> {
+    let s = m.slot(seq);
+    match s.state.compare_exchange(pack(seq, WRITING, me), pack(seq, ABORTED, 0), Release, Relaxed) {
+        Ok(_) => {
+            m.control().stats.0.aborted.fetch_add(1, Relaxed);
+            Ok(())
+        }
+        Err(_) => Err(Error::ClaimRevoked),
+    }
 }
 
 /// What a reader found at its cursor.
@@ -212,7 +238,7 @@ mod tests {
     fn publish(m: &HeapRing, gate: u64, kind: u32) -> Option<u64> {
         match claim(m, 1, gate).unwrap() {
             Poll::Ready(s) => {
-                commit(m, s, 0, kind);
+                commit(m, s, 1, 0, kind).unwrap();
                 Some(s)
             }
             _ => None,
@@ -245,6 +271,7 @@ mod tests {
         let Poll::Ready(s) = claim(&m, 3, 5).unwrap() else { panic!() };
         let Read::Held { word } = read(&m, s).unwrap() else { panic!() };
         assert!(recover(&m, s, word));
+        assert!(matches!(commit(&m, s, 3, 1, 0), Err(Error::ClaimRevoked)), "the revoked writer is told");
         assert_eq!(read(&m, s).unwrap(), Read::Skip);
         assert_eq!(publish(&m, 6, 0), Some(6));
         assert_eq!(publish(&m, 7, 0), Some(7)); // slot of the abandoned message is reusable

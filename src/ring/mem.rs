@@ -43,13 +43,18 @@ impl HeapRing {
     /// A zeroed ring; call the ring kind's `init` before use.
     ///
     /// # Panics
-    /// If `capacity` is not a power of two.
+    /// If `capacity` is not a power of two, or `capacity * max_msg` bytes cannot be allocated.
     pub fn new(capacity: u64, max_msg: usize) -> Self {
         assert!(capacity.is_power_of_two(), "capacity must be a power of two");
+        let bytes = usize::try_from(capacity)
+            .ok()
+            .and_then(|c| c.checked_mul(max_msg))
+            .filter(|&b| b <= isize::MAX as usize)
+            .expect("capacity * max_msg must fit in memory");
         HeapRing {
             control: RingControl::new(),
             slots: (0..capacity).map(|_| SlotHeader::new(0)).collect(),
-            data: (0..capacity as usize * max_msg).map(|_| UnsafeCell::new(0)).collect(),
+            data: (0..bytes).map(|_| UnsafeCell::new(0)).collect(),
             capacity,
             max_msg,
         }
@@ -57,7 +62,8 @@ impl HeapRing {
 }
 
 // SAFETY: capacity is a power of two (checked in `new`) and fixed; `data` holds
-// capacity * max_msg bytes, so payload(pos) has max_msg valid bytes.
+// capacity * max_msg bytes (the product checked for overflow in `new`), so payload(pos) has
+// max_msg valid bytes.
 unsafe impl RingMem for HeapRing {
     fn control(&self) -> &RingControl {
         &self.control
@@ -73,10 +79,12 @@ unsafe impl RingMem for HeapRing {
     }
     fn payload(&self, pos: u64) -> *mut u8 {
         let i = (pos & (self.capacity - 1)) as usize * self.max_msg;
-        if self.max_msg == 0 {
-            return std::ptr::NonNull::dangling().as_ptr();
-        }
-        self.data[i].get()
+        // Derived from the whole slice (not from one element's `get()`), so the pointer may be
+        // used for the slot's `max_msg` bytes; `UnsafeCell<u8>` has the layout of `u8` and
+        // permits writes through a shared reference.
+        // SAFETY: i + max_msg <= capacity * max_msg = data.len(), so the offset stays inside
+        // (or one past the end of, when max_msg is 0) the allocation.
+        unsafe { UnsafeCell::raw_get(self.data.as_ptr().add(i)) }
     }
 }
 

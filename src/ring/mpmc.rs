@@ -18,9 +18,13 @@
 //! the same with `head`. Each message therefore goes to exactly one consumer, and each
 //! producer's messages keep their order (it claims increasing positions).
 //!
-//! Orderings: `commit` stores IDLE(p+1) with Release after writing len/kind/payload; a consumer
+//! Every transition out of a claimed state (`commit`, `abort`, `release`, `recover`) is a CAS
+//! from the exact claimed word: a claimer whose claim a peer revoked (judging it dead) learns
+//! it from the failed CAS ([`Error::ClaimRevoked`]) and never overwrites the slot's new state.
+//!
+//! Orderings: `commit` CASes IDLE(p+1) with Release after writing len/kind/payload; a consumer
 //! loads the state with Acquire (pairs with it) before reading len and claiming. `release`
-//! stores IDLE(p+cap) with Release after the consumer's last read of the payload; a producer
+//! CASes IDLE(p+cap) with Release after the consumer's last read of the payload; a producer
 //! loads the state with Acquire (pairs with it) before claiming the slot and overwriting it.
 //! `tail` and `head` are published with Release (the index CASes) and read with Acquire, and
 //! a successful claim CAS is AcqRel: whoever sees that position `p` was claimed also sees every
@@ -96,21 +100,40 @@ pub fn claim_write(m: &impl RingMem, me: u16) -> Result<Poll> {
     Ok(Poll::NotReady)
 }
 
-/// Publishes the message written into slot `pos` (claimed by `claim_write`).
+/// Publishes the message written into slot `pos` (claimed by `claim_write` for `me`).
+///
+/// # Errors
+/// [`Error::ClaimRevoked`] if the claim is no longer ours (a peer judged us dead and marked the
+/// slot abandoned): nothing is published, the slot's state is left as the peer set it.
 #[inline]
-pub fn commit(m: &impl RingMem, pos: u64, len: usize, kind: u32) {
+pub fn commit(m: &impl RingMem, pos: u64, me: u16, len: usize, kind: u32) -> Result<()> {
     let s = m.slot(pos);
     s.len.store(len as u32, Relaxed);
     s.kind.store(kind, Relaxed);
     // Release: pairs with the consumer's Acquire load in `claim_read`: len, kind and payload
     // are visible before the slot reads as committed.
-    s.state.store(pack(pos.wrapping_add(1), IDLE, 0), Release);
+    transition(s, pack(pos, WRITING, me), pack(pos.wrapping_add(1), IDLE, 0))
 }
 
-/// Gives back slot `pos` without a message; consumers skip it.
-pub fn abort(m: &impl RingMem, pos: u64) {
+/// Gives back slot `pos` (claimed by `claim_write` for `me`) without a message; consumers skip
+/// it.
+///
+/// # Errors
+/// [`Error::ClaimRevoked`] as for [`commit`] (then nothing is counted: the peer counted it).
+pub fn abort(m: &impl RingMem, pos: u64, me: u16) -> Result<()> {
+    transition(m.slot(pos), pack(pos, WRITING, me), pack(pos.wrapping_add(1), ABORTED, 0))?;
     m.control().stats.0.aborted.fetch_add(1, Relaxed);
-    m.slot(pos).state.store(pack(pos.wrapping_add(1), ABORTED, 0), Release);
+    Ok(())
+}
+
+/// Moves a slot out of the claimed state `from` (Release), or reports that the claim was
+/// revoked.
+#[inline]
+fn transition(s: &crate::layout::SlotHeader, from: u64, to: u64) -> Result<()> {
+    match s.state.compare_exchange(from, to, Release, Relaxed) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::ClaimRevoked),
+    }
 }
 
 /// Claims the next message for participant `me`, if its length is at most `max_len`.
@@ -120,7 +143,10 @@ pub fn abort(m: &impl RingMem, pos: u64) {
 /// `NotReady`: empty. `Held`: empty, and a writer that might be dead holds the next slot.
 /// `Err(BufferTooSmall)`: the next message is longer than `max_len` (not consumed).
 /// `Err(Corrupted)`: the next slot held an impossible length; it was skipped.
-pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll<Msg>> {
+///
+/// `freed` counts the slots this call freed for producers by skipping them (aborted or
+/// abandoned): the caller wakes sleeping producers if it is not zero, whatever the result.
+pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize, freed: &mut u32) -> Result<Poll<Msg>> {
     let ctl = m.control();
     let cap = m.capacity() as i64;
     let mut pos = ctl.head.0.load(Acquire);
@@ -137,6 +163,7 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll<Msg>
                     .compare_exchange_weak(w, pack(pos.wrapping_add(m.capacity()), IDLE, 0), AcqRel, Relaxed)
                     .is_ok()
                 {
+                    *freed += 1;
                     pos = advance(&ctl.head.0, pos);
                 }
                 continue;
@@ -152,7 +179,9 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll<Msg>
                 }
                 let _ = ctl.head.0.compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed);
                 if len > m.max_msg() {
-                    release(m, pos);
+                    if release(m, pos, me).is_ok() {
+                        *freed += 1;
+                    }
                     return Err(Error::corrupted(format!(
                         "message length {len} exceeds the maximum {} (message skipped)",
                         m.max_msg()
@@ -187,12 +216,33 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize) -> Result<Poll<Msg>
     Ok(Poll::NotReady)
 }
 
-/// Frees slot `pos` (claimed by `claim_read`) for the producer one lap later.
+/// What a consumer would find at the head now, without claiming anything: `Ready` if a
+/// message is there (or a slot to skip, or anything a claim would have to look at more
+/// closely: spurious readiness is allowed), `NotReady` if the queue is empty, `Held` if the
+/// next message is being written by the claimer in `word` (who may be dead).
+pub fn peek(m: &impl RingMem) -> Poll<()> {
+    let pos = m.control().head.0.load(Acquire);
+    let w = m.slot(pos).state.load(Acquire);
+    let d = slot::diff(w, pos);
+    match (d, slot::tag(w)) {
+        (0, IDLE) => Poll::NotReady,
+        (0, WRITING) => Poll::Held { pos, word: w },
+        (d, READING) if d == 1 - m.capacity() as i64 => Poll::NotReady,
+        _ => Poll::Ready(()),
+    }
+}
+
+/// Frees slot `pos` (claimed by `claim_read` for `me`) for the producer one lap later.
+///
+/// # Errors
+/// [`Error::ClaimRevoked`] if the claim is no longer ours (a peer judged us dead and freed the
+/// slot, counting the message lost): a producer may be writing the slot now, so whatever was
+/// read from it since the claim must be discarded.
 #[inline]
-pub fn release(m: &impl RingMem, pos: u64) {
+pub fn release(m: &impl RingMem, pos: u64, me: u16) -> Result<()> {
     // Release: pairs with the producer's Acquire load in `claim_write`: our payload reads
     // happen before its writes.
-    m.slot(pos).state.store(pack(pos.wrapping_add(m.capacity()), IDLE, 0), Release);
+    transition(m.slot(pos), pack(pos.wrapping_add(1), READING, me), pack(pos.wrapping_add(m.capacity()), IDLE, 0))
 }
 
 /// Frees a slot held by a dead claimer (`word` as returned in `Poll::Held`). A dead writer's
@@ -249,15 +299,15 @@ mod tests {
             for i in 0..4 {
                 let Poll::Ready(p) = claim_write(&m, 1).unwrap() else { panic!("not ready") };
                 assert_eq!(p, lap * 4 + i);
-                commit(&m, p, 1, i as u32);
+                commit(&m, p, 1, 1, i as u32).unwrap();
             }
             assert_eq!(claim_write(&m, 1).unwrap(), Poll::NotReady);
             for i in 0..4 {
-                let Poll::Ready(msg) = claim_read(&m, 2, 8).unwrap() else { panic!("empty") };
+                let Poll::Ready(msg) = claim_read(&m, 2, 8, &mut 0).unwrap() else { panic!("empty") };
                 assert_eq!((msg.len, msg.kind), (1, i as u32));
-                release(&m, msg.pos);
+                release(&m, msg.pos, 2).unwrap();
             }
-            assert_eq!(claim_read(&m, 2, 8).unwrap(), Poll::NotReady);
+            assert_eq!(claim_read(&m, 2, 8, &mut 0).unwrap(), Poll::NotReady);
         }
     }
 
@@ -267,15 +317,18 @@ mod tests {
         let Poll::Ready(a) = claim_write(&m, 1).unwrap() else { panic!() };
         let Poll::Ready(b) = claim_write(&m, 2).unwrap() else { panic!() };
         let Poll::Ready(c) = claim_write(&m, 3).unwrap() else { panic!() };
-        abort(&m, a);
-        commit(&m, c, 0, 7);
+        abort(&m, a, 1).unwrap();
+        commit(&m, c, 3, 0, 7).unwrap();
         // b's writer "dies": the consumer sees it held.
-        let Poll::Held { pos, word } = claim_read(&m, 9, 8).unwrap() else { panic!() };
-        assert_eq!((pos, slot::claimer(word)), (b, 2));
+        let mut freed = 0;
+        let Poll::Held { pos, word } = claim_read(&m, 9, 8, &mut freed).unwrap() else { panic!() };
+        assert_eq!((pos, slot::claimer(word), freed), (b, 2, 1), "the aborted slot was freed");
         assert!(recover(&m, pos, word));
-        let Poll::Ready(msg) = claim_read(&m, 9, 8).unwrap() else { panic!() };
-        assert_eq!((msg.len, msg.kind), (0, 7));
-        release(&m, msg.pos);
+        // b's writer was not dead after all: its commit must not overwrite the recovery.
+        assert!(matches!(commit(&m, b, 2, 1, 1), Err(Error::ClaimRevoked)));
+        let Poll::Ready(msg) = claim_read(&m, 9, 8, &mut freed).unwrap() else { panic!() };
+        assert_eq!((msg.len, msg.kind, freed), (0, 7, 2));
+        release(&m, msg.pos, 9).unwrap();
         assert_eq!(m.control().stats.0.abandoned.load(Relaxed), 1);
         assert_eq!(m.control().stats.0.aborted.load(Relaxed), 1);
     }
@@ -284,23 +337,37 @@ mod tests {
     fn too_small_buffer_leaves_the_message() {
         let m = ring(2);
         let Poll::Ready(p) = claim_write(&m, 1).unwrap() else { panic!() };
-        commit(&m, p, 5, 0);
-        assert!(matches!(claim_read(&m, 2, 4), Err(Error::BufferTooSmall { len: 4, needed: 5 })));
-        assert!(matches!(claim_read(&m, 2, 5).unwrap(), Poll::Ready(Msg { pos: 0, len: 5, .. })));
+        commit(&m, p, 1, 5, 0).unwrap();
+        assert!(matches!(claim_read(&m, 2, 4, &mut 0), Err(Error::BufferTooSmall { len: 4, needed: 5 })));
+        assert!(matches!(claim_read(&m, 2, 5, &mut 0).unwrap(), Poll::Ready(Msg { pos: 0, len: 5, .. })));
     }
 
     #[test]
     fn hostile_states_are_errors_not_loops() {
         let m = ring(4);
         m.slot(0).state.store(pack(77, 9, 0), Release);
-        assert!(matches!(claim_read(&m, 1, 8), Err(Error::Corrupted(_))));
+        assert!(matches!(claim_read(&m, 1, 8, &mut 0), Err(Error::Corrupted(_))));
         assert!(matches!(claim_write(&m, 1), Err(Error::Corrupted(_))));
         let m = ring(4);
         let Poll::Ready(p) = claim_write(&m, 1).unwrap() else { panic!() };
-        commit(&m, p, 0, 0);
+        commit(&m, p, 1, 0, 0).unwrap();
         m.slot(0).len.store(1000, Release);
-        assert!(matches!(claim_read(&m, 1, 8), Err(Error::Corrupted(_))));
+        assert!(matches!(claim_read(&m, 1, 8, &mut 0), Err(Error::Corrupted(_))));
         // The bad message was skipped, the ring goes on.
-        assert_eq!(claim_read(&m, 1, 8).unwrap(), Poll::NotReady);
+        assert_eq!(claim_read(&m, 1, 8, &mut 0).unwrap(), Poll::NotReady);
+    }
+
+    #[test]
+    fn a_revoked_read_claim_is_reported_and_the_recovered_slot_kept() {
+        let m = ring(2);
+        let Poll::Ready(p) = claim_write(&m, 1).unwrap() else { panic!() };
+        commit(&m, p, 1, 3, 0).unwrap();
+        let Poll::Ready(msg) = claim_read(&m, 2, 8, &mut 0).unwrap() else { panic!() };
+        let w = m.slot(msg.pos).state.load(Acquire);
+        assert!(recover(&m, msg.pos, w), "a peer judges the reader dead");
+        assert!(matches!(release(&m, msg.pos, 2), Err(Error::ClaimRevoked)));
+        assert_eq!(m.slot(msg.pos).state.load(Acquire), pack(msg.pos + 2, IDLE, 0), "left as recovered");
+        assert!(matches!(abort(&m, 5, 1), Err(Error::ClaimRevoked)), "an abort of nothing claimed");
+        assert_eq!(m.control().stats.0.aborted.load(Relaxed), 0);
     }
 }

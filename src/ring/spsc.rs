@@ -94,16 +94,29 @@ impl SpscProducer {
     }
 
     /// Writes one message into the `i`-th free slot (not yet published).
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if `payload` exceeds the ring's maximum message size (nothing
+    /// is written).
+    ///
+    /// # Safety
+    /// `self` is the ring's only producer (no other thread or process writes its slots), and
+    /// `i` is below the last [`free`](Self::free) or [`free_for`](Self::free_for) result, so the
+    /// consumer is not reading the slot.
     #[inline]
-    pub fn write(&self, m: &impl RingMem, i: u64, kind: u32, payload: &[u8]) {
-        debug_assert!(payload.len() <= m.max_msg());
+    pub unsafe fn write(&self, m: &impl RingMem, i: u64, kind: u32, payload: &[u8]) -> Result<()> {
+        if payload.len() > m.max_msg() {
+            return Err(Error::MessageTooLarge { len: payload.len(), max: m.max_msg() });
+        }
         let pos = self.position(i);
         let slot = m.slot(pos);
         slot.len.store(payload.len() as u32, Relaxed);
         slot.kind.store(kind, Relaxed);
-        // SAFETY: the slot is free (i < free()), so the consumer does not read it; the payload
-        // holds max_msg >= payload.len() bytes (RingMem contract, checked by the caller).
+        // SAFETY: payload.len() <= max_msg (checked above) and payload(pos) is valid for
+        // max_msg bytes (RingMem contract); the caller guarantees that nobody else writes or
+        // reads the slot meanwhile.
         unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), m.payload(pos), payload.len()) };
+        Ok(())
     }
 }
 
@@ -182,7 +195,8 @@ mod tests {
         for round in 0..10u8 {
             assert_eq!(p.free(&m).unwrap(), 4);
             for i in 0..4 {
-                p.write(&m, i, i as u32, &[round, i as u8]);
+                // SAFETY: the only producer; i < 4 == free.
+                unsafe { p.write(&m, i, i as u32, &[round, i as u8]) }.unwrap();
             }
             p.publish(&m, 4);
             assert_eq!(p.free(&m).unwrap(), 0);
@@ -208,8 +222,12 @@ mod tests {
         let mut p = SpscProducer::attach(&m).unwrap();
         m.control().head.0.store(u64::MAX - 5, Release);
         for i in 0..3 {
-            p.write(&m, i, 0, &[]);
+            // SAFETY: the only producer; i < 3 <= free.
+            unsafe { p.write(&m, i, 0, &[]) }.unwrap();
         }
+        // SAFETY: as above.
+        let r = unsafe { p.write(&m, 0, 0, &[0; 9]) };
+        assert!(matches!(r, Err(Error::MessageTooLarge { len: 9, max: 8 })));
         p.publish(&m, 3);
         assert!(matches!(p.free(&m), Err(Error::Corrupted(_))));
     }

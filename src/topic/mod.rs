@@ -61,8 +61,8 @@ use crate::attach::Attachment;
 use crate::error::{Error, Result};
 use crate::layout::{slot, Kind, DEFAULT_PARTICIPANTS};
 use crate::options::{common_setters, Common, DEFAULT_CAPACITY};
-use crate::ring::{broadcast, RingMem};
-use crate::segment::{self, Config, Expect, Segment};
+use crate::ring::{broadcast, MappedRing, RingMem};
+use crate::segment::{Config, Expect, Segment};
 use crate::sync::Ordering::{Acquire, Relaxed};
 use table::SubscriberTable;
 
@@ -137,33 +137,18 @@ impl TopicOptions {
             max_msg: self.common.max_msg.map(|m| m.min(u32::MAX as usize) as u32),
             max_subscribers: self.max_subscribers,
         };
-        let seg = Segment::open(&self.common.dir_path(), name, &expect, self.common.ready_timeout)?;
-        Topic::attach(seg, &self.common)
+        self.common.open(name, &expect, |seg| Topic::attach(seg, &self.common))
     }
 
-    /// Opens topic `name`, creating it if needed; a segment left half-initialised by a dead
-    /// creator is recreated.
+    /// Opens topic `name`, creating it if needed; concurrent callers end on the same topic, and
+    /// a file left under the name by a creator that died before finishing it is replaced.
     pub fn open_or_create(&self, name: &str) -> Result<Topic> {
-        for _ in 0..16 {
-            match self.create(name) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match self.open(name) {
-                Err(Error::NotFound { .. }) => continue,
-                Err(Error::Stale { .. }) => {
-                    segment::remove(&self.common.dir_path(), name)?;
-                    continue;
-                }
-                other => return other,
-            }
-        }
-        Err(Error::Timeout)
+        self.common.open_or_create(name, || self.create(name), || self.open(name))
     }
 }
 
-fn table_of(seg: &Segment) -> SubscriberTable {
-    SubscriberTable::new(seg.map.clone(), seg.offsets.subscribers as usize, seg.config.max_subscribers as usize)
+pub(crate) fn table_of(seg: &Segment) -> SubscriberTable {
+    SubscriberTable::new(seg.map.clone(), seg.files.clone(), seg.offsets, seg.config.max_subscribers as usize)
 }
 
 #[derive(Debug)]
@@ -198,7 +183,7 @@ impl Topic {
 
     fn attach(seg: Segment, common: &Common) -> Result<Topic> {
         let table = table_of(&seg);
-        let att = Attachment::new(seg, common.wait, |ring, dead| {
+        let att = Attachment::new(seg, common.wait, common.ready_timeout, |ring: &MappedRing, dead| {
             // Claims of a dead publisher whose participant id is reused: abandon them.
             for i in 0..ring.capacity() {
                 let w = ring.slot(i).state.load(Acquire);
@@ -276,9 +261,14 @@ impl Topic {
     }
 }
 
-/// Subscriber snapshots of an open topic segment (for `shmq stat`).
+/// Subscriber snapshots of an open topic segment (for `shmq stat`), after reclaiming the
+/// entries of dead subscribers.
 pub(crate) fn subscribers_of(seg: &Segment) -> Vec<SubscriberInfo> {
-    table_of(seg).list(seg.ring().control().tail.0.load(Relaxed))
+    let table = table_of(seg);
+    if table.reap().unwrap_or(0) > 0 {
+        crate::wait::notify(&seg.ring().control().space.0); // a blocked publisher may go on
+    }
+    table.list(seg.ring().control().tail.0.load(Relaxed))
 }
 
 /// Removes durable subscriber `name` of topic `topic` in `dir` (for `shmq rm --subscriber`).

@@ -85,15 +85,63 @@ impl Publisher {
         }
         let seq = self.claim(deadline)?;
         let ring = &self.shared.att.ring;
-        // SAFETY: we claimed `seq` (WRITING), so no reader trusts its payload until our commit
-        // and no other publisher writes it; payload.len() <= max_msg, the payload's size.
+        // SAFETY: we claimed `seq` (WRITING) and `claim` waited until no reliable subscriber
+        // can be reading the message the slot held, so no reader trusts its payload until our
+        // commit and no other publisher writes it; payload.len() <= max_msg, the payload's size.
         unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), ring.payload(seq), payload.len()) };
-        broadcast::commit(ring, seq, payload.len(), kind);
+        broadcast::commit(ring, seq, self.shared.att.id, payload.len(), kind)?;
         self.shared.att.notify_data();
         Ok(())
     }
 
+    /// Claims the next sequence, waiting per `deadline` for the slowest reliable subscriber;
+    /// then makes sure no subscriber that joined meanwhile reads the message the slot held
+    /// (see [`settle`](Self::settle)).
     fn claim(&mut self, deadline: Deadline) -> Result<u64> {
+        let seq = self.claim_slot(deadline)?;
+        self.settle(seq, deadline)?;
+        Ok(seq)
+    }
+
+    /// After claiming `seq`: if a subscriber joined since our gate was computed, it may have
+    /// started at the message this slot held (`Start::Earliest`) and be reading it. Our claim
+    /// CAS and the SeqCst epoch load below pair with the joiner's epoch bump and fence (see
+    /// `ring::broadcast`): either the joiner sees our claim (and skips that message as
+    /// overwritten), or we see the new epoch here and wait, holding the claim, until no
+    /// reliable cursor is a whole ring behind `seq`. The wait follows `deadline`; when it runs
+    /// out, the claim is aborted (subscribers skip the sequence) and the error returned.
+    fn settle(&mut self, seq: u64, deadline: Deadline) -> Result<()> {
+        let s = &*self.shared;
+        let ring = &s.att.ring;
+        let now = s.table.epoch_after_claim();
+        if now == self.epoch {
+            return Ok(()); // the common case: one load of a line written only on joins and leaves
+        }
+        self.epoch = now;
+        let cap = ring.capacity();
+        let clear = |gate: u64| seq.wrapping_sub(gate) < cap;
+        self.gate = s.table.gate(ring.control().tail.0.load(Relaxed));
+        if clear(self.gate) {
+            return Ok(());
+        }
+        let gate = &mut self.gate;
+        let waited = s.att.run_producer(deadline, |check| {
+            *gate = s.table.gate(ring.control().tail.0.load(Relaxed));
+            if clear(*gate) {
+                return Ok(Step::Ready(()));
+            }
+            if check && s.table.reap_dead(*gate) {
+                *gate = s.table.gate(ring.control().tail.0.load(Relaxed));
+            }
+            Ok(Step::Held)
+        });
+        if waited.is_err() && broadcast::abort(ring, seq, s.att.id).is_ok() {
+            s.att.notify_data();
+        }
+        waited
+    }
+
+    fn claim_slot(&mut self, deadline: Deadline) -> Result<u64> {
         let s = &*self.shared;
         let ring = &s.att.ring;
         let (gate, epoch) = (&mut self.gate, &mut self.epoch);
@@ -155,14 +203,15 @@ impl TopicLoan<'_> {
     ///
     /// # Errors
     /// [`Error::MessageTooLarge`] if `len` exceeds the buffer; the loan is aborted.
+    /// [`Error::ClaimRevoked`] if a peer took the slot back (nothing was published).
     pub fn commit(mut self, len: usize) -> Result<()> {
-        let ring = &self.publisher.shared.att.ring;
-        if len > ring.max_msg() {
-            return Err(Error::MessageTooLarge { len, max: ring.max_msg() });
+        let att = &self.publisher.shared.att;
+        if len > att.ring.max_msg() {
+            return Err(Error::MessageTooLarge { len, max: att.ring.max_msg() });
         }
-        broadcast::commit(ring, self.seq, len, self.kind);
-        self.publisher.shared.att.notify_data();
         self.done = true;
+        broadcast::commit(&att.ring, self.seq, att.id, len, self.kind)?;
+        att.notify_data();
         Ok(())
     }
 }
@@ -186,10 +235,10 @@ impl std::ops::DerefMut for TopicLoan<'_> {
 
 impl Drop for TopicLoan<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            let ring = &self.publisher.shared.att.ring;
-            broadcast::abort(ring, self.seq);
-            self.publisher.shared.att.notify_data();
+        let att = &self.publisher.shared.att;
+        // A revoked claim needs nothing more: the peer that revoked it counted it.
+        if !self.done && broadcast::abort(&att.ring, self.seq, att.id).is_ok() {
+            att.notify_data();
         }
     }
 }

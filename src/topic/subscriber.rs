@@ -351,16 +351,21 @@ impl Subscriber {
                 let seq = self.next;
                 match broadcast::read(ring, seq)? {
                     Read::Ready { len, kind, word } => {
-                        if let Some(k) = &self.kinds {
-                            if !k.contains(&kind) {
-                                self.skip(seq);
-                                continue;
-                            }
+                        let filtered = self.kinds.as_ref().is_some_and(|k| !k.contains(&kind));
+                        if !filtered && len <= max_len {
+                            return Ok(Step::Ready((seq, len, kind, word)));
                         }
-                        if len > max_len {
-                            return Err(Error::BufferTooSmall { len: max_len, needed: len });
+                        // A lossy reader's len and kind may belong to a message overwriting this
+                        // one: decide on them only once the slot is seen unchanged after they
+                        // were read (the seqlock re-check); otherwise it was lapped.
+                        if self.lossy && !broadcast::still_intact(ring, seq, word) {
+                            return Err(self.lapped(seq.wrapping_add(ring.capacity())));
                         }
-                        return Ok(Step::Ready((seq, len, kind, word)));
+                        if filtered {
+                            self.skip(seq);
+                            continue;
+                        }
+                        return Err(Error::BufferTooSmall { len: max_len, needed: len });
                     }
                     Read::Skip => self.skip(seq),
                     Read::NotReady => return Ok(Step::Wait),

@@ -1,20 +1,24 @@
 //! The subscriber table of a topic: one [`Subscriber`] entry per subscriber, each with its
 //! cursor on a line of its own.
 //!
-//! Entry protocol: FREE -CAS-> BUSY (fill mode, name, pid, cursor) -Release-> ACTIVE. A durable
-//! subscriber that leaves (or whose process is found dead) becomes DETACHED: it keeps its
-//! cursor and keeps gating publishers until it returns (DETACHED -CAS-> BUSY -> ACTIVE) or is
-//! removed. A FREE entry's cursor is `u64::MAX`, which the gate ignores (a cursor ahead of
+//! Entry protocol, as for participants (see `crate::participants`): lock the entry's byte, then
+//! FREE -CAS-> BUSY (fill mode, name, pid, cursor) -Release-> ACTIVE; leaving, the state first,
+//! then the lock. So an ACTIVE or BUSY entry whose lock nobody holds is a dead process's, and is
+//! reclaimed: on a join that finds the table full, in `shmq stat`, in `shmq gc`, and by a
+//! publisher blocked on it. A durable subscriber that leaves (or whose process is found dead)
+//! becomes DETACHED, holding no lock: it keeps its cursor and keeps gating publishers until it
+//! returns (lock, DETACHED -CAS-> BUSY -> ACTIVE) or is removed. A FREE entry's cursor is `u64::MAX`, which the gate ignores (a cursor ahead of
 //! `tail` never gates), so a BUSY entry gates exactly when it holds a real cursor.
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    entry, RingControl, Subscriber, CONTROL_OFFSET, CONTROL_SIZE, MAX_SUBSCRIBER_NAME, MODE_LOSSY, MODE_RELIABLE,
-    SUBSCRIBER_SIZE, SUB_ACTIVE, SUB_BUSY, SUB_DETACHED, SUB_FREE,
+    entry, lock, Offsets, RingControl, Subscriber, CONTROL_OFFSET, CONTROL_SIZE, MAX_SUBSCRIBER_NAME, MODE_LOSSY,
+    MODE_RELIABLE, SUBSCRIBER_SIZE, SUB_ACTIVE, SUB_BUSY, SUB_DETACHED, SUB_FREE,
 };
-use crate::os::{self, Mapping};
+use crate::os::{self, Holder, Mapping};
+use crate::segment::Files;
 use crate::sync::{
     fence, AtomicU64,
     Ordering::{Acquire, Relaxed, Release, SeqCst},
@@ -24,7 +28,8 @@ use crate::sync::{
 #[derive(Debug, Clone)]
 pub(crate) struct SubscriberTable {
     map: Arc<Mapping>,
-    offset: usize,
+    files: Arc<Files>,
+    offsets: Offsets,
     count: usize,
 }
 
@@ -68,10 +73,11 @@ pub(crate) fn validate_subscriber_name(name: &str) -> Result<()> {
 }
 
 impl SubscriberTable {
-    pub(crate) fn new(map: Arc<Mapping>, offset: usize, count: usize) -> Self {
-        assert!(offset % 128 == 0 && offset + count * SUBSCRIBER_SIZE <= map.len());
+    pub(crate) fn new(map: Arc<Mapping>, files: Arc<Files>, offsets: Offsets, count: usize) -> Self {
+        let end = count.checked_mul(SUBSCRIBER_SIZE).and_then(|n| n.checked_add(offsets.subscribers as usize));
+        assert!(offsets.subscribers % 128 == 0 && end.is_some_and(|end| end <= map.len()));
         assert!(map.len() >= CONTROL_OFFSET + CONTROL_SIZE);
-        SubscriberTable { map, offset, count }
+        SubscriberTable { map, files, offsets, count }
     }
 
     /// The topic's subscriber epoch (`RingControl::head` of a topic segment).
@@ -84,6 +90,12 @@ impl SubscriberTable {
     /// The subscriber epoch: changes whenever a subscriber joins or leaves.
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch_word().load(Acquire)
+    }
+
+    /// The subscriber epoch, loaded SeqCst: a publisher's look right after its claim (see
+    /// `ring::broadcast` on why it must be SeqCst).
+    pub(crate) fn epoch_after_claim(&self) -> u64 {
+        self.epoch_word().load(SeqCst)
     }
 
     fn bump_epoch(&self) {
@@ -99,7 +111,11 @@ impl SubscriberTable {
         assert!(i < self.count);
         // SAFETY: i < count and the table lies inside the mapping (checked in `new`), 128-byte
         // aligned; the entry is all atomics (plain u64 padding included), valid for any bits.
-        unsafe { &*self.map.as_ptr().add(self.offset + i * SUBSCRIBER_SIZE).cast::<Subscriber>() }
+        unsafe { &*self.map.as_ptr().add(self.offsets.subscribers as usize + i * SUBSCRIBER_SIZE).cast::<Subscriber>() }
+    }
+
+    fn lock_byte(&self, i: usize) -> u64 {
+        lock::subscriber(&self.offsets, i)
     }
 
     fn name_of(e: &Subscriber) -> Option<String> {
@@ -126,13 +142,19 @@ impl SubscriberTable {
         e.name_len.store(n as u32, Relaxed);
     }
 
-    fn alive(e: &Subscriber) -> bool {
-        os::process_alive(e.pid.load(Relaxed), e.start_time.load(Relaxed))
+    /// Whether entry `i` is held by a live process: ACTIVE or BUSY, and its lock held (or the
+    /// kernel could not be asked).
+    fn alive(&self, i: usize) -> bool {
+        let st = entry::state(self.entry(i).state.load(Acquire));
+        matches!(st, SUB_ACTIVE | SUB_BUSY) && self.files.holder(self.lock_byte(i)) != Holder::Free
     }
 
     /// Joins as a subscriber. A durable `name` resumes its entry (and cursor) if it exists.
     /// `start` gives the cursor of a new entry from the current tail; it is called again after
     /// the entry is visible (see the module docs of `topic`). Returns (index, cursor, resumed).
+    ///
+    /// When no entry is free, entries of dead subscribers are reclaimed first (see
+    /// [`reap`](Self::reap)).
     pub(crate) fn join(
         &self,
         name: Option<&str>,
@@ -140,23 +162,25 @@ impl SubscriberTable {
         mut start: impl FnMut() -> u64,
     ) -> Result<(usize, u64, bool)> {
         let mode = if lossy { MODE_LOSSY } else { MODE_RELIABLE };
-        for _attempt in 0..8 {
+        for attempt in 0..8 {
             if let Some(name) = name {
                 if let Some(i) = self.find(name) {
                     let e = self.entry(i);
-                    // The word read before the liveness check is the one CASed: the CAS fails if
-                    // anyone took the entry in between (the generation changed).
-                    let w = e.state.load(Acquire);
-                    let take = match entry::state(w) {
-                        SUB_DETACHED => true,
-                        SUB_ACTIVE if !Self::alive(e) => true,
-                        SUB_ACTIVE | SUB_BUSY => {
-                            return Err(Error::SubscriberNameTaken { name: name.into(), pid: e.pid.load(Relaxed) })
+                    let at = self.lock_byte(i);
+                    let Some(w) = self.files.take(at, &e.state)? else {
+                        if self.alive(i) {
+                            return Err(Error::SubscriberNameTaken { name: name.into(), pid: e.pid.load(Relaxed) });
                         }
-                        _ => false,
+                        continue; // it changed meanwhile: look again
                     };
+                    // The lock is ours, so the entry is: DETACHED, or ACTIVE/BUSY of a process
+                    // that died. The CAS fails only if shared memory is scribbled on.
                     let owned = entry::take(w, SUB_BUSY);
-                    if !take || e.state.compare_exchange(w, owned, Acquire, Relaxed).is_err() {
+                    if entry::state(w) == SUB_FREE
+                        || !self.is_named(i, name)
+                        || e.state.compare_exchange(w, owned, Acquire, Relaxed).is_err()
+                    {
+                        self.files.lock.unlock(at);
                         continue;
                     }
                     self.fill(e, mode);
@@ -165,13 +189,10 @@ impl SubscriberTable {
                     return Ok((i, e.cursor.load(Acquire), true));
                 }
             }
-            let Some((i, owned)) = (0..self.count).find_map(|i| {
-                let e = self.entry(i);
-                let w = e.state.load(Relaxed);
-                let owned = entry::take(w, SUB_BUSY);
-                (entry::state(w) == SUB_FREE && e.state.compare_exchange(w, owned, Acquire, Relaxed).is_ok())
-                    .then_some((i, owned))
-            }) else {
+            let Some((i, owned)) = self.take_free()? else {
+                if attempt == 0 && self.reap()? > 0 {
+                    continue;
+                }
                 return Err(Error::TooManySubscribers { max: self.count });
             };
             let e = self.entry(i);
@@ -183,7 +204,8 @@ impl SubscriberTable {
             e.cursor.store(start(), Release);
             e.state.store(entry::with(owned, SUB_ACTIVE), Release);
             self.bump_epoch();
-            // ...then, with the entry visible (SeqCst fence, pairs with the one in `gate`), the
+            // ...then, with the entry visible (SeqCst fence, pairs with the one in `gate`, and
+            // orders the epoch bump before our reads of slots, see `ring::broadcast`), the
             // final one: any publisher whose gate missed us gated at a tail we now see.
             fence(SeqCst);
             let cursor = start();
@@ -192,12 +214,32 @@ impl SubscriberTable {
             if let Some(name) = name {
                 if (0..i).any(|j| self.is_named(j, name)) {
                     self.free(i);
+                    self.files.lock.unlock(self.lock_byte(i));
                     continue;
                 }
             }
             return Ok((i, cursor, false));
         }
         Err(Error::SubscriberNameTaken { name: name.unwrap_or_default().into(), pid: 0 })
+    }
+
+    /// Takes a FREE entry (its lock, then BUSY in a new generation); `None` if none is free.
+    fn take_free(&self) -> Result<Option<(usize, u32)>> {
+        for i in 0..self.count {
+            let e = self.entry(i);
+            if entry::state(e.state.load(Relaxed)) != SUB_FREE {
+                continue;
+            }
+            let at = self.lock_byte(i);
+            // None: being taken, or its last owner is between FREE and unlocking.
+            let Some(w) = self.files.take(at, &e.state)? else { continue };
+            let owned = entry::take(w, SUB_BUSY);
+            if entry::state(w) == SUB_FREE && e.state.compare_exchange(w, owned, Acquire, Relaxed).is_ok() {
+                return Ok(Some((i, owned)));
+            }
+            self.files.lock.unlock(at);
+        }
+        Ok(None)
     }
 
     fn fill(&self, e: &Subscriber, mode: u32) {
@@ -218,7 +260,7 @@ impl SubscriberTable {
         (0..self.count).find(|&i| self.is_named(i, name))
     }
 
-    /// Frees entry `i`; only its owner (the holder, or whoever took it BUSY) calls this.
+    /// Frees entry `i`; only its owner (the holder of its lock) calls this, and unlocks after.
     fn free(&self, i: usize) {
         let e = self.entry(i);
         e.cursor.store(u64::MAX, Release);
@@ -229,7 +271,8 @@ impl SubscriberTable {
         self.bump_epoch();
     }
 
-    /// Leaves: an anonymous entry is freed, a durable one detached (it keeps its cursor).
+    /// Leaves: an anonymous entry is freed, a durable one detached (it keeps its cursor); then
+    /// the entry's lock is given back.
     pub(crate) fn leave(&self, i: usize, durable: bool) {
         let e = self.entry(i);
         if durable {
@@ -239,6 +282,7 @@ impl SubscriberTable {
         } else {
             self.free(i);
         }
+        self.files.lock.unlock(self.lock_byte(i));
     }
 
     /// The lowest cursor of every reliable subscriber, at most `tail`; `tail` if none.
@@ -263,43 +307,73 @@ impl SubscriberTable {
         gate
     }
 
-    /// For reliable entries at `gate`: frees dead anonymous ones, detaches dead durable ones
-    /// (which keep gating). Returns whether an entry was freed.
-    pub(crate) fn reap_dead(&self, gate: u64) -> bool {
+    /// Reclaims entry `i` if its process died (ACTIVE or BUSY, and its lock free): an anonymous
+    /// entry is freed, a durable one detached (it keeps its cursor and keeps gating). Returns
+    /// whether it was freed.
+    fn reclaim(&self, i: usize) -> Result<bool> {
+        let e = self.entry(i);
+        if !matches!(entry::state(e.state.load(Acquire)), SUB_ACTIVE | SUB_BUSY) {
+            return Ok(false);
+        }
+        let at = self.lock_byte(i);
+        let Some(w) = self.files.take(at, &e.state)? else { return Ok(false) }; // alive
+                                                                                // The lock is ours: an ACTIVE or BUSY entry now is a dead process's.
         let mut freed = false;
-        for i in 0..self.count {
-            let e = self.entry(i);
-            // The word read before the liveness check is the one CASed (see `entry`).
-            let w = e.state.load(Acquire);
-            if entry::state(w) != SUB_ACTIVE || e.cursor.load(Acquire) != gate || Self::alive(e) {
-                continue;
-            }
+        if matches!(entry::state(w), SUB_ACTIVE | SUB_BUSY) {
             if e.name_len.load(Relaxed) == 0 {
                 if e.state.compare_exchange(w, entry::take(w, SUB_BUSY), Acquire, Relaxed).is_ok() {
                     self.free(i);
                     freed = true;
                 }
-            } else {
-                let _ = e.state.compare_exchange(w, entry::with(w, SUB_DETACHED), Release, Relaxed);
+            } else if e.state.compare_exchange(w, entry::take(w, SUB_DETACHED), Release, Relaxed).is_ok() {
+                e.pid.store(0, Relaxed);
+            }
+        }
+        self.files.lock.unlock(at);
+        Ok(freed)
+    }
+
+    /// For reliable entries at `gate` (the ones a blocked publisher waits for): reclaims those
+    /// of dead processes. Returns whether an entry was freed.
+    pub(crate) fn reap_dead(&self, gate: u64) -> bool {
+        let mut freed = false;
+        for i in 0..self.count {
+            let e = self.entry(i);
+            if e.mode.load(Relaxed) == MODE_RELIABLE && e.cursor.load(Acquire) == gate {
+                freed |= self.reclaim(i).unwrap_or(false);
             }
         }
         freed
+    }
+
+    /// Reclaims the entries of every dead subscriber, lossy and reliable (on a join that finds
+    /// the table full, in `shmq stat` and `shmq gc`). Returns how many entries were freed.
+    pub(crate) fn reap(&self) -> Result<usize> {
+        let mut freed = 0;
+        for i in 0..self.count {
+            if self.reclaim(i)? {
+                freed += 1;
+            }
+        }
+        Ok(freed)
     }
 
     /// Removes durable subscriber `name` (it must not be held by a live process).
     pub(crate) fn remove(&self, name: &str) -> Result<bool> {
         let Some(i) = self.find(name) else { return Ok(false) };
         let e = self.entry(i);
-        let w = e.state.load(Acquire);
-        let st = entry::state(w);
-        if st == SUB_BUSY || (st == SUB_ACTIVE && Self::alive(e)) {
+        let at = self.lock_byte(i);
+        let Some(w) = self.files.take(at, &e.state)? else {
             return Err(Error::SubscriberNameTaken { name: name.into(), pid: e.pid.load(Relaxed) });
+        };
+        let removed = entry::state(w) != SUB_FREE
+            && self.is_named(i, name)
+            && e.state.compare_exchange(w, entry::take(w, SUB_BUSY), Acquire, Relaxed).is_ok();
+        if removed {
+            self.free(i);
         }
-        if e.state.compare_exchange(w, entry::take(w, SUB_BUSY), Acquire, Relaxed).is_err() {
-            return Ok(false);
-        }
-        self.free(i);
-        Ok(true)
+        self.files.lock.unlock(at);
+        Ok(removed)
     }
 
     /// Entries in use (ACTIVE, BUSY or DETACHED).
@@ -325,7 +399,7 @@ impl SubscriberTable {
                     lag: tail.saturating_sub(cursor),
                     delivered: e.delivered.load(Relaxed),
                     lagged: e.lagged.load(Relaxed),
-                    alive: st != SUB_DETACHED && Self::alive(e),
+                    alive: self.alive(i),
                     pid: e.pid.load(Relaxed),
                     last_activity_ns: e.last_activity_ns.load(Relaxed),
                 })
