@@ -53,10 +53,11 @@ impl Deadline {
 
 /// Plain polls a blocking call makes before it starts to wait per its strategy.
 const QUICK_POLLS: u32 = 64;
-/// Polls a `try_*` receive makes while the next message is being written (with a
-/// `sched_yield` every 64, so that a writer preempted on this core can finish): a few tens of
-/// microseconds at most.
-const HELD_GRACE_POLLS: u32 = 1024;
+/// How long a `try_*` receive waits out a message being copied in (spinning, then yielding, then
+/// sleeping in short naps so that a writer preempted on this CPU can finish). Longer than a
+/// scheduler time slice, so that a writer preempted mid-copy on a loaded machine is waited for
+/// too.
+const WRITE_GRACE: Duration = Duration::from_millis(20);
 
 /// Nanoseconds since a process-wide base instant.
 fn now_ns() -> u64 {
@@ -157,10 +158,11 @@ impl Attachment {
         blocked: Option<&layout::Stats>,
         mut poll: impl FnMut(bool) -> Result<Step<T>>,
     ) -> Result<T> {
-        let held = match poll(false)? {
+        let (held, writing) = match poll(false)? {
             Step::Ready(v) => return Ok(v),
-            Step::Held => true,
-            Step::Wait => false,
+            Step::Held => (true, false),
+            Step::Writing => (true, true),
+            Step::Wait => (false, false),
         };
         if held && take_turn(&self.next_peer_check) {
             if let Step::Ready(v) = poll(true)? {
@@ -169,21 +171,28 @@ impl Attachment {
         }
         if matches!(deadline, Deadline::Now) {
             // `Empty` must mean that nothing can be received now. A receiver that finds the next
-            // message mid-write (a producer between its claim and its commit, a copy of a few
-            // nanoseconds) waits the write out, as crossbeam's `ArrayQueue::pop` does, but for a
-            // bounded time: a loan held by user code, or a writer the OS descheduled, may take
-            // arbitrarily long, and then nothing can be received for now.
-            if held && data {
-                for i in 0..HELD_GRACE_POLLS {
-                    if i % 64 == 63 {
-                        crate::sync::yield_now();
-                    } else {
-                        crate::sync::spin_hint();
+            // message mid-copy (a producer between its claim and its commit) waits the copy out,
+            // as crossbeam's `ArrayQueue::pop` does, but boundedly ([`WRITE_GRACE`], the writer
+            // checked for death on the way): a writer stopped by a signal or a debugger must
+            // not stop us. A loan (user code writing in place, for as long as it takes) is not
+            // waited for: nothing can be received past it for now.
+            if writing && data {
+                let started = Instant::now();
+                let mut checked = false;
+                for i in 1u32.. {
+                    // Spin for a copy in progress; then yield, and then sleep briefly, so that a
+                    // writer preempted on this very CPU gets it back to finish.
+                    match i {
+                        0..=64 => crate::sync::spin_hint(),
+                        65..=80 => crate::sync::yield_now(),
+                        _ => std::thread::sleep(Duration::from_micros(50)),
                     }
-                    match poll(false)? {
+                    let late = i > 64 && started.elapsed() >= PEER_CHECK;
+                    let check = late && !std::mem::replace(&mut checked, true);
+                    match poll(check)? {
                         Step::Ready(v) => return Ok(v),
-                        Step::Held => {}
-                        Step::Wait => break,
+                        Step::Writing if !(i > 64 && started.elapsed() >= WRITE_GRACE) => {}
+                        _ => break,
                     }
                 }
             }

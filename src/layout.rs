@@ -446,6 +446,16 @@ pub mod slot {
     pub const ABANDONED: u64 = 3;
     /// The writer dropped its loan without committing; consumers skip the slot.
     pub const ABORTED: u64 = 4;
+    /// Claimed by `claimer` for a loan: user code writes the payload in place, for as long as
+    /// it takes. Like [`WRITING`] in every respect but one: a `try_*` receive waits out a
+    /// [`WRITING`] slot (a copy of a few nanoseconds) and not a loaned one.
+    pub const LOANED: u64 = 5;
+
+    /// Whether `tag` is a writer's claim ([`WRITING`] or [`LOANED`]).
+    #[inline]
+    pub fn is_write_claim(tag: u64) -> bool {
+        tag == WRITING || tag == LOANED
+    }
 
     const TAG_SHIFT: u32 = 12;
     const SEQ_SHIFT: u32 = 16;

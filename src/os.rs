@@ -332,9 +332,9 @@ impl File {
         self.holder_of(Self::flock(libc::F_WRLCK as libc::c_short, offset))
     }
 
-    /// Whether another open file description holds a lock on any byte of the file.
-    pub(crate) fn holder_anywhere(&self) -> Holder {
-        let mut fl = Self::flock(libc::F_WRLCK as libc::c_short, 0);
+    /// Whether another open file description holds a lock on any byte from `offset` on.
+    pub(crate) fn holder_from(&self, offset: u64) -> Holder {
+        let mut fl = Self::flock(libc::F_WRLCK as libc::c_short, offset);
         fl.l_len = 0; // to the end of the file, and beyond
         self.holder_of(fl)
     }

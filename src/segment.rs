@@ -395,8 +395,9 @@ impl Segment {
                     // Segments get their name complete, so this file was left by a creator of
                     // an older version, or planted. Only a remover holding its lock is worth
                     // waiting for.
-                    if file.holder(lock::SEGMENT) == Holder::Free {
-                        return Err(unfinished(&file, name));
+                    let e = unfinished(&file, name);
+                    if matches!(e, Error::Corrupted(_)) || file.holder(lock::SEGMENT) == Holder::Free {
+                        return Err(e);
                     }
                     if Instant::now() >= deadline {
                         return Err(Error::Timeout);
@@ -480,11 +481,12 @@ fn check_file(st: &os::Stat, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What an unfinished file under a segment name is: [`Error::Stale`] if no process holds any
-/// lock on it (nobody is attached, nobody works on it), else [`Error::Corrupted`] (processes are
-/// attached to a segment whose header was overwritten). Locks `file` itself holds do not count.
+/// What an unfinished file under a segment name is: [`Error::Corrupted`] if a process holds an
+/// entry lock on it (processes are attached to a segment whose header was overwritten), else
+/// [`Error::Stale`]. The segment lock (byte 0: a remover at work) and locks `file` itself holds
+/// do not count.
 fn unfinished(file: &File, name: &str) -> Error {
-    match file.holder_anywhere() {
+    match file.holder_from(lock::SEGMENT + 1) {
         Holder::Free => Error::Stale { name: name.into() },
         Holder::Held | Holder::Unknown => {
             Error::corrupted("the header is not marked ready, yet processes are attached (it was overwritten)")

@@ -77,6 +77,20 @@ pub(crate) enum Step<T> {
     /// Nothing yet, and a peer holds the slot we need: re-check its liveness every
     /// [`PEER_CHECK`].
     Held,
+    /// Like `Held`, by a writer copying a message in (`slot::WRITING`): done in moments, so a
+    /// `try_*` receive waits it out (see `Attachment::run`).
+    Writing,
+}
+
+impl<T> Step<T> {
+    /// `Held`, or `Writing` if the claim in the slot state `word` is a copy in progress.
+    pub(crate) fn held_by(word: u64) -> Step<T> {
+        if crate::layout::slot::tag(word) == crate::layout::slot::WRITING {
+            Step::Writing
+        } else {
+            Step::Held
+        }
+    }
 }
 
 /// Wakes everybody sleeping on `ev`, if anybody is. Call after publishing a change. Returns
@@ -139,7 +153,7 @@ pub(crate) fn wait_until<T>(
         let held = match attempt(check)? {
             Step::Ready(v) => return Ok(v),
             Step::Wait => false,
-            Step::Held => true,
+            Step::Held | Step::Writing => true,
         };
         if let Some(d) = deadline.filter(|_| fresh) {
             if now >= d {
@@ -184,7 +198,7 @@ fn sleep<T>(
     // Acquire: pairs with the notifier's Release bump of `seq` (see `notify`).
     let seq = ev.seq.load(Acquire);
     let recheck = attempt(false);
-    if let Ok(Step::Wait | Step::Held) = recheck {
+    if let Ok(Step::Wait | Step::Held | Step::Writing) = recheck {
         os::futex_wait(&ev.seq, seq, slice);
     }
     // A reaper only clears the counts of a dead participant, so ours is still there.
@@ -192,6 +206,6 @@ fn sleep<T>(
     ev.sleepers.fetch_sub(1, SeqCst);
     match recheck? {
         Step::Ready(v) => Ok(Some(v)),
-        Step::Wait | Step::Held => Ok(None),
+        Step::Wait | Step::Held | Step::Writing => Ok(None),
     }
 }

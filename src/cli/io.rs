@@ -127,18 +127,15 @@ pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
     let mut rx = q.consumer()?;
     let mut buf = vec![0u8; q.max_msg_size()];
     let what = format!("queue {:?}", a.name);
-    let show = Show { count: a.count, timeout_ms: a.timeout, show_kind: a.show_kind, what: &what };
+    let show = Show { count: a.count, timeout_ms: a.timeout, show_kind: a.show_kind, what: &what, durable: false };
     print_messages(
         out,
         &mut buf,
         &show,
         &mut rx,
-        |rx, buf, wait| match wait {
-            None => rx.try_recv(buf),
-            Some(Some(t)) => rx.recv_timeout(buf, t),
-            Some(None) => rx.recv_into(buf),
-        },
-        |_, _| Ok(()),
+        |rx, timeout| rx.wait_ready(timeout),
+        |rx, buf| rx.try_recv(buf),
+        |_| Ok(()),
     )
 }
 
@@ -152,44 +149,45 @@ pub(super) struct Show<'a> {
     pub show_kind: bool,
     /// "queue \"name\"" or "topic \"name\"", for the timeout message.
     pub what: &'a str,
+    /// A durable subscriber: a message whose line could not be written is not acknowledged.
+    pub durable: bool,
 }
 
-/// How [`print_messages`] asks for the next message: `None` = do not wait; `Some(None)` = wait
-/// as long as it takes; `Some(Some(t))` = wait at most `t`.
-pub(super) type Wait = Option<Option<Duration>>;
-
-/// The receive loop of `recv` and `sub`: takes messages from `rx` with `next` and prints
-/// each as one line per `show`; flushes stdout before it waits, so a reader sees what
-/// arrived. A timeout ends it: with a count, as an error; without one, cleanly. `Lagged(n)` is
-/// reported on stderr and the loop goes on. `after_line` runs after each printed line
-/// (`sub --name` acknowledges there).
+/// The receive loop of `recv` and `sub`: waits until a message is ready (`ready`, which takes
+/// nothing), checks that stdout can still take a line, takes the message (`take`, without
+/// waiting), writes its line and flushes it, and only then takes the next one; `after_line`
+/// runs after each line is out (`sub --name` acknowledges there). So a message is taken off the
+/// queue only once the previous one has reached stdout, and a reader that goes away
+/// (`shmq recv q | head -2`) costs no message: the loop sees the closed stdout before it takes
+/// the next one, and ends with an error naming how many were written. (A reader that exits in
+/// the instant between that check and the write loses the one message taken; the error says
+/// so.)
+///
+/// A timeout ends the loop: with a count, as an error; without one, cleanly. `Lagged(n)` is
+/// reported on stderr and the loop goes on.
 pub(super) fn print_messages<R>(
     out: &mut Out,
     buf: &mut [u8],
     show: &Show<'_>,
     rx: &mut R,
-    mut next: impl FnMut(&mut R, &mut [u8], Wait) -> shmq::Result<shmq::Received>,
-    mut after_line: impl FnMut(&mut R, &mut Out) -> CliResult,
+    mut ready: impl FnMut(&mut R, Option<Duration>) -> shmq::Result<()>,
+    mut take: impl FnMut(&mut R, &mut [u8]) -> shmq::Result<shmq::Received>,
+    mut after_line: impl FnMut(&mut R) -> CliResult,
 ) -> CliResult {
     let timeout = show.timeout_ms.map(Duration::from_millis);
     let mut got: u64 = 0;
-    while show.count.is_none_or(|n| got < n) {
-        let r = match next(rx, buf, None) {
-            Err(Error::Empty) => {
-                // Nothing waiting: show what we have before we wait.
-                out.flush()?;
-                next(rx, buf, Some(timeout))
-            }
-            other => other,
+    let closed = |got: u64, taken: bool| {
+        let lost = match (taken, show.durable) {
+            (false, _) => String::new(),
+            (true, false) => "; the message taken for it could not be written and is lost".into(),
+            (true, true) => "; the message taken for it was not acknowledged and will be delivered again".into(),
         };
-        let m = match r {
-            Ok(m) => m,
-            Err(Error::Lagged(n)) => {
-                // Keep stdout and stderr in order for a reader of both.
-                out.flush()?;
-                super::report(&format!("missed {n} messages"));
-                continue;
-            }
+        CliError::msg(format!("stdout was closed after {got} messages from {} were written{lost}", show.what))
+    };
+    while show.count.is_none_or(|n| got < n) {
+        out.flush().map_err(|_| closed(got, false))?;
+        match wait_ready(rx, &mut ready, timeout) {
+            Ok(()) => {}
             Err(Error::Timeout) => match show.count {
                 None => return Ok(()),
                 Some(n) => {
@@ -201,14 +199,64 @@ pub(super) fn print_messages<R>(
                 }
             },
             Err(e) => return Err(e.into()),
-        };
-        got += 1;
-        if show.show_kind {
-            write!(out, "{}\t", m.kind)?;
         }
-        out.write_all(String::from_utf8_lossy(&buf[..m.len]).as_bytes())?;
-        out.write_all(b"\n")?;
-        after_line(rx, out)?;
+        if !stdout_open() {
+            return Err(closed(got, false));
+        }
+        let m = match take(rx, buf) {
+            Ok(m) => m,
+            Err(Error::Empty) => continue, // another consumer was faster
+            Err(Error::Lagged(n)) => {
+                super::report(&format!("missed {n} messages"));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let line = (|| {
+            if show.show_kind {
+                write!(out, "{}\t", m.kind)?;
+            }
+            out.write_all(String::from_utf8_lossy(&buf[..m.len]).as_bytes())?;
+            out.write_all(b"\n")?;
+            out.flush()
+        })();
+        line.map_err(|_| closed(got, true))?;
+        got += 1;
+        after_line(rx)?;
     }
     Ok(())
+}
+
+/// How often a waiting `recv`/`sub` looks whether its stdout was closed.
+const STDOUT_CHECK: Duration = Duration::from_millis(100);
+
+/// `ready` with `timeout`, in slices of [`STDOUT_CHECK`]: a reader that went away ends the wait
+/// (as an error of `print_messages`) even while no message comes.
+fn wait_ready<R>(
+    rx: &mut R,
+    ready: &mut impl FnMut(&mut R, Option<Duration>) -> shmq::Result<()>,
+    timeout: Option<Duration>,
+) -> shmq::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+        let slice = left.map_or(STDOUT_CHECK, |l| l.min(STDOUT_CHECK));
+        match ready(rx, Some(slice)) {
+            Err(Error::Timeout) if left.is_none_or(|l| l > slice) => {
+                if !stdout_open() {
+                    return Ok(()); // the caller looks at stdout next and stops
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether stdout can still take output: false once the reader of a pipe or socket has gone
+/// (`poll` reports an error or hang-up on our end).
+fn stdout_open() -> bool {
+    let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd, a zero timeout: poll only fills `revents`.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n < 0 || fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0
 }

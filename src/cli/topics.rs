@@ -6,9 +6,9 @@
 //! written and flushed to stdout, so a restarted `sub --name` continues with the first message
 //! not yet printed (a crash between the flush and the acknowledgement prints that one message
 //! again: at least once, never lost). "Printed" means accepted by stdout: lines still in a
-//! pipe when its reader exits (`shmq sub t --name n | head -1`) are acknowledged but unread.
+//! pipe when its reader exits (`shmq sub t --name n | head -1`) are acknowledged but unread;
+//! once stdout is closed, `sub` takes no further message and exits 1 (see `print_messages`).
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions};
@@ -185,23 +185,19 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     let durable = a.name.is_some();
     let mut buf = vec![0u8; topic.max_msg_size()];
     let what = format!("topic {:?}", a.topic);
-    let show = Show { count: a.count, timeout_ms: a.timeout, show_kind: a.show_kind, what: &what };
+    let show = Show { count: a.count, timeout_ms: a.timeout, show_kind: a.show_kind, what: &what, durable };
     print_messages(
         out,
         &mut buf,
         &show,
         &mut sub,
-        |sub, buf, wait| match wait {
-            None => sub.try_recv(buf),
-            Some(Some(t)) => sub.recv_timeout(buf, t),
-            Some(None) => sub.recv_into(buf),
-        },
-        |sub, out| {
+        |sub, timeout| sub.wait_ready(timeout),
+        |sub, buf| sub.try_recv(buf),
+        |sub| {
             if durable {
-                // Acknowledge only what the reader has: a message whose line did not reach
-                // stdout is delivered again to the next `sub --name`. (An anonymous
+                // Acknowledge only what stdout has taken: a message whose line could not be
+                // written is delivered again to the next `sub --name`. (An anonymous
                 // subscriber's messages count as acknowledged on receipt.)
-                out.flush()?;
                 sub.ack();
             }
             Ok(())

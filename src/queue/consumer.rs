@@ -109,7 +109,7 @@ impl Consumer {
                         if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
                             s.notify_data();
                         }
-                        Step::Held
+                        Step::held_by(word)
                     }
                 })
             }),
@@ -216,7 +216,7 @@ impl Consumer {
                             s.notify_data();
                             s.notify_space();
                         }
-                        Step::Held
+                        Step::held_by(word)
                     }
                 })
             }),

@@ -287,7 +287,7 @@ fn scrub(ring: &MappedRing, kind: Kind, dead: u16) {
     }
     for i in 0..ring.capacity() {
         let w = ring.slot(i).state.load(Acquire);
-        if slot::claimer(w) == dead && matches!(slot::tag(w), slot::WRITING | slot::READING) {
+        if slot::claimer(w) == dead && (slot::is_write_claim(slot::tag(w)) || slot::tag(w) == slot::READING) {
             mpmc::recover(ring, i, w);
         }
     }

@@ -113,14 +113,14 @@ impl Producer {
         if payload.len() > max {
             return Err(Error::MessageTooLarge { len: payload.len(), max });
         }
-        let pos = self.reserve(deadline)?;
+        let pos = self.reserve(deadline, false)?;
         let ring = &self.shared.ring;
         copy_in(ring, pos, payload);
-        self.publish(pos, payload.len(), kind)
+        self.publish(pos, payload.len(), kind, false)
     }
 
-    /// Waits for a free slot; returns its position (claimed for MPMC).
-    fn reserve(&mut self, deadline: Deadline) -> Result<u64> {
+    /// Waits for a free slot; returns its position (claimed for MPMC, as a loan if `loan`).
+    fn reserve(&mut self, deadline: Deadline, loan: bool) -> Result<u64> {
         let s = &*self.shared;
         let ring = &s.ring;
         match &mut self.side {
@@ -128,7 +128,8 @@ impl Producer {
                 Ok(if p.free(ring)? > 0 { Step::Ready(p.position(0)) } else { Step::Wait })
             }),
             ProducerSide::Mpmc => s.run_producer(deadline, |check| {
-                Ok(match mpmc::claim_write(ring, s.id)? {
+                let claimed = if loan { mpmc::claim_loan(ring, s.id) } else { mpmc::claim_write(ring, s.id) };
+                Ok(match claimed? {
                     Poll::Ready(pos) => Step::Ready(pos),
                     Poll::NotReady => Step::Wait,
                     Poll::Held { pos, word } => {
@@ -143,7 +144,7 @@ impl Producer {
     }
 
     /// Publishes the reserved slot `pos` and wakes sleeping consumers.
-    fn publish(&mut self, pos: u64, len: usize, kind: u32) -> Result<()> {
+    fn publish(&mut self, pos: u64, len: usize, kind: u32, loan: bool) -> Result<()> {
         let ring = &self.shared.ring;
         match &mut self.side {
             ProducerSide::Spsc { ring: p, .. } => {
@@ -152,6 +153,7 @@ impl Producer {
                 slot.kind.store(kind, Relaxed);
                 p.publish(ring, 1);
             }
+            ProducerSide::Mpmc if loan => mpmc::commit_loan(ring, pos, self.shared.id, len, kind)?,
             ProducerSide::Mpmc => mpmc::commit(ring, pos, self.shared.id, len, kind)?,
         }
         self.shared.notify_data();
@@ -161,13 +163,13 @@ impl Producer {
     /// Borrows the next free slot to write a message in place (zero-copy), waiting for space per
     /// the wait strategy. [`Loan::commit`] publishes it; dropping the loan aborts it.
     pub fn loan(&mut self) -> Result<Loan<'_>> {
-        let pos = self.reserve(Deadline::Forever)?;
+        let pos = self.reserve(Deadline::Forever, true)?;
         Ok(Loan { producer: self, pos, kind: 0, done: false })
     }
 
     /// [`loan`](Self::loan) without waiting: [`Error::Full`] if there is no space.
     pub fn try_loan(&mut self) -> Result<Loan<'_>> {
-        let pos = self.reserve(Deadline::Now)?;
+        let pos = self.reserve(Deadline::Now, true)?;
         Ok(Loan { producer: self, pos, kind: 0, done: false })
     }
 }
@@ -223,7 +225,7 @@ impl Loan<'_> {
             return Err(Error::MessageTooLarge { len, max }); // drop aborts
         }
         self.done = true;
-        self.producer.publish(self.pos, len, self.kind)
+        self.producer.publish(self.pos, len, self.kind, true)
     }
 }
 

@@ -38,7 +38,7 @@
 
 use super::{Poll, RingMem, MAX_CLAIM_ROUNDS};
 use crate::error::{Error, Result};
-use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, WRITING};
+use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, LOANED, WRITING};
 use crate::sync::{
     fence,
     Ordering::{Acquire, Relaxed, Release, SeqCst},
@@ -58,6 +58,15 @@ pub fn init(m: &impl RingMem) {
 /// re-computes the gate and tries again, or waits). `Held`: the previous lap's writer of this
 /// slot has not committed (it may be dead).
 pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
+    claim_as(m, me, gate, WRITING)
+}
+
+/// [`claim`] for a loan (the slot is marked [`LOANED`]); publish it with [`commit_loan`].
+pub fn claim_loan(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
+    claim_as(m, me, gate, LOANED)
+}
+
+fn claim_as(m: &impl RingMem, me: u16, gate: u64, tag: u64) -> Result<Poll> {
     let ctl = m.control();
     let cap = m.capacity() as i64;
     let mut pos = ctl.tail.0.load(Acquire);
@@ -71,7 +80,7 @@ pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
         let w = s.state.load(Acquire);
         match (slot::diff(w, pos), slot::tag(w)) {
             (d, IDLE | ABANDONED | ABORTED) if d == -cap => {
-                if s.state.compare_exchange_weak(w, pack(pos, WRITING, me), SeqCst, Relaxed).is_ok() {
+                if s.state.compare_exchange_weak(w, pack(pos, tag, me), SeqCst, Relaxed).is_ok() {
                     // Seqlock writer: the Release fence orders the WRITING state before every
                     // len/kind/payload write that follows; it pairs with the Acquire fence in
                     // `still_intact`, so a lossy reader that read any of our new bytes sees at
@@ -82,7 +91,7 @@ pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
                 }
                 continue;
             }
-            (d, WRITING) if d == -cap => return Ok(Poll::Held { pos, word: w }),
+            (d, WRITING | LOANED) if d == -cap => return Ok(Poll::Held { pos, word: w }),
             // Already claimed for this sequence: tail is stale, help advance it.
             (0, _) => {
                 pos = match ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Release, Acquire) {
@@ -111,11 +120,25 @@ pub fn claim(m: &impl RingMem, me: u16, gate: u64) -> Result<Poll> {
 /// message abandoned): nothing is published.
 #[inline]
 pub fn commit(m: &impl RingMem, seq: u64, me: u16, len: usize, kind: u32) -> Result<()> {
+    commit_as(m, seq, me, len, kind, WRITING)
+}
+
+/// [`commit`] of a sequence claimed with [`claim_loan`].
+///
+/// # Errors
+/// As for [`commit`].
+#[inline]
+pub fn commit_loan(m: &impl RingMem, seq: u64, me: u16, len: usize, kind: u32) -> Result<()> {
+    commit_as(m, seq, me, len, kind, LOANED)
+}
+
+#[inline]
+fn commit_as(m: &impl RingMem, seq: u64, me: u16, len: usize, kind: u32, tag: u64) -> Result<()> {
     let s = m.slot(seq);
     s.len.store(len as u32, Relaxed);
     s.kind.store(kind, Relaxed);
     // Release: pairs with the readers' Acquire load in `read`.
-    match s.state.compare_exchange(pack(seq, WRITING, me), pack(seq, IDLE, 0), Release, Relaxed) {
+    match s.state.compare_exchange(pack(seq, tag, me), pack(seq, IDLE, 0), Release, Relaxed) {
         Ok(_) => Ok(()),
         Err(_) => Err(Error::ClaimRevoked),
     }
@@ -127,7 +150,12 @@ pub fn commit(m: &impl RingMem, seq: u64, me: u16, len: usize, kind: u32) -> Res
 /// [`Error::ClaimRevoked`] as for [`commit`] (then nothing is counted: the peer counted it).
 pub fn abort(m: &impl RingMem, seq: u64, me: u16) -> Result<()> {
     let s = m.slot(seq);
-    match s.state.compare_exchange(pack(seq, WRITING, me), pack(seq, ABORTED, 0), Release, Relaxed) {
+    let to = pack(seq, ABORTED, 0);
+    let r = s
+        .state
+        .compare_exchange(pack(seq, WRITING, me), to, Release, Relaxed)
+        .or_else(|_| s.state.compare_exchange(pack(seq, LOANED, me), to, Release, Relaxed));
+    match r {
         Ok(_) => {
             m.control().stats.0.aborted.fetch_add(1, Relaxed);
             Ok(())
@@ -191,7 +219,7 @@ pub fn read(m: &impl RingMem, cursor: u64) -> Result<Read> {
             Read::Ready { len, kind, word: w }
         }
         (0, ABANDONED | ABORTED) => Read::Skip,
-        (0, WRITING) => Read::Held { word: w },
+        (0, WRITING | LOANED) => Read::Held { word: w },
         (d, _) if d < 0 && d >= -cap => Read::NotReady,
         // A state whole laps old: a write we do not see yet (weakly ordered CPUs).
         (d, _) if d < 0 && d % cap == 0 => Read::NotReady,
@@ -218,7 +246,7 @@ pub fn still_intact(m: &impl RingMem, cursor: u64, word: u64) -> bool {
 /// Marks message `seq`, held by a dead writer (`word` from `Read::Held` or `Poll::Held`), as
 /// abandoned. Returns whether this call did it.
 pub fn recover(m: &impl RingMem, seq: u64, word: u64) -> bool {
-    if slot::tag(word) != WRITING {
+    if !slot::is_write_claim(slot::tag(word)) {
         return false;
     }
     let new = pack(word >> 16, ABANDONED, 0);

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //!  IDLE(p) --claim--> WRITING(p, me) --commit--> IDLE(p+1) --claim--> READING(p+1, c)
+//!     |               (LOANED for a loan)                                            |
 //!     ^                        \--abort--> ABORTED(p+1) --skip--/            |
 //!     |                        \--writer died--> ABANDONED(p+1) --skip--/    |
 //!     +------------------------ IDLE(p+cap) <-------release-------------------+
@@ -35,7 +36,7 @@
 
 use super::{Msg, Poll, RingMem, MAX_CLAIM_ROUNDS};
 use crate::error::{Error, Result};
-use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, READING, WRITING};
+use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, LOANED, READING, WRITING};
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Puts every slot in its initial state (slot `i` free for position `i`). Creator only.
@@ -45,12 +46,22 @@ pub fn init(m: &impl RingMem) {
     }
 }
 
-/// Claims the slot at the producer position for participant `me`.
+/// Claims the slot at the producer position for participant `me`, to copy a message in.
 ///
 /// `Ready(pos)`: the caller owns slot `pos` and must `commit` or `abort` it.
 /// `NotReady`: the ring is full. `Held`: full, and the slot is held by a claimer that might
 /// be dead.
 pub fn claim_write(m: &impl RingMem, me: u16) -> Result<Poll> {
+    claim_write_as(m, me, WRITING)
+}
+
+/// [`claim_write`] for a loan (the slot is marked [`LOANED`]); publish it with
+/// [`commit_loan`].
+pub fn claim_loan(m: &impl RingMem, me: u16) -> Result<Poll> {
+    claim_write_as(m, me, LOANED)
+}
+
+fn claim_write_as(m: &impl RingMem, me: u16, tag: u64) -> Result<Poll> {
     let ctl = m.control();
     let cap = m.capacity() as i64;
     let mut pos = ctl.tail.0.load(Acquire);
@@ -62,7 +73,7 @@ pub fn claim_write(m: &impl RingMem, me: u16) -> Result<Poll> {
         let d = slot::diff(w, pos);
         match (d, slot::tag(w)) {
             (0, IDLE) => {
-                if s.state.compare_exchange_weak(w, pack(pos, WRITING, me), AcqRel, Relaxed).is_ok() {
+                if s.state.compare_exchange_weak(w, pack(pos, tag, me), AcqRel, Relaxed).is_ok() {
                     // Help-style advance: if someone already moved tail on, that is fine.
                     let _ = ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed);
                     return Ok(Poll::Ready(pos));
@@ -70,7 +81,7 @@ pub fn claim_write(m: &impl RingMem, me: u16) -> Result<Poll> {
                 continue;
             }
             // Claimed (or further along) for this position: tail is stale, help advance it.
-            (0, WRITING) | (1, _) => {
+            (0, WRITING | LOANED) | (1, _) => {
                 pos = advance(&ctl.tail.0, pos);
                 continue;
             }
@@ -79,7 +90,7 @@ pub fn claim_write(m: &impl RingMem, me: u16) -> Result<Poll> {
             // Last lap's message being read, or last lap's writer still writing: full, and the
             // holder could be dead.
             (d, READING) if d == 1 - cap => return Ok(Poll::Held { pos, word: w }),
-            (d, WRITING) if d == -cap => return Ok(Poll::Held { pos, word: w }),
+            (d, WRITING | LOANED) if d == -cap => return Ok(Poll::Held { pos, word: w }),
             _ => {}
         }
         // Any other state only makes sense if `pos` is stale.
@@ -115,13 +126,28 @@ pub fn commit(m: &impl RingMem, pos: u64, me: u16, len: usize, kind: u32) -> Res
     transition(s, pack(pos, WRITING, me), pack(pos.wrapping_add(1), IDLE, 0))
 }
 
+/// [`commit`] of a slot claimed with [`claim_loan`].
+///
+/// # Errors
+/// As for [`commit`].
+#[inline]
+pub fn commit_loan(m: &impl RingMem, pos: u64, me: u16, len: usize, kind: u32) -> Result<()> {
+    let s = m.slot(pos);
+    s.len.store(len as u32, Relaxed);
+    s.kind.store(kind, Relaxed);
+    // Release: as in `commit`.
+    transition(s, pack(pos, LOANED, me), pack(pos.wrapping_add(1), IDLE, 0))
+}
+
 /// Gives back slot `pos` (claimed by `claim_write` for `me`) without a message; consumers skip
 /// it.
 ///
 /// # Errors
 /// [`Error::ClaimRevoked`] as for [`commit`] (then nothing is counted: the peer counted it).
 pub fn abort(m: &impl RingMem, pos: u64, me: u16) -> Result<()> {
-    transition(m.slot(pos), pack(pos, WRITING, me), pack(pos.wrapping_add(1), ABORTED, 0))?;
+    let s = m.slot(pos);
+    let to = pack(pos.wrapping_add(1), ABORTED, 0);
+    transition(s, pack(pos, WRITING, me), to).or_else(|_| transition(s, pack(pos, LOANED, me), to))?;
     m.control().stats.0.aborted.fetch_add(1, Relaxed);
     Ok(())
 }
@@ -192,7 +218,7 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize, freed: &mut u32) ->
             // Empty.
             (0, IDLE) => return Ok(Poll::NotReady),
             // A producer is writing the next message: empty for now, the writer might be dead.
-            (0, WRITING) => return Ok(Poll::Held { pos, word: w }),
+            (0, WRITING | LOANED) => return Ok(Poll::Held { pos, word: w }),
             // Another consumer claimed it: help advance head.
             (1, READING) => {
                 pos = advance(&ctl.head.0, pos);
@@ -226,7 +252,7 @@ pub fn peek(m: &impl RingMem) -> Poll<()> {
     let d = slot::diff(w, pos);
     match (d, slot::tag(w)) {
         (0, IDLE) => Poll::NotReady,
-        (0, WRITING) => Poll::Held { pos, word: w },
+        (0, WRITING | LOANED) => Poll::Held { pos, word: w },
         (d, READING) if d == 1 - m.capacity() as i64 => Poll::NotReady,
         _ => Poll::Ready(()),
     }
@@ -252,7 +278,7 @@ pub fn recover(m: &impl RingMem, pos: u64, word: u64) -> bool {
     let s = m.slot(pos);
     let seq = word >> 16;
     let (new, counter) = match slot::tag(word) {
-        WRITING => (pack(seq.wrapping_add(1), ABANDONED, 0), &m.control().stats.0.abandoned),
+        WRITING | LOANED => (pack(seq.wrapping_add(1), ABANDONED, 0), &m.control().stats.0.abandoned),
         READING => (pack(seq.wrapping_sub(1).wrapping_add(m.capacity()), IDLE, 0), &m.control().stats.0.lost_by_crash),
         _ => return false,
     };

@@ -187,7 +187,7 @@ impl Topic {
             // Claims of a dead publisher whose participant id is reused: abandon them.
             for i in 0..ring.capacity() {
                 let w = ring.slot(i).state.load(Acquire);
-                if slot::claimer(w) == dead && slot::tag(w) == slot::WRITING {
+                if slot::claimer(w) == dead && slot::is_write_claim(slot::tag(w)) {
                     broadcast::recover(ring, i, w);
                 }
             }

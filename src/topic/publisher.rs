@@ -69,12 +69,12 @@ impl Publisher {
     /// Borrows the next slot to write a message in place; [`TopicLoan::commit`] publishes it,
     /// dropping the loan aborts it (subscribers skip it).
     pub fn loan(&mut self) -> Result<TopicLoan<'_>> {
-        let seq = self.claim(Deadline::Forever)?;
+        let seq = self.claim(Deadline::Forever, true)?;
         Ok(TopicLoan { publisher: self, seq, kind: 0, done: false })
     }
     /// [`loan`](Self::loan) without waiting: [`Error::Full`] if there is no space.
     pub fn try_loan(&mut self) -> Result<TopicLoan<'_>> {
-        let seq = self.claim(Deadline::Now)?;
+        let seq = self.claim(Deadline::Now, true)?;
         Ok(TopicLoan { publisher: self, seq, kind: 0, done: false })
     }
 
@@ -83,7 +83,7 @@ impl Publisher {
         if payload.len() > max {
             return Err(Error::MessageTooLarge { len: payload.len(), max });
         }
-        let seq = self.claim(deadline)?;
+        let seq = self.claim(deadline, false)?;
         let ring = &self.shared.att.ring;
         // SAFETY: we claimed `seq` (WRITING) and `claim` waited until no reliable subscriber
         // can be reading the message the slot held, so no reader trusts its payload until our
@@ -97,8 +97,8 @@ impl Publisher {
     /// Claims the next sequence, waiting per `deadline` for the slowest reliable subscriber;
     /// then makes sure no subscriber that joined meanwhile reads the message the slot held
     /// (see [`settle`](Self::settle)).
-    fn claim(&mut self, deadline: Deadline) -> Result<u64> {
-        let seq = self.claim_slot(deadline)?;
+    fn claim(&mut self, deadline: Deadline, loan: bool) -> Result<u64> {
+        let seq = self.claim_slot(deadline, loan)?;
         self.settle(seq, deadline)?;
         Ok(seq)
     }
@@ -119,7 +119,8 @@ impl Publisher {
         }
         self.epoch = now;
         let cap = ring.capacity();
-        let clear = |gate: u64| seq.wrapping_sub(gate) < cap;
+        // A gate ahead of `seq` (no reliable subscriber: the gate is the tail) is clear too.
+        let clear = |gate: u64| (seq.wrapping_sub(gate) as i64) < cap as i64;
         self.gate = s.table.gate(ring.control().tail.0.load(Relaxed));
         if clear(self.gate) {
             return Ok(());
@@ -141,7 +142,7 @@ impl Publisher {
         waited
     }
 
-    fn claim_slot(&mut self, deadline: Deadline) -> Result<u64> {
+    fn claim_slot(&mut self, deadline: Deadline, loan: bool) -> Result<u64> {
         let s = &*self.shared;
         let ring = &s.att.ring;
         let (gate, epoch) = (&mut self.gate, &mut self.epoch);
@@ -154,7 +155,12 @@ impl Publisher {
                 *gate = s.table.gate(ring.control().tail.0.load(Relaxed));
             }
             for _ in 0..2 {
-                match broadcast::claim(ring, s.att.id, *gate)? {
+                let claimed = if loan {
+                    broadcast::claim_loan(ring, s.att.id, *gate)
+                } else {
+                    broadcast::claim(ring, s.att.id, *gate)
+                };
+                match claimed? {
                     Poll::Ready(seq) => return Ok(Step::Ready(seq)),
                     Poll::NotReady => {
                         let tail = ring.control().tail.0.load(Relaxed);
@@ -210,7 +216,7 @@ impl TopicLoan<'_> {
             return Err(Error::MessageTooLarge { len, max: att.ring.max_msg() });
         }
         self.done = true;
-        broadcast::commit(&att.ring, self.seq, att.id, len, self.kind)?;
+        broadcast::commit_loan(&att.ring, self.seq, att.id, len, self.kind)?;
         att.notify_data();
         Ok(())
     }

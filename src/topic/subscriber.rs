@@ -228,6 +228,30 @@ impl Subscriber {
         }
     }
 
+    /// Waits until a message is probably ready, without receiving it (a message may still be
+    /// filtered out by kind, or turn out lapped). `timeout` `None` waits as long as it takes;
+    /// [`Error::Timeout`] after `timeout`.
+    #[doc(hidden)]
+    pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let s = &*self.shared;
+        let ring = &s.att.ring;
+        let seq = self.next;
+        let deadline = timeout.map_or(Deadline::Forever, Deadline::after);
+        s.att.run_consumer(deadline, |check| {
+            Ok(match broadcast::read(ring, seq) {
+                Ok(Read::NotReady) => Step::Wait,
+                Ok(Read::Held { word }) => {
+                    if check && s.att.parts.is_dead(slot::claimer(word)) && broadcast::recover(ring, seq, word) {
+                        s.att.notify_data();
+                    }
+                    Step::held_by(word)
+                }
+                // Something to look at (a receive reports errors itself).
+                _ => Step::Ready(()),
+            })
+        })
+    }
+
     /// Acknowledges every message received so far (durable subscribers; for others every
     /// message is acknowledged on receipt).
     pub fn ack(&mut self) {
@@ -374,7 +398,7 @@ impl Subscriber {
                             self.shared.att.notify_data();
                             continue;
                         }
-                        return Ok(Step::Held);
+                        return Ok(Step::held_by(word));
                     }
                     Read::Lapped { seq: seen } => {
                         let synced = self.synced;

@@ -1,0 +1,1253 @@
+//! Reproducers of the "trust" issues: promises the README and the docs make that today's code
+//! breaks. Each test states one promise in its doc comment and FAILS while the bug is there;
+//! it passes once the bug is fixed.
+//!
+//! Only the public API is used (options, handles, loans, `recv_ref`, `counters()`,
+//! `shmq::status`, the `shmq` binary), so the tests survive a rewrite of the internals.
+//! Children are this test binary run again (see `tests/common`): the entry test
+//! [`child_process_plays_the_role_named_in_its_environment`] returns at once in a normal run.
+//! Every test has a watchdog and deadlines, and works in a private temporary directory (under
+//! /dev/shm only where tmpfs behaviour matters) that is removed at the end.
+//!
+//! Some bugs are races: those tests loop for a few seconds and count how often the promise
+//! broke (the count is in the failure message). The CPU-heavy ones take a lock so that they do
+//! not run at the same time as each other (the machine this was written on has 2 cores).
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{env, report, ChildProc, Watchdog};
+use shmq::status::Status;
+use shmq::{Error, QueueOptions, Start, SubscriberMode, TopicOptions, WaitStrategy};
+
+/// The test that child processes run.
+const ENTRY: &str = "child_process_plays_the_role_named_in_its_environment";
+/// Environment of a child: the segment directory and the segment name.
+const DIR_ENV: &str = "SHMQ_TRUST_DIR";
+const NAME_ENV: &str = "SHMQ_TRUST_NAME";
+/// Environment of a subscriber child: "lossy" or "reliable".
+const MODE_ENV: &str = "SHMQ_TRUST_MODE";
+/// How long a child lives at most if nobody kills it.
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
+/// Watchdog of every test.
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// The CPU-heavy race tests run one at a time.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn heavy() -> MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A private segment directory (on the default temporary file system) and a watchdog.
+struct Scene {
+    // Field order is drop order: stop the watchdog, then remove the directory.
+    _dog: Watchdog,
+    dir: tempfile::TempDir,
+}
+
+impl Scene {
+    fn new(name: &str) -> Scene {
+        Self::with_dir(name, tempfile::tempdir().expect("temporary directory"))
+    }
+
+    /// The directory is on tmpfs (/dev/shm), where file pages are memory.
+    fn on_tmpfs(name: &str) -> Scene {
+        Self::with_dir(name, tempfile::tempdir_in("/dev/shm").expect("temporary directory in /dev/shm"))
+    }
+
+    fn with_dir(name: &str, dir: tempfile::TempDir) -> Scene {
+        let dog = Watchdog::start(name, WATCHDOG, Some(dir.path()));
+        Scene { _dog: dog, dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn envs(&self, name: &str) -> Vec<(&'static str, String)> {
+        vec![(DIR_ENV, self.path().display().to_string()), (NAME_ENV, name.to_string())]
+    }
+}
+
+/// Polls `cond` every millisecond until it holds; panics with `what` after `limit`.
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer and size.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(rc, 0, "sched_getaffinity");
+    // SAFETY: `set` is initialised; CPU_ISSET only reads it.
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+}
+
+/// Makes a race that needs a thread to be interrupted at a random point happen often, the way a
+/// busy machine makes it happen now and then: the calling thread runs only on `cpu`, and with
+/// `idle` it gets the SCHED_IDLE policy, so that any ordinary thread waking up on that CPU
+/// preempts it at once, wherever it is.
+fn run_on(cpu: usize, idle: bool) {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: cpu < CPU_SETSIZE (it came from allowed_cpus).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; valid pointer and size.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(rc, 0, "sched_setaffinity");
+    if idle {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; lowering the policy needs no privilege.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        assert_eq!(rc, 0, "sched_setscheduler(SCHED_IDLE)");
+    }
+}
+
+// =============================================================================================
+// Children
+// =============================================================================================
+
+/// Runs the child role named in the environment; does nothing in a normal test run.
+#[test]
+fn child_process_plays_the_role_named_in_its_environment() {
+    let Some(role) = common::role() else { return };
+    match role.as_str() {
+        // Runs as pid 1 of its own pid namespace: its parent (`unshare`) is outside it, so the
+        // parent-pid check of `die_with_parent` does not apply; only the death signal is set.
+        "ns-spsc-consumer" => {
+            set_parent_death_signal();
+            ns_spsc_consumer()
+        }
+        other => {
+            common::die_with_parent();
+            match other {
+                "emfile-consumer" => emfile_consumer(),
+                "topic-subscriber" => topic_subscriber(),
+                "two-sleeping-consumers" => two_sleeping_consumers(),
+                _ => panic!("unknown child role {other:?}"),
+            }
+        }
+    }
+}
+
+fn set_parent_death_signal() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process; plain integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    assert_eq!(rc, 0, "prctl(PR_SET_PDEATHSIG)");
+}
+
+/// Lowers the soft limit of open files and opens `/dev/null` until `EMFILE`; returns the files
+/// (kept open by the caller).
+fn exhaust_file_descriptors() -> Vec<File> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0, "getrlimit");
+    lim.rlim_cur = 64.min(lim.rlim_max);
+    // SAFETY: valid pointer to an initialised rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0, "setrlimit");
+    let mut files = Vec::new();
+    loop {
+        match File::open("/dev/null") {
+            Ok(f) => files.push(f),
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => return files,
+            Err(e) => panic!("open /dev/null: {e}"),
+        }
+        assert!(files.len() < 100_000, "RLIMIT_NOFILE did not take effect");
+    }
+}
+
+/// Item 1, child side: a consumer out of file descriptors polls a slot loaned by its (live)
+/// parent, says what it judged, then waits for the parent's commit.
+fn emfile_consumer() {
+    let q = QueueOptions::new().dir(env(DIR_ENV)).open(&env(NAME_ENV)).expect("child opens the queue");
+    let mut rx = q.consumer().expect("consumer");
+    let files = exhaust_file_descriptors();
+    let proc_read = match std::fs::read("/proc/self/stat") {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("errno{}", e.raw_os_error().unwrap_or(0)),
+    };
+    report(&format!("exhausted files={} proc_read={proc_read}", files.len()));
+    let mut buf = [0u8; 64];
+    // 200 ms of polls: liveness of the slot's claimer is checked every 10 ms.
+    let end = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < end {
+        match rx.try_recv(&mut buf) {
+            Err(Error::Empty) => {}
+            other => report(&format!("early {other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    report(&format!("checked abandoned={}", q.counters().abandoned));
+    // The parent commits its loan now; the message must arrive.
+    let end = Instant::now() + Duration::from_secs(2);
+    loop {
+        match rx.try_recv(&mut buf) {
+            Ok(m) => {
+                report(&format!("received {}", String::from_utf8_lossy(&buf[..m.len])));
+                break;
+            }
+            Err(Error::Empty) if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
+            Err(Error::Empty) => {
+                report("received nothing");
+                break;
+            }
+            Err(e) => {
+                report(&format!("received error {e}"));
+                break;
+            }
+        }
+    }
+    drop(files);
+}
+
+/// Item 2, child side: takes the consumer role of an SPSC queue and stays alive.
+fn ns_spsc_consumer() {
+    let q = QueueOptions::new().dir(env(DIR_ENV)).open(&env(NAME_ENV)).expect("child opens the queue");
+    let rx = q.consumer().expect("child takes the consumer role");
+    report(&format!("ready pid={}", std::process::id()));
+    let _keep = (q, rx);
+    common::sleep_until_killed(CHILD_LIMIT);
+}
+
+/// Item 5, child side: joins a topic as an anonymous subscriber (lossy or reliable) and stays.
+fn topic_subscriber() {
+    let t = TopicOptions::new().dir(env(DIR_ENV)).open(&env(NAME_ENV)).expect("child opens the topic");
+    let mode = if env(MODE_ENV) == "lossy" { SubscriberMode::Lossy } else { SubscriberMode::Reliable };
+    let sub = t.subscriber().mode(mode).build().expect("child joins");
+    report("joined");
+    let _keep = (t, sub);
+    common::sleep_until_killed(CHILD_LIMIT);
+}
+
+/// Item 12, child side: one attachment, two threads with a consumer each, both receiving
+/// (Block wait) in a loop; each message received is reported.
+fn two_sleeping_consumers() {
+    let q = QueueOptions::new()
+        .dir(env(DIR_ENV))
+        .wait(WaitStrategy::Block)
+        .open(&env(NAME_ENV))
+        .expect("child opens the queue");
+    for i in 0..2 {
+        let mut rx = q.consumer().expect("consumer");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            loop {
+                match rx.recv_into(&mut buf) {
+                    Ok(m) => report(&format!("got {i} {}", String::from_utf8_lossy(&buf[..m.len]))),
+                    Err(e) => panic!("thread {i}: recv_into: {e}"),
+                }
+            }
+        });
+    }
+    common::sleep_until_killed(CHILD_LIMIT);
+}
+
+// =============================================================================================
+// 1. Liveness under EMFILE
+// =============================================================================================
+
+/// A consumer whose process has no free file descriptor must not judge a live producer dead:
+/// the slot it loaned is not abandoned, and its message arrives once committed.
+#[test]
+fn a_live_producer_is_not_judged_dead_by_a_consumer_out_of_file_descriptors() {
+    let scene = Scene::new("emfile");
+    let q = QueueOptions::new().dir(scene.path()).capacity(8).max_msg_size(64).create("fd").expect("create");
+    let mut tx = q.producer().expect("producer");
+    let mut loan = tx.loan().expect("loan");
+    loan[..5].copy_from_slice(b"hello");
+
+    let mut child = ChildProc::spawn(ENTRY, "emfile-consumer", &scene.envs("fd"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exhausted = child.wait_line("exhausted", deadline);
+    let checked = child.wait_line("checked", deadline);
+    loan.commit(5).expect("commit the loan");
+    let lines = child.expect_success(deadline);
+    let received = lines.iter().find_map(|l| l.strip_prefix("received ")).unwrap_or("(no line)").to_string();
+
+    assert!(
+        exhausted.contains(&format!("proc_read=errno{}", libc::EMFILE)),
+        "test setup: the child should be out of file descriptors ({exhausted})"
+    );
+    assert!(
+        checked == "abandoned=0" && received == "hello",
+        "the consumer (out of fds) judged the live producer dead: after 200 ms of try_recv it \
+         reported {checked} (expected abandoned=0), and after the commit it received {received:?} \
+         (expected \"hello\"); parent sees counters {:?}",
+        q.counters()
+    );
+}
+
+// =============================================================================================
+// 2. Peer in another pid namespace
+// =============================================================================================
+
+/// A child run through `unshare`: killed (with its grandchild, `--kill-child`) on drop.
+struct WrappedChild {
+    child: Child,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl WrappedChild {
+    /// Runs `prefix... <this test binary> --exact ENTRY` playing `role`.
+    fn spawn(prefix: &[&str], role: &str, envs: &[(&str, String)]) -> std::io::Result<WrappedChild> {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().expect("path of the test binary");
+        let mut cmd = Command::new(prefix[0]);
+        cmd.args(&prefix[1..])
+            .arg(exe)
+            .args(["--exact", ENTRY, "--nocapture", "--test-threads=1"])
+            .env(common::ROLE_ENV, role)
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Ok(WrappedChild { child, lines, stdout: Vec::new(), stderr: Some(stderr) })
+    }
+
+    /// The rest of the first marked line starting with `prefix`, or what the child printed if it
+    /// ended (or `deadline` passed) first.
+    fn wait_line(&mut self, prefix: &str, deadline: Instant) -> Result<String, String> {
+        let want = format!("{}{prefix}", common::MARK);
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let found = line.find(&want).map(|at| line[at + want.len()..].trim().to_string());
+                    self.stdout.push(line);
+                    if let Some(rest) = found {
+                        return Ok(rest);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    self.kill();
+                    let err = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                    return Err(format!("stdout:\n{}\nstderr:\n{err}", self.stdout.join("\n")));
+                }
+            }
+        }
+    }
+
+    /// Host pids of the child's children (the process `unshare` forked).
+    fn grandchildren(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WrappedChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether host process `pid` is gone (or a zombie, dead and waiting to be reaped).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z"),
+    }
+}
+
+/// A live process in another pid namespace that holds the SPSC consumer role keeps it: a
+/// second consumer gets `RoleTaken`, and `shmq stat` (Status) shows the holder alive.
+#[test]
+fn a_live_peer_in_another_pid_namespace_keeps_its_role() {
+    let scene = Scene::new("pidns");
+    let q = QueueOptions::new().dir(scene.path()).spsc().capacity(8).create("ns").expect("create");
+    let prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
+    let mut child = match WrappedChild::spawn(&prefix, "ns-spsc-consumer", &scene.envs("ns")) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skipped: cannot run unshare: {e}");
+            return;
+        }
+    };
+    let ready = match child.wait_line("ready", Instant::now() + Duration::from_secs(20)) {
+        Ok(r) => r,
+        Err(transcript) if transcript.contains("unshare:") => {
+            eprintln!("skipped: unshare failed here (needs CAP_SYS_ADMIN):\n{transcript}");
+            return;
+        }
+        Err(transcript) => panic!("the namespaced child did not take the consumer role:\n{transcript}"),
+    };
+    let grandchildren = child.grandchildren();
+
+    let status = Status::read(scene.path(), "ns").expect("status");
+    let holder = status.consumer_holder;
+    let second = q.consumer();
+    let second_desc = match &second {
+        Ok(_) => "Ok (admitted)".to_string(),
+        Err(e) => format!("Err({e})"),
+    };
+    let refused = matches!(second, Err(Error::RoleTaken { role: "consumer", .. }));
+    drop(second);
+
+    // The child dies with `unshare` (--kill-child); make sure of it.
+    child.kill();
+    for &pid in &grandchildren {
+        let end = Instant::now() + Duration::from_secs(5);
+        while !gone(pid) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !gone(pid) {
+            // SAFETY: plain kill(2) of a process we started.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("the namespaced child {pid} outlived unshare --kill-child");
+        }
+    }
+
+    assert!(
+        refused && holder.is_some_and(|(_, _, alive)| alive),
+        "a live consumer in another pid namespace ({ready} inside it) was judged dead: a second \
+         consumer() returned {second_desc} (expected RoleTaken), and Status lists the role holder \
+         as {holder:?} (id, pid, alive)"
+    );
+}
+
+// =============================================================================================
+// 3. TopicRef of a Start::Earliest reliable subscriber
+// =============================================================================================
+
+const TOPIC_MSG: usize = 64;
+
+/// Message `n` of the self-checking stream: `n`, then bytes derived from `n`.
+fn stream_message(n: u64) -> [u8; TOPIC_MSG] {
+    let mut b = [0u8; TOPIC_MSG];
+    b[..8].copy_from_slice(&n.to_le_bytes());
+    for (i, x) in b[8..].iter_mut().enumerate() {
+        *x = (n as u8).wrapping_mul(31).wrapping_add(i as u8).wrapping_add((n >> 8) as u8);
+    }
+    b
+}
+
+/// The `n` of a message made by [`stream_message`], if it is one.
+fn stream_check(b: &[u8]) -> Option<u64> {
+    let n = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+    (b == stream_message(n)).then_some(n)
+}
+
+/// A reliable subscriber that joins with `Start::Earliest` gates publishers from the message it
+/// starts at: the bytes behind its `TopicRef` never change while the ref lives.
+///
+/// The race: a publisher that checked the subscriber epoch just before the subscriber joined
+/// claims its next slot with the gate it computed when nobody was subscribed, and that slot
+/// holds the oldest message, the one an `Earliest` subscriber starts with. To hit the window
+/// often, publisher and joiner share one CPU and the publisher runs as SCHED_IDLE: each time
+/// the joiner wakes up, the publisher stops wherever it is (see [`run_on`]).
+#[test]
+fn a_topic_ref_of_an_earliest_reliable_subscriber_never_changes_under_it() {
+    let _heavy = heavy();
+    let scene = Scene::new("earliest");
+    let topic = TopicOptions::new()
+        .dir(scene.path())
+        .capacity(8)
+        .max_msg_size(TOPIC_MSG)
+        .wait(WaitStrategy::Yield)
+        .create("t")
+        .expect("create");
+    let cpu = allowed_cpus()[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (topic, stop) = (topic.clone(), stop.clone());
+        std::thread::spawn(move || {
+            run_on(cpu, true);
+            let mut p = topic.publisher().expect("publisher");
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match p.publish_timeout(&stream_message(n), Duration::from_millis(100)) {
+                    Ok(()) => n += 1,
+                    Err(Error::Timeout) => {}
+                    Err(e) => panic!("publish: {e}"),
+                }
+            }
+            n
+        })
+    };
+    let run = Duration::from_secs(6);
+    let joiner = {
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            run_on(cpu, false);
+            let (mut joins, mut changed, mut torn) = (0u64, 0u64, 0u64);
+            let mut example = String::new();
+            let end = Instant::now() + run;
+            while Instant::now() < end {
+                // The publisher runs freely meanwhile (nobody subscribed), then is preempted.
+                std::thread::sleep(Duration::from_micros(30));
+                let mut sub = topic.subscriber().start(Start::Earliest).build().expect("join");
+                joins += 1;
+                let m = match sub.recv_ref_timeout(Duration::from_secs(2)) {
+                    Ok(m) => m,
+                    Err(Error::Timeout) => continue,
+                    Err(e) => panic!("recv_ref: {e}"),
+                };
+                let copy = m.to_vec();
+                if stream_check(&copy).is_none() {
+                    torn += 1;
+                }
+                // Hold the ref while the publisher runs: it must wait for this subscriber.
+                std::thread::sleep(Duration::from_micros(100));
+                if *m != copy[..] || stream_check(&m).is_none() {
+                    changed += 1;
+                    if example.is_empty() {
+                        example = format!(
+                            "the ref of sequence {} first held message {:?}, later {:?}",
+                            m.sequence(),
+                            stream_check(&copy),
+                            stream_check(&m)
+                        );
+                    }
+                }
+            }
+            (joins, changed, torn, example)
+        })
+    };
+    let (joins, changed, torn, example) = joiner.join().expect("joiner thread");
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().expect("publisher thread");
+    eprintln!("earliest: {joins} joins, {published} published, {changed} changed, {torn} torn");
+    assert!(
+        changed == 0 && torn == 0,
+        "{changed} of {joins} TopicRefs of Start::Earliest subscribers changed while held, {torn} \
+         were torn when first read ({published} messages published); e.g. {example}"
+    );
+}
+
+// =============================================================================================
+// 4. Stale-segment recovery must not delete live segments
+// =============================================================================================
+
+/// Processes (here threads) that race to `open_or_create` one queue all end up on the same
+/// segment: none of them recreates it under the others, so every message sent through any of
+/// the handles can be received from a fresh `open`. This holds when they start from nothing,
+/// and when they start from a segment left half-initialised by a dead creator (which
+/// `open_or_create` promises to remove and recreate): each of them sees it stale and removes it
+/// by name, and a later removal takes away the live segment an earlier racer already made.
+///
+/// For 2 s the rounds start with no segment, then for 4 s with a planted stale one: a
+/// zero-filled file of segment size (what a creator killed after sizing the file, before
+/// writing the header, leaves).
+#[test]
+fn racing_open_or_create_calls_all_end_on_the_same_segment() {
+    const THREADS: usize = 6;
+    let _heavy = heavy();
+    let scene = Scene::new("race-create");
+    let dir = scene.path().to_path_buf();
+    let clean_phase = Duration::from_secs(2);
+    let run = Duration::from_secs(6);
+    let start = Arc::new(Barrier::new(THREADS + 1));
+    let sent = Arc::new(Barrier::new(THREADS + 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Bit `id` is set when thread `id` sent its message in the current round.
+    let senders = Arc::new(AtomicU64::new(0));
+    // Errors other than a timeout (a creator slower than the 50 ms ready timeout is possible on
+    // a loaded machine; they are reported, not counted as failures).
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let timeouts = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|id| {
+            let (dir, start, sent, stop) = (dir.clone(), start.clone(), sent.clone(), stop.clone());
+            let (senders, errors, timeouts) = (senders.clone(), errors.clone(), timeouts.clone());
+            std::thread::spawn(move || loop {
+                start.wait();
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                // A shorter wait for a creator that never writes its header (default: 2 s).
+                let options = QueueOptions::new().dir(&dir).capacity(8).max_msg_size(8);
+                let r = options.ready_timeout(Duration::from_millis(50)).open_or_create("same");
+                match r.and_then(|q| q.producer()?.try_send(&[id as u8])) {
+                    Ok(()) => {
+                        senders.fetch_or(1 << id, Ordering::Relaxed);
+                    }
+                    Err(Error::Timeout) => {
+                        timeouts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => errors.lock().unwrap().push(format!("thread {id}: {e}")),
+                }
+                sent.wait();
+            })
+        })
+        .collect();
+    // [rounds from no segment, rounds from a stale one], and how many of each lost messages.
+    let (mut rounds, mut short) = ([0u64; 2], [0u64; 2]);
+    let mut examples = [String::new(), String::new()];
+    let began = Instant::now();
+    while began.elapsed() < run {
+        let stale = began.elapsed() >= clean_phase;
+        if stale {
+            File::create(dir.join("shmq.same")).and_then(|f| f.set_len(64 << 10)).expect("plant a stale segment");
+        }
+        senders.store(0, Ordering::Relaxed);
+        start.wait();
+        sent.wait();
+        let k = usize::from(stale);
+        rounds[k] += 1;
+        let mut got = 0u64;
+        if let Ok(q) = QueueOptions::new().dir(&dir).open("same") {
+            let mut rx = q.consumer().expect("consumer");
+            let mut buf = [0u8; 8];
+            while let Ok(m) = rx.try_recv(&mut buf) {
+                if m.len == 1 && (buf[0] as usize) < THREADS {
+                    got |= 1 << buf[0];
+                }
+            }
+        }
+        let sent_by = senders.load(Ordering::Relaxed);
+        if got & sent_by != sent_by {
+            short[k] += 1;
+            if examples[k].is_empty() {
+                let ids = |mask: u64| (0..THREADS).filter(|i| mask & (1 << i) != 0).collect::<Vec<_>>();
+                examples[k] = format!("threads {:?} sent, the queue held the messages of {:?}", ids(sent_by), ids(got));
+            }
+        }
+        let _ = std::fs::remove_file(dir.join("shmq.same"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    start.wait();
+    for t in threads {
+        t.join().expect("racing thread");
+    }
+    let errors = errors.lock().unwrap();
+    let timeouts = timeouts.load(Ordering::Relaxed);
+    eprintln!(
+        "race-create: from no segment {} rounds, {} lost messages; from a stale one {} rounds, {} \
+         lost messages; {} errors, {timeouts} timeouts",
+        rounds[0],
+        short[0],
+        rounds[1],
+        short[1],
+        errors.len()
+    );
+    assert!(
+        short == [0, 0] && errors.is_empty(),
+        "{THREADS} threads raced open_or_create on one name, then sent a message each: some thread \
+         ended on a deleted segment (its message was lost) in {} of {} rounds that started with no \
+         segment ({}) and in {} of {} rounds that started with a stale one ({}); errors: {:?}; \
+         {timeouts} timeouts",
+        short[0],
+        rounds[0],
+        examples[0],
+        short[1],
+        rounds[1],
+        examples[1],
+        &errors[..errors.len().min(5)]
+    );
+}
+
+/// `shmq gc` does not remove a segment whose creator is alive and still initialising it (a
+/// large segment takes a while to reserve and map): the creator ends with a queue that others
+/// can open by name.
+#[test]
+fn gc_does_not_remove_a_segment_its_live_creator_is_still_initialising() {
+    let _heavy = heavy();
+    let scene = Scene::on_tmpfs("gc-vs-create");
+    let dir = scene.path().to_path_buf();
+    let stop = Arc::new(AtomicBool::new(false));
+    let gc_runs = Arc::new(AtomicU64::new(0));
+    let gc = {
+        let (dir, stop, gc_runs) = (dir.clone(), stop.clone(), gc_runs.clone());
+        std::thread::spawn(move || {
+            let mut removed = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new(env!("CARGO_BIN_EXE_shmq"))
+                    .arg("--dir")
+                    .arg(&dir)
+                    .arg("gc")
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run shmq gc");
+                gc_runs.fetch_add(1, Ordering::Relaxed);
+                let text = String::from_utf8_lossy(&out.stdout);
+                removed.extend(text.lines().filter(|l| l.starts_with("removed ")).map(str::to_string));
+            }
+            removed
+        })
+    };
+    // Let gc run at least once on the empty directory first.
+    wait_for("a first gc run", Duration::from_secs(10), || gc_runs.load(Ordering::Relaxed) > 0);
+    let t0 = Instant::now();
+    // 2^22 slots of 320 bytes: 1.3 GB to reserve (the file reads as empty meanwhile) and
+    // pre-fault, which takes longer than the 200 ms that gc waits for a segment's header.
+    let q = match QueueOptions::new().dir(&dir).capacity(1 << 22).max_msg_size(256).create("big") {
+        Ok(q) => q,
+        Err(e @ Error::NoSpace { .. }) => {
+            stop.store(true, Ordering::Relaxed);
+            let _ = gc.join();
+            eprintln!("skipped: /dev/shm has no room for a 1.3 GB segment: {e}");
+            return;
+        }
+        Err(e) => panic!("create the large queue: {e}"),
+    };
+    let took = t0.elapsed();
+    q.producer().expect("producer").send(b"still here").expect("send");
+    // Give gc time to look at the finished segment too.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let removed = gc.join().expect("gc thread");
+
+    let reopened = QueueOptions::new().dir(&dir).open("big");
+    let found = match &reopened {
+        Ok(q2) => {
+            let mut rx = q2.consumer().expect("consumer");
+            let mut buf = [0u8; 256];
+            match rx.try_recv(&mut buf) {
+                Ok(m) => format!("message {:?}", String::from_utf8_lossy(&buf[..m.len])),
+                Err(e) => format!("no message ({e})"),
+            }
+        }
+        Err(e) => format!("open failed: {e}"),
+    };
+    let _ = q.unlink();
+    eprintln!("gc-vs-create: create took {took:?}, {} gc runs", gc_runs.load(Ordering::Relaxed));
+    assert!(
+        found == "message \"still here\"",
+        "shmq gc removed a segment while its live creator was initialising it (create took \
+         {took:?}); gc said {removed:?}; re-opening by name: {found}"
+    );
+}
+
+// =============================================================================================
+// 5. Dead subscribers must not keep their table entries
+// =============================================================================================
+
+/// Two anonymous subscribers (`mode`) join from child processes that are then SIGKILLed; a new
+/// subscriber joins the full table.
+fn join_after_dead_subscribers(test: &str, mode: &str) {
+    let scene = Scene::new(test);
+    let topic =
+        TopicOptions::new().dir(scene.path()).capacity(16).max_subscribers(2).create("t").expect("create topic");
+    let mut publisher = topic.publisher().expect("publisher");
+    publisher.publish(b"one").expect("publish"); // far from full: no publisher blocks
+    let mut envs = scene.envs("t");
+    envs.push((MODE_ENV, mode.to_string()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for _ in 0..2 {
+        let mut child = ChildProc::spawn(ENTRY, "topic-subscriber", &envs);
+        child.wait_line("joined", deadline);
+        child.kill(); // SIGKILL, and reaped
+    }
+    let listed = topic.subscribers();
+    let third = topic.subscriber().mode(SubscriberMode::Lossy).build();
+    assert!(
+        third.is_ok(),
+        "a subscriber could not join a table whose two entries belong to SIGKILLed {mode} \
+         subscribers: {:?}; table: {listed:?}",
+        third.err()
+    );
+}
+
+/// Entries of lossy subscribers whose processes died are reclaimed when a new subscriber needs
+/// the room.
+#[test]
+fn dead_lossy_subscribers_do_not_keep_the_subscriber_table_full() {
+    join_after_dead_subscribers("dead-lossy", "lossy");
+}
+
+/// Entries of anonymous reliable subscribers whose processes died are reclaimed on join, even
+/// when no publisher was blocked on them.
+#[test]
+fn dead_anonymous_reliable_subscribers_are_reclaimed_on_join() {
+    join_after_dead_subscribers("dead-reliable", "reliable");
+}
+
+// =============================================================================================
+// 6. open must validate before it maps and pre-faults
+// =============================================================================================
+
+/// Opening a planted file that is not a valid segment allocates no memory: `open` does not
+/// pre-fault (populate) a file before it has validated its header.
+#[test]
+fn open_does_not_populate_a_planted_sparse_file() {
+    let scene = Scene::on_tmpfs("planted");
+    let path = scene.path().join("shmq.planted");
+    File::create(&path).expect("plant").set_len(1 << 30).expect("make it 1 GiB, sparse");
+    let blocks = || std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&path).expect("stat"));
+    let before = blocks();
+    let t0 = Instant::now();
+    let r = QueueOptions::new().dir(scene.path()).ready_timeout(Duration::from_millis(100)).open("planted");
+    let took = t0.elapsed();
+    let after = blocks();
+    std::fs::remove_file(&path).expect("remove the planted file");
+    assert!(r.is_err(), "a zero-filled file was accepted as a queue");
+    assert!(
+        after * 512 < 1 << 20,
+        "open of a planted sparse 1 GiB file allocated {} MiB of it ({before} blocks before, \
+         {after} after; took {took:?}; returned {:?})",
+        (after * 512) >> 20,
+        r.err()
+    );
+}
+
+// =============================================================================================
+// 7. Skipping an aborted slot wakes a blocked producer
+// =============================================================================================
+
+/// When a consumer skips an aborted slot, the space that frees wakes a producer blocked on a full
+/// queue at once (not after its safety-net sleep).
+#[test]
+fn skipping_an_aborted_slot_wakes_a_blocked_producer() {
+    let scene = Scene::new("skip-wake");
+    let q = QueueOptions::new()
+        .dir(scene.path())
+        .capacity(2)
+        .max_msg_size(16)
+        .wait(WaitStrategy::Block)
+        .create("q")
+        .expect("create");
+    // Position 0: an aborted loan. Position 1: a loan held (live, not committed). Full.
+    let mut p1 = q.producer().expect("producer");
+    drop(p1.loan().expect("loan 0"));
+    let mut p2 = q.producer().expect("producer");
+    let mut held = p2.loan().expect("loan 1");
+    held[..4].copy_from_slice(b"held");
+
+    let (done_tx, done_rx) = mpsc::channel();
+    let sender = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let r = q.producer().expect("producer").send_timeout(b"blocked", Duration::from_secs(5));
+            done_tx.send((Instant::now(), r.map_err(|e| e.to_string()))).expect("report");
+        })
+    };
+    // The sender sleeps for space.
+    wait_for("the sender to sleep", Duration::from_secs(5), || q.counters().sleepers.1 == 1);
+    let mut rx = q.consumer().expect("consumer");
+    let mut buf = [0u8; 16];
+    // Skips the aborted slot (freeing it), then finds the held one: nothing to deliver.
+    let r = rx.try_recv(&mut buf);
+    let skipped_at = Instant::now();
+    let head = q.counters().head;
+    let (sent_at, sent) = done_rx.recv_timeout(Duration::from_secs(10)).expect("sender returns");
+    sender.join().expect("sender thread");
+    let latency = sent_at.saturating_duration_since(skipped_at);
+    held.commit(4).expect("commit");
+    eprintln!("skip-wake: the blocked send returned {latency:?} after the skip");
+    assert!(matches!(r, Err(Error::Empty)) && head == 1, "test setup: try_recv gave {r:?}, head {head}");
+    assert!(sent.is_ok(), "the blocked send failed: {sent:?}");
+    assert!(
+        latency < Duration::from_millis(200),
+        "the producer blocked on a full queue returned {latency:?} after a consumer freed a slot \
+         by skipping an aborted loan (expected well under 200 ms)"
+    );
+}
+
+// =============================================================================================
+// 8. try_recv_batch and panics
+// =============================================================================================
+
+/// A panic in the callback of `try_recv_batch` does not leave a slot claimed: afterwards the
+/// queue still holds (or has delivered) every message and all its capacity is usable.
+#[test]
+fn a_panic_in_the_try_recv_batch_callback_leaves_no_slot_stuck() {
+    const CAP: usize = 4;
+    let scene = Scene::new("batch-panic");
+    let q = QueueOptions::new().dir(scene.path()).capacity(CAP as u64).max_msg_size(16).create("q").expect("create");
+    let mut tx = q.producer().expect("producer");
+    let mut rx = q.consumer().expect("consumer");
+    for i in 0..CAP as u8 {
+        tx.send(&[i]).expect("fill");
+    }
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rx.try_recv_batch(10, |_, _| panic!("callback panics (on purpose)"))
+    }));
+    assert!(caught.is_err(), "the callback's panic propagates");
+    // Drain what is left: CAP - 1 messages (the one being handed over is gone), or CAP.
+    let mut buf = [0u8; 16];
+    let mut left = 0;
+    while rx.try_recv(&mut buf).is_ok() {
+        left += 1;
+    }
+    // Now the queue is empty: CAP sends must fit.
+    let mut failures = Vec::new();
+    for i in 0..CAP as u8 {
+        if let Err(e) = tx.send_timeout(&[100 + i], Duration::from_millis(250)) {
+            failures.push(format!("send {i}: {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "after a panic in try_recv_batch's callback ({left} messages left to drain), sends into \
+         the empty queue of capacity {CAP} failed: {failures:?}; counters {:?}",
+        q.counters()
+    );
+}
+
+// =============================================================================================
+// 9. Lossy readers and the seqlock
+// =============================================================================================
+
+/// Kind of topic message `seq` in the stream of the test below: kind 1 (8 bytes: its number
+/// among the kind-1 messages) at every third sequence, kind 2 (200 bytes) at the others. A period of 3 on a ring of 4 slots, so that each slot holds both
+/// kinds in turn (with a period of 2 every slot would always hold the same kind, and a stale
+/// length and kind would still agree).
+fn seqlock_stream_kind(seq: u64) -> u32 {
+    if seq % 3 == 0 {
+        1
+    } else {
+        2
+    }
+}
+
+/// A lossy subscriber decides on a message's length and kind only from a consistent read: it
+/// never reports a spurious `BufferTooSmall` for a message that fits, and it never skips a
+/// message of its kinds silently (every message it misses is counted in a `Lagged` report).
+///
+/// The race: the reader loads a slot's state, then its length and kind; if a publisher reuses
+/// the slot in between, the reader acts on the new message's length and kind (filters it out, or
+/// finds it too long) before its seqlock re-check. To hit that often, the reader runs as
+/// SCHED_IDLE on a CPU where another thread wakes up every few microseconds, so it is stopped at
+/// random points while the publisher, on another CPU, runs on (see [`run_on`]).
+///
+/// The check is exact: the publisher is the only one, so message `seq` has the kind
+/// [`seqlock_stream_kind`] gives, and `Subscriber::position` before and after each call tells
+/// which sequences the call delivered, declared missed (`Lagged(n)`: the last `n` it moved
+/// over) or passed over silently (the rest). Passing over a kind-1 message silently is a loss.
+#[test]
+fn a_lossy_subscriber_trusts_length_and_kind_only_after_the_seqlock_check() {
+    let _heavy = heavy();
+    let scene = Scene::new("lossy-seqlock");
+    let topic = TopicOptions::new().dir(scene.path()).capacity(4).max_msg_size(256).create("t").expect("create topic");
+    let mut sub = topic.subscriber().mode(SubscriberMode::Lossy).kinds(&[1]).build().expect("subscriber");
+    assert_eq!(sub.position(), 0, "test setup: the subscriber starts at the first message");
+    let cpus = allowed_cpus();
+    // Reader and waker share a CPU (the waker wakes up about every 20 us); the publisher has
+    // its own CPU if there is one.
+    let (reader_cpu, publisher_cpu) = (cpus[0], *cpus.get(1).unwrap_or(&cpus[0]));
+    let alone = reader_cpu == publisher_cpu;
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (topic, stop) = (topic.clone(), stop.clone());
+        std::thread::spawn(move || {
+            run_on(publisher_cpu, false);
+            let mut p = topic.publisher().expect("publisher");
+            let big = [0xABu8; 200];
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..30 {
+                    if seqlock_stream_kind(seq) == 1 {
+                        p.publish_kind(1, &(seq / 3).to_le_bytes()).expect("publish kind 1");
+                    } else {
+                        p.publish_kind(2, &big).expect("publish kind 2");
+                    }
+                    seq += 1;
+                }
+                if alone {
+                    // One CPU: leave the reader some time (the publisher is the waker then).
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            }
+            seq
+        })
+    };
+    let waker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            run_on(reader_cpu, false);
+            // SAFETY: PR_SET_TIMERSLACK takes a plain integer (nanoseconds).
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        })
+    };
+    let reader = std::thread::spawn(move || {
+        run_on(reader_cpu, true);
+        // delivered, Lagged reports, BufferTooSmall, kind-1 messages passed over silently,
+        // deliveries that do not match their sequence, gaps in the kind-1 counter that no
+        // Lagged report came before.
+        let mut c = [0u64; 6];
+        let mut example = String::new();
+        let mut last: Option<u64> = None;
+        let mut lag_reported = false;
+        let mut buf = [0u8; 16];
+        let end = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < end {
+            let before = sub.position();
+            let r = sub.try_recv(&mut buf);
+            let after = sub.position();
+            // Sequences [before, silent_end) were passed over without a word.
+            let silent_end = match &r {
+                Ok(_) => after - 1,
+                Err(Error::Lagged(n)) => after - n,
+                _ => after,
+            };
+            let dropped = (before..silent_end).filter(|&s| seqlock_stream_kind(s) == 1).count() as u64;
+            if dropped > 0 {
+                c[3] += dropped;
+                if example.is_empty() {
+                    example = format!("sequences {before}..{silent_end} passed over silently, then {r:?}");
+                }
+            }
+            match r {
+                Ok(m) => {
+                    c[0] += 1;
+                    let seq = after - 1;
+                    let n = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                    if (m.kind, m.len, n) != (1, 8, seq / 3) || seqlock_stream_kind(seq) != 1 {
+                        c[4] += 1;
+                    }
+                    if last.is_some_and(|prev| n != prev + 1) && !lag_reported {
+                        c[5] += 1;
+                    }
+                    last = Some(n);
+                    lag_reported = false;
+                }
+                Err(Error::Lagged(_)) => {
+                    c[1] += 1;
+                    lag_reported = true;
+                }
+                Err(Error::BufferTooSmall { .. }) => c[2] += 1,
+                Err(Error::Empty) => std::hint::spin_loop(),
+                Err(e) => panic!("try_recv: {e}"),
+            }
+        }
+        (c, example)
+    });
+    let ([delivered, lagged, too_small, dropped, wrong, gaps], example) = reader.join().expect("reader thread");
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().expect("publisher thread");
+    waker.join().expect("waker thread");
+    eprintln!(
+        "lossy-seqlock: {published} published, {delivered} delivered, {lagged} Lagged, {too_small} \
+         BufferTooSmall, {dropped} kind-1 passed over silently, {gaps} unreported counter gaps, \
+         {wrong} wrong"
+    );
+    assert!(
+        too_small == 0 && dropped == 0 && wrong == 0 && gaps == 0,
+        "lossy subscriber (kinds [1], 16-byte buffer) over 2 s: {too_small} spurious \
+         BufferTooSmall, {dropped} kind-1 messages passed over without a Lagged report ({gaps} \
+         gaps in the kind-1 counter with no Lagged report before them), {wrong} deliveries that \
+         do not match their sequence ({delivered} delivered, {lagged} Lagged, {published} \
+         messages published); e.g. {example}"
+    );
+}
+
+// =============================================================================================
+// 10. try_recv and Empty
+// =============================================================================================
+
+/// `try_recv` returns `Empty` only when no committed message waits: a message committed behind
+/// a slot that a live producer is still writing is received, not reported as `Empty`.
+#[test]
+fn try_recv_does_not_report_empty_while_a_committed_message_waits() {
+    const THREADS: usize = 3;
+    let _heavy = heavy();
+    let scene = Scene::new("empty-but-not");
+    let q = QueueOptions::new()
+        .dir(scene.path())
+        .capacity(64)
+        .max_msg_size(16)
+        .wait(WaitStrategy::Block)
+        .create("q")
+        .expect("create");
+    // Why Empty is always wrong here: every thread alternates "send one message" and "receive
+    // one message" (try_recv, and after an Empty a blocking receive), and starts a receive only
+    // after its send returned, i.e. after its message was committed. So at any instant each
+    // thread has claimed at most as many messages as it has committed, and a thread inside its
+    // try_recv has claimed exactly one fewer than it committed. Summed over the threads: while
+    // any thread is in try_recv, at least one committed message is not claimed by anyone.
+    // Capacity 64 >= THREADS, so no send ever waits.
+    let run = Duration::from_secs(2);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut tx = q.producer().expect("producer");
+                let mut rx = q.consumer().expect("consumer");
+                let mut buf = [0u8; 16];
+                let (mut rounds, mut empties, mut depth_at_empty) = (0u64, 0u64, 0usize);
+                let end = Instant::now() + run;
+                while Instant::now() < end {
+                    tx.send(&[t as u8]).expect("send");
+                    rounds += 1;
+                    match rx.try_recv(&mut buf) {
+                        Ok(_) => {}
+                        Err(Error::Empty) => {
+                            empties += 1;
+                            depth_at_empty = depth_at_empty.max(q.len());
+                            rx.recv_timeout(&mut buf, Duration::from_secs(5)).expect("blocking receive after Empty");
+                        }
+                        Err(e) => panic!("try_recv: {e}"),
+                    }
+                }
+                (rounds, empties, depth_at_empty)
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().expect("thread")).collect();
+    let rounds: u64 = results.iter().map(|r| r.0).sum();
+    let empties: u64 = results.iter().map(|r| r.1).sum();
+    let depth = results.iter().map(|r| r.2).max().unwrap_or(0);
+    eprintln!("empty-but-not: {rounds} rounds, {empties} Empty");
+    assert_eq!(
+        empties, 0,
+        "try_recv returned Empty {empties} times in {rounds} send-then-try_recv rounds of {THREADS} \
+         threads, although a committed message was waiting each time (len() right after was up to \
+         {depth})"
+    );
+}
+
+// =============================================================================================
+// 11. shmq recv into a closed pipe
+// =============================================================================================
+
+/// `shmq recv` whose reader went away (`shmq recv q | head -2`) does not take messages it cannot
+/// deliver: it exits with a non-zero status and says on stderr how many it delivered, and a
+/// message sent after the reader left stays in the queue.
+#[test]
+fn shmq_recv_into_a_closed_pipe_fails_and_leaves_later_messages_queued() {
+    let scene = Scene::new("recv-head");
+    let shmq = env!("CARGO_BIN_EXE_shmq");
+    let dir = scene.path();
+    let sent = Command::new(shmq).arg("--dir").arg(dir).args(["send", "q", "--count", "10"]).output().expect("send");
+    assert!(sent.status.success(), "shmq send: {}", String::from_utf8_lossy(&sent.stderr));
+
+    let mut recv = Command::new(shmq)
+        .arg("--dir")
+        .arg(dir)
+        .args(["recv", "q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shmq recv");
+    let mut lines = BufReader::new(recv.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    for _ in 0..2 {
+        lines.read_line(&mut first).expect("read a line from recv");
+    }
+    drop(lines); // like `head -2`: the reader goes away
+
+    let mut send = Command::new(shmq)
+        .arg("--dir")
+        .arg(dir)
+        .args(["send", "q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shmq send");
+    send.stdin.take().expect("stdin").write_all(b"eleventh\n").expect("write the message");
+    let out = send.wait_with_output().expect("shmq send");
+    assert!(out.status.success(), "shmq send of the 11th: {}", String::from_utf8_lossy(&out.stderr));
+
+    let end = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = recv.try_wait().expect("try_wait") {
+            break Some(st);
+        }
+        if Instant::now() >= end {
+            let _ = recv.kill();
+            let _ = recv.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    recv.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+
+    let q = QueueOptions::new().dir(dir).open("q").expect("open the queue");
+    let mut rx = q.consumer().expect("consumer");
+    let mut left = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(m) = rx.try_recv(&mut buf) {
+        left.push(String::from_utf8_lossy(&buf[..m.len]).into_owned());
+    }
+    assert_eq!(first, "0\n1\n", "test setup: the first two lines");
+    assert!(
+        status.is_some_and(|st| !st.success())
+            && stderr.bytes().any(|b| b.is_ascii_digit())
+            && left.iter().any(|m| m == "eleventh"),
+        "after its reader left, shmq recv exited with {status:?} (expected a failure) and stderr \
+         {stderr:?} (expected how many messages it delivered); the queue still holds {left:?} \
+         (expected the 11th message, \"eleventh\")"
+    );
+}
+
+// =============================================================================================
+// 12. Sleeper counts of a process that dies
+// =============================================================================================
+
+/// When a process whose threads sleep in `recv` dies, every sleeper it counted is uncounted in
+/// the end (two threads of one attachment each count themselves), so later notifies go back to
+/// making no syscall.
+#[test]
+fn a_dead_process_leaves_no_sleeper_counted_even_with_two_sleeping_threads() {
+    let scene = Scene::new("sleepers");
+    let q = QueueOptions::new().dir(scene.path()).capacity(64).max_msg_size(16).create("q").expect("create");
+    let mut tx = q.producer().expect("producer");
+    let mut child = ChildProc::spawn(ENTRY, "two-sleeping-consumers", &scene.envs("q"));
+    let limit = Duration::from_secs(10);
+    wait_for("both child threads to sleep", limit, || q.counters().sleepers.0 == 2);
+    tx.send(b"one").expect("send");
+    child.wait_line("got", Instant::now() + limit);
+    wait_for("both child threads to sleep again", limit, || q.counters().sleepers.0 == 2);
+    child.kill();
+    // Dead sleepers are reaped on the notify slow path, at most every 10 ms.
+    let mut seen = Vec::new();
+    for i in 0..10u8 {
+        tx.send(&[i]).expect("send");
+        std::thread::sleep(Duration::from_millis(25));
+        seen.push(q.counters().sleepers.0);
+    }
+    assert_eq!(
+        q.counters().sleepers.0,
+        0,
+        "sleepers counted after the SIGKILLed child's two sleeping threads died (after each of 10 \
+         sends 25 ms apart: {seen:?})"
+    );
+}
