@@ -585,6 +585,23 @@ mod tests {
     }
 
     #[test]
+    fn role_words_take_a_new_generation_so_a_stale_word_never_matches() {
+        let w0 = 0;
+        let w1 = role::take(w0, 3);
+        assert_eq!(role::holder(w1), 3);
+        let w2 = role::free(w1);
+        assert_eq!(role::holder(w2), 0);
+        // The same participant id takes the role again: a CAS from the word seen before
+        // (w1, by a process that meanwhile judged id 3 dead or was giving the role back) fails.
+        let w3 = role::take(w2, 3);
+        assert_eq!(role::holder(w3), 3);
+        assert_ne!(w3, w1);
+        assert_ne!(role::free(w3), w2);
+        // Ids are 12 bits; the generation wraps without touching them.
+        assert_eq!(role::holder(role::take(u32::MAX, 4095)), 4095);
+    }
+
+    #[test]
     fn offsets_are_line_aligned_and_reject_overflow() {
         let o = Offsets::compute(1024, 64, 64, 16).unwrap();
         assert_eq!(o.stride, 128);

@@ -253,8 +253,12 @@ fn dir_option_overrides_shmq_dir() {
     ok(shmq(env_dir.path(), &["rm", "--dir", other_path, "elsewhere"]));
 }
 
+/// `shmq recv q | head -1`: once the reader is gone, `recv` takes no further message off the
+/// queue, exits 1, and says how many messages it wrote; every message it did not write is
+/// still in the queue (or, if the reader left in the instant between the check and the write,
+/// the one message that was taken is reported lost).
 #[test]
-fn recv_into_a_closed_pipe_stops_quietly() {
+fn recv_into_a_closed_pipe_fails_naming_what_it_wrote_and_leaves_the_rest_queued() {
     let dir = tempfile::tempdir().unwrap();
     ok(shmq(
         dir.path(),
@@ -273,8 +277,17 @@ fn recv_into_a_closed_pipe_stops_quietly() {
     drop(child.stdout.take());
     child.stdout = Some(empty_pipe());
     let o = finish(child, "recv flood");
-    assert!(o.status.success(), "status {}: {}", o.status, stderr(&o));
-    assert_eq!(stderr(&o), "");
+    assert_eq!(o.status.code(), Some(1), "status {}: {}", o.status, stderr(&o));
+    let err = stderr(&o);
+    let written: u64 = err
+        .strip_prefix("shmq: stdout was closed after ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of written messages in {err:?}"));
+    let lost = u64::from(err.contains("could not be written and is lost"));
+    assert!((1..4000).contains(&written), "{err}");
+    let v = json(shmq(dir.path(), &["stat", "flood", "--json"]));
+    assert_eq!(v["depth"], 4000 - written - lost, "every message not written is still queued: {err}");
 }
 
 /// A pipe whose write end is already closed: `finish` reads it to EOF at once.

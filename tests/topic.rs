@@ -213,3 +213,28 @@ fn loans_publish_in_place_and_aborted_loans_are_skipped() {
     drop(m);
     assert_eq!(t.counters().aborted, 1);
 }
+
+/// A publisher looks at the subscriber table again after each claim when somebody joined
+/// meanwhile (an `Earliest` joiner may be reading the slot it claimed). Joiners that cannot be
+/// reading it, a lossy one and a reliable one at the tail, must not hold it up; an `Earliest`
+/// reliable one a whole ring behind gates it, as any reliable subscriber does.
+#[test]
+fn a_publisher_waits_after_its_claim_only_for_a_joiner_that_may_read_the_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "joins", 4);
+    let mut p = t.publisher().unwrap();
+    for i in 0..4u64 {
+        p.try_publish(&i.to_le_bytes()).unwrap(); // nobody subscribed: never waits
+    }
+    let _lossy = t.subscriber().mode(SubscriberMode::Lossy).build().unwrap();
+    p.try_publish(&4u64.to_le_bytes()).expect("a lossy joiner does not gate");
+    let mut latest = t.subscriber().start(Start::Latest).build().unwrap();
+    p.try_publish(&5u64.to_le_bytes()).expect("a joiner at the tail does not gate");
+    let mut earliest = t.subscriber().start(Start::Earliest).build().unwrap();
+    assert!(matches!(p.try_publish(&6u64.to_le_bytes()), Err(Error::Full)), "a ring behind: full");
+    assert_eq!(recv_u64(&mut earliest).unwrap(), 2, "the oldest message still in the ring");
+    p.try_publish(&6u64.to_le_bytes()).expect("room again");
+    assert_eq!(recv_u64(&mut latest).unwrap(), 5);
+    assert_eq!(recv_u64(&mut latest).unwrap(), 6);
+    assert_eq!(t.counters().aborted, 0, "no sequence was given up on the way");
+}
