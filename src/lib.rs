@@ -13,10 +13,14 @@
 //! - **Shared memory is never trusted.** Every index, length and state read from a segment is
 //!   validated; bad data gives [`Error::Corrupted`], never undefined behaviour, a panic or a
 //!   hang.
-//! - **Peers may die.** SPSC roles held by a dead process are taken over (pid + start time,
-//!   safe against pid reuse). An MPMC slot claimed by a process that died is recovered by the
-//!   peer that waits on it (the message in it is counted as abandoned or lost, see
-//!   [`RingCounters`]).
+//! - **Peers may die, and a live peer is never taken for dead.** Every attached process holds
+//!   an open-file-description lock on its entry of the segment file; the kernel drops it when
+//!   the process dies. No `/proc`, no signals, no pids: it works out of file descriptors, across
+//!   users and pid namespaces, and a question the kernel cannot answer counts as "alive". SPSC
+//!   roles held by a dead process are taken over; an MPMC slot claimed by a process that died is
+//!   recovered by the peer that waits on it (the message in it is counted as abandoned or lost,
+//!   see [`RingCounters`]); a claim taken back from a process is reported to it
+//!   ([`Error::ClaimRevoked`]), never written over.
 //!
 //! ## Quick start: two processes
 //! Terminal 1: `shmq recv orders --count 3`; terminal 2: `printf 'a\nb\nc\n' | shmq send orders`.

@@ -9,7 +9,7 @@
 //! description is closed, which happens when the process exits or dies, however it dies. A peer
 //! asks whether the byte is locked with `F_OFD_GETLK` on a descriptor of its own: that needs no
 //! `/proc`, no free descriptor, no permission to signal the holder, and works across pid
-//! namespaces. An error of the query counts as "held" ([`Holder::Unknown`]): shmq never judges a
+//! namespaces. An error of the query counts as "held" (`Holder::Unknown`): shmq never judges a
 //! process dead when it cannot tell.
 //!
 //! Locks of one open file description do not conflict with each other, so every attachment

@@ -5,8 +5,10 @@
 //! a variant of [`Command`] and a line in [`run`].
 //!
 //! Errors: every command returns [`CliResult`]; [`main`] prints one line `shmq: <message>` to
-//! stderr and exits 1. A closed stdout (`shmq recv q | head -1`) ends the command quietly with
-//! status 0. A panic prints one line too (see [`install_panic_hook`]).
+//! stderr and exits 1. A closed stdout ends `list`, `stat` and the like quietly with status 0;
+//! `recv` and `sub`, which take messages off a queue, stop taking them and exit 1 saying how
+//! many they wrote (see `io::print_messages`). A panic prints one line too (see
+//! [`install_panic_hook`]).
 
 mod bench;
 mod demo;
@@ -90,7 +92,9 @@ enum Command {
     /// Opens the queue, creating it if needed. With --count N: exits 0 after N messages, and
     /// with 1 (an error) if --timeout passes without a message first. Without --count: runs
     /// until interrupted, or, with --timeout, until no message has arrived for that long, then
-    /// exits 0 (drains the queue).
+    /// exits 0 (drains the queue). A message is taken off the queue only once the previous one
+    /// was written to stdout; when stdout is closed (its reader exited), recv takes no more and
+    /// exits 1 saying how many it wrote.
     Recv(io::RecvArgs),
     /// List every segment in the segment directory: kind, capacity, message size, depth, memory.
     ///
@@ -121,8 +125,11 @@ enum Command {
     ///
     /// A segment is removed when its creator and every attached process are dead, and it holds
     /// nothing someone may come back for (a queue must be empty, a topic must have no durable
-    /// subscriber; --force removes those too). A segment left half-initialised by a dead
-    /// creator is removed.
+    /// subscriber; --force removes those too). Liveness is each process's lock on the segment
+    /// file, not its pid. Files of segments whose creator died while creating them
+    /// (.shmq-new.*) are removed, as is a file under a segment name that is not a complete
+    /// segment and that nobody works on. A process attaching meanwhile is never left on a
+    /// removed segment.
     Gc(gc::GcArgs),
 }
 

@@ -58,7 +58,7 @@ pub struct QueueOptions {
 }
 
 impl QueueOptions {
-    /// Defaults: MPMC, 1024 slots, 256-byte messages, mode 0600, [`WaitStrategy::Block`].
+    /// Defaults: MPMC, 1024 slots, 256-byte messages, mode 0600, [`WaitStrategy::Block`](crate::WaitStrategy::Block).
     pub fn new() -> Self {
         Self::default()
     }

@@ -27,7 +27,8 @@
 //!   processed when a crash happens is delivered again); [`AckMode::Explicit`] acknowledges
 //!   only on [`Subscriber::ack`].
 //! - An anonymous subscriber whose process dies stops gating: a publisher blocked on it checks
-//!   its liveness (pid + start time) every 10 ms and frees its entry.
+//!   its liveness (its entry's lock, see [`crate::os`]) every 10 ms and frees its entry; so do
+//!   a join that finds the table full, `shmq stat` and `shmq gc`, for lossy subscribers too.
 //!
 //! ```
 //! # let dir = tempfile::tempdir().unwrap();
