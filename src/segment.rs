@@ -375,10 +375,14 @@ impl Segment {
                         });
                     }
                     // A second description of the same file, to ask about locks (see `os`).
-                    let Some(probe) = File::open(&path)? else { continue };
-                    if !probe.is_same(&st)? {
-                        continue; // the name was given to another file meanwhile: start over
-                    }
+                    let probe = File::open(&path)?.filter(|p| p.is_same(&st).unwrap_or(false));
+                    let Some(probe) = probe else {
+                        // The name was removed or given to another file meanwhile: start over.
+                        if Instant::now() >= deadline {
+                            return Err(Error::Timeout);
+                        }
+                        continue;
+                    };
                     let map = Arc::new(file.map(offsets.total as usize)?);
                     return Ok(Segment {
                         name: name.to_string(),

@@ -12,6 +12,47 @@
 //! with random pauses, and a pause often falls while it holds a claim (a loan, a `recv_ref`) or
 //! between its log write and its release or ack, so that kills land mid-protocol.
 //!
+//! Adversarial liveness: whether a peer lives is decided with open-file-description locks
+//! (`src/os.rs`), and two kinds of child attack what the former `/proc/PID/stat` +
+//! `kill(pid, 0)` check got wrong. Each incarnation of each participant is, independently and
+//! one time in two each (from the seed, without changing the kill schedule):
+//! - **out of file descriptors**: right after it attached (opened the queue or topic; its log
+//!   file exists already), before it takes its role (producer, consumer, publisher, or joins as
+//!   a subscriber), it lowers its soft `RLIMIT_NOFILE` to a few above the descriptors it has
+//!   open and opens `/dev/null` until `open` fails with EMFILE, and keeps them all to the end
+//!   (`chaos_support::adversary`). It checks that `open`, `dup` and `socket` all fail with EMFILE
+//!   and prints so before its role, again every 256 messages and each time it is idle, and once
+//!   more at the end (still attached); a free descriptor fails it. So every liveness check it
+//!   makes on its peers runs with no descriptor free: consumers and producers recovering slots
+//!   claimed by dead peers, subscribers and publishers recovering slots of dead publishers,
+//!   publishers reaping dead subscribers that gate them, subscribers reaping dead ones while
+//!   they join. The old check judged live peers dead there. A restarted incarnation attaches
+//!   first and exhausts again.
+//! - **in a pid namespace of its own**: started under `unshare --pid --fork --mount-proc
+//!   --kill-child`, it is pid 1 of a new namespace (with its own `/proc`), so its pid means
+//!   nothing to the others (several participants are pid 1 at once) and theirs nothing to it; it
+//!   checks that it is pid 1 with a parent outside its namespace and prints so. Its kill
+//!   SIGKILLs the process that plays the role (found as `unshare`'s child in `/proc`), not
+//!   `unshare`, and reaps `unshare`, which reaped that process first: when the kill returns the
+//!   victim is gone, as after a direct kill (see `Fleet::kill_namespaced`). `unshare` carries
+//!   the parent-death signal of the test's thread, and `--kill-child` passes it on, so an
+//!   aborted test leaves nothing behind. The test first checks that `unshare --pid --fork
+//!   --mount-proc --kill-child true` works (it needs root, or user namespaces); if not, it prints
+//!   a line saying that the pid-namespace part is skipped and why, and runs without it.
+//!
+//! Besides, the parent holds a lossy subscriber of the topic for the whole test (it never gates
+//! anyone), and every child of the topic, at the same moments as the descriptor checks, asks
+//! shmq (`Topic::subscribers`) whether it lives: a peer that certainly lives, judged by a
+//! checker that may have no free descriptor and may be in a namespace where the parent's pid
+//! means nothing. Judged dead, it fails the child.
+//!
+//! A live peer judged dead also shows up in the checks below: a slot recovered under its claim
+//! (an acknowledged message lost, a duplicate, a torn message, a `ClaimRevoked` or other error
+//! that fails the child), a reliable subscriber reaped while it lives (an error in that child,
+//! or messages it misses), or `lost_by_crash`/`abandoned` above the kill counts. Every
+//! adversarial incarnation that ran to the end must have printed its confirmations, and once
+//! every child is reaped no process with the test's directory in its environment may be left.
+//!
 //! Bookkeeping survives SIGKILL: every process appends a 32-byte record per message to its own
 //! log file with one `write(2)` (`chaos_support::Log`): producers and publishers after
 //! `send`/`publish` returned Ok (so what is logged was acknowledged by shmq), consumers and
@@ -39,7 +80,8 @@
 //!   kill boundary).
 //!
 //! `SHMQ_CHAOS_SECS` sets the chaos phase (default 20 s), `SHMQ_CHAOS_SEED` replays a kill
-//! schedule (the timing of the processes themselves is not reproducible). A child that fails
+//! schedule and which incarnations are adversarial (the timing of the processes themselves is
+//! not reproducible). A child that fails
 //! (a torn message, an error from shmq, a drain that does not finish) fails the test with its
 //! output; a hang is ended by deadlines and a watchdog.
 //!
@@ -54,11 +96,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use chaos_support::adversary::{self, Exhausted};
 use chaos_support::{
     check_queue, check_topic, decode, encode, kills, Log, Rec, Rng, Role, Run, Tag, Watchdog, MAX_MSG, PARENT_ENV,
-    PRODUCER_ID_BASE, PUBLISHER_ID_BASE, ROLE_ENV,
+    PIDNS_ENV, PRODUCER_ID_BASE, PUBLISHER_ID_BASE, ROLE_ENV,
 };
-use shmq::{AckMode, Error, QueueOptions, Start, TopicOptions, WaitStrategy};
+use shmq::{AckMode, Error, QueueOptions, Start, SubscriberMode, Topic, TopicOptions, WaitStrategy};
 
 /// The test that child processes run.
 const ENTRY: &str = "chaos_child_plays_the_role_named_in_its_environment";
@@ -79,6 +122,8 @@ const INC_ENV: &str = "SHMQ_CHAOS_INC";
 const LOG_ENV: &str = "SHMQ_CHAOS_LOG";
 const LIMIT_ENV: &str = "SHMQ_CHAOS_LIMIT_SECS";
 const SEED_ENV: &str = "SHMQ_CHAOS_CHILD_SEED";
+/// Set (to 1) in a child that takes every free file descriptor right after attaching.
+const EMFILE_ENV: &str = "SHMQ_CHAOS_EMFILE";
 
 /// The role of the child in `concurrent_attachers_never_take_the_same_entry_of_a_dead_participant`.
 const ATTACHER: &str = "attacher";
@@ -92,6 +137,9 @@ const STOP_RECEIVERS: &str = "stop-receivers";
 const TICK: Duration = Duration::from_millis(100);
 /// How long a receiver may take to drain once told to finish.
 const DRAIN: Duration = Duration::from_secs(30);
+/// A child verifies its adversarial state (see [`Ctx::verify`]) every this many messages, and
+/// whenever it is idle.
+const VERIFY_EVERY: u64 = 256;
 
 // ---------------------------------------------------------------------------------------------
 // Children
@@ -105,6 +153,18 @@ struct Ctx {
     log: Log,
     until: Instant,
     pace: Pace,
+    /// Whether to take every free descriptor once attached.
+    emfile: bool,
+    /// The descriptors taken (`emfile`, once attached).
+    exhausted: Option<Exhausted>,
+    /// Pid of the parent, as the parent's pid namespace sees it.
+    parent: u32,
+    /// Messages handled, for [`VERIFY_EVERY`].
+    handled: u64,
+    /// How many times [`Ctx::verify`] ran, and how many times it found the parent's subscriber
+    /// of the topic alive.
+    verified: u64,
+    parent_alive: u64,
 }
 
 /// Random bursts and pauses, so that the rings are sometimes full and sometimes empty (and the
@@ -191,6 +251,73 @@ impl Ctx {
             log,
             until: Instant::now() + Duration::from_secs(num(LIMIT_ENV)),
             pace: Pace { rng, left, burst, pause_ms },
+            emfile: std::env::var_os(EMFILE_ENV).is_some(),
+            exhausted: None,
+            parent: num(PARENT_ENV) as u32,
+            handled: 0,
+            verified: 0,
+            parent_alive: 0,
+        }
+    }
+
+    /// Called right after the child attached (opened its queue or topic, before it takes its
+    /// role): an `emfile` child takes every free descriptor now, and keeps them to the end. Its
+    /// log file exists already; nothing it does afterwards may need a descriptor, and every
+    /// liveness check it makes on its peers (recovering a dead producer's or publisher's slot,
+    /// reaping dead subscribers while joining or publishing) runs with none free.
+    fn attached(&mut self) {
+        if self.emfile {
+            self.exhausted = Some(adversary::exhaust_fds());
+        }
+    }
+
+    /// Checks what this child's adversarial state claims, with shmq's help where it can:
+    /// - an `emfile` child has no free descriptor (`open`, `dup`, `socket` fail with EMFILE);
+    /// - a child of the topic (`topic`) finds the lossy subscriber the parent holds for the whole
+    ///   test alive, by shmq's own liveness check (`Topic::subscribers`, a lock query through a
+    ///   descriptor the attachment holds): a peer that certainly lives, judged by a checker that
+    ///   may have no free descriptor and may be in a pid namespace where the parent's pid means
+    ///   nothing (the entry holds the parent's pid as its own namespace sees it).
+    fn verify(&mut self, topic: Option<&Topic>) {
+        if self.exhausted.is_some() {
+            adversary::check_out_of_fds();
+        }
+        if let Some(t) = topic {
+            let subs = t.subscribers();
+            let sentinel = subs.iter().find(|s| s.lossy && s.pid == self.parent);
+            assert!(
+                sentinel.is_some_and(|s| s.alive),
+                "the lossy subscriber of the parent (pid {}), alive throughout, is judged {:?} (emfile {}, pid \
+                 namespace of its own {}): a live peer judged dead; every subscriber: {subs:?}",
+                self.parent,
+                sentinel.map(|s| if s.alive { "alive" } else { "dead" }),
+                self.exhausted.is_some(),
+                std::env::var_os(PIDNS_ENV).is_some()
+            );
+            self.parent_alive += 1;
+        }
+        self.verified += 1;
+    }
+
+    /// Counts one message handled; verifies every [`VERIFY_EVERY`] of them.
+    fn handled(&mut self, topic: Option<&Topic>) {
+        self.handled += 1;
+        if self.handled % VERIFY_EVERY == 0 {
+            self.verify(topic);
+        }
+    }
+
+    /// The role ended normally, still attached: verifies once more; an `emfile` child says that
+    /// it still has no free descriptor.
+    fn finish(&mut self, topic: Option<&Topic>) {
+        self.verify(topic);
+        if let Some(ex) = &self.exhausted {
+            let mut what =
+                format!("{} messages handled, no descriptor free at each of {} checks", self.handled, self.verified);
+            if topic.is_some() {
+                what += &format!(", the parent's subscriber judged alive each time ({})", self.parent_alive);
+            }
+            ex.finish(&what);
         }
     }
 
@@ -215,13 +342,13 @@ fn chaos_child_plays_the_role_named_in_its_environment() {
     if role == ATTACHER {
         return attacher();
     }
-    let cx = Ctx::from_env();
+    let mut cx = Ctx::from_env();
     match Role::from_name(&role) {
-        Role::Producer => producer(cx),
-        Role::Consumer => consumer(cx),
-        Role::Publisher => publisher(cx),
-        Role::Subscriber => subscriber(cx, false),
-        Role::Durable => subscriber(cx, true),
+        Role::Producer => producer(&mut cx),
+        Role::Consumer => consumer(&mut cx),
+        Role::Publisher => publisher(&mut cx),
+        Role::Subscriber => subscriber(&mut cx, false),
+        Role::Durable => subscriber(&mut cx, true),
     }
 }
 
@@ -239,14 +366,15 @@ fn attacher() {
 
 /// A producer: sends (or, half the time and whenever it pauses while holding, writes a loan
 /// in place and commits it), then logs.
-fn producer(mut cx: Ctx) {
+fn producer(cx: &mut Ctx) {
     let q = QueueOptions::new().dir(cx.segments()).wait(WaitStrategy::Block).open(QUEUE).expect("open the queue");
+    cx.attached();
     let mut tx = q.producer().expect("a producer");
     let mut buf = [0u8; MAX_MSG];
     let mut seq = 0u64;
     loop {
         if seq % 16 == 0 && cx.told(STOP_SENDERS) {
-            return;
+            break;
         }
         let len = encode(cx.id, cx.inc, seq, &mut buf);
         let nap = cx.pace.next(false);
@@ -268,9 +396,10 @@ fn producer(mut cx: Ctx) {
                 Ok(()) => {}
                 Err(Error::Timeout) => {
                     if cx.told(STOP_SENDERS) {
-                        return;
+                        break;
                     }
                     cx.check_time();
+                    cx.verify(None);
                     continue;
                 }
                 Err(e) => panic!("producer {} incarnation {}: send failed: {e}", cx.id, cx.inc),
@@ -278,13 +407,16 @@ fn producer(mut cx: Ctx) {
         }
         cx.log.append(Rec { tag: Tag::Sent, id: cx.id, inc: cx.inc, seq, tseq: 0 });
         seq += 1;
+        cx.handled(None);
         nap.at(Phase::After);
     }
+    cx.finish(None);
 }
 
 /// A consumer: borrows each message in place, logs it, releases it.
-fn consumer(mut cx: Ctx) {
+fn consumer(cx: &mut Ctx) {
     let q = QueueOptions::new().dir(cx.segments()).wait(WaitStrategy::Block).open(QUEUE).expect("open the queue");
+    cx.attached();
     let mut rx = q.consumer().expect("a consumer");
     let mut drain_until = None;
     loop {
@@ -296,6 +428,7 @@ fn consumer(mut cx: Ctx) {
                 cx.log.append(Rec { tag: Tag::Received, id, inc, seq, tseq: 0 });
                 nap.at(Phase::Logged);
                 drop(m);
+                cx.handled(None);
                 nap.at(Phase::After);
                 continue;
             }
@@ -304,7 +437,7 @@ fn consumer(mut cx: Ctx) {
         }
         if cx.told(STOP_RECEIVERS) {
             if q.is_empty() {
-                return;
+                break;
             }
             let until = *drain_until.get_or_insert_with(|| Instant::now() + DRAIN);
             assert!(
@@ -315,18 +448,21 @@ fn consumer(mut cx: Ctx) {
             );
         }
         cx.check_time();
+        cx.verify(None);
     }
+    cx.finish(None);
 }
 
 /// A publisher: like a producer, with topic loans.
-fn publisher(mut cx: Ctx) {
+fn publisher(cx: &mut Ctx) {
     let t = TopicOptions::new().dir(cx.segments()).wait(WaitStrategy::Block).open(TOPIC).expect("open the topic");
+    cx.attached();
     let mut publisher = t.publisher().expect("a publisher");
     let mut buf = [0u8; MAX_MSG];
     let mut seq = 0u64;
     loop {
         if seq % 16 == 0 && cx.told(STOP_SENDERS) {
-            return;
+            break;
         }
         let len = encode(cx.id, cx.inc, seq, &mut buf);
         let nap = cx.pace.next(false);
@@ -348,9 +484,10 @@ fn publisher(mut cx: Ctx) {
                 Ok(()) => {}
                 Err(Error::Timeout) => {
                     if cx.told(STOP_SENDERS) {
-                        return;
+                        break;
                     }
                     cx.check_time();
+                    cx.verify(Some(&t));
                     continue;
                 }
                 Err(e) => panic!("publisher {} incarnation {}: publish failed: {e}", cx.id, cx.inc),
@@ -358,15 +495,18 @@ fn publisher(mut cx: Ctx) {
         }
         cx.log.append(Rec { tag: Tag::Sent, id: cx.id, inc: cx.inc, seq, tseq: 0 });
         seq += 1;
+        cx.handled(Some(&t));
         nap.at(Phase::After);
     }
+    cx.finish(Some(&t));
 }
 
 /// A reliable subscriber: anonymous (joins at the latest message), or the durable one (joins at
 /// the earliest on its first start, resumes at its cursor after). Each message is borrowed in
 /// place, logged, released, and (durable) acknowledged with `ack()`.
-fn subscriber(mut cx: Ctx, durable: bool) {
+fn subscriber(cx: &mut Ctx, durable: bool) {
     let t = TopicOptions::new().dir(cx.segments()).wait(WaitStrategy::Block).open(TOPIC).expect("open the topic");
+    cx.attached();
     let mut sub = if durable {
         t.subscriber().name(DURABLE).start(Start::Earliest).ack(AckMode::Explicit).build()
     } else {
@@ -394,12 +534,13 @@ fn subscriber(mut cx: Ctx, durable: bool) {
             if durable {
                 sub.ack();
             }
+            cx.handled(Some(&t));
             nap.at(Phase::After);
             continue;
         }
         if cx.told(STOP_RECEIVERS) {
             if sub.lag() == 0 {
-                return;
+                break;
             }
             let until = *drain_until.get_or_insert_with(|| Instant::now() + DRAIN);
             assert!(
@@ -411,7 +552,9 @@ fn subscriber(mut cx: Ctx, durable: bool) {
             );
         }
         cx.check_time();
+        cx.verify(Some(&t));
     }
+    cx.finish(Some(&t));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,12 +576,14 @@ struct Fleet {
     dir: PathBuf,
     exe: PathBuf,
     limit: Duration,
+    /// Whether children may be started in pid namespaces of their own.
+    pidns: bool,
     members: Vec<Member>,
     runs: Vec<Run>,
 }
 
 impl Fleet {
-    fn new(dir: &Path, limit: Duration, seed: u64) -> Fleet {
+    fn new(dir: &Path, limit: Duration, seed: u64, pidns: bool) -> Fleet {
         for sub in ["seg", "logs", "out"] {
             std::fs::create_dir_all(dir.join(sub)).expect("create a test directory");
         }
@@ -447,6 +592,7 @@ impl Fleet {
             dir: dir.to_path_buf(),
             exe: std::env::current_exe().expect("path of the test binary"),
             limit,
+            pidns,
             members: Vec::new(),
             runs: Vec::new(),
         }
@@ -476,8 +622,25 @@ impl Fleet {
             Role::Publisher => PUBLISHER_ID_BASE + index as u32,
             _ => index as u32,
         };
-        let child = Command::new(&self.exe)
-            .args(["--exact", ENTRY, "--nocapture", "--test-threads=1"])
+        // Which adversarial parts this incarnation plays, each one time in two (from the seed,
+        // without touching the kill schedule's generator).
+        let mut dice = Rng::new(self.seed.rotate_left(29) ^ (m as u64) << 40 ^ u64::from(inc) ^ 0xAD5E);
+        let emfile = dice.range(0, 1) == 0;
+        let pidns = dice.range(0, 1) == 0 && self.pidns;
+        let args = ["--exact", ENTRY, "--nocapture", "--test-threads=1"];
+        let mut cmd = if pidns {
+            let mut cmd = adversary::in_pid_namespace(&self.exe, &args);
+            cmd.env(PIDNS_ENV, "1");
+            cmd
+        } else {
+            let mut cmd = Command::new(&self.exe);
+            cmd.args(args);
+            cmd
+        };
+        if emfile {
+            cmd.env(EMFILE_ENV, "1");
+        }
+        let child = cmd
             .env(ROLE_ENV, role.name())
             .env(PARENT_ENV, std::process::id().to_string())
             .env(DIR_ENV, &self.dir)
@@ -492,7 +655,7 @@ impl Fleet {
             .stderr(Stdio::from(err_file))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {stem}: {e}"));
-        self.runs.push(Run { role, index, inc, log, out, killed: false });
+        self.runs.push(Run { role, index, inc, log, out, killed: false, emfile, pidns });
         let mb = &mut self.members[m];
         mb.child = Some(child);
         mb.current = self.runs.len() - 1;
@@ -521,13 +684,68 @@ impl Fleet {
 
     /// SIGKILLs member `m` and reaps it. `Err` if it had already ended by itself.
     fn kill(&mut self, m: usize) -> Result<(), String> {
+        let cur = self.members[m].current;
         let mut child = self.members[m].child.take().expect("a running child");
+        if self.runs[cur].pidns {
+            return self.kill_namespaced(m, child);
+        }
         let _ = child.kill();
         let st = child.wait().expect("reap a child");
         if st.signal() != Some(libc::SIGKILL) {
             return Err(self.died_by_itself(m, st));
         }
+        self.runs[cur].killed = true;
+        Ok(())
+    }
+
+    /// Kills member `m`, which runs in a pid namespace of its own: SIGKILLs the process that
+    /// plays the role (pid 1 of the namespace, the child of `unshare`; its pid here is found in
+    /// `/proc`), not `unshare`, and reaps `unshare`, which reaps that process first: so when
+    /// this returns the role's process is gone (its locks released, as after a direct kill),
+    /// and no orphan can be left. Killing `unshare` instead would rely on `--kill-child`, whose
+    /// SIGKILL arrives after `unshare` is reaped (the old incarnation could still run while the
+    /// new one starts: the durable subscriber's name would be taken), and which `unshare` sets
+    /// only after it forked (a kill in between would leave an orphan).
+    ///
+    /// `unshare` reports its child's exit code, and when that child was killed by a signal it
+    /// dies of the same signal; for SIGKILL util-linux 2.38 fails to and exits 1 instead, after
+    /// printing `unshare: sigprocmask unblock failed`. Both count as the kill; any other status
+    /// is the child's own (our children exit 0, 3 or 101, or die of another signal).
+    fn kill_namespaced(&mut self, m: usize, mut child: Child) -> Result<(), String> {
         let cur = self.members[m].current;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                // It ended before the kill was sent: whatever its status, by itself.
+                return Err(self.died_by_itself(m, st));
+            }
+            match adversary::children_of(child.id())[..] {
+                [g] => {
+                    // SAFETY: kill takes plain integers.
+                    unsafe { libc::kill(g as libc::pid_t, libc::SIGKILL) };
+                    break;
+                }
+                [] if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
+                ref found => {
+                    let _ = child.kill();
+                    let st = child.wait().expect("reap unshare");
+                    return Err(format!(
+                        "{}: unshare (pid {}) had the children {found:?} (one expected) after 10 s, ended with {st}; \
+                         its output:\n{}",
+                        self.describe(m),
+                        child.id(),
+                        self.output(cur)
+                    ));
+                }
+            }
+        }
+        let st = child.wait().expect("reap unshare");
+        let out = std::fs::read_to_string(&self.runs[cur].out).unwrap_or_default();
+        // (unshare's message may follow, on the same line, the child's unfinished "test ... ".)
+        let unshare_said = out.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.contains("unshare: "));
+        if st.signal() != Some(libc::SIGKILL) && !(st.code() == Some(1) && unshare_said) {
+            return Err(self.died_by_itself(m, st));
+        }
         self.runs[cur].killed = true;
         Ok(())
     }
@@ -603,6 +821,14 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         for m in &mut self.members {
             if let Some(mut c) = m.child.take() {
+                // A child under unshare: its process first (unshare's death would kill it too,
+                // through --kill-child, but later).
+                if self.runs[m.current].pidns {
+                    for g in adversary::children_of(c.id()) {
+                        // SAFETY: kill takes plain integers.
+                        unsafe { libc::kill(g as libc::pid_t, libc::SIGKILL) };
+                    }
+                }
                 let _ = c.kill();
                 let _ = c.wait();
             }
@@ -643,10 +869,20 @@ fn queue_and_topic_lose_duplicate_or_tear_nothing_while_participants_are_killed_
         (t as u64) ^ u64::from(std::process::id()).rotate_left(32)
     });
     println!("chaos: seed {seed}, {secs} s of kills (replay the kill schedule with SHMQ_CHAOS_SEED={seed})");
+    let pidns = match adversary::pid_namespaces() {
+        Ok(()) => {
+            println!("chaos: pid namespaces: on (half the incarnations run as pid 1 of a namespace of their own)");
+            true
+        }
+        Err(why) => {
+            println!("chaos: pid-namespace part SKIPPED (every child runs in this pid namespace): {why}");
+            false
+        }
+    };
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let _dog =
         Watchdog::start(format!("chaos test (seed {seed})"), Duration::from_secs(secs + 240), tmp.path().to_path_buf());
-    let mut fleet = Fleet::new(tmp.path(), Duration::from_secs(secs + 180), seed);
+    let mut fleet = Fleet::new(tmp.path(), Duration::from_secs(secs + 180), seed, pidns);
     let seg = tmp.path().join("seg");
     let q = QueueOptions::new()
         .dir(&seg)
@@ -662,6 +898,9 @@ fn queue_and_topic_lose_duplicate_or_tear_nothing_while_participants_are_killed_
         .wait(WaitStrategy::Block)
         .create(TOPIC)
         .expect("create the topic");
+    // A peer that lives throughout: the children of the topic check that shmq judges it alive
+    // (`Ctx::verify`). Lossy, so it never gates the publishers.
+    let sentinel = t.subscriber().mode(SubscriberMode::Lossy).build().expect("the parent's lossy subscriber");
 
     let fail = |what: &str, e: String| -> ! { panic!("chaos (seed {seed}): {what}: {e}") };
     // The durable subscriber joins before anything is published, so it must see every message.
@@ -727,6 +966,14 @@ fn queue_and_topic_lose_duplicate_or_tear_nothing_while_participants_are_killed_
     let mut failures = Vec::new();
     let qr = check_queue(&fleet.runs, &qc, q.len(), &mut failures);
     let tr = check_topic(&fleet.runs, &tc, t.published(), &mut failures);
+    let ar = adversary::check_adversaries(&fleet.runs, &mut failures);
+    // Every child was reaped, and every child under unshare was reaped by it first: nothing of
+    // this test may run any more.
+    let dir = tmp.path().to_str().expect("a UTF-8 temporary directory");
+    let left = adversary::processes_with_env(DIR_ENV, dir);
+    if !left.is_empty() {
+        failures.push(format!("processes left behind after every child was reaped: {left:?}"));
+    }
 
     println!("chaos summary (seed {seed}, kills for {chaos_took:.1?}, total {:.1?}):", began.elapsed());
     for role in [Role::Producer, Role::Consumer, Role::Publisher, Role::Subscriber, Role::Durable] {
@@ -754,8 +1001,22 @@ fn queue_and_topic_lose_duplicate_or_tear_nothing_while_participants_are_killed_
         tr.holes,
         tc.abandoned
     );
+    println!(
+        "  out of file descriptors: {} incarnations, {} confirmed EMFILE before their role, {} ran to the end \
+         and confirmed it again",
+        ar.emfile, ar.emfile_confirmed, ar.emfile_to_the_end
+    );
+    if pidns {
+        println!(
+            "  own pid namespace: {} incarnations, {} confirmed pid 1, {} ran to the end",
+            ar.pidns, ar.pidns_confirmed, ar.pidns_to_the_end
+        );
+    } else {
+        println!("  own pid namespace: skipped (see above)");
+    }
     assert!(failures.is_empty(), "chaos (seed {seed}) found {} problems:\n{}", failures.len(), failures.join("\n"));
     drop(fleet);
+    drop(sentinel);
     q.unlink().expect("remove the queue");
     t.unlink().expect("remove the topic");
 }

@@ -3,7 +3,10 @@
 //! process does first.
 //!
 //! The checks read only the logs, the list of runs (which were killed) and the rings' final
-//! counters.
+//! counters. [`adversary`] holds the adversarial parts: children out of file descriptors and
+//! children in pid namespaces of their own.
+
+pub mod adversary;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -237,6 +240,11 @@ pub struct Run {
     pub out: PathBuf,
     /// Whether the parent killed it (otherwise it ran to the end).
     pub killed: bool,
+    /// Whether it took every free file descriptor right after attaching (so that it checked its
+    /// peers' liveness with none left).
+    pub emfile: bool,
+    /// Whether it ran as pid 1 of a pid namespace of its own (under `unshare`).
+    pub pidns: bool,
 }
 
 /// How many runs of `role` were killed.
@@ -599,13 +607,34 @@ pub const ROLE_ENV: &str = "SHMQ_CHAOS_ROLE";
 /// parent-death signal.
 pub const PARENT_ENV: &str = "SHMQ_CHAOS_PARENT";
 
+/// Set (to 1) in a child that must run as pid 1 of a pid namespace of its own.
+pub const PIDNS_ENV: &str = "SHMQ_CHAOS_PIDNS";
+
 /// Makes the kernel SIGKILL this child when the thread that spawned it ends (so an aborted
 /// test leaves no process behind); exits at once if that already happened.
+///
+/// A child in a pid namespace of its own (`PIDNS_ENV`) is pid 1 there, and its parent
+/// (`unshare`) is outside it, so `getppid()` is 0 and says nothing about the parent: it checks
+/// that it is such a process instead (and says so), and relies on `unshare --kill-child`, which
+/// gave it the parent-death signal right after `unshare` forked it (`unshare` itself has the
+/// parent-death signal of the test's thread, and the test never kills `unshare` while it runs:
+/// see `Fleet::kill_namespaced`).
 pub fn die_with_parent() {
     // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process; its arguments are plain
     // integers.
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     assert_eq!(rc, 0, "prctl(PR_SET_PDEATHSIG) failed");
+    if std::env::var_os(PIDNS_ENV).is_some() {
+        assert!(
+            adversary::is_namespace_init(),
+            "a child started in a pid namespace of its own is not pid 1 there (pid {}, parent {})",
+            std::process::id(),
+            // SAFETY: getppid has no arguments and cannot fail.
+            unsafe { libc::getppid() }
+        );
+        println!("{}", adversary::PIDNS_START);
+        return;
+    }
     if let Ok(parent) = std::env::var(PARENT_ENV) {
         // SAFETY: getppid has no arguments and cannot fail.
         let ppid = unsafe { libc::getppid() };
