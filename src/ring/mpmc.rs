@@ -118,12 +118,7 @@ fn claim_write_as(m: &impl RingMem, me: u16, tag: u64) -> Result<Poll> {
 /// slot abandoned): nothing is published, the slot's state is left as the peer set it.
 #[inline]
 pub fn commit(m: &impl RingMem, pos: u64, me: u16, len: usize, kind: u32) -> Result<()> {
-    let s = m.slot(pos);
-    s.len.store(len as u32, Relaxed);
-    s.kind.store(kind, Relaxed);
-    // Release: pairs with the consumer's Acquire load in `claim_read`: len, kind and payload
-    // are visible before the slot reads as committed.
-    transition(s, pack(pos, WRITING, me), pack(pos.wrapping_add(1), IDLE, 0))
+    commit_as(m, pos, pack(pos, WRITING, me), len, kind)
 }
 
 /// [`commit`] of a slot claimed with [`claim_loan`].
@@ -132,11 +127,17 @@ pub fn commit(m: &impl RingMem, pos: u64, me: u16, len: usize, kind: u32) -> Res
 /// As for [`commit`].
 #[inline]
 pub fn commit_loan(m: &impl RingMem, pos: u64, me: u16, len: usize, kind: u32) -> Result<()> {
+    commit_as(m, pos, pack(pos, LOANED, me), len, kind)
+}
+
+#[inline]
+fn commit_as(m: &impl RingMem, pos: u64, claimed: u64, len: usize, kind: u32) -> Result<()> {
     let s = m.slot(pos);
     s.len.store(len as u32, Relaxed);
     s.kind.store(kind, Relaxed);
-    // Release: as in `commit`.
-    transition(s, pack(pos, LOANED, me), pack(pos.wrapping_add(1), IDLE, 0))
+    // Release: pairs with the consumer's Acquire load in `claim_read`: len, kind and payload
+    // are visible before the slot reads as committed.
+    transition(s, claimed, pack(pos.wrapping_add(1), IDLE, 0))
 }
 
 /// Gives back slot `pos` (claimed by `claim_write` for `me`) without a message; consumers skip
