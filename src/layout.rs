@@ -450,11 +450,15 @@ pub mod slot {
     /// it takes. Like [`WRITING`] in every respect but one: a `try_*` receive waits out a
     /// [`WRITING`] slot (a copy of a few nanoseconds) and not a loaned one.
     pub const LOANED: u64 = 5;
+    /// Topics: claimed by `claimer`, who has not touched the slot yet and waits before it does
+    /// (a reliable subscriber that joined meanwhile may be reading the message the slot still
+    /// holds, intact; see `topic::publisher`). Then back to [`WRITING`] or [`LOANED`].
+    pub const PENDING: u64 = 6;
 
-    /// Whether `tag` is a writer's claim ([`WRITING`] or [`LOANED`]).
+    /// Whether `tag` is a writer's claim ([`WRITING`], [`LOANED`] or [`PENDING`]).
     #[inline]
     pub fn is_write_claim(tag: u64) -> bool {
-        tag == WRITING || tag == LOANED
+        tag == WRITING || tag == LOANED || tag == PENDING
     }
 
     const TAG_SHIFT: u32 = 12;

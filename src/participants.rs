@@ -101,7 +101,7 @@ impl Participants {
                 // The CAS only fails if shared memory is being scribbled on.
                 let owned = entry::take(w, PARTICIPANT_BUSY);
                 if e.state.compare_exchange(w, owned, Acquire, Relaxed).is_err() {
-                    self.files.lock.unlock(self.lock_byte(id));
+                    self.files.release(self.lock_byte(id));
                     continue;
                 }
                 e.pid.store(pid, Relaxed);
@@ -128,7 +128,7 @@ impl Participants {
             e.pid.store(0, Relaxed);
             let w = e.state.load(Relaxed);
             e.state.store(entry::with(w, PARTICIPANT_FREE), Release);
-            self.files.lock.unlock(self.lock_byte(id));
+            self.files.release(self.lock_byte(id));
         }
     }
 
@@ -176,9 +176,16 @@ impl Participants {
             && e.state.compare_exchange(w, entry::take(w, PARTICIPANT_BUSY), Acquire, Relaxed).is_ok();
         if done {
             f();
-            e.state.store(entry::take(w, PARTICIPANT_ACTIVE), Release);
+            // A CAS, like every step of an entry's owner: nobody else owns it now (we hold its
+            // lock), but shared memory may have been scribbled on.
+            let _ = e.state.compare_exchange(
+                entry::take(w, PARTICIPANT_BUSY),
+                entry::take(w, PARTICIPANT_ACTIVE),
+                Release,
+                Relaxed,
+            );
         }
-        self.files.lock.unlock(at);
+        self.files.release(at);
         done
     }
 

@@ -31,9 +31,10 @@
 //! and maps exactly the size the header implies: a file that is not a complete segment of this
 //! version is never mapped (nor its pages allocated).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -134,9 +135,29 @@ pub(crate) struct Files {
     pub(crate) lock: File,
     /// Asks whether a byte is locked by anyone (ourselves included).
     pub(crate) probe: File,
+    /// The entry lock bytes `lock` holds. Locks of one open file description do not exclude
+    /// each other, so threads of this process that share it (two subscribers of one `Topic`
+    /// handle) keep count here, under the mutex, of whose byte is whose: one never takes, nor
+    /// gives back, a lock a sibling holds.
+    held: Mutex<HashSet<u64>>,
 }
 
 impl Files {
+    pub(crate) fn new(lock: File, probe: File) -> Files {
+        Files { lock, probe, held: Mutex::new(HashSet::new()) }
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives back an entry lock taken with [`take`](Self::take).
+    pub(crate) fn release(&self, at: u64) {
+        if self.held().remove(&at) {
+            self.lock.unlock(at);
+        }
+    }
+
     /// Whether a process holds the lock of the entry at lock byte `at` (ourselves included).
     pub(crate) fn holder(&self, at: u64) -> Holder {
         self.probe.holder(at)
@@ -152,6 +173,10 @@ impl Files {
     /// question and after the lock: an owner holds the lock for the whole life of its
     /// generation of the entry, and every new owner starts a new generation.
     pub(crate) fn take(&self, at: u64, state: &crate::sync::AtomicU32) -> Result<Option<u32>> {
+        let mut held = self.held();
+        if held.contains(&at) {
+            return Ok(None); // a sibling thread owns it
+        }
         let before = state.load(crate::sync::Ordering::Acquire);
         if self.probe.holder(at) != Holder::Free || !self.lock.lock(at, Lock::Write)? {
             return Ok(None);
@@ -160,6 +185,7 @@ impl Files {
             self.lock.unlock(at);
             return Ok(None);
         }
+        held.insert(at);
         Ok(Some(before))
     }
 }
@@ -288,8 +314,13 @@ impl Segment {
             let Some(file) = File::create_new(&tmp, mode)? else { continue };
             // `shmq gc` may have taken the lock of this very file in the instant since it was
             // created (a dead creator's leftover, it thought): leave the file to it, take another.
-            if file.lock(lock::SEGMENT, Lock::Write)? {
-                return Ok((tmp, file));
+            match file.lock(lock::SEGMENT, Lock::Write) {
+                Ok(true) => return Ok((tmp, file)),
+                Ok(false) => {}
+                Err(e) => {
+                    let _ = os::unlink(&tmp);
+                    return Err(e);
+                }
             }
         }
     }
@@ -337,7 +368,7 @@ impl Segment {
             creator: (pid, start),
             created_unix_ns: created,
             map,
-            files: Arc::new(Files { lock: file, probe }),
+            files: Arc::new(Files::new(file, probe)),
         };
         init(&seg);
         // Release, last: pairs with the Acquire load of an attacher that reads the header from
@@ -392,7 +423,7 @@ impl Segment {
                         creator,
                         created_unix_ns,
                         map,
-                        files: Arc::new(Files { lock: file, probe }),
+                        files: Arc::new(Files::new(file, probe)),
                     });
                 }
                 Found::Unfinished => {
@@ -442,12 +473,10 @@ impl Segment {
     }
 
     /// Removes the segment's file, if the name still leads to it (mappings stay valid until
-    /// dropped). `Ok(false)` if the name is gone or leads to another segment now.
+    /// dropped). `Ok(false)` if the name is gone or leads to another segment now. Done under
+    /// the segment lock (see [`unlink_exact`]).
     pub fn unlink(&self) -> Result<bool> {
-        if !self.files.probe.is_at(&self.path)? {
-            return Ok(false);
-        }
-        os::unlink(&self.path)
+        unlink_exact(&self.path, Some(&self.files.probe), REMOVE_WAIT)
     }
 
     /// Whether the name still leads to this segment.
@@ -571,9 +600,38 @@ fn read_header(file: &File, size: u64, expect: &Expect) -> Result<Found> {
     })
 }
 
-/// Removes segment `name` from `dir` unconditionally (`shmq rm`). `Ok(false)` if there was none.
+/// Removes segment `name` from `dir` whoever uses it (`shmq rm`; processes attached keep their
+/// mapping). `Ok(false)` if there was none. Done under the segment lock (see [`unlink_exact`]).
 pub fn remove(dir: &Path, name: &str) -> Result<bool> {
-    os::unlink(&segment_path(dir, name)?)
+    unlink_exact(&segment_path(dir, name)?, None, REMOVE_WAIT)
+}
+
+/// How long a removal waits for a process that is attaching (holding the segment lock shared).
+const REMOVE_WAIT: Duration = Duration::from_secs(2);
+
+/// Removes the file at `path`, if it is the file `expected` is open on (any file if `None`),
+/// holding its segment lock exclusive: a process attaching meanwhile either is attached before
+/// (and keeps its mapping, as after any removal) or finds the name gone, never attached to a
+/// file it believes is named; and the name is checked under the lock, so a newer segment that
+/// took the name is never removed in place of this one. Waits up to `wait` for the lock.
+fn unlink_exact(path: &Path, expected: Option<&File>, wait: Duration) -> Result<bool> {
+    let started = Instant::now();
+    let Some(file) = File::open(path)? else { return Ok(false) };
+    if let Some(expected) = expected {
+        if !file.is_same(&expected.stat()?)? {
+            return Ok(false);
+        }
+    }
+    while !file.lock(lock::SEGMENT, Lock::Write)? {
+        if started.elapsed() >= wait {
+            return Err(Error::Timeout);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    if !file.is_at(path)? {
+        return Ok(false);
+    }
+    os::unlink(path)
 }
 
 /// What [`remove_if`] did.
@@ -620,7 +678,7 @@ pub(crate) fn remove_if<T>(
                     creator,
                     created_unix_ns,
                     map: Arc::new(file.map(offsets.total as usize)?),
-                    files: Arc::new(Files { lock: file, probe }),
+                    files: Arc::new(Files::new(file, probe)),
                 }),
             }
         }
@@ -672,12 +730,15 @@ pub fn remove_unfinished(dir: &Path, dry_run: bool) -> Result<Vec<String>> {
             continue;
         }
         let path = dir.join(&fname);
-        let Some(file) = File::open(&path)? else { continue };
+        // Only our own regular files (not a link, a directory, another user's file); an entry
+        // that cannot be looked at is passed over, so one bad entry does not stop the rest.
+        let Ok(Some(file)) = File::open(&path) else { continue };
+        let ours = file.stat().is_ok_and(|st| st.mode & libc::S_IFMT == libc::S_IFREG && st.uid == os::euid());
         // Taking the lock is the verdict: its creator is dead (or has not locked it yet, and
         // will then leave it to us and start another).
-        if file.lock(lock::SEGMENT, Lock::Write)? && file.is_at(&path)? {
-            if !dry_run {
-                os::unlink(&path)?;
+        if ours && matches!(file.lock(lock::SEGMENT, Lock::Write), Ok(true)) && matches!(file.is_at(&path), Ok(true)) {
+            if !dry_run && os::unlink(&path).is_err() {
+                continue;
             }
             removed.push(fname);
         }

@@ -1153,7 +1153,13 @@ fn broadcast_reads_and_claims_on_hostile_slots_return_in_bounds_or_errors() {
                             assert!(ahead > 0 && ahead < 1 << 47, "lapped to {seq}, not ahead of cursor {cursor}");
                         }
                         Ok(broadcast::Read::Held { word }) => held = Some((cursor, word)),
-                        Ok(broadcast::Read::Skip | broadcast::Read::NotReady) | Err(_) => {}
+                        Ok(
+                            broadcast::Read::Skip
+                            | broadcast::Read::NotReady
+                            | broadcast::Read::Pending { .. }
+                            | broadcast::Read::Overwriting { .. },
+                        )
+                        | Err(_) => {}
                     }
                 }
                 TopicOp::Recover => {

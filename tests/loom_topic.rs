@@ -72,7 +72,12 @@ struct Lossy {
 impl Lossy {
     /// One read attempt at `next`.
     fn step(&mut self, r: &HeapRing) {
-        match broadcast::read(r, self.next).unwrap() {
+        let read = match broadcast::read(r, self.next).unwrap() {
+            // A lossy reader finds a slot claimed a lap later lapped, however far its writer got.
+            Read::Overwriting { .. } | Read::Pending { .. } => Read::Lapped { seq: self.next + CAP },
+            read => read,
+        };
+        match read {
             Read::Ready { len, kind, word } => {
                 if broadcast::still_intact(r, self.next, word) {
                     assert_eq!((kind as u64, len), (self.next, len_of(self.next)), "torn message");
@@ -88,7 +93,7 @@ impl Lossy {
                 self.next = oldest;
             }
             Read::NotReady | Read::Held { .. } => thread::yield_now(),
-            Read::Skip => unreachable!("nothing is aborted here"),
+            Read::Skip | Read::Pending { .. } | Read::Overwriting { .. } => unreachable!("nothing is aborted here"),
         }
     }
 }

@@ -238,3 +238,37 @@ fn a_publisher_waits_after_its_claim_only_for_a_joiner_that_may_read_the_slot() 
     assert_eq!(recv_u64(&mut latest).unwrap(), 6);
     assert_eq!(t.counters().aborted, 0, "no sequence was given up on the way");
 }
+
+/// Two processes (here: two handles, each with descriptions of its own) that create the same
+/// durable name at once, while the entry before theirs frees up, never both keep it: one of
+/// them gets `SubscriberNameTaken` (or both retry), so the name never has two entries that
+/// would both gate publishers once their holders leave.
+#[test]
+fn a_durable_name_created_concurrently_has_one_holder() {
+    use std::sync::{Arc, Barrier};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = TopicOptions::new().dir(dir.path()).max_subscribers(3).capacity(4);
+    opts.create("t").unwrap();
+    let handles: Vec<_> = (0..3).map(|_| opts.open("t").unwrap()).collect();
+    let mut both = 0;
+    for _ in 0..2000 {
+        let first = handles[2].subscriber().build().unwrap(); // holds entry 0 for a moment
+        let start = Arc::new(Barrier::new(3));
+        let racers: Vec<_> = (0..2)
+            .map(|k| {
+                let (t, start) = (handles[k].clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    t.subscriber().name("foo").build().ok()
+                })
+            })
+            .collect();
+        start.wait();
+        drop(first);
+        let subs: Vec<_> = racers.into_iter().map(|h| h.join().unwrap()).collect();
+        both += usize::from(subs.iter().all(Option::is_some));
+        drop(subs);
+        while handles[2].remove_subscriber("foo").unwrap() {}
+    }
+    assert_eq!(both, 0, "rounds in which two live subscribers both held the durable name");
+}

@@ -38,10 +38,10 @@
 
 use super::{Poll, RingMem, MAX_CLAIM_ROUNDS};
 use crate::error::{Error, Result};
-use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, LOANED, WRITING};
+use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, LOANED, PENDING, WRITING};
 use crate::sync::{
     fence,
-    Ordering::{Acquire, Relaxed, Release, SeqCst},
+    Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst},
 };
 
 /// Puts every slot in its initial state: slot `i` holds the (nonexistent) message `i - cap`.
@@ -91,7 +91,7 @@ fn claim_as(m: &impl RingMem, me: u16, gate: u64, tag: u64) -> Result<Poll> {
                 }
                 continue;
             }
-            (d, WRITING | LOANED) if d == -cap => return Ok(Poll::Held { pos, word: w }),
+            (d, WRITING | LOANED | PENDING) if d == -cap => return Ok(Poll::Held { pos, word: w }),
             // Already claimed for this sequence: tail is stale, help advance it.
             (0, _) => {
                 pos = match ctl.tail.0.compare_exchange(pos, pos.wrapping_add(1), Release, Acquire) {
@@ -151,13 +151,45 @@ fn commit_as(m: &impl RingMem, seq: u64, me: u16, len: usize, kind: u32, tag: u6
 pub fn abort(m: &impl RingMem, seq: u64, me: u16) -> Result<()> {
     let s = m.slot(seq);
     let to = pack(seq, ABORTED, 0);
-    let r = s
-        .state
-        .compare_exchange(pack(seq, WRITING, me), to, Release, Relaxed)
-        .or_else(|_| s.state.compare_exchange(pack(seq, LOANED, me), to, Release, Relaxed));
+    let r = [WRITING, LOANED, PENDING]
+        .into_iter()
+        .find_map(|tag| s.state.compare_exchange(pack(seq, tag, me), to, Release, Relaxed).ok());
     match r {
-        Ok(_) => {
+        Some(_) => {
             m.control().stats.0.aborted.fetch_add(1, Relaxed);
+            Ok(())
+        }
+        None => Err(Error::ClaimRevoked),
+    }
+}
+
+/// Marks sequence `seq`, claimed by `me` with `tag` ([`WRITING`] or [`LOANED`]) and not yet
+/// touched, [`PENDING`]: a reader a lap behind may read the message the slot still holds.
+///
+/// # Errors
+/// [`Error::ClaimRevoked`] if the claim is no longer ours.
+pub fn pend(m: &impl RingMem, seq: u64, me: u16, tag: u64) -> Result<()> {
+    let s = m.slot(seq);
+    // Relaxed suffices: nothing of ours is published by this state (readers of the old message
+    // got it through its commit); a reader that sees PENDING reads the old message, and we do
+    // not touch the slot before `resume`, which follows their cursors' Release stores.
+    match s.state.compare_exchange(pack(seq, tag, me), pack(seq, PENDING, me), Relaxed, Relaxed) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::ClaimRevoked),
+    }
+}
+
+/// Takes sequence `seq` back from [`PENDING`] to `tag`, once no reader needs what the slot held.
+///
+/// # Errors
+/// [`Error::ClaimRevoked`] if the claim is no longer ours.
+pub fn resume(m: &impl RingMem, seq: u64, me: u16, tag: u64) -> Result<()> {
+    let s = m.slot(seq);
+    // AcqRel: as the claim CAS (see `claim`): a lossy reader that reads any byte we write next
+    // sees at least this state when it re-checks.
+    match s.state.compare_exchange(pack(seq, PENDING, me), pack(seq, tag, me), AcqRel, Relaxed) {
+        Ok(_) => {
+            fence(Release);
             Ok(())
         }
         Err(_) => Err(Error::ClaimRevoked),
@@ -191,6 +223,24 @@ pub enum Read {
         /// The sequence the slot holds now.
         seq: u64,
     },
+    /// Claimed a lap later by a publisher that has not touched it and waits for the readers of
+    /// message `cursor` ([`PENDING`]): the message is still there, intact, with this length,
+    /// kind and state word. Only a reader the publisher waits for (a reliable one) may use it.
+    Pending {
+        /// Payload length, at most max_msg.
+        len: usize,
+        /// Kind tag.
+        kind: u32,
+        /// The state word seen.
+        word: u64,
+    },
+    /// Claimed a lap later by a publisher that may be writing it ([`WRITING`], [`LOANED`]):
+    /// either it writes (and the message is lapped) or it turns [`PENDING`] (and the message is
+    /// still there); a reader that must know waits.
+    Overwriting {
+        /// The state word seen.
+        word: u64,
+    },
 }
 
 /// Looks at message `cursor`.
@@ -219,7 +269,18 @@ pub fn read(m: &impl RingMem, cursor: u64) -> Result<Read> {
             Read::Ready { len, kind, word: w }
         }
         (0, ABANDONED | ABORTED) => Read::Skip,
-        (0, WRITING | LOANED) => Read::Held { word: w },
+        (0, WRITING | LOANED | PENDING) => Read::Held { word: w },
+        (d, PENDING) if d == cap => {
+            let len = s.len.load(Relaxed) as usize;
+            if len > m.max_msg() {
+                return Err(Error::corrupted(format!(
+                    "message length {len} exceeds the maximum {} at sequence {cursor}",
+                    m.max_msg()
+                )));
+            }
+            Read::Pending { len, kind: s.kind.load(Relaxed), word: w }
+        }
+        (d, WRITING | LOANED) if d == cap => Read::Overwriting { word: w },
         (d, _) if d < 0 && d >= -cap => Read::NotReady,
         // A state whole laps old: a write we do not see yet (weakly ordered CPUs).
         (d, _) if d < 0 && d % cap == 0 => Read::NotReady,

@@ -50,6 +50,8 @@
 mod publisher;
 mod subscriber;
 mod table;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -99,18 +99,21 @@ impl Publisher {
     /// (see [`settle`](Self::settle)).
     fn claim(&mut self, deadline: Deadline, loan: bool) -> Result<u64> {
         let seq = self.claim_slot(deadline, loan)?;
-        self.settle(seq, deadline)?;
+        self.settle(seq, deadline, if loan { slot::LOANED } else { slot::WRITING })?;
         Ok(seq)
     }
 
-    /// After claiming `seq`: if a subscriber joined since our gate was computed, it may have
-    /// started at the message this slot held (`Start::Earliest`) and be reading it. Our claim
-    /// CAS and the SeqCst epoch load below pair with the joiner's epoch bump and fence (see
-    /// `ring::broadcast`): either the joiner sees our claim (and skips that message as
-    /// overwritten), or we see the new epoch here and wait, holding the claim, until no
-    /// reliable cursor is a whole ring behind `seq`. The wait follows `deadline`; when it runs
-    /// out, the claim is aborted (subscribers skip the sequence) and the error returned.
-    fn settle(&mut self, seq: u64, deadline: Deadline) -> Result<()> {
+    /// After claiming `seq` (as `tag`): if a subscriber joined since our gate was computed, it
+    /// may have started at the message this slot holds (`Start::Earliest`) and be reading it.
+    /// Our claim CAS and the SeqCst epoch load below pair with the joiner's epoch bump and fence
+    /// (see `ring::broadcast`): either the joiner sees our claim, or we see the new epoch here.
+    /// In the second case, if a reliable cursor is a whole ring behind `seq`, we mark the claim
+    /// PENDING (we have not touched the slot: the joiner may read the message in it) and wait,
+    /// per `deadline`, until no reliable cursor is; then the claim is ours to write again. A
+    /// joiner that saw our claim before it turned PENDING waits to see which way it goes. When
+    /// the deadline runs out, the claim is aborted (subscribers skip the sequence) and the error
+    /// returned.
+    fn settle(&mut self, seq: u64, deadline: Deadline, tag: u64) -> Result<()> {
         let s = &*self.shared;
         let ring = &s.att.ring;
         let now = s.table.epoch_after_claim();
@@ -125,6 +128,7 @@ impl Publisher {
         if clear(self.gate) {
             return Ok(());
         }
+        broadcast::pend(ring, seq, s.att.id, tag)?;
         let gate = &mut self.gate;
         let waited = s.att.run_producer(deadline, |check| {
             *gate = s.table.gate(ring.control().tail.0.load(Relaxed));
@@ -136,10 +140,15 @@ impl Publisher {
             }
             Ok(Step::Held)
         });
-        if waited.is_err() && broadcast::abort(ring, seq, s.att.id).is_ok() {
-            s.att.notify_data();
+        match waited {
+            Ok(()) => broadcast::resume(ring, seq, s.att.id, tag),
+            Err(e) => {
+                if broadcast::abort(ring, seq, s.att.id).is_ok() {
+                    s.att.notify_data();
+                }
+                Err(e)
+            }
         }
-        waited
     }
 
     fn claim_slot(&mut self, deadline: Deadline, loan: bool) -> Result<u64> {

@@ -106,9 +106,11 @@ impl SubscriberBuilder {
         let ring = &s.att.ring;
         let cap = ring.capacity();
         let start = self.start;
+        let joined_at = std::cell::Cell::new(0);
         let (index, cursor, resumed) =
             s.table.join(self.name.as_deref(), self.mode == SubscriberMode::Lossy, || {
                 let tail = ring.control().tail.0.load(Acquire);
+                joined_at.set(tail);
                 match start {
                     Start::Latest => tail,
                     Start::Earliest => tail.saturating_sub(cap),
@@ -124,7 +126,7 @@ impl SubscriberBuilder {
             next: cursor,
             pending_ack: cursor,
             // History of a new subscriber may be overwritten while it joins: skipped silently.
-            synced: resumed || self.mode == SubscriberMode::Lossy,
+            history_end: if resumed || self.mode == SubscriberMode::Lossy { cursor } else { joined_at.get() },
             lossy: self.mode == SubscriberMode::Lossy,
             kinds: self.kinds.map(Vec::into_boxed_slice),
             ack: self.ack,
@@ -147,15 +149,17 @@ pub struct Message {
 #[derive(Debug)]
 pub struct Subscriber {
     shared: Arc<TopicShared>,
-    index: usize,
+    pub(super) index: usize,
     durable: bool,
     lossy: bool,
     /// Next sequence to look at.
     next: u64,
     /// Sequence the shared cursor will be set to on the next acknowledgement.
     pending_ack: u64,
-    /// False until the first message of a new reliable subscriber (see `build`).
-    synced: bool,
+    /// A new reliable subscriber's history (`Start::Earliest`) ends here: before it, messages
+    /// that publishers overwrote while it joined are skipped without a `Lagged` report (see
+    /// `build` and `in_history`).
+    history_end: u64,
     kinds: Option<Box<[u32]>>,
     ack: AckMode,
     delivered: u64,
@@ -240,7 +244,7 @@ impl Subscriber {
         s.att.run_consumer(deadline, |check| {
             Ok(match broadcast::read(ring, seq) {
                 Ok(Read::NotReady) => Step::Wait,
-                Ok(Read::Held { word }) => {
+                Ok(Read::Held { word } | Read::Overwriting { word }) => {
                     if check && s.att.parts.is_dead(slot::claimer(word)) && broadcast::recover(ring, seq, word) {
                         s.att.notify_data();
                     }
@@ -311,7 +315,6 @@ impl Subscriber {
     /// Marks message `seq` received: advance, acknowledge per the mode, free space.
     fn consumed(&mut self, seq: u64) {
         self.next = seq.wrapping_add(1);
-        self.synced = true;
         self.delivered = self.delivered.wrapping_add(1);
         self.pending_ack = if self.durable && self.ack == AckMode::OnNextReceive {
             seq // everything before this message is acknowledged; this one on the next receive
@@ -373,7 +376,25 @@ impl Subscriber {
             // but hostile shared memory must only be able to make a call return early.
             for _ in 0..crate::ring::MAX_CLAIM_ROUNDS {
                 let seq = self.next;
-                match broadcast::read(ring, seq)? {
+                // A reliable reader of its history may find its message claimed a lap later by a
+                // publisher that computed its gate before we joined (see `ring::broadcast`):
+                // pending (the publisher waits for us, the message is intact) or being
+                // written (we wait to learn which). Anybody else finds such a slot lapped.
+                let history = !self.lossy && self.in_history();
+                let read = match broadcast::read(ring, seq)? {
+                    Read::Pending { len, kind, word } if history => Read::Ready { len, kind, word },
+                    Read::Overwriting { word } if history => {
+                        if check && s.att.parts.is_dead(slot::claimer(word)) {
+                            broadcast::recover(ring, seq.wrapping_add(ring.capacity()), word);
+                        }
+                        return Ok(Step::held_by(word));
+                    }
+                    Read::Pending { .. } | Read::Overwriting { .. } => {
+                        Read::Lapped { seq: seq.wrapping_add(ring.capacity()) }
+                    }
+                    read => read,
+                };
+                match read {
                     Read::Ready { len, kind, word } => {
                         let filtered = self.kinds.as_ref().is_some_and(|k| !k.contains(&kind));
                         if !filtered && len <= max_len {
@@ -401,9 +422,8 @@ impl Subscriber {
                         return Ok(Step::held_by(word));
                     }
                     Read::Lapped { seq: seen } => {
-                        let synced = self.synced;
                         let err = self.lapped(seen);
-                        if self.lossy || synced {
+                        if !history {
                             return Err(err);
                         }
                         // A new reliable subscriber's history was overwritten while it joined.
@@ -412,10 +432,16 @@ impl Subscriber {
                             e.lagged.fetch_sub(n, Relaxed);
                         }
                     }
+                    Read::Pending { .. } | Read::Overwriting { .. } => unreachable!("mapped above"),
                 }
             }
             Ok(Step::Wait)
         })
+    }
+
+    /// Whether the next message is part of this (new, reliable) subscriber's history.
+    fn in_history(&self) -> bool {
+        (self.history_end.wrapping_sub(self.next) as i64) > 0
     }
 
     /// Moves past message `seq` without delivering it (aborted, abandoned, or filtered out).

@@ -180,12 +180,14 @@ impl SubscriberTable {
                         || !self.is_named(i, name)
                         || e.state.compare_exchange(w, owned, Acquire, Relaxed).is_err()
                     {
-                        self.files.lock.unlock(at);
+                        self.files.release(at);
                         continue;
                     }
                     self.fill(e, mode);
                     e.state.store(entry::with(owned, SUB_ACTIVE), Release);
                     self.bump_epoch();
+                    // As for a new entry (below): the resumed one may have turned reliable.
+                    fence(SeqCst);
                     return Ok((i, e.cursor.load(Acquire), true));
                 }
             }
@@ -212,9 +214,9 @@ impl SubscriberTable {
             e.cursor.store(cursor, Release);
             // Two processes that raced to create the same durable name: the later entry yields.
             if let Some(name) = name {
-                if (0..i).any(|j| self.is_named(j, name)) {
+                if (0..self.count).any(|j| j != i && self.is_named(j, name)) {
                     self.free(i);
-                    self.files.lock.unlock(self.lock_byte(i));
+                    self.files.release(self.lock_byte(i));
                     continue;
                 }
             }
@@ -237,7 +239,7 @@ impl SubscriberTable {
             if entry::state(w) == SUB_FREE && e.state.compare_exchange(w, owned, Acquire, Relaxed).is_ok() {
                 return Ok(Some((i, owned)));
             }
-            self.files.lock.unlock(at);
+            self.files.release(at);
         }
         Ok(None)
     }
@@ -282,7 +284,7 @@ impl SubscriberTable {
         } else {
             self.free(i);
         }
-        self.files.lock.unlock(self.lock_byte(i));
+        self.files.release(self.lock_byte(i));
     }
 
     /// The lowest cursor of every reliable subscriber, at most `tail`; `tail` if none.
@@ -329,7 +331,7 @@ impl SubscriberTable {
                 e.pid.store(0, Relaxed);
             }
         }
-        self.files.lock.unlock(at);
+        self.files.release(at);
         Ok(freed)
     }
 
@@ -372,7 +374,7 @@ impl SubscriberTable {
         if removed {
             self.free(i);
         }
-        self.files.lock.unlock(at);
+        self.files.release(at);
         Ok(removed)
     }
 
