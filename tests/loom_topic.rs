@@ -46,7 +46,7 @@ fn reliable(r: &HeapRing, cursor: &AtomicU64, n: u64) -> Vec<u64> {
     let mut got = Vec::new();
     let mut next = 0;
     while (got.len() as u64) < n {
-        match broadcast::read(r, next).unwrap() {
+        match broadcast::read(r, next, false).unwrap() {
             Read::Ready { len, kind, .. } => {
                 assert_eq!(kind as u64, next, "reliable subscriber read another message");
                 assert_eq!(len, len_of(next), "torn message");
@@ -72,12 +72,7 @@ struct Lossy {
 impl Lossy {
     /// One read attempt at `next`.
     fn step(&mut self, r: &HeapRing) {
-        let read = match broadcast::read(r, self.next).unwrap() {
-            // A lossy reader finds a slot claimed a lap later lapped, however far its writer got.
-            Read::Overwriting { .. } | Read::Pending { .. } => Read::Lapped { seq: self.next + CAP },
-            read => read,
-        };
-        match read {
+        match broadcast::read(r, self.next, false).unwrap() {
             Read::Ready { len, kind, word } => {
                 if broadcast::still_intact(r, self.next, word) {
                     assert_eq!((kind as u64, len), (self.next, len_of(self.next)), "torn message");
@@ -93,7 +88,7 @@ impl Lossy {
                 self.next = oldest;
             }
             Read::NotReady | Read::Held { .. } => thread::yield_now(),
-            Read::Skip | Read::Pending { .. } | Read::Overwriting { .. } => unreachable!("nothing is aborted here"),
+            Read::Skip => unreachable!("nothing is aborted here"),
         }
     }
 }

@@ -223,29 +223,18 @@ pub enum Read {
         /// The sequence the slot holds now.
         seq: u64,
     },
-    /// Claimed a lap later by a publisher that has not touched it and waits for the readers of
-    /// message `cursor` ([`PENDING`]): the message is still there, intact, with this length,
-    /// kind and state word. Only a reader the publisher waits for (a reliable one) may use it.
-    Pending {
-        /// Payload length, at most max_msg.
-        len: usize,
-        /// Kind tag.
-        kind: u32,
-        /// The state word seen.
-        word: u64,
-    },
-    /// Claimed a lap later by a publisher that may be writing it ([`WRITING`], [`LOANED`]):
-    /// either it writes (and the message is lapped) or it turns [`PENDING`] (and the message is
-    /// still there); a reader that must know waits.
-    Overwriting {
-        /// The state word seen.
-        word: u64,
-    },
 }
 
 /// Looks at message `cursor`.
+///
+/// `awaited`: whether publishers wait for this reader before they write a slot it may be
+/// reading (a reliable subscriber reading its history, see `topic::publisher`). Such a reader
+/// finds its message in a slot claimed a lap later but [`PENDING`] (the publisher waits for it,
+/// the message is intact): `Ready`; and in a slot claimed a lap later and maybe being written:
+/// `Held` (either the publisher writes, and then the message is lapped, or it turns the claim
+/// PENDING; the reader waits to see which). Any other reader finds both lapped.
 #[inline]
-pub fn read(m: &impl RingMem, cursor: u64) -> Result<Read> {
+pub fn read(m: &impl RingMem, cursor: u64, awaited: bool) -> Result<Read> {
     let s = m.slot(cursor);
     let cap = m.capacity() as i64;
     // Acquire: pairs with the Release store in `commit`.
@@ -270,7 +259,7 @@ pub fn read(m: &impl RingMem, cursor: u64) -> Result<Read> {
         }
         (0, ABANDONED | ABORTED) => Read::Skip,
         (0, WRITING | LOANED | PENDING) => Read::Held { word: w },
-        (d, PENDING) if d == cap => {
+        (d, PENDING) if d == cap && awaited => {
             let len = s.len.load(Relaxed) as usize;
             if len > m.max_msg() {
                 return Err(Error::corrupted(format!(
@@ -278,9 +267,9 @@ pub fn read(m: &impl RingMem, cursor: u64) -> Result<Read> {
                     m.max_msg()
                 )));
             }
-            Read::Pending { len, kind: s.kind.load(Relaxed), word: w }
+            Read::Ready { len, kind: s.kind.load(Relaxed), word: w }
         }
-        (d, WRITING | LOANED) if d == cap => Read::Overwriting { word: w },
+        (d, WRITING | LOANED) if d == cap && awaited => Read::Held { word: w },
         (d, _) if d < 0 && d >= -cap => Read::NotReady,
         // A state whole laps old: a write we do not see yet (weakly ordered CPUs).
         (d, _) if d < 0 && d % cap == 0 => Read::NotReady,
@@ -342,9 +331,9 @@ mod tests {
             assert_eq!(publish(&m, 0, i), Some(i as u64));
         }
         assert_eq!(publish(&m, 0, 9), None);
-        assert_eq!(read(&m, 0).unwrap(), Read::Ready { len: 0, kind: 0, word: pack(0, IDLE, 0) });
+        assert_eq!(read(&m, 0, false).unwrap(), Read::Ready { len: 0, kind: 0, word: pack(0, IDLE, 0) });
         assert_eq!(publish(&m, 1, 4), Some(4));
-        assert_eq!(read(&m, 5).unwrap(), Read::NotReady);
+        assert_eq!(read(&m, 5, false).unwrap(), Read::NotReady);
     }
 
     #[test]
@@ -355,13 +344,13 @@ mod tests {
             publish(&m, i, 0);
         }
         // Slot 0 holds message 4 now: a reader at 0 or 2 was lapped.
-        assert_eq!(read(&m, 0).unwrap(), Read::Lapped { seq: 4 });
-        assert_eq!(read(&m, 2).unwrap(), Read::Lapped { seq: 4 });
+        assert_eq!(read(&m, 0, false).unwrap(), Read::Lapped { seq: 4 });
+        assert_eq!(read(&m, 2, false).unwrap(), Read::Lapped { seq: 4 });
         let Poll::Ready(s) = claim(&m, 3, 5).unwrap() else { panic!() };
-        let Read::Held { word } = read(&m, s).unwrap() else { panic!() };
+        let Read::Held { word } = read(&m, s, false).unwrap() else { panic!() };
         assert!(recover(&m, s, word));
         assert!(matches!(commit(&m, s, 3, 1, 0), Err(Error::ClaimRevoked)), "the revoked writer is told");
-        assert_eq!(read(&m, s).unwrap(), Read::Skip);
+        assert_eq!(read(&m, s, false).unwrap(), Read::Skip);
         assert_eq!(publish(&m, 6, 0), Some(6));
         assert_eq!(publish(&m, 7, 0), Some(7)); // slot of the abandoned message is reusable
     }
@@ -371,9 +360,9 @@ mod tests {
         let m = HeapRing::new(4, 8);
         init(&m);
         m.slot(1).state.store(pack(3, IDLE, 0), Release);
-        assert!(matches!(read(&m, 1), Err(Error::Corrupted(_))));
+        assert!(matches!(read(&m, 1, false), Err(Error::Corrupted(_))));
         m.slot(0).state.store(pack(0, IDLE, 0), Release);
         m.slot(0).len.store(99, Release);
-        assert!(matches!(read(&m, 0), Err(Error::Corrupted(_))));
+        assert!(matches!(read(&m, 0, false), Err(Error::Corrupted(_))));
     }
 }

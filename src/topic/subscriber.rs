@@ -158,7 +158,7 @@ pub struct Subscriber {
     pending_ack: u64,
     /// A new reliable subscriber's history (`Start::Earliest`) ends here: before it, messages
     /// that publishers overwrote while it joined are skipped without a `Lagged` report (see
-    /// `build` and `in_history`).
+    /// `build` and `awaited`).
     history_end: u64,
     kinds: Option<Box<[u32]>>,
     ack: AckMode,
@@ -239,12 +239,12 @@ impl Subscriber {
     pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<()> {
         let s = &*self.shared;
         let ring = &s.att.ring;
-        let seq = self.next;
+        let (seq, awaited) = (self.next, self.awaited());
         let deadline = timeout.map_or(Deadline::Forever, Deadline::after);
         s.att.run_consumer(deadline, |check| {
-            Ok(match broadcast::read(ring, seq) {
+            Ok(match broadcast::read(ring, seq, awaited) {
                 Ok(Read::NotReady) => Step::Wait,
-                Ok(Read::Held { word } | Read::Overwriting { word }) => {
+                Ok(Read::Held { word }) => {
                     if check && s.att.parts.is_dead(slot::claimer(word)) && broadcast::recover(ring, seq, word) {
                         s.att.notify_data();
                     }
@@ -376,24 +376,8 @@ impl Subscriber {
             // but hostile shared memory must only be able to make a call return early.
             for _ in 0..crate::ring::MAX_CLAIM_ROUNDS {
                 let seq = self.next;
-                // A reliable reader of its history may find its message claimed a lap later by a
-                // publisher that computed its gate before we joined (see `ring::broadcast`):
-                // pending (the publisher waits for us, the message is intact) or being
-                // written (we wait to learn which). Anybody else finds such a slot lapped.
-                let history = !self.lossy && self.in_history();
-                let read = match broadcast::read(ring, seq)? {
-                    Read::Pending { len, kind, word } if history => Read::Ready { len, kind, word },
-                    Read::Overwriting { word } if history => {
-                        if check && s.att.parts.is_dead(slot::claimer(word)) {
-                            broadcast::recover(ring, seq.wrapping_add(ring.capacity()), word);
-                        }
-                        return Ok(Step::held_by(word));
-                    }
-                    Read::Pending { .. } | Read::Overwriting { .. } => {
-                        Read::Lapped { seq: seq.wrapping_add(ring.capacity()) }
-                    }
-                    read => read,
-                };
+                let history = self.awaited();
+                let read = broadcast::read(ring, seq, history)?;
                 match read {
                     Read::Ready { len, kind, word } => {
                         let filtered = self.kinds.as_ref().is_some_and(|k| !k.contains(&kind));
@@ -432,16 +416,16 @@ impl Subscriber {
                             e.lagged.fetch_sub(n, Relaxed);
                         }
                     }
-                    Read::Pending { .. } | Read::Overwriting { .. } => unreachable!("mapped above"),
                 }
             }
             Ok(Step::Wait)
         })
     }
 
-    /// Whether the next message is part of this (new, reliable) subscriber's history.
-    fn in_history(&self) -> bool {
-        (self.history_end.wrapping_sub(self.next) as i64) > 0
+    /// Whether publishers wait for this subscriber before they write a slot it may be reading
+    /// (it is reliable and reads its history): see [`broadcast::read`].
+    fn awaited(&self) -> bool {
+        !self.lossy && (self.history_end.wrapping_sub(self.next) as i64) > 0
     }
 
     /// Moves past message `seq` without delivering it (aborted, abandoned, or filtered out).
