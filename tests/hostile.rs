@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{env, env_u64, report, ChildProc, Rng, Watchdog};
+use common::{env, env_u64, report, ChildProc, RawMap, Rng, Watchdog};
 use shmq::layout::slot;
 use shmq::status::Status;
 use shmq::{Error, Queue, QueueKind, QueueOptions, WaitStrategy};
@@ -570,53 +570,6 @@ fn open_rejects_a_segment_whose_header_was_overwritten() {
             assert!(status.is_err(), "Status::read must reject it too ({field}), got {status:?}");
             q.unlink().expect("unlink");
         }
-    }
-}
-
-/// A second, raw mapping of a segment file, as a hostile process would have.
-struct RawMap {
-    ptr: *mut u8,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain shared memory, accessed only through atomics (`word`).
-unsafe impl Send for RawMap {}
-// SAFETY: as above.
-unsafe impl Sync for RawMap {}
-
-impl RawMap {
-    fn new(file: &File) -> RawMap {
-        use std::os::fd::AsRawFd;
-        let len = file.metadata().expect("segment size").len() as usize;
-        // SAFETY: mapping an open file shared and read-write; the kernel checks fd and length.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
-        RawMap { ptr: ptr.cast(), len }
-    }
-
-    /// The 32-bit word at `offset`.
-    fn word(&self, offset: u64) -> &AtomicU32 {
-        let offset = offset as usize;
-        assert!(offset % 4 == 0 && offset + 4 <= self.len, "word at {offset} outside the mapping");
-        // SAFETY: in bounds and 4-aligned (checked above; the mapping is page aligned); an
-        // AtomicU32 is valid for any bit pattern; the reference lives no longer than `self`.
-        unsafe { &*self.ptr.add(offset).cast::<AtomicU32>() }
-    }
-}
-
-impl Drop for RawMap {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
 

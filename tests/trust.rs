@@ -20,14 +20,13 @@ mod common;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{env, report, ChildProc, Watchdog};
+use common::{env, report, ChildProc, RawMap, Watchdog};
 use shmq::status::Status;
 use shmq::{Error, QueueOptions, Start, SubscriberMode, TopicOptions, WaitStrategy};
 
@@ -306,100 +305,13 @@ fn a_live_producer_is_not_judged_dead_by_a_consumer_out_of_file_descriptors() {
 // 2. Peer in another pid namespace
 // =============================================================================================
 
-/// A child run through `unshare`: killed (with its grandchild, `--kill-child`) on drop.
-struct WrappedChild {
-    child: Child,
-    lines: Receiver<String>,
-    stdout: Vec<String>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl WrappedChild {
-    /// Runs `prefix... <this test binary> --exact ENTRY` playing `role`.
-    fn spawn(prefix: &[&str], role: &str, envs: &[(&str, String)]) -> std::io::Result<WrappedChild> {
-        use std::os::unix::process::CommandExt;
-        let exe = std::env::current_exe().expect("path of the test binary");
-        let mut cmd = Command::new(prefix[0]);
-        cmd.args(&prefix[1..])
-            .arg(exe)
-            .args(["--exact", ENTRY, "--nocapture", "--test-threads=1"])
-            .env(common::ROLE_ENV, role)
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn()?;
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut err = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        Ok(WrappedChild { child, lines, stdout: Vec::new(), stderr: Some(stderr) })
-    }
-
-    /// The rest of the first marked line starting with `prefix`, or what the child printed if it
-    /// ended (or `deadline` passed) first.
-    fn wait_line(&mut self, prefix: &str, deadline: Instant) -> Result<String, String> {
-        let want = format!("{}{prefix}", common::MARK);
-        loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    let found = line.find(&want).map(|at| line[at + want.len()..].trim().to_string());
-                    self.stdout.push(line);
-                    if let Some(rest) = found {
-                        return Ok(rest);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    self.kill();
-                    let err = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-                    return Err(format!("stdout:\n{}\nstderr:\n{err}", self.stdout.join("\n")));
-                }
-            }
-        }
-    }
-
-    /// Host pids of the child's children (the process `unshare` forked).
-    fn grandchildren(&self) -> Vec<u32> {
-        let pid = self.child.id();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for WrappedChild {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Host pids of the children of process `pid` (the process `unshare` forked).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Whether host process `pid` is gone (or a zombie, dead and waiting to be reaped).
@@ -417,14 +329,14 @@ fn a_live_peer_in_another_pid_namespace_keeps_its_role() {
     let scene = Scene::new("pidns");
     let q = QueueOptions::new().dir(scene.path()).spsc().capacity(8).create("ns").expect("create");
     let prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
-    let mut child = match WrappedChild::spawn(&prefix, "ns-spsc-consumer", &scene.envs("ns")) {
+    let mut child = match ChildProc::spawn_under(&prefix, ENTRY, "ns-spsc-consumer", &scene.envs("ns")) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("skipped: cannot run unshare: {e}");
             return;
         }
     };
-    let ready = match child.wait_line("ready", Instant::now() + Duration::from_secs(20)) {
+    let ready = match child.try_wait_line("ready", Instant::now() + Duration::from_secs(20)) {
         Ok(r) => r,
         Err(transcript) if transcript.contains("unshare:") => {
             eprintln!("skipped: unshare failed here (needs CAP_SYS_ADMIN):\n{transcript}");
@@ -432,7 +344,7 @@ fn a_live_peer_in_another_pid_namespace_keeps_its_role() {
         }
         Err(transcript) => panic!("the namespaced child did not take the consumer role:\n{transcript}"),
     };
-    let grandchildren = child.grandchildren();
+    let grandchildren = children_of(child.pid());
 
     let status = Status::read(scene.path(), "ns").expect("status");
     let holder = status.consumer_holder;
@@ -1265,49 +1177,11 @@ fn a_dead_process_leaves_no_sleeper_counted_even_with_two_sleeping_threads() {
 // What the fix added: revoked claims, reclaiming in stat, gc against attach
 // =============================================================================================
 
-/// A second, raw read-write mapping of a segment file, as a peer process has.
-struct Peer {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Peer {
-    fn map(path: &Path) -> Peer {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open segment file");
-        let len = file.metadata().expect("segment size").len() as usize;
-        // SAFETY: mapping an open file shared and read-write; the kernel checks fd and length.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap");
-        Peer { ptr: ptr.cast(), len }
-    }
-
-    /// The state word of slot `i` of a segment made with this configuration.
-    fn slot_state(&self, capacity: u64, max_msg: u32, subscribers: u32, i: u64) -> &AtomicU64 {
-        let o = shmq::layout::Offsets::compute(capacity, max_msg, shmq::layout::DEFAULT_PARTICIPANTS, subscribers)
-            .expect("layout");
-        let at = (o.slots + i * o.stride) as usize;
-        assert!(at + 8 <= self.len);
-        // SAFETY: inside the mapping, 8-aligned (slots are line aligned, strides multiples of 64);
-        // an AtomicU64 is valid for any bits.
-        unsafe { &*self.ptr.add(at).cast::<AtomicU64>() }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // SAFETY: mapped in `map`, unmapped once.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
+/// The state word of slot `i` in `map`, a segment made with this configuration.
+fn slot_state(map: &RawMap, capacity: u64, max_msg: u32, subscribers: u32, i: u64) -> &AtomicU64 {
+    let o = shmq::layout::Offsets::compute(capacity, max_msg, shmq::layout::DEFAULT_PARTICIPANTS, subscribers)
+        .expect("layout");
+    map.word64(o.slots + i * o.stride)
 }
 
 /// A producer whose claim a peer revoked (as a peer that judged it dead does: the slot marked
@@ -1320,9 +1194,9 @@ fn revoked_claims_are_reported_and_never_written_over() {
     use shmq::layout::slot;
     let scene = Scene::new("revoked");
     let q = QueueOptions::new().dir(scene.path()).capacity(4).max_msg_size(16).create("q").expect("create");
-    let peer = Peer::map(q.path());
+    let peer = RawMap::open(q.path());
     let (mut tx, mut rx) = (q.producer().expect("producer"), q.consumer().expect("consumer"));
-    let state = peer.slot_state(4, 16, 0, 0);
+    let state = slot_state(&peer, 4, 16, 0, 0);
     let mut loan = tx.loan().expect("loan");
     loan[..4].copy_from_slice(b"lost");
     let abandoned = slot::pack(1, slot::ABANDONED, 0);
@@ -1339,18 +1213,18 @@ fn revoked_claims_are_reported_and_never_written_over() {
     let freed = slot::pack(2 + 4, slot::IDLE, 0);
     let r = rx.try_recv_ref().expect("recv_ref");
     assert_eq!(&*r, b"held");
-    peer.slot_state(4, 16, 0, 2).store(freed, Ordering::SeqCst);
+    slot_state(&peer, 4, 16, 0, 2).store(freed, Ordering::SeqCst);
     drop(r);
-    assert_eq!(peer.slot_state(4, 16, 0, 2).load(Ordering::SeqCst), freed, "the release wrote over the peer's state");
+    assert_eq!(slot_state(&peer, 4, 16, 0, 2).load(Ordering::SeqCst), freed, "the release wrote over the peer's state");
 
     // Topic publisher.
     let t = TopicOptions::new().dir(scene.path()).capacity(4).max_msg_size(16).create("t").expect("create topic");
-    let tpeer = Peer::map(t.path());
+    let tpeer = RawMap::open(t.path());
     let mut sub = t.subscriber().build().expect("subscriber");
     let mut p = t.publisher().expect("publisher");
     let mut loan = p.loan().expect("topic loan");
     loan[..4].copy_from_slice(b"lost");
-    let tstate = tpeer.slot_state(4, 16, shmq::topic::DEFAULT_MAX_SUBSCRIBERS, 0);
+    let tstate = slot_state(&tpeer, 4, 16, shmq::topic::DEFAULT_MAX_SUBSCRIBERS, 0);
     let abandoned = slot::pack(0, slot::ABANDONED, 0);
     tstate.store(abandoned, Ordering::SeqCst);
     assert!(matches!(loan.commit(4), Err(Error::ClaimRevoked)));

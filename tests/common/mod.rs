@@ -88,8 +88,37 @@ pub struct ChildProc {
 impl ChildProc {
     /// Runs test `entry` of this test binary as a child playing `role`, with `envs` added.
     pub fn spawn(entry: &str, role: &str, envs: &[(&str, String)]) -> ChildProc {
+        Self::spawn_under(&[], entry, role, envs).unwrap_or_else(|e| panic!("spawn child {role}: {e}"))
+    }
+
+    /// [`spawn`](Self::spawn) through a wrapper command (`wrapper` then the test binary and its
+    /// arguments, e.g. `unshare --pid --fork ...`). The wrapper gets the parent-death signal, so
+    /// it must pass it on to the child (`unshare --kill-child` does); the child skips the
+    /// parent check of [`die_with_parent`] only if the wrapper is its parent, so it should not
+    /// call it.
+    pub fn spawn_under(
+        wrapper: &[&str],
+        entry: &str,
+        role: &str,
+        envs: &[(&str, String)],
+    ) -> std::io::Result<ChildProc> {
         let exe = std::env::current_exe().expect("path of the test binary");
-        let mut cmd = Command::new(exe);
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(exe),
+            Some((first, rest)) => {
+                use std::os::unix::process::CommandExt;
+                let mut c = Command::new(first);
+                c.args(rest).arg(exe);
+                // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+                unsafe {
+                    c.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+                        Ok(())
+                    });
+                }
+                c
+            }
+        };
         cmd.args(["--exact", entry, "--nocapture", "--test-threads=1"])
             .env(ROLE_ENV, role)
             .env(PARENT_ENV, std::process::id().to_string())
@@ -100,7 +129,7 @@ impl ChildProc {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn child {role}: {e}"));
+        let mut child = cmd.spawn()?;
         let what = format!("child {role} (pid {})", child.id());
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().expect("piped stdout");
@@ -118,7 +147,7 @@ impl ChildProc {
             let _ = err.read_to_string(&mut s);
             s
         });
-        ChildProc { what, child, lines, stdout: Vec::new(), stderr: Some(stderr), status: None }
+        Ok(ChildProc { what, child, lines, stdout: Vec::new(), stderr: Some(stderr), status: None })
     }
 
     /// Process id.
@@ -136,6 +165,11 @@ impl ChildProc {
     /// # Panics
     /// If the child ends first or `deadline` passes (with what the child printed).
     pub fn wait_line(&mut self, prefix: &str, deadline: Instant) -> String {
+        self.try_wait_line(prefix, deadline).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// [`wait_line`](Self::wait_line), with `Err(why, transcript included)` where it panics.
+    pub fn try_wait_line(&mut self, prefix: &str, deadline: Instant) -> Result<String, String> {
         let want = format!("{MARK}{prefix}");
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -144,18 +178,18 @@ impl ChildProc {
                     let found = line.find(&want).map(|at| line[at + want.len()..].trim().to_string());
                     self.stdout.push(line);
                     if let Some(rest) = found {
-                        return rest;
+                        return Ok(rest);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.kill();
                     let t = self.transcript();
-                    panic!("{} did not print {prefix:?} in time{t}", self.what);
+                    return Err(format!("{} did not print {prefix:?} in time{t}", self.what));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let _ = self.reap();
                     let t = self.transcript();
-                    panic!("{} ended without printing {prefix:?}{t}", self.what);
+                    return Err(format!("{} ended without printing {prefix:?}{t}", self.what));
                 }
             }
         }
@@ -336,5 +370,68 @@ impl Rng {
     /// One of `items`.
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// A second, raw read-write mapping of a segment file, as a peer (buggy, hostile, or one that
+/// judged us dead) has: it reads and writes words anywhere, through atomics.
+pub struct RawMap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory, accessed only through atomics (`word`, `word64`).
+unsafe impl Send for RawMap {}
+// SAFETY: as above.
+unsafe impl Sync for RawMap {}
+
+impl RawMap {
+    /// Maps all of `file` (open read-write).
+    pub fn new(file: &std::fs::File) -> RawMap {
+        use std::os::fd::AsRawFd;
+        let len = file.metadata().expect("segment size").len() as usize;
+        // SAFETY: mapping an open file shared and read-write; the kernel checks fd and length.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        RawMap { ptr: ptr.cast(), len }
+    }
+
+    /// Maps the segment file at `path`.
+    pub fn open(path: &Path) -> RawMap {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open the segment file");
+        RawMap::new(&file)
+    }
+
+    /// The 32-bit word at `offset`.
+    pub fn word(&self, offset: u64) -> &std::sync::atomic::AtomicU32 {
+        let offset = offset as usize;
+        assert!(offset % 4 == 0 && offset + 4 <= self.len, "word at {offset} outside the mapping");
+        // SAFETY: in bounds and 4-aligned (checked above; the mapping is page aligned); an
+        // AtomicU32 is valid for any bit pattern; the reference lives no longer than `self`.
+        unsafe { &*self.ptr.add(offset).cast::<std::sync::atomic::AtomicU32>() }
+    }
+
+    /// The 64-bit word at `offset`.
+    pub fn word64(&self, offset: u64) -> &std::sync::atomic::AtomicU64 {
+        let offset = offset as usize;
+        assert!(offset % 8 == 0 && offset + 8 <= self.len, "word at {offset} outside the mapping");
+        // SAFETY: as for `word`, 8-aligned.
+        unsafe { &*self.ptr.add(offset).cast::<std::sync::atomic::AtomicU64>() }
+    }
+}
+
+impl Drop for RawMap {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
