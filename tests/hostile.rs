@@ -588,7 +588,7 @@ fn mpmc_length_rewritten_during_a_receive_never_overruns_the_buffer() {
     let flipper = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let lens: Vec<&AtomicU32> = (0..g.capacity).map(|i| map.word(g.slots + i * g.stride + 8)).collect();
+            let lens: Vec<&AtomicU32> = (0..g.capacity).map(|i| map.u32_at(g.slots + i * g.stride + 8)).collect();
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let len: u32 = if n % 2 == 0 { 4 } else { 64 };

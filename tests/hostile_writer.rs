@@ -23,15 +23,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{env, env_u64, report, ChildProc, Rng, Watchdog};
+use common::{env, env_u64, report, ChildProc, RawMap, Rng, Watchdog};
 use shmq::layout::{self, slot, Offsets};
 use shmq::status::Status;
 use shmq::{Error, QueueKind, QueueOptions, SubscriberMode, TopicOptions};
@@ -111,82 +110,6 @@ fn offsets(kind: &str) -> Offsets {
 // ---------------------------------------------------------------------------------------------
 // The hostile process
 // ---------------------------------------------------------------------------------------------
-
-/// A shared, writable mapping of a segment file, as a hostile process has.
-struct RawMap {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl RawMap {
-    fn new(file: &File) -> RawMap {
-        use std::os::fd::AsRawFd;
-        let len = file.metadata().expect("segment size").len() as usize;
-        // SAFETY: mapping an open file shared and read-write; the kernel checks fd and length.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
-        RawMap { ptr: ptr.cast(), len }
-    }
-
-    fn check(&self, offset: u64, width: usize) -> usize {
-        let at = offset as usize;
-        assert!(at % width == 0 && at + width <= self.len, "{width} bytes at {at} outside the mapping");
-        at
-    }
-
-    fn u64_at(&self, offset: u64) -> &AtomicU64 {
-        let at = self.check(offset, 8);
-        // SAFETY: in bounds and 8-aligned (checked; the mapping is page aligned); an AtomicU64
-        // is valid for any bits; the reference does not outlive `self`, which keeps the mapping.
-        unsafe { &*self.ptr.add(at).cast::<AtomicU64>() }
-    }
-
-    fn u32_at(&self, offset: u64) -> &AtomicU32 {
-        let at = self.check(offset, 4);
-        // SAFETY: as in `u64_at`, 4-aligned.
-        unsafe { &*self.ptr.add(at).cast::<AtomicU32>() }
-    }
-
-    fn u8_at(&self, offset: u64) -> &AtomicU8 {
-        let at = self.check(offset, 1);
-        // SAFETY: as in `u64_at`; any byte is aligned for AtomicU8.
-        unsafe { &*self.ptr.add(at).cast::<AtomicU8>() }
-    }
-
-    /// The current value of a field of `width` bytes.
-    fn load(&self, offset: u64, width: usize) -> u64 {
-        match width {
-            8 => self.u64_at(offset).load(Relaxed),
-            4 => self.u32_at(offset).load(Relaxed) as u64,
-            _ => self.u8_at(offset).load(Relaxed) as u64,
-        }
-    }
-
-    /// Stores the low `width` bytes of `value` (one atomic store, as a peer's write would be).
-    fn store(&self, offset: u64, width: usize, value: u64) {
-        match width {
-            8 => self.u64_at(offset).store(value, Relaxed),
-            4 => self.u32_at(offset).store(value as u32, Relaxed),
-            _ => self.u8_at(offset).store(value as u8, Relaxed),
-        }
-    }
-}
-
-impl Drop for RawMap {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
-}
 
 /// Header fields: offset, width (see src/layout.rs).
 const HEADER_FIELDS: &[(u64, usize)] = &[
@@ -321,7 +244,7 @@ fn hostile_write(rng: &mut Rng, map: &RawMap, o: &Offsets, topic: bool) -> &'sta
         }
         _ => {
             let n = rng.below(16) + 1;
-            let at = rng.below(map.len as u64 - n);
+            let at = rng.below(map.len() as u64 - n);
             for i in 0..n {
                 map.store(at + i, 1, rng.next_u64());
             }
@@ -342,7 +265,7 @@ fn hostile(kind: &str, dir: &Path, sched: Schedule, seed: u64) {
         let path = dir.join(format!("shmq.{}", segment_name(k)));
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open the segment file");
         let map = RawMap::new(&file);
-        assert_eq!(map.len as u64, o.total, "segment size");
+        assert_eq!(map.len() as u64, o.total, "segment size");
         let pause_us = [3000, 15_000, 60_000][k as usize % 3];
         sleep_until(sched.hostile_from(k));
         while unix_ns() < sched.end(k) {

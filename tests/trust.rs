@@ -1181,7 +1181,7 @@ fn a_dead_process_leaves_no_sleeper_counted_even_with_two_sleeping_threads() {
 fn slot_state(map: &RawMap, capacity: u64, max_msg: u32, subscribers: u32, i: u64) -> &AtomicU64 {
     let o = shmq::layout::Offsets::compute(capacity, max_msg, shmq::layout::DEFAULT_PARTICIPANTS, subscribers)
         .expect("layout");
-    map.word64(o.slots + i * o.stride)
+    map.u64_at(o.slots + i * o.stride)
 }
 
 /// A producer whose claim a peer revoked (as a peer that judged it dead does: the slot marked

@@ -380,7 +380,7 @@ pub struct RawMap {
     len: usize,
 }
 
-// SAFETY: the mapping is plain shared memory, accessed only through atomics (`word`, `word64`).
+// SAFETY: the mapping is plain shared memory, accessed only through atomics (`u64_at` and friends).
 unsafe impl Send for RawMap {}
 // SAFETY: as above.
 unsafe impl Sync for RawMap {}
@@ -411,21 +411,57 @@ impl RawMap {
         RawMap::new(&file)
     }
 
-    /// The 32-bit word at `offset`.
-    pub fn word(&self, offset: u64) -> &std::sync::atomic::AtomicU32 {
-        let offset = offset as usize;
-        assert!(offset % 4 == 0 && offset + 4 <= self.len, "word at {offset} outside the mapping");
-        // SAFETY: in bounds and 4-aligned (checked above; the mapping is page aligned); an
-        // AtomicU32 is valid for any bit pattern; the reference lives no longer than `self`.
-        unsafe { &*self.ptr.add(offset).cast::<std::sync::atomic::AtomicU32>() }
+    /// Bytes mapped (the file's size when it was mapped).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn check(&self, offset: u64, width: usize) -> usize {
+        let at = offset as usize;
+        assert!(at % width == 0 && at + width <= self.len, "{width} bytes at {at} outside the mapping");
+        at
     }
 
     /// The 64-bit word at `offset`.
-    pub fn word64(&self, offset: u64) -> &std::sync::atomic::AtomicU64 {
-        let offset = offset as usize;
-        assert!(offset % 8 == 0 && offset + 8 <= self.len, "word at {offset} outside the mapping");
-        // SAFETY: as for `word`, 8-aligned.
-        unsafe { &*self.ptr.add(offset).cast::<std::sync::atomic::AtomicU64>() }
+    pub fn u64_at(&self, offset: u64) -> &std::sync::atomic::AtomicU64 {
+        let at = self.check(offset, 8);
+        // SAFETY: in bounds and 8-aligned (checked; the mapping is page aligned); an AtomicU64
+        // is valid for any bits; the reference does not outlive `self`, which keeps the mapping.
+        unsafe { &*self.ptr.add(at).cast::<std::sync::atomic::AtomicU64>() }
+    }
+
+    /// The 32-bit word at `offset`.
+    pub fn u32_at(&self, offset: u64) -> &std::sync::atomic::AtomicU32 {
+        let at = self.check(offset, 4);
+        // SAFETY: as in `u64_at`, 4-aligned.
+        unsafe { &*self.ptr.add(at).cast::<std::sync::atomic::AtomicU32>() }
+    }
+
+    /// The byte at `offset`.
+    pub fn u8_at(&self, offset: u64) -> &std::sync::atomic::AtomicU8 {
+        let at = self.check(offset, 1);
+        // SAFETY: as in `u64_at`; any byte is aligned for AtomicU8.
+        unsafe { &*self.ptr.add(at).cast::<std::sync::atomic::AtomicU8>() }
+    }
+
+    /// The current value of a field of `width` bytes (8, 4 or 1).
+    pub fn load(&self, offset: u64, width: usize) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        match width {
+            8 => self.u64_at(offset).load(Relaxed),
+            4 => self.u32_at(offset).load(Relaxed) as u64,
+            _ => self.u8_at(offset).load(Relaxed) as u64,
+        }
+    }
+
+    /// Stores the low `width` bytes of `value` (one atomic store, as a peer's write would be).
+    pub fn store(&self, offset: u64, width: usize, value: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match width {
+            8 => self.u64_at(offset).store(value, Relaxed),
+            4 => self.u32_at(offset).store(value as u32, Relaxed),
+            _ => self.u8_at(offset).store(value as u8, Relaxed),
+        }
     }
 }
 
