@@ -314,14 +314,21 @@ fn assert_empty(rx: &mut shmq::Consumer) {
 }
 
 /// Waits until process `pid` is a zombie: dead, not yet reaped.
+/// Waits until every thread of `pid` has exited and only its zombie leader is left. The leader
+/// turns `Z` before the other threads of its group (the test harness's thread holds the queue) have
+/// closed their files, so the state alone does not say the kernel has dropped the process's locks.
 fn wait_zombie(pid: u32, deadline: Instant) {
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("child's /proc entry");
         let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-        if state == Some("Z") {
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(usize::MAX);
+        if state == Some("Z") && threads == 1 {
             return;
         }
-        assert!(Instant::now() < deadline, "child {pid} did not die after SIGKILL (state {state:?})");
+        assert!(
+            Instant::now() < deadline,
+            "child {pid} did not die after SIGKILL (state {state:?}, {threads} threads)"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
