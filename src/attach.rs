@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::{self, lock, role, Event};
+use crate::mapped_ring::MappedRing;
 use crate::os::Lock;
 use crate::participants::Participants;
-use crate::ring::{MappedRing, RingMem};
+use crate::ring::RingMem;
 use crate::segment::Segment;
 use crate::sync::{AtomicU64, Ordering::Relaxed};
 use crate::wait::{self, Step, WaitStrategy, PEER_CHECK};

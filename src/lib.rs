@@ -42,47 +42,77 @@
 //! ```
 //!
 //! ## Modules
-//! [`layout`] draws every byte of a segment; [`ring`] holds the algorithms (no OS calls);
-//! [`os`] holds every OS call; [`queue`] is the user API.
+//! - [`queue`]: [`Queue`], its [`Producer`]s and [`Consumer`]s (SPSC or MPMC): each message to
+//!   exactly one consumer.
+//! - [`topic`]: [`Topic`], its [`Publisher`]s and [`Subscriber`]s: every subscriber sees every
+//!   message.
+//! - [`error`]: the errors, and what to do about each.
+//! - [`status`]: read-only snapshots of segments for tools (what `shmq list` and `shmq stat`
+//!   show), and removing segments.
+//! - [`bytemuck`]: re-exported for the typed helpers (`send_value`, `recv_value`).
+//!
+//! The segment layout, the ring algorithms and the OS calls are private modules (`layout`,
+//! `ring`, `os`, `segment`); the crate's own tests reach them through the `internals` feature,
+//! which is not part of the API.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
+/// Declares internal modules: private to users, public (and hidden from the docs) with the
+/// `internals` feature, which this crate's own tests, loom models and fuzzers turn on.
+macro_rules! internal {
+    ($($(#[$attr:meta])* mod $name:ident;)*) => {$(
+        $(#[$attr])*
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "internals"))]
+        #[allow(dead_code, unreachable_pub)]
+        mod $name;
+    )*};
+}
+
+internal! {
+    mod layout;
+    mod ring;
+    #[cfg(not(loom))]
+    mod os;
+    #[cfg(not(loom))]
+    mod segment;
+}
+
 #[cfg(not(loom))]
 mod attach;
-#[cfg(not(loom))]
-pub mod baseline;
 pub mod error;
-pub mod layout;
-pub mod ring;
+#[cfg(not(loom))]
+mod mapped_ring;
 pub(crate) mod sync;
 
 #[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
-pub mod os;
-#[cfg(not(loom))]
 pub(crate) mod participants;
 #[cfg(not(loom))]
 pub mod queue;
-#[cfg(not(loom))]
-pub mod segment;
 #[cfg(not(loom))]
 pub mod status;
 #[cfg(not(loom))]
 pub mod topic;
 #[cfg(not(loom))]
-pub mod wait;
+mod wait;
 
+/// The derive macros and traits of the typed helpers (`send_value`, `recv_value`): derive
+/// `Pod` and `Zeroable` for your message structs with this crate's re-export, so that your
+/// `bytemuck` version always matches ours.
+pub use bytemuck;
 pub use error::{Error, Result};
-#[cfg(not(loom))]
-pub use participants::ParticipantInfo;
 #[cfg(not(loom))]
 pub use queue::{Consumer, Loan, Producer, Queue, QueueKind, QueueOptions, Received, RecvRef, RingCounters};
 #[cfg(not(loom))]
 pub use topic::{
-    AckMode, Message, Publisher, Start, Subscriber, SubscriberBuilder, SubscriberInfo, SubscriberMode, Topic,
-    TopicLoan, TopicOptions, TopicRef,
+    AckMode, Message, Publisher, Start, Subscriber, SubscriberBuilder, SubscriberMode, Topic, TopicLoan, TopicOptions,
+    TopicRef,
 };
 #[cfg(not(loom))]
 pub use wait::WaitStrategy;

@@ -41,7 +41,7 @@ pub struct ParticipantInfo {
     pub id: u16,
     /// Process id, as the participant's pid namespace sees it (information only).
     pub pid: u32,
-    /// Role bits (`ROLE_*` in [`crate::layout`]).
+    /// Role bits (`ROLE_*` in [`crate::status`]).
     pub roles: u32,
     /// Whether its process runs (it holds the entry's lock; true when the kernel could not be
     /// asked).

@@ -44,7 +44,7 @@ use crate::layout::{
 };
 use crate::os::{self, File, Holder, Lock, Mapping};
 use crate::participants::Participants;
-use crate::ring::MappedRing;
+use crate::mapped_ring::MappedRing;
 use crate::sync::Ordering::{Relaxed, Release};
 
 /// File name prefix of every segment.
@@ -601,7 +601,8 @@ fn read_header(file: &File, size: u64, expect: &Expect) -> Result<Found> {
 }
 
 /// Removes segment `name` from `dir` whoever uses it (`shmq rm`; processes attached keep their
-/// mapping). `Ok(false)` if there was none. Done under the segment lock (see [`unlink_exact`]).
+/// mapping). `Ok(false)` if there was none. Done under the segment lock, so a process attaching
+/// meanwhile either is attached before or finds the name gone.
 pub fn remove(dir: &Path, name: &str) -> Result<bool> {
     unlink_exact(&segment_path(dir, name)?, None, REMOVE_WAIT)
 }

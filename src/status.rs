@@ -8,11 +8,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::layout::Kind;
-use crate::participants::ParticipantInfo;
 use crate::queue::RingCounters;
 use crate::segment::{self, Expect, Removal, Segment};
+
+pub use crate::layout::{Kind, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SUBSCRIBER};
+pub use crate::os::default_dir;
+pub use crate::participants::ParticipantInfo;
+pub use crate::segment::{list_names, remove, remove_unfinished};
 use crate::sync::Ordering::Relaxed;
+pub use crate::topic::{remove_subscriber, SubscriberInfo};
 
 /// Everything `shmq stat` shows about one segment.
 #[derive(Debug, Clone)]
@@ -53,11 +57,18 @@ impl Status {
     /// Snapshot of segment `name` in `dir`.
     pub fn read(dir: &Path, name: &str) -> Result<Status> {
         let seg = Segment::open(dir, name, &Expect::default(), Duration::from_millis(200))?;
-        Ok(Self::of(&seg))
+        Ok(Self::of_segment(&seg))
+    }
+
+    /// Snapshot of an open segment (for the fuzzers, which open segments themselves).
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn of(seg: &Segment) -> Status {
+        Self::of_segment(seg)
     }
 
     /// Snapshot of an open segment.
-    pub fn of(seg: &Segment) -> Status {
+    pub(crate) fn of_segment(seg: &Segment) -> Status {
         let ring = seg.ring();
         let counters = RingCounters::read(&ring);
         let parts = seg.participants();
@@ -159,7 +170,7 @@ fn verdict(seg: std::result::Result<&Segment, &crate::Error>, force: bool) -> Gc
     let s = match seg {
         Err(crate::Error::Stale { .. }) => return GcVerdict::Remove("half-initialised by a dead creator"),
         Err(e) => return GcVerdict::Keep(format!("cannot be read: {e}")),
-        Ok(seg) => Status::of(seg),
+        Ok(seg) => Status::of_segment(seg),
     };
     if let Some(p) = s.participants.iter().find(|p| p.alive) {
         return GcVerdict::Keep(format!("process {} is attached", p.pid));

@@ -12,6 +12,7 @@ pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Hint to the CPU (or to loom's scheduler) that we are busy-waiting.
 #[inline]
+#[cfg_attr(loom, allow(dead_code))] // the waiting code is not built under loom
 pub(crate) fn spin_hint() {
     #[cfg(loom)]
     loom::thread::yield_now();
@@ -21,6 +22,7 @@ pub(crate) fn spin_hint() {
 
 /// Give up the CPU (a real `sched_yield`, or a loom scheduling point).
 #[inline]
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn yield_now() {
     #[cfg(loom)]
     loom::thread::yield_now();

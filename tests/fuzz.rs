@@ -19,7 +19,7 @@
 //! `PROPTEST_CASES` raises the number of cases. A case that runs for more than [`CASE_LIMIT`] is
 //! a hang: the binary aborts and prints the input of that case.
 
-mod common;
+use shmq_test_support as common;
 
 use std::cell::Cell;
 use std::fmt::Debug;

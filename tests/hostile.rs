@@ -8,7 +8,7 @@
 //! each operation under `catch_unwind`. Every round prints its seed and corruption; a failing
 //! round can be replayed with `SHMQ_HOSTILE_SEED`.
 
-mod common;
+use shmq_test_support as common;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

@@ -20,7 +20,7 @@
 //! Out of scope: truncating the file (a peer that truncates a segment makes every other
 //! process SIGBUS, as documented); the hostile process writes only inside the file.
 
-mod common;
+use shmq_test_support as common;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;

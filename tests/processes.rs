@@ -6,7 +6,7 @@
 //! Every test runs under a watchdog and removes its temporary segment directory; children are
 //! killed when the test ends, however it ends.
 
-mod common;
+use shmq_test_support as common;
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};

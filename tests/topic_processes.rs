@@ -8,7 +8,7 @@
 //! killed when the test ends, however it ends. The tests run one at a time (they share two cores
 //! with everything else).
 
-mod common;
+use shmq_test_support as common;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};

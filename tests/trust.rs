@@ -15,12 +15,12 @@
 //! broke (the count is in the failure message). The CPU-heavy ones take a lock so that they do
 //! not run at the same time as each other (the machine this was written on has 2 cores).
 
-mod common;
+use shmq_test_support as common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
@@ -609,78 +609,6 @@ fn racing_open_or_create_calls_all_end_on_the_same_segment() {
     );
 }
 
-/// `shmq gc` does not remove a segment whose creator is alive and still initialising it (a
-/// large segment takes a while to reserve and map): the creator ends with a queue that others
-/// can open by name.
-#[test]
-fn gc_does_not_remove_a_segment_its_live_creator_is_still_initialising() {
-    let _heavy = heavy();
-    let scene = Scene::on_tmpfs("gc-vs-create");
-    let dir = scene.path().to_path_buf();
-    let stop = Arc::new(AtomicBool::new(false));
-    let gc_runs = Arc::new(AtomicU64::new(0));
-    let gc = {
-        let (dir, stop, gc_runs) = (dir.clone(), stop.clone(), gc_runs.clone());
-        std::thread::spawn(move || {
-            let mut removed = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let out = Command::new(env!("CARGO_BIN_EXE_shmq"))
-                    .arg("--dir")
-                    .arg(&dir)
-                    .arg("gc")
-                    .stdin(Stdio::null())
-                    .output()
-                    .expect("run shmq gc");
-                gc_runs.fetch_add(1, Ordering::Relaxed);
-                let text = String::from_utf8_lossy(&out.stdout);
-                removed.extend(text.lines().filter(|l| l.starts_with("removed ")).map(str::to_string));
-            }
-            removed
-        })
-    };
-    // Let gc run at least once on the empty directory first.
-    wait_for("a first gc run", Duration::from_secs(10), || gc_runs.load(Ordering::Relaxed) > 0);
-    let t0 = Instant::now();
-    // 2^22 slots of 320 bytes: 1.3 GB to reserve (the file reads as empty meanwhile) and
-    // pre-fault, which takes longer than the 200 ms that gc waits for a segment's header.
-    let q = match QueueOptions::new().dir(&dir).capacity(1 << 22).max_msg_size(256).create("big") {
-        Ok(q) => q,
-        Err(e @ Error::NoSpace { .. }) => {
-            stop.store(true, Ordering::Relaxed);
-            let _ = gc.join();
-            eprintln!("skipped: /dev/shm has no room for a 1.3 GB segment: {e}");
-            return;
-        }
-        Err(e) => panic!("create the large queue: {e}"),
-    };
-    let took = t0.elapsed();
-    q.producer().expect("producer").send(b"still here").expect("send");
-    // Give gc time to look at the finished segment too.
-    std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    let removed = gc.join().expect("gc thread");
-
-    let reopened = QueueOptions::new().dir(&dir).open("big");
-    let found = match &reopened {
-        Ok(q2) => {
-            let mut rx = q2.consumer().expect("consumer");
-            let mut buf = [0u8; 256];
-            match rx.try_recv(&mut buf) {
-                Ok(m) => format!("message {:?}", String::from_utf8_lossy(&buf[..m.len])),
-                Err(e) => format!("no message ({e})"),
-            }
-        }
-        Err(e) => format!("open failed: {e}"),
-    };
-    let _ = q.unlink();
-    eprintln!("gc-vs-create: create took {took:?}, {} gc runs", gc_runs.load(Ordering::Relaxed));
-    assert!(
-        found == "message \"still here\"",
-        "shmq gc removed a segment while its live creator was initialising it (create took \
-         {took:?}); gc said {removed:?}; re-opening by name: {found}"
-    );
-}
-
 // =============================================================================================
 // 5. Dead subscribers must not keep their table entries
 // =============================================================================================
@@ -1059,83 +987,6 @@ fn try_recv_does_not_report_empty_while_a_committed_message_waits() {
         "try_recv returned Empty {empties} times in {rounds} send-then-try_recv rounds of {THREADS} \
          threads, although a committed message was waiting each time (len() right after was up to \
          {depth})"
-    );
-}
-
-// =============================================================================================
-// 11. shmq recv into a closed pipe
-// =============================================================================================
-
-/// `shmq recv` whose reader went away (`shmq recv q | head -2`) does not take messages it cannot
-/// deliver: it exits with a non-zero status and says on stderr how many it delivered, and a
-/// message sent after the reader left stays in the queue.
-#[test]
-fn shmq_recv_into_a_closed_pipe_fails_and_leaves_later_messages_queued() {
-    let scene = Scene::new("recv-head");
-    let shmq = env!("CARGO_BIN_EXE_shmq");
-    let dir = scene.path();
-    let sent = Command::new(shmq).arg("--dir").arg(dir).args(["send", "q", "--count", "10"]).output().expect("send");
-    assert!(sent.status.success(), "shmq send: {}", String::from_utf8_lossy(&sent.stderr));
-
-    let mut recv = Command::new(shmq)
-        .arg("--dir")
-        .arg(dir)
-        .args(["recv", "q"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmq recv");
-    let mut lines = BufReader::new(recv.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    for _ in 0..2 {
-        lines.read_line(&mut first).expect("read a line from recv");
-    }
-    drop(lines); // like `head -2`: the reader goes away
-
-    let mut send = Command::new(shmq)
-        .arg("--dir")
-        .arg(dir)
-        .args(["send", "q"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmq send");
-    send.stdin.take().expect("stdin").write_all(b"eleventh\n").expect("write the message");
-    let out = send.wait_with_output().expect("shmq send");
-    assert!(out.status.success(), "shmq send of the 11th: {}", String::from_utf8_lossy(&out.stderr));
-
-    let end = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(st) = recv.try_wait().expect("try_wait") {
-            break Some(st);
-        }
-        if Instant::now() >= end {
-            let _ = recv.kill();
-            let _ = recv.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = String::new();
-    recv.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
-
-    let q = QueueOptions::new().dir(dir).open("q").expect("open the queue");
-    let mut rx = q.consumer().expect("consumer");
-    let mut left = Vec::new();
-    let mut buf = [0u8; 256];
-    while let Ok(m) = rx.try_recv(&mut buf) {
-        left.push(String::from_utf8_lossy(&buf[..m.len]).into_owned());
-    }
-    assert_eq!(first, "0\n1\n", "test setup: the first two lines");
-    assert!(
-        status.is_some_and(|st| !st.success())
-            && stderr.bytes().any(|b| b.is_ascii_digit())
-            && left.iter().any(|m| m == "eleventh"),
-        "after its reader left, shmq recv exited with {status:?} (expected a failure) and stderr \
-         {stderr:?} (expected how many messages it delivered); the queue still holds {left:?} \
-         (expected the 11th message, \"eleventh\")"
     );
 }
 

@@ -8,7 +8,8 @@ use super::{give_role, ConsumerSide, Received};
 use crate::attach::{Attachment, Deadline};
 use crate::error::{Error, Result};
 use crate::layout::slot;
-use crate::ring::{mpmc, MappedRing, Poll, RingMem};
+use crate::mapped_ring::MappedRing;
+use crate::ring::{mpmc, Poll, RingMem};
 use crate::wait::Step;
 
 /// Receives messages from a queue. `Send`, not `Sync`.

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use crate::attach::Attachment;
 use crate::error::{Error, Result};
 use crate::layout::{role, slot, Kind, DEFAULT_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::mapped_ring::MappedRing;
 use crate::options::{common_setters, Common};
 pub use crate::options::{DEFAULT_CAPACITY, DEFAULT_MAX_MSG, DEFAULT_MODE};
-use crate::ring::{mpmc, spsc, MappedRing, RingMem};
+use crate::ring::{mpmc, spsc, RingMem};
 use crate::segment::{self, Config, Expect, Segment};
 use crate::sync::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
@@ -351,7 +352,7 @@ pub struct RingCounters {
 
 impl RingCounters {
     /// Reads the counters of a ring.
-    pub fn read(ring: &impl RingMem) -> RingCounters {
+    pub(crate) fn read(ring: &impl RingMem) -> RingCounters {
         let c = ring.control();
         let st = &c.stats.0;
         RingCounters {

@@ -1,7 +1,7 @@
 //! Ring algorithms, free of any OS knowledge.
 //!
 //! Each ring works over a [`RingMem`]: heap memory ([`HeapRing`], used by loom and unit tests) or
-//! a shared mapping ([`MappedRing`]). The rings never block; waiting is the job of
+//! a shared mapping (`crate::mapped_ring::MappedRing`). The rings never block; waiting is the job of
 //! [`crate::wait`].
 
 pub mod broadcast;
@@ -9,9 +9,9 @@ pub mod mem;
 pub mod mpmc;
 pub mod spsc;
 
-#[cfg(not(loom))]
-pub use mem::MappedRing;
-pub use mem::{HeapRing, RingMem};
+#[cfg(any(test, loom, feature = "internals"))]
+pub use mem::HeapRing;
+pub use mem::RingMem;
 
 /// Result of a non-blocking claim on a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

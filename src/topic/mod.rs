@@ -1,6 +1,6 @@
 //! Topics: publish/subscribe where every subscriber sees every message.
 //!
-//! Each topic is one segment holding one broadcast ring ([`crate::ring::broadcast`]): a message
+//! Each topic is one segment holding one broadcast ring (the `broadcast` ring): a message
 //! is written once, and each subscriber reads it through its own cursor in the subscriber
 //! table. Several publishers may publish on one topic.
 //!
@@ -27,7 +27,7 @@
 //!   processed when a crash happens is delivered again); [`AckMode::Explicit`] acknowledges
 //!   only on [`Subscriber::ack`].
 //! - An anonymous subscriber whose process dies stops gating: a publisher blocked on it checks
-//!   its liveness (its entry's lock, see [`crate::os`]) every 10 ms and frees its entry; so do
+//!   its liveness (its entry's lock) every 10 ms and frees its entry; so do
 //!   a join that finds the table full, `shmq stat` and `shmq gc`, for lossy subscribers too.
 //!
 //! ```
@@ -63,8 +63,9 @@ pub use table::SubscriberInfo;
 use crate::attach::Attachment;
 use crate::error::{Error, Result};
 use crate::layout::{slot, Kind, DEFAULT_PARTICIPANTS};
+use crate::mapped_ring::MappedRing;
 use crate::options::{common_setters, Common, DEFAULT_CAPACITY};
-use crate::ring::{broadcast, MappedRing, RingMem};
+use crate::ring::{broadcast, RingMem};
 use crate::segment::{Config, Expect, Segment};
 use crate::sync::Ordering::{Acquire, Relaxed};
 use table::SubscriberTable;

@@ -6,7 +6,7 @@
 //! variable is absent. Children ask the kernel to kill them when the thread that spawned them
 //! ends ([`die_with_parent`]), so even an aborted test leaves no process behind.
 
-#![allow(dead_code)] // each test file uses its own part of these helpers
+#![allow(missing_docs)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -414,6 +414,11 @@ impl RawMap {
     /// Bytes mapped (the file's size when it was mapped).
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the mapping is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn check(&self, offset: u64, width: usize) -> usize {

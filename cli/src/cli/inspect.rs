@@ -8,9 +8,9 @@
 use std::io::Write;
 
 use serde_json::{json, Value};
-use shmq::layout::{Kind, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SUBSCRIBER};
 use shmq::status::{self, Status};
-use shmq::{ParticipantInfo, SubscriberInfo};
+use shmq::status::{Kind, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SUBSCRIBER};
+use shmq::status::{ParticipantInfo, SubscriberInfo};
 
 use super::{report, CliError, CliResult, Ctx, Out};
 
@@ -107,7 +107,7 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
         return Ok(());
     }
     let c = &s.counters;
-    let age = shmq::os::now_unix_ns().saturating_sub(s.created_unix_ns) as f64 / 1e9;
+    let age = super::now_unix_ns().saturating_sub(s.created_unix_ns) as f64 / 1e9;
     writeln!(out, "name          {}", s.name)?;
     writeln!(out, "path          {}", s.path)?;
     writeln!(out, "kind          {}", s.kind.name())?;
@@ -192,7 +192,7 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> CliResult {
     }
     let mut failed = false;
     for name in &a.names {
-        match shmq::segment::remove(&ctx.dir, name) {
+        match shmq::status::remove(&ctx.dir, name) {
             Ok(true) => {}
             Ok(false) => {
                 failed = true;
@@ -216,7 +216,7 @@ fn rm_subscribers(ctx: &Ctx, a: &RmArgs) -> CliResult {
     let mut failed = false;
     for topic in &a.names {
         for sub in &a.subscribers {
-            match shmq::topic::remove_subscriber(&ctx.dir, topic, sub) {
+            match shmq::status::remove_subscriber(&ctx.dir, topic, sub) {
                 Ok(true) => {}
                 Ok(false) => {
                     failed = true;

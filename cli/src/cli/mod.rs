@@ -259,7 +259,7 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     };
-    let ctx = Ctx { dir: cli.dir.clone().unwrap_or_else(shmq::os::default_dir) };
+    let ctx = Ctx { dir: cli.dir.clone().unwrap_or_else(shmq::status::default_dir) };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let r = run(cli.command, &ctx, &mut out).and_then(|()| out.flush().map_err(CliError::from));
     match r {
@@ -307,4 +307,9 @@ fn install_panic_hook() {
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         report(&format!("internal error: {what}{at}; please report this bug"));
     }));
+}
+
+/// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }

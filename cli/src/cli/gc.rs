@@ -25,7 +25,7 @@ pub struct GcArgs {
 
 /// Applies the gc verdict to every segment of the directory; one line per segment.
 pub fn gc(ctx: &Ctx, a: &GcArgs, out: &mut Out) -> CliResult {
-    let names = shmq::segment::list_names(&ctx.dir)?;
+    let names = shmq::status::list_names(&ctx.dir)?;
     let (mut removed, mut kept, mut failed) = (0u64, 0u64, false);
     for name in &names {
         // The verdict and the removal happen under the segment's lock (see `gc_remove`).
@@ -44,7 +44,7 @@ pub fn gc(ctx: &Ctx, a: &GcArgs, out: &mut Out) -> CliResult {
         }
     }
     // Files of segments whose creators died before they were complete (never named).
-    match shmq::segment::remove_unfinished(&ctx.dir, a.dry_run) {
+    match shmq::status::remove_unfinished(&ctx.dir, a.dry_run) {
         Ok(files) => {
             for file in files {
                 removed += 1;

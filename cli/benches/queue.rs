@@ -6,7 +6,7 @@
 //! Transports: `shmq_spsc` and `shmq_mpmc` (1 producer, 1 consumer) to a child process, both sides
 //! spinning ([`WaitStrategy::Spin`](shmq::WaitStrategy::Spin)); `floor` (two atomics on shared
 //! memory: no queue can beat it), `uds` (Unix socket pair), `pipe` (pipe pair), all to a forked
-//! child ([`shmq::baseline`]); `arrayqueue`: crossbeam's `ArrayQueue` to a thread of this process;
+//! child ([`shmq_cli::baseline`]); `arrayqueue`: crossbeam's `ArrayQueue` to a thread of this process;
 //! in the summary also `rtrb`'s SPSC ring between two threads (throughput).
 //! Payloads are really written and read: a sequence number is stamped into each message and
 //! checked at the other end, and every transport is checked byte by byte before it is timed.
@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 use common::{child_main, progress, start_watchdog, Mode, ShmqPeer, ThreadPeer, CHILD_ENV};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use shmq::baseline::{
+use shmq::QueueKind;
+use shmq_cli::baseline::{
     floor_round_trips, percentile, pipe_round_trips, pipe_throughput, uds_round_trips, uds_throughput,
 };
-use shmq::QueueKind;
 
 const SIZES: [usize; 3] = [8, 64, 1024];
 const SHMQ: [(&str, QueueKind); 2] = [("shmq_spsc", QueueKind::Spsc), ("shmq_mpmc", QueueKind::Mpmc)];

@@ -1,5 +1,5 @@
 //! `shmq bench`: round-trip latency and throughput of shmq between real processes, beside the
-//! baselines ([`shmq::baseline`]: floor, Unix socket pair, pipe pair) in the same run.
+//! baselines ([`shmq_cli::baseline`]: floor, Unix socket pair, pipe pair) in the same run.
 //!
 //! Method (each repetition, in this order, so that drifting machine load hits all alike):
 //! 1. **Round trip.** This process and an echo process (`shmq bench-worker`, hidden) ping-pong
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shmq::baseline::{self, Baseline};
+use shmq_cli::baseline::{self, Baseline};
 
 use self::procs::{hot, progress, Cleanup, Proc};
 use self::report::{header, machine, Outcome, Report};

@@ -21,8 +21,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use shmq::baseline::{floor_round_trips, percentile};
 use shmq::{Topic, TopicOptions, WaitStrategy};
+use shmq_cli::baseline::{floor_round_trips, percentile};
 
 const CHILD_ENV: &str = "SHMQ_TOPIC_BENCH_CHILD";
 const SIZE: usize = 64;

@@ -203,7 +203,7 @@ fn run(ctx: &Ctx, a: &WorkerArgs, out: &mut Out) -> CliResult {
         return Err(CliError::msg("bench messages need at least 8 bytes"));
     }
     if let Some(cpu) = a.cpu {
-        shmq::baseline::pin_thread_forever(cpu).map_err(|e| CliError::msg(e.to_string()))?;
+        shmq_cli::baseline::pin_thread_forever(cpu).map_err(|e| CliError::msg(e.to_string()))?;
     }
     let go = watch_stdin();
     let qo = queue_options(ctx, a.pattern, a.wait, a.size);
@@ -273,7 +273,7 @@ fn echo(mut rx: impl Receiver, mut tx: impl Sender, a: &WorkerArgs, out: &mut Ou
 fn produce(mut tx: impl Sender, a: &WorkerArgs, go: &mpsc::Receiver<()>, out: &mut Out) -> CliResult {
     say(out, "ready")?;
     go.recv().map_err(|_| CliError::msg("the bench ended before the start signal"))?;
-    let start = shmq::os::now_unix_ns();
+    let start = crate::cli::now_unix_ns();
     let mut msg = message(a.size);
     let base = a.index << SEQ_BITS;
     for seq in 0..a.count {
@@ -303,7 +303,7 @@ fn consume(mut rx: impl Receiver, a: &WorkerArgs, out: &mut Out) -> CliResult {
             stops += 1;
             continue;
         }
-        last = shmq::os::now_unix_ns();
+        last = crate::cli::now_unix_ns();
         let msg = &buf[..m.len];
         if m.len != a.size {
             return Err(CliError::msg(format!("received {} bytes, sent {}", m.len, a.size)));

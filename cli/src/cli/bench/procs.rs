@@ -64,7 +64,7 @@ impl Cleanup {
     /// Removes every recorded name now.
     pub fn remove_all(&mut self) -> CliResult {
         for n in self.names.drain(..) {
-            shmq::segment::remove(&self.dir, &n)?;
+            shmq::status::remove(&self.dir, &n)?;
         }
         Ok(())
     }
@@ -73,7 +73,7 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for n in &self.names {
-            let _ = shmq::segment::remove(&self.dir, n);
+            let _ = shmq::status::remove(&self.dir, n);
         }
     }
 }

@@ -10,7 +10,7 @@
 //! 2. **Latency.** This process and an echo process ping-pong through two SPSC queues; each
 //!    round trip goes into an HdrHistogram.
 //! 3. **Baseline.** The same two measurements over a Unix domain socket pair
-//!    ([`shmq::baseline`]), in the same run, on the same machine.
+//!    ([`shmq_cli::baseline`]), in the same run, on the same machine.
 //! 4. **Topic.** A topic `demo-<pid>-topic` with one publisher process and three subscriber
 //!    processes: two reliable ones, which must receive every message exactly once, in order,
 //!    intact; and a lossy one slowed down on purpose, which misses messages and must be told
@@ -200,7 +200,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for n in &self.names {
-            let _ = shmq::segment::remove(&self.dir, n);
+            let _ = shmq::status::remove(&self.dir, n);
         }
     }
 }
@@ -433,8 +433,8 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs, out: &mut Out) -> CliResult {
     // 3. The same over a Unix socket pair.
     let phase = Instant::now();
     let baseline = |e: std::io::Error| CliError::msg(format!("Unix socket baseline: {e}"));
-    let uds_rate = shmq::baseline::uds_throughput(a.count as usize, size).map_err(baseline)?;
-    let uds_samples = shmq::baseline::uds_round_trips((rounds + warmup) as usize, size).map_err(baseline)?;
+    let uds_rate = shmq_cli::baseline::uds_throughput(a.count as usize, size).map_err(baseline)?;
+    let uds_samples = shmq_cli::baseline::uds_round_trips((rounds + warmup) as usize, size).map_err(baseline)?;
     let uds_lat = Latency::of(uds_samples.into_iter().skip(warmup as usize));
     writeln!(
         out,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shmq::baseline;
+use shmq_cli::baseline;
 
 use super::stats::{Summary, PERCENTILES};
 use super::worker::Pattern;
