@@ -93,6 +93,23 @@ impl Common {
         Err(Error::Timeout)
     }
 
+    /// The capacity asked for, rounded up to a power of two (at least 2, which the rings
+    /// need); `None` if none was asked for.
+    pub(crate) fn slots(&self) -> Result<Option<u64>> {
+        let Some(n) = self.capacity else { return Ok(None) };
+        if n == 0 || n > crate::layout::MAX_CAPACITY {
+            return Err(Error::InvalidConfig(format!(
+                "capacity {n} is out of range; use 1 to 2^30 slots (rounded up to a power of two)"
+            )));
+        }
+        Ok(Some(n.max(2).next_power_of_two()))
+    }
+
+    /// The capacity a new segment gets.
+    pub(crate) fn slots_or_default(&self) -> Result<u64> {
+        Ok(self.slots()?.unwrap_or(DEFAULT_CAPACITY))
+    }
+
     pub(crate) fn max_msg_u32(&self) -> Result<u32> {
         let m = self.max_msg.unwrap_or(DEFAULT_MAX_MSG);
         u32::try_from(m).map_err(|_| Error::InvalidConfig(format!("max message size {m} is too large")))
@@ -102,7 +119,9 @@ impl Common {
 /// The setters of [`Common`], for a builder with a `common: Common` field.
 macro_rules! common_setters {
     () => {
-        /// Number of slots: a power of two from 2 to 2^30 (default 1024).
+        /// Number of slots, from 1 to 2^30 (default 1024), rounded up to a power of two of at
+        /// least 2: 1000 gives 1024, 1 gives 2. The handle's `capacity()` tells what was made.
+        /// Opening an existing segment with a capacity set checks it against the rounded value.
         pub fn capacity(mut self, slots: u64) -> Self {
             self.common.capacity = Some(slots);
             self

@@ -110,7 +110,7 @@ fn kinds_filter_skips_other_kinds() {
 }
 
 #[test]
-fn durable_subscriber_resumes_at_first_unacknowledged_message() {
+fn durable_subscriber_dropped_cleanly_resumes_after_the_last_message_it_received() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir, "durable", 16);
     let mut p = t.publisher().unwrap();
@@ -121,14 +121,36 @@ fn durable_subscriber_resumes_at_first_unacknowledged_message() {
         }
         assert_eq!(recv_u64(&mut billing).unwrap(), 0);
         assert_eq!(recv_u64(&mut billing).unwrap(), 1);
-        // 1 was received but not acknowledged (acknowledged on the next receive).
+        // Dropped cleanly: 1 counts as processed (like a Kafka consumer's close).
     }
-    // Away: it keeps gating, and keeps its place.
+    // Away: it keeps gating, and keeps its place, with no lag left for what it received.
     assert_eq!(t.subscriber_count(), 1);
+    let info = t.subscribers().into_iter().find(|s| s.name.as_deref() == Some("billing")).expect("listed");
+    assert_eq!(info.cursor, 2, "the clean drop acknowledged both messages received: {info:?}");
     let mut billing = t.subscriber().name("billing").build().unwrap();
-    for i in 1..5 {
+    for i in 2..5 {
         assert_eq!(recv_u64(&mut billing).unwrap(), i);
     }
+}
+
+#[test]
+fn durable_subscriber_dropped_by_a_panic_gets_the_message_it_was_handling_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir, "durable-panic", 16);
+    let mut p = t.publisher().unwrap();
+    for i in 0..3u64 {
+        p.try_publish(&i.to_le_bytes()).unwrap();
+    }
+    let handler = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut s = t.subscriber().name("ledger").start(Start::Earliest).build().unwrap();
+        assert_eq!(recv_u64(&mut s).unwrap(), 0);
+        assert_eq!(recv_u64(&mut s).unwrap(), 1);
+        panic!("handling message 1 failed");
+    }));
+    assert!(handler.is_err());
+    let mut s = t.subscriber().name("ledger").build().unwrap();
+    assert_eq!(recv_u64(&mut s).unwrap(), 1, "the message being handled when the panic came is delivered again");
+    assert_eq!(recv_u64(&mut s).unwrap(), 2);
 }
 
 #[test]

@@ -77,27 +77,27 @@ impl QueueOptions {
     fn config(&self) -> Result<Config> {
         Ok(Config {
             kind: self.kind.unwrap_or_default().into(),
-            capacity: self.common.capacity.unwrap_or(DEFAULT_CAPACITY),
+            capacity: self.common.slots_or_default()?,
             max_msg: self.common.max_msg_u32()?,
             max_participants: DEFAULT_PARTICIPANTS,
             max_subscribers: 0,
         })
     }
 
-    fn expect(&self) -> Expect {
+    fn expect(&self) -> Result<Expect> {
         const SPSC: &[Kind] = &[Kind::Spsc];
         const MPMC: &[Kind] = &[Kind::Mpmc];
         const ANY: &[Kind] = &[Kind::Spsc, Kind::Mpmc];
-        Expect {
+        Ok(Expect {
             kinds: match self.kind {
                 Some(QueueKind::Spsc) => SPSC,
                 Some(QueueKind::Mpmc) => MPMC,
                 None => ANY,
             },
-            capacity: self.common.capacity,
+            capacity: self.common.slots()?,
             max_msg: self.common.max_msg.map(|m| m.min(u32::MAX as usize) as u32),
             max_subscribers: None,
-        }
+        })
     }
 
     /// Creates queue `name`; [`Error::AlreadyExists`] if it exists.
@@ -115,7 +115,7 @@ impl QueueOptions {
 
     /// Opens existing queue `name`; [`Error::NotFound`] if there is none.
     pub fn open(&self, name: &str) -> Result<Queue> {
-        self.common.open(name, &self.expect(), |seg| Queue::attach(seg, &self.common))
+        self.common.open(name, &self.expect()?, |seg| Queue::attach(seg, &self.common))
     }
 
     /// Opens queue `name`, creating it if it does not exist. Any number of processes may call

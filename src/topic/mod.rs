@@ -64,7 +64,7 @@ use crate::attach::Attachment;
 use crate::error::{Error, Result};
 use crate::layout::{slot, Kind, DEFAULT_PARTICIPANTS};
 use crate::mapped_ring::MappedRing;
-use crate::options::{common_setters, Common, DEFAULT_CAPACITY};
+use crate::options::{common_setters, Common};
 use crate::ring::{broadcast, RingMem};
 use crate::segment::{Config, Expect, Segment};
 use crate::sync::Ordering::{Acquire, Relaxed};
@@ -112,7 +112,7 @@ impl TopicOptions {
         }
         Ok(Config {
             kind: Kind::Topic,
-            capacity: self.common.capacity.unwrap_or(DEFAULT_CAPACITY),
+            capacity: self.common.slots_or_default()?,
             max_msg: self.common.max_msg_u32()?,
             max_participants: DEFAULT_PARTICIPANTS,
             max_subscribers,
@@ -137,7 +137,7 @@ impl TopicOptions {
     pub fn open(&self, name: &str) -> Result<Topic> {
         let expect = Expect {
             kinds: &[Kind::Topic],
-            capacity: self.common.capacity,
+            capacity: self.common.slots()?,
             max_msg: self.common.max_msg.map(|m| m.min(u32::MAX as usize) as u32),
             max_subscribers: self.max_subscribers,
         };

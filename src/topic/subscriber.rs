@@ -37,10 +37,13 @@ pub enum SubscriberMode {
 /// When a durable subscriber's messages count as acknowledged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AckMode {
-    /// A message is acknowledged when the next one is received (or on [`Subscriber::ack`]).
+    /// A message is acknowledged when the next one is received, on [`Subscriber::ack`], or when
+    /// the subscriber is dropped (not while a panic unwinds). A crash (or a panic) redelivers at
+    /// most the one message that was received last.
     #[default]
     OnNextReceive,
-    /// Only [`Subscriber::ack`] acknowledges.
+    /// Only [`Subscriber::ack`] acknowledges; a subscriber dropped without it gets every
+    /// unacknowledged message again on restart.
     Explicit,
 }
 
@@ -168,6 +171,14 @@ pub struct Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        // A clean close commits the position, as Kafka's and NATS's consumers do: what was
+        // received counts as processed. Not in explicit mode (only `ack` acknowledges), and not
+        // while a panic unwinds (the message being handled did not get processed): then, as
+        // after a crash, the last message received comes again on restart.
+        if self.durable && self.ack == AckMode::OnNextReceive && !std::thread::panicking() {
+            self.pending_ack = self.next;
+            self.store_cursor();
+        }
         let t = &self.shared.table;
         t.entry(self.index).delivered.store(self.delivered, Relaxed);
         t.leave(self.index, self.durable);
