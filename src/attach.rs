@@ -1,7 +1,7 @@
 //! A process's attachment to a segment: the mapping, its ring, its participant entry, and the
 //! blocking-call machinery that queues and topics share.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -27,13 +27,33 @@ pub(crate) struct Attachment {
     next_peer_check: AtomicU64,
     /// When the notify slow path may next look for sleepers that died.
     next_sleeper_reap: AtomicU64,
+    /// When a `try_*` call that found nothing may next check whether the other side is gone.
+    next_gone_check: AtomicU64,
+    /// `try_*` calls that found nothing since the last such check (the clock is read every
+    /// [`GONE_POLLS`]).
+    empty_polls: AtomicU64,
+    /// Live handles of each role on this attachment (index: the role bit's position). The
+    /// entry shows a role while at least one handle has it: handles of one queue or topic
+    /// share the attachment, and a producer that is dropped must stop counting as one.
+    handles: Mutex<[u32; 4]>,
 }
 
 impl Drop for Attachment {
     fn drop(&mut self) {
         self.parts.detach(self.id);
+        // Peers waiting on us learn that we left (see `peers_gone`).
+        self.wake_all();
     }
 }
+
+/// Roles whose absence means that no message will come (receivers watch these).
+pub(crate) const SENDERS: u32 = layout::ROLE_PRODUCER | layout::ROLE_PUBLISHER;
+/// Roles whose absence means that no space will come (queue senders watch these; a topic's
+/// publishers never wait for a subscriber that is gone, see `topic`).
+pub(crate) const RECEIVERS: u32 = layout::ROLE_CONSUMER;
+
+/// `try_*` calls that find nothing between two checks of whether the other side is gone.
+const GONE_POLLS: u64 = 64;
 
 /// When a blocking call gives up.
 #[derive(Clone, Copy, Debug)]
@@ -142,7 +162,50 @@ impl Attachment {
             wait,
             next_peer_check: AtomicU64::new(0),
             next_sleeper_reap: AtomicU64::new(0),
+            next_gone_check: AtomicU64::new(0),
+            empty_polls: AtomicU64::new(0),
+            handles: Mutex::new([0; 4]),
         })
+    }
+
+    /// A handle of `role` (one `ROLE_*` bit) starts: the entry shows the role from the first.
+    pub(crate) fn join_role(&self, role: u32) {
+        let mut h = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = &mut h[role.trailing_zeros() as usize % 4];
+        *n += 1;
+        if *n == 1 {
+            self.parts.add_roles(self.id, role, &self.ring.control().stats.0.roles_seen);
+        }
+    }
+
+    /// A handle of `role` ends: the entry drops the role with the last one, and peers that
+    /// wait are woken, so that they see whether anybody is left on our side.
+    pub(crate) fn leave_role(&self, role: u32) {
+        let mut h = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = &mut h[role.trailing_zeros() as usize % 4];
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.parts.remove_roles(self.id, role);
+            drop(h);
+            self.wake_all();
+        }
+    }
+
+    /// Wakes everybody asleep on this segment's events.
+    fn wake_all(&self) {
+        self.notify_data();
+        self.notify_space();
+    }
+
+    /// Whether the other side is gone: some participant once had one of `roles` (so a
+    /// receiver that starts before any sender waits for one), and none that has one now is
+    /// alive. A participant that left cleared its roles; one that died still shows them, and
+    /// its lock (free) tells.
+    pub(crate) fn peers_gone(&self, roles: u32) -> bool {
+        // Acquire: pairs with the Release `fetch_or` in `Participants::add_roles`.
+        roles != 0
+            && self.ring.control().stats.0.roles_seen.load(crate::sync::Ordering::Acquire) & roles != 0
+            && !self.parts.any_alive(roles)
     }
 
     /// One attempt, then (unless `deadline` is `Now`, which gives `on_empty`) a wait per the
@@ -150,12 +213,21 @@ impl Attachment {
     /// every 10 ms per attachment), so that polling with `try_*` also gets past a dead peer;
     /// the clock is read only when a slot is held. Producers (`blocked` set) count the times
     /// and the time they waited; the fast path touches no counter.
+    ///
+    /// When nothing can be done, and nobody of the roles in `watch` is left on the other side
+    /// (see [`peers_gone`](Self::peers_gone)), the call ends with [`Error::Disconnected`]
+    /// after one more attempt (a message sent just before the last sender left is still
+    /// received). Blocking calls check this at every wake-up and at least every 100 ms (so a
+    /// peer's death is noticed within 100 ms, its clean exit at once: leaving wakes sleepers);
+    /// `try_*` calls at most every 10 ms, after [`GONE_POLLS`] empty attempts.
+    #[allow(clippy::too_many_arguments)]
     fn run<T>(
         &self,
         ev: &Event,
         data: bool,
         deadline: Deadline,
         on_empty: Error,
+        watch: u32,
         blocked: Option<&layout::Stats>,
         mut poll: impl FnMut(bool) -> Result<Step<T>>,
     ) -> Result<T> {
@@ -211,7 +283,16 @@ impl Attachment {
             st.full_events.fetch_add(1, Relaxed);
         }
         let until = match deadline {
-            Deadline::Now => return Err(on_empty),
+            Deadline::Now => {
+                let polls = self.empty_polls.fetch_add(1, Relaxed);
+                if polls % GONE_POLLS == GONE_POLLS - 1 && take_turn(&self.next_gone_check) && self.peers_gone(watch) {
+                    return match poll(false)? {
+                        Step::Ready(v) => Ok(v),
+                        _ => Err(Error::Disconnected),
+                    };
+                }
+                return Err(on_empty);
+            }
             Deadline::Forever => None,
             Deadline::At(t) => Some(t),
         };
@@ -219,7 +300,18 @@ impl Attachment {
         let started = Instant::now();
         let entry = self.parts.entry(self.id).expect("own participant entry");
         let mine = if data { &entry.sleeping_data } else { &entry.sleeping_space };
-        let r = wait::wait_until(self.wait, until, ev, mine, poll);
+        let r = wait::wait_until(self.wait, until, ev, mine, |check| {
+            let step = poll(check)?;
+            if !check || matches!(step, Step::Ready(_)) || !self.peers_gone(watch) {
+                return Ok(step);
+            }
+            // Nobody is left to send (or receive): one more look, for what they did before
+            // they left, and then the end.
+            match poll(false)? {
+                Step::Ready(v) => Ok(Step::Ready(v)),
+                _ => Err(Error::Disconnected),
+            }
+        });
         if let Some(st) = blocked {
             st.blocked_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         }
@@ -229,12 +321,12 @@ impl Attachment {
     /// A producer or publisher waits for space.
     pub(crate) fn run_producer<T>(&self, deadline: Deadline, poll: impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
         let ctl = self.ring.control();
-        self.run(&ctl.space.0, false, deadline, Error::Full, Some(&ctl.stats.0), poll)
+        self.run(&ctl.space.0, false, deadline, Error::Full, RECEIVERS, Some(&ctl.stats.0), poll)
     }
 
     /// A consumer or subscriber waits for data.
     pub(crate) fn run_consumer<T>(&self, deadline: Deadline, poll: impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
-        self.run(&self.ring.control().data.0, true, deadline, Error::Empty, None, poll)
+        self.run(&self.ring.control().data.0, true, deadline, Error::Empty, SENDERS, None, poll)
     }
 
     /// Wakes consumers sleeping for data (after publishing a message).

@@ -111,6 +111,12 @@ pub enum Error {
     /// sent, `lost_by_crash` for one being received); nothing torn was returned.
     #[error("this handle's claim on a slot was revoked by a peer (which judged this process dead, or overwrote shared memory); the message in it was dropped and counted (abandoned or lost_by_crash): send or receive again")]
     ClaimRevoked,
+    /// The other side is gone: a receive found nothing and no sender (producer, publisher) is
+    /// attached any more, or a send found the queue full and no consumer is attached any
+    /// more. Only after a sender (receiver) was there once: a receiver that starts first waits
+    /// for one. A sender (receiver) that attaches later makes the queue usable again.
+    #[error("disconnected: nobody is left on the other side (every producer or publisher left or died and everything sent was received, or every consumer left or died and the queue is full)")]
+    Disconnected,
     /// A timed operation gave up.
     #[error("timed out; the peer may be slow or gone (check with `shmq stat`)")]
     Timeout,

@@ -15,7 +15,7 @@
 //!                           subscriber epoch (topics)             subscribers
 //!            +256  data     futex word + sleeper count            consumers sleep here
 //!            +384  space    futex word + sleeper count            producers sleep here
-//!            +512  stats    relaxed counters (aborted, abandoned, lost, ...)
+//!            +512  stats    relaxed counters (aborted, abandoned, lost, ...), roles seen
 //!     768  Participant table: max_participants x 64 B            each process its own entry
 //!          Subscriber table (topics): max_subscribers x 256 B   each subscriber its own entry
 //!          Slots: capacity x slot_stride                          see below
@@ -48,7 +48,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"SHMQSEG\0"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
 /// Layout version; bump on any change to this file.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The line size every shared structure is aligned and padded to.
 pub const LINE: usize = 128;
 /// Bytes of slot header before the payload.
@@ -188,6 +188,10 @@ pub struct Stats {
     pub full_events: AtomicU64,
     /// Nanoseconds producers spent waiting for space.
     pub blocked_ns: AtomicU64,
+    /// Every `ROLE_*` bit that any participant has ever taken (set with `fetch_or` after the
+    /// participant's own `roles`; never cleared): "disconnected" needs a peer that was once
+    /// there (see `Attachment::peers_gone`).
+    pub roles_seen: AtomicU32,
 }
 
 /// The hot shared indices and wait words of a ring; each on its own line.
@@ -223,6 +227,7 @@ impl RingControl {
                 lost_by_crash: AtomicU64::new(0),
                 full_events: AtomicU64::new(0),
                 blocked_ns: AtomicU64::new(0),
+                roles_seen: AtomicU32::new(0),
             }),
         }
     }

@@ -23,6 +23,7 @@ use crate::layout::{
 };
 use crate::os::{self, Holder, Mapping};
 use crate::segment::Files;
+use crate::sync::AtomicU32;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 
 /// A view of a segment's participant table.
@@ -132,11 +133,37 @@ impl Participants {
         }
     }
 
-    /// Adds role bits to entry `id`.
-    pub(crate) fn add_roles(&self, id: u16, roles: u32) {
+    /// Adds role bits to entry `id`, and records in `seen` (the segment's
+    /// [`Stats::roles_seen`](crate::layout::Stats)) that the roles were taken.
+    pub(crate) fn add_roles(&self, id: u16, roles: u32, seen: &AtomicU32) {
         if let Some(e) = self.entry(id) {
             e.roles.fetch_or(roles, Relaxed);
+            // Release: whoever sees the bit in `seen` (Acquire, `any_alive`'s caller) sees our
+            // entry's roles too.
+            seen.fetch_or(roles, Release);
         }
+    }
+
+    /// Removes role bits from entry `id` (its last handle of the roles ended).
+    pub(crate) fn remove_roles(&self, id: u16, roles: u32) {
+        if let Some(e) = self.entry(id) {
+            // Release: a peer that sees the role gone (Acquire in `any_alive`) sees everything
+            // we sent before.
+            e.roles.fetch_and(!roles, Release);
+        }
+    }
+
+    /// Whether a participant with any of `roles` is attached and not certainly dead (asks the
+    /// kernel only about entries that hold such a role).
+    pub(crate) fn any_alive(&self, roles: u32) -> bool {
+        (1..=self.count as u16).any(|id| {
+            let Some(e) = self.entry(id) else { return false };
+            // Acquire: pairs with the Release store of FREE in `detach` (a participant that left
+            // has cleared its roles first).
+            entry::state(e.state.load(Acquire)) != PARTICIPANT_FREE
+                && e.roles.load(Acquire) & roles != 0
+                && !self.is_dead(id)
+        })
     }
 
     /// Stamps entry `id` with the current time.

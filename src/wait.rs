@@ -63,8 +63,9 @@ const SPINS: u32 = 256;
 const SPIN_BUDGET: Duration = Duration::from_micros(50);
 /// How long Block yields before it sleeps.
 const YIELD_BUDGET: Duration = Duration::from_micros(100);
-/// Longest single sleep: a safety net, never needed for correctness.
-const MAX_SLICE: Duration = Duration::from_millis(500);
+/// Longest single sleep: how long a sleeper may take to notice that the other side died
+/// (`Error::Disconnected`), and a safety net for corrupted counters.
+const MAX_SLICE: Duration = Duration::from_millis(100);
 /// While a slot is held by a peer, how often we check whether that peer died.
 pub(crate) const PEER_CHECK: Duration = Duration::from_millis(10);
 
@@ -174,6 +175,9 @@ pub(crate) fn wait_until<T>(
                 if let Some(v) = sleep(ev, mark, slice.max(Duration::from_micros(50)), &mut attempt)? {
                     return Ok(v);
                 }
+                // Woken (or the slice ended): check peers on the next attempt, so that a
+                // wake-up from a peer that left is understood at once.
+                next_check = Instant::now();
             }
             _ => crate::sync::yield_now(),
         }

@@ -387,14 +387,18 @@ fn producer(cx: &mut Ctx) {
                     loan.commit(len).expect("commit a loan");
                     sent = true;
                 }
-                Err(Error::Full) => {}
+                // Disconnected: every consumer is between two incarnations.
+                Err(Error::Full | Error::Disconnected) => {}
                 Err(e) => panic!("producer {} incarnation {}: loan failed: {e}", cx.id, cx.inc),
             }
         }
         if !sent {
             match tx.send_timeout(&buf[..len], TICK) {
                 Ok(()) => {}
-                Err(Error::Timeout) => {
+                Err(e @ (Error::Timeout | Error::Disconnected)) => {
+                    if matches!(e, Error::Disconnected) {
+                        std::thread::sleep(TICK); // no consumer for now: wait for the next one
+                    }
                     if cx.told(STOP_SENDERS) {
                         break;
                     }
@@ -433,6 +437,8 @@ fn consumer(cx: &mut Ctx) {
                 continue;
             }
             Err(Error::Timeout) => {}
+            // Every producer is between two incarnations: wait for the next one.
+            Err(Error::Disconnected) => std::thread::sleep(TICK),
             Err(e) => panic!("consumer: receive failed: {e}"),
         }
         if cx.told(STOP_RECEIVERS) {
@@ -528,6 +534,11 @@ fn subscriber(cx: &mut Ctx, durable: bool) {
                 Some(nap)
             }
             Err(Error::Timeout) => None,
+            // Every publisher is between two incarnations: wait for the next one.
+            Err(Error::Disconnected) => {
+                std::thread::sleep(TICK);
+                None
+            }
             Err(e) => panic!("subscriber: receive failed: {e}"),
         };
         if let Some(nap) = nap {

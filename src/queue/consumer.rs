@@ -25,6 +25,7 @@ impl Drop for Consumer {
         if let ConsumerSide::Spsc { role, .. } = self.side {
             give_role(&self.shared.seg.header().consumer_holder, role);
         }
+        self.shared.leave_role(crate::layout::ROLE_CONSUMER);
     }
 }
 

@@ -252,7 +252,7 @@ impl Queue {
             }
             _ => ProducerSide::Mpmc,
         };
-        s.parts.add_roles(s.id, ROLE_PRODUCER);
+        s.join_role(ROLE_PRODUCER);
         Ok(Producer::new(s.clone(), side))
     }
 
@@ -276,7 +276,7 @@ impl Queue {
             }
             _ => ConsumerSide::Mpmc,
         };
-        s.parts.add_roles(s.id, ROLE_CONSUMER);
+        s.join_role(ROLE_CONSUMER);
         Ok(Consumer::new(s.clone(), side))
     }
 }

@@ -26,6 +26,7 @@ impl Drop for Producer {
         if let ProducerSide::Spsc { role, .. } = self.side {
             give_role(&self.shared.seg.header().producer_holder, role);
         }
+        self.shared.leave_role(crate::layout::ROLE_PRODUCER);
     }
 }
 

@@ -23,9 +23,15 @@ pub struct Publisher {
     _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.shared.att.leave_role(ROLE_PUBLISHER);
+    }
+}
+
 impl Publisher {
     pub(super) fn new(shared: Arc<TopicShared>) -> Result<Publisher> {
-        shared.att.parts.add_roles(shared.att.id, ROLE_PUBLISHER);
+        shared.att.join_role(ROLE_PUBLISHER);
         let epoch = shared.table.epoch();
         let tail = shared.att.ring.control().tail.0.load(Relaxed);
         let gate = shared.table.gate(tail);

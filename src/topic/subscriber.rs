@@ -119,7 +119,7 @@ impl SubscriberBuilder {
                     Start::Earliest => tail.saturating_sub(cap),
                 }
             })?;
-        s.att.parts.add_roles(s.att.id, ROLE_SUBSCRIBER);
+        s.att.join_role(ROLE_SUBSCRIBER);
         // A resumed durable subscriber continues its count.
         let delivered = if resumed { s.table.entry(index).delivered.load(Relaxed) } else { 0 };
         Ok(Subscriber {
@@ -183,6 +183,7 @@ impl Drop for Subscriber {
         t.entry(self.index).delivered.store(self.delivered, Relaxed);
         t.leave(self.index, self.durable);
         self.shared.att.notify_space();
+        self.shared.att.leave_role(ROLE_SUBSCRIBER);
     }
 }
 
@@ -274,10 +275,12 @@ impl Subscriber {
         self.store_cursor();
     }
 
-    /// A blocking iterator over messages (allocates one `Vec` per message).
+    /// A blocking iterator over messages (allocates one `Vec` per message). It ends when the
+    /// topic is disconnected ([`Error::Disconnected`]: every publisher left and everything was
+    /// received); other errors are items.
     pub fn iter(&mut self) -> impl Iterator<Item = Result<Message>> + '_ {
         std::iter::from_fn(move || {
-            Some(self.recv_ref().map(|m| Message { kind: m.kind(), data: m.to_vec() }).or_else(|e| match e {
+            let next = self.recv_ref().map(|m| Message { kind: m.kind(), data: m.to_vec() }).or_else(|e| match e {
                 Error::InvalidConfig(_) => {
                     let mut buf = vec![0u8; self.shared.att.ring.max_msg()];
                     let r = self.recv_into(&mut buf)?;
@@ -285,7 +288,11 @@ impl Subscriber {
                     Ok(Message { kind: r.kind, data: buf })
                 }
                 e => Err(e),
-            }))
+            });
+            match next {
+                Err(Error::Disconnected) => None,
+                other => Some(other),
+            }
         })
     }
 
