@@ -9,23 +9,22 @@
 //!
 //! The example re-executes itself once per stage. Each stage subscribes (reliably, so nothing
 //! is lost and a slow stage slows its upstream instead of dropping orders) before the stage
-//! upstream of it starts; the last message of each topic has kind `END`. Each stage prints its
-//! counts, and the orchestrator prints them as a table. Segments live in a private directory
+//! upstream of it starts. A stage ends when its topic is disconnected: the stage upstream has
+//! finished and left, and every order it published was received. Each stage prints its counts,
+//! and the orchestrator prints them as a table. Segments live in a private directory
 //! that is removed at the end.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use bytemuck::{Pod, Zeroable};
-use shmq::{Publisher, Subscriber, Topic, TopicOptions, WaitStrategy};
-
-const ORDER: u32 = 1;
-const END: u32 = 99;
+use shmq::bytemuck::{Pod, Zeroable};
+use shmq::{RecvError, Subscriber, Topic, TopicOptions, WaitStrategy};
 
 /// One order as it flows through the pipeline (the same fixed-size record on every topic).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[bytemuck(crate = "shmq::bytemuck")]
 struct Order {
     id: u64,
     sku: u32,
@@ -35,7 +34,7 @@ struct Order {
 
 const STAGES: [&str; 4] = ["notifications", "shipping", "inventory", "orders"];
 
-fn topic(name: &str) -> shmq::Result<Topic> {
+fn topic(name: &str) -> Result<Topic, shmq::OpenError> {
     TopicOptions::new()
         .capacity(4096)
         .max_msg_size(std::mem::size_of::<Order>())
@@ -43,14 +42,14 @@ fn topic(name: &str) -> shmq::Result<Topic> {
         .open_or_create(name)
 }
 
-/// The next order, or `None` at the END marker.
-fn next(sub: &mut Subscriber) -> shmq::Result<Option<Order>> {
-    let (kind, order) = sub.recv_value::<Order>()?;
-    Ok((kind != END).then_some(order))
-}
-
-fn end(out: &mut Publisher) -> shmq::Result<()> {
-    out.publish_value(END, &Order::zeroed())
+/// The next order, or `None` once the stage upstream has left and everything it sent was
+/// received.
+fn next(sub: &mut Subscriber) -> Result<Option<Order>, RecvError> {
+    match sub.recv_value::<Order>() {
+        Ok(order) => Ok(Some(order)),
+        Err(RecvError::Disconnected) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn run_stage(stage: &str, orders: u64) -> shmq::Result<()> {
@@ -61,10 +60,9 @@ fn run_stage(stage: &str, orders: u64) -> shmq::Result<()> {
             let mut out = topic("orders")?.publisher()?;
             for id in 0..orders {
                 let order = Order { id, sku: (id % 50) as u32, qty: 1 + (id % 7) as u32, price_cents: 999 + id % 1000 };
-                out.publish_value(ORDER, &order)?;
+                out.send_value(&order)?;
                 sent += 1;
             }
-            end(&mut out)?;
         }
         "inventory" => {
             let mut sub = topic("orders")?.subscriber().build()?;
@@ -78,9 +76,8 @@ fn run_stage(stage: &str, orders: u64) -> shmq::Result<()> {
                     continue;
                 }
                 sent += 1;
-                out.publish_value(ORDER, &o)?;
+                out.send_value(&o)?;
             }
-            end(&mut out)?;
         }
         "shipping" => {
             let mut sub = topic("reserved")?.subscriber().build()?;
@@ -89,9 +86,8 @@ fn run_stage(stage: &str, orders: u64) -> shmq::Result<()> {
             while let Some(o) = next(&mut sub)? {
                 received += 1;
                 sent += 1;
-                out.publish_value(ORDER, &o)?;
+                out.send_value(&o)?;
             }
-            end(&mut out)?;
         }
         "notifications" => {
             let mut sub = topic("shipped")?.subscriber().build()?;

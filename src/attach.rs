@@ -208,6 +208,14 @@ impl Attachment {
             && !self.parts.any_alive(roles)
     }
 
+    /// For a `try_*` call that found nothing: whether the other side is gone, checked at most
+    /// every [`PEER_CHECK`] and every [`GONE_POLLS`] calls (so that polling in a loop costs no
+    /// syscall per call). The caller looks once more before it reports `Disconnected`.
+    pub(crate) fn gone_after_polls(&self, watch: u32) -> bool {
+        let polls = self.empty_polls.fetch_add(1, Relaxed);
+        polls % GONE_POLLS == GONE_POLLS - 1 && take_turn(&self.next_gone_check) && self.peers_gone(watch)
+    }
+
     /// One attempt, then (unless `deadline` is `Now`, which gives `on_empty`) a wait per the
     /// strategy until `deadline`. The first attempt may check a holder's liveness too (at most
     /// every 10 ms per attachment), so that polling with `try_*` also gets past a dead peer;
@@ -284,8 +292,7 @@ impl Attachment {
         }
         let until = match deadline {
             Deadline::Now => {
-                let polls = self.empty_polls.fetch_add(1, Relaxed);
-                if polls % GONE_POLLS == GONE_POLLS - 1 && take_turn(&self.next_gone_check) && self.peers_gone(watch) {
+                if self.gone_after_polls(watch) {
                     return match poll(false)? {
                         Step::Ready(v) => Ok(v),
                         _ => Err(Error::Disconnected),

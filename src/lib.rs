@@ -90,6 +90,10 @@ mod mapped_ring;
 pub(crate) mod sync;
 
 #[cfg(not(loom))]
+mod message;
+#[cfg(not(loom))]
+mod methods;
+#[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
 pub(crate) mod participants;
@@ -106,13 +110,16 @@ mod wait;
 /// `Pod` and `Zeroable` for your message structs with this crate's re-export, so that your
 /// `bytemuck` version always matches ours.
 pub use bytemuck;
-pub use error::{Error, Result};
+pub use error::{
+    Error, OpenError, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 #[cfg(not(loom))]
-pub use queue::{Consumer, Loan, Producer, Queue, QueueKind, QueueOptions, Received, RecvRef, RingCounters};
+pub use message::{Message, Received};
+#[cfg(not(loom))]
+pub use queue::{Consumer, Loan, Producer, Queue, QueueKind, QueueOptions, RecvRef, RingCounters};
 #[cfg(not(loom))]
 pub use topic::{
-    AckMode, Message, Publisher, Start, Subscriber, SubscriberBuilder, SubscriberMode, Topic, TopicLoan, TopicOptions,
-    TopicRef,
+    AckMode, Publisher, Start, Subscriber, SubscriberBuilder, SubscriberMode, Topic, TopicLoan, TopicOptions, TopicRef,
 };
 #[cfg(not(loom))]
 pub use wait::WaitStrategy;

@@ -122,8 +122,8 @@ macro_rules! common_setters {
         /// Number of slots, from 1 to 2^30 (default 1024), rounded up to a power of two of at
         /// least 2: 1000 gives 1024, 1 gives 2. The handle's `capacity()` tells what was made.
         /// Opening an existing segment with a capacity set checks it against the rounded value.
-        pub fn capacity(mut self, slots: u64) -> Self {
-            self.common.capacity = Some(slots);
+        pub fn capacity(mut self, slots: usize) -> Self {
+            self.common.capacity = Some(slots as u64);
             self
         }
         /// Largest message in bytes (default 256).

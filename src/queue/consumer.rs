@@ -4,11 +4,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{give_role, ConsumerSide, Received};
+use super::{give_role, ConsumerSide};
 use crate::attach::{Attachment, Deadline};
 use crate::error::{Error, Result};
 use crate::layout::slot;
 use crate::mapped_ring::MappedRing;
+use crate::message::{Message, Received};
 use crate::ring::{mpmc, Poll, RingMem};
 use crate::wait::Step;
 
@@ -34,36 +35,12 @@ impl Consumer {
         Consumer { shared, side, _not_sync: PhantomData }
     }
 
-    /// Receives the next message into `buf`, waiting per the wait strategy.
-    ///
-    /// # Errors
-    /// [`Error::BufferTooSmall`] if the message does not fit (it stays in the queue);
-    /// [`Error::Corrupted`] if a peer wrote an invalid slot (that slot is skipped);
-    /// [`Error::ClaimRevoked`] if a peer took the slot back while it was copied (the copy is
-    /// discarded).
-    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<Received> {
-        self.recv_with(buf, Deadline::Forever)
-    }
-    /// Receives without waiting: [`Error::Empty`] if no message can be received now (the
-    /// queue is empty, or the next message is still being written by a producer that holds it
-    /// longer than a copy takes, e.g. in a loan).
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Received> {
-        self.recv_with(buf, Deadline::Now)
-    }
-    /// Receives, waiting at most `timeout`: [`Error::Timeout`] after that.
-    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Received> {
-        self.recv_with(buf, Deadline::after(timeout))
-    }
+    crate::methods::receiver_methods!(RecvRef);
 
-    /// Receives a plain-old-data value.
-    ///
-    /// # Errors
-    /// [`Error::SizeMismatch`] if the message is not exactly `size_of::<T>()` bytes (the
-    /// message is consumed: the sender broke the protocol).
-    pub fn recv_value<T: bytemuck::Pod>(&mut self) -> Result<T> {
+    fn recv_value_with<T: bytemuck::Pod>(&mut self, deadline: Deadline) -> Result<T> {
         let mut value = T::zeroed();
         let size = std::mem::size_of::<T>();
-        let (pos, len, _) = self.claim(usize::MAX, Deadline::Forever)?;
+        let (pos, len, _) = self.claim(usize::MAX, deadline)?;
         if len == size {
             // SAFETY: we hold the claim on `pos`; len <= max_msg was validated at the claim.
             let bytes = unsafe { std::slice::from_raw_parts(self.shared.ring.payload(pos), len) };
@@ -76,30 +53,20 @@ impl Consumer {
         Ok(value)
     }
 
-    /// Borrows the next message in place (zero-copy), waiting per the wait strategy. The slot is
-    /// released when the guard drops.
-    pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
-        self.recv_ref_with(Deadline::Forever)
-    }
-    /// [`recv_ref`](Self::recv_ref) without waiting: [`Error::Empty`] as for
-    /// [`try_recv`](Self::try_recv).
-    pub fn try_recv_ref(&mut self) -> Result<RecvRef<'_>> {
-        self.recv_ref_with(Deadline::Now)
-    }
-    /// [`recv_ref`](Self::recv_ref) waiting at most `timeout`.
-    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvRef<'_>> {
-        self.recv_ref_with(Deadline::after(timeout))
+    fn recv_message(&mut self, deadline: Deadline) -> Result<Message> {
+        let m = self.recv_ref_with(deadline)?;
+        Ok(Message { kind: m.kind(), data: m.to_vec() })
     }
 
     /// Waits until a message is probably ready, without receiving it (spurious readiness is
     /// possible: another consumer may take it first). `timeout` `None` waits as long as it
-    /// takes; [`Error::Timeout`] after `timeout`.
+    /// takes; `Timeout` after `timeout`, `Disconnected` when nothing more can come.
     #[doc(hidden)]
-    pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<()> {
+    pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<(), crate::RecvTimeoutError> {
         let s = &*self.shared;
         let ring = &s.ring;
         let deadline = timeout.map_or(Deadline::Forever, Deadline::after);
-        match &mut self.side {
+        let r = match &mut self.side {
             ConsumerSide::Spsc { ring: c, .. } => {
                 s.run_consumer(deadline, |_| Ok(if c.available(ring)? > 0 { Step::Ready(()) } else { Step::Wait }))
             }
@@ -115,15 +82,26 @@ impl Consumer {
                     }
                 })
             }),
-        }
+        };
+        r.map_err(crate::RecvTimeoutError::from_internal)
     }
 
-    /// Hands up to `max` waiting messages, in order, to `f(payload, kind)` without waiting;
-    /// returns how many.  An SPSC queue releases them with one store.
-    ///
-    /// If `f` panics, the messages handed to it so far, the one it panicked on included, are
-    /// consumed, their slots released, and producers woken; the panic goes on.
-    pub fn try_recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8], u32)) -> Result<usize> {
+    /// The batch of [`try_recv_batch`](Self::try_recv_batch). An SPSC queue releases it with
+    /// one store. If `f` panics, the messages handed to it so far, the one it panicked on
+    /// included, are consumed, their slots released, and producers woken; the panic goes on.
+    fn recv_batch_now(&mut self, max: usize, mut f: impl FnMut(&[u8], u32)) -> Result<usize> {
+        let n = self.batch(max, &mut f)?;
+        if n == 0 && max > 0 && self.shared.gone_after_polls(crate::attach::SENDERS) {
+            // One more look, for what the last sender sent before it left.
+            return match self.batch(max, &mut f)? {
+                0 => Err(Error::Disconnected),
+                n => Ok(n),
+            };
+        }
+        Ok(n)
+    }
+
+    fn batch(&mut self, max: usize, f: &mut impl FnMut(&[u8], u32)) -> Result<usize> {
         let me = self.shared.id;
         let ring = &self.shared.ring;
         match &mut self.side {
@@ -139,8 +117,9 @@ impl Consumer {
                             return Err(e);
                         }
                     };
-                    done.n += 1; // counted before the call: if `f` panics, it was handed out
-                                 // SAFETY: message i is ready (i < available) and len <= max_msg (peek).
+                    // Counted before the call: if `f` panics, it was handed out.
+                    done.n += 1;
+                    // SAFETY: message i is ready (i < available) and len <= max_msg (peek).
                     f(unsafe { std::slice::from_raw_parts(ring.payload(done.c.position(i)), len) }, kind);
                 }
                 Ok(n)
@@ -150,9 +129,10 @@ impl Consumer {
                 while done.n < max {
                     match mpmc::claim_read(ring, me, usize::MAX, &mut done.freed)? {
                         Poll::Ready(msg) => {
-                            done.held = Some(msg.pos); // released by the guard if `f` panics
-                                                       // SAFETY: we claimed slot msg.pos; msg.len <= max_msg (validated at
-                                                       // the claim, never re-read).
+                            // Released by the guard if `f` panics.
+                            done.held = Some(msg.pos);
+                            // SAFETY: we claimed slot msg.pos; msg.len <= max_msg (validated at
+                            // the claim, never re-read).
                             f(unsafe { std::slice::from_raw_parts(ring.payload(msg.pos), msg.len) }, msg.kind);
                             done.held = None;
                             done.n += 1;

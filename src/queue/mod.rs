@@ -6,7 +6,7 @@
 //! MPMC queue allows any number of each.
 //!
 //! Ownership: creating a queue does not tie its lifetime to the creator. The segment stays,
-//! with its messages, until [`Queue::unlink`], [`remove`] or `shmq rm` removes it; dropping
+//! with its messages, until [`Queue::unlink`] or [`status::remove`](crate::status::remove) removes it; dropping
 //! handles only detaches them.
 
 mod consumer;
@@ -19,13 +19,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::attach::Attachment;
-use crate::error::{Error, Result};
+use crate::error::{Error, OpenError, Result};
 use crate::layout::{role, slot, Kind, DEFAULT_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::mapped_ring::MappedRing;
 use crate::options::{common_setters, Common};
 pub use crate::options::{DEFAULT_CAPACITY, DEFAULT_MAX_MSG, DEFAULT_MODE};
 use crate::ring::{mpmc, spsc, RingMem};
-use crate::segment::{self, Config, Expect, Segment};
+use crate::segment::{Config, Expect, Segment};
 use crate::sync::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 /// Which ring a queue uses.
@@ -100,8 +100,28 @@ impl QueueOptions {
         })
     }
 
-    /// Creates queue `name`; [`Error::AlreadyExists`] if it exists.
-    pub fn create(&self, name: &str) -> Result<Queue> {
+    /// Creates queue `name`; [`OpenError::AlreadyExists`] if it exists.
+    pub fn create(&self, name: &str) -> Result<Queue, OpenError> {
+        self.create_inner(name).map_err(OpenError::from_internal)
+    }
+
+    /// Opens existing queue `name`; [`OpenError::NotFound`] if there is none, and
+    /// [`OpenError::Incompatible`] if it is not a queue of the kind and settings asked for
+    /// (settings not asked for are taken from the queue).
+    pub fn open(&self, name: &str) -> Result<Queue, OpenError> {
+        self.open_inner(name).map_err(OpenError::from_internal)
+    }
+
+    /// Opens queue `name`, creating it if it does not exist. Any number of processes may call
+    /// this at once: they all end on the same queue. A file left under the name by a creator
+    /// that died before finishing it ([`OpenError::Stale`]) is replaced.
+    pub fn open_or_create(&self, name: &str) -> Result<Queue, OpenError> {
+        self.common
+            .open_or_create(name, || self.create_inner(name), || self.open_inner(name))
+            .map_err(OpenError::from_internal)
+    }
+
+    fn create_inner(&self, name: &str) -> Result<Queue> {
         let config = self.config()?;
         match Segment::create(&self.common.dir_path(), name, config, self.common.mode, |seg| {
             if config.kind == Kind::Mpmc {
@@ -113,31 +133,9 @@ impl QueueOptions {
         }
     }
 
-    /// Opens existing queue `name`; [`Error::NotFound`] if there is none.
-    pub fn open(&self, name: &str) -> Result<Queue> {
+    fn open_inner(&self, name: &str) -> Result<Queue> {
         self.common.open(name, &self.expect()?, |seg| Queue::attach(seg, &self.common))
     }
-
-    /// Opens queue `name`, creating it if it does not exist. Any number of processes may call
-    /// this at once: they all end on the same queue. A file left under the name by a creator
-    /// that died before finishing it ([`Error::Stale`]) is replaced.
-    pub fn open_or_create(&self, name: &str) -> Result<Queue> {
-        self.common.open_or_create(name, || self.create(name), || self.open(name))
-    }
-}
-
-/// Removes queue or topic `name` from the default segment directory. `Ok(false)` if absent.
-pub fn remove(name: &str) -> Result<bool> {
-    segment::remove(&crate::os::default_dir(), name)
-}
-
-/// What [`Consumer::recv_into`] received.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Received {
-    /// Payload length (the first `len` bytes of the buffer).
-    pub len: usize,
-    /// The sender's kind tag (0 for plain `send`).
-    pub kind: u32,
 }
 
 /// A process's attachment to a queue. Cheap to share: producers and consumers made from it keep
@@ -164,17 +162,17 @@ pub struct Queue {
 
 impl Queue {
     /// Creates queue `name` with default options (see [`QueueOptions`]).
-    pub fn create(name: &str) -> Result<Queue> {
+    pub fn create(name: &str) -> Result<Queue, OpenError> {
         QueueOptions::new().create(name)
     }
 
     /// Opens existing queue `name`.
-    pub fn open(name: &str) -> Result<Queue> {
+    pub fn open(name: &str) -> Result<Queue, OpenError> {
         QueueOptions::new().open(name)
     }
 
     /// Opens queue `name`, creating it with default options if needed.
-    pub fn open_or_create(name: &str) -> Result<Queue> {
+    pub fn open_or_create(name: &str) -> Result<Queue, OpenError> {
         QueueOptions::new().open_or_create(name)
     }
 
@@ -236,7 +234,11 @@ impl Queue {
     /// # Errors
     /// [`Error::RoleTaken`] if another live producer holds an SPSC queue;
     /// [`Error::Corrupted`] if the shared indices are invalid.
-    pub fn producer(&self) -> Result<Producer> {
+    pub fn producer(&self) -> Result<Producer, OpenError> {
+        self.producer_inner().map_err(OpenError::from_internal)
+    }
+
+    fn producer_inner(&self) -> Result<Producer> {
         let s = &self.shared;
         let side = match s.seg.config.kind {
             Kind::Spsc => {
@@ -260,7 +262,11 @@ impl Queue {
     ///
     /// # Errors
     /// As for [`producer`](Self::producer).
-    pub fn consumer(&self) -> Result<Consumer> {
+    pub fn consumer(&self) -> Result<Consumer, OpenError> {
+        self.consumer_inner().map_err(OpenError::from_internal)
+    }
+
+    fn consumer_inner(&self) -> Result<Consumer> {
         let s = &self.shared;
         let side = match s.seg.config.kind {
             Kind::Spsc => {

@@ -2,11 +2,10 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{give_role, ProducerSide};
 use crate::attach::{Attachment, Deadline};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SendError};
 use crate::layout::slot;
 use crate::mapped_ring::MappedRing;
 use crate::ring::{mpmc, Poll, RingMem};
@@ -35,46 +34,12 @@ impl Producer {
         Producer { shared, side, _not_sync: PhantomData }
     }
 
-    /// Sends `payload` (kind 0), waiting for space per the wait strategy.
-    ///
-    /// # Errors
-    /// [`Error::MessageTooLarge`] if `payload` exceeds the maximum message size.
-    pub fn send(&mut self, payload: &[u8]) -> Result<()> {
-        self.send_with(0, payload, Deadline::Forever)
-    }
-    /// Sends `payload` tagged with `kind`.
-    pub fn send_kind(&mut self, kind: u32, payload: &[u8]) -> Result<()> {
-        self.send_with(kind, payload, Deadline::Forever)
-    }
-    /// Sends without waiting: [`Error::Full`] if there is no space.
-    pub fn try_send(&mut self, payload: &[u8]) -> Result<()> {
-        self.send_with(0, payload, Deadline::Now)
-    }
-    /// [`try_send`](Self::try_send) with a kind tag.
-    pub fn try_send_kind(&mut self, kind: u32, payload: &[u8]) -> Result<()> {
-        self.send_with(kind, payload, Deadline::Now)
-    }
-    /// Sends, waiting at most `timeout` for space: [`Error::Timeout`] after that.
-    pub fn send_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<()> {
-        self.send_with(0, payload, Deadline::after(timeout))
-    }
-    /// [`send_timeout`](Self::send_timeout) with a kind tag.
-    pub fn send_kind_timeout(&mut self, kind: u32, payload: &[u8], timeout: Duration) -> Result<()> {
-        self.send_with(kind, payload, Deadline::after(timeout))
-    }
-    /// Sends the bytes of a plain-old-data value.
-    pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<()> {
-        self.send(bytemuck::bytes_of(value))
-    }
+    crate::methods::sender_methods!(Loan);
 
-    /// Sends as many of `msgs` as fit now, without waiting; returns how many were sent. An SPSC
-    /// queue publishes them with one store.
-    ///
-    /// # Errors
-    /// [`Error::MessageTooLarge`] if any message is too large (then none is sent);
-    /// [`Error::ClaimRevoked`] if a message's slot was taken back (the messages before it were
+    /// The batch of [`try_send_batch`](Self::try_send_batch). An SPSC queue publishes it with
+    /// one store. A claim taken back stops it with `ClaimRevoked` (the messages before it were
     /// sent).
-    pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
+    fn send_batch_now(&mut self, msgs: &[&[u8]]) -> Result<usize> {
         let max = self.shared.seg.config.max_msg as usize;
         if let Some(m) = msgs.iter().find(|m| m.len() > max) {
             return Err(Error::MessageTooLarge { len: m.len(), max });
@@ -106,6 +71,9 @@ impl Producer {
                     }
                 }
             }
+        }
+        if sent.n == 0 && !msgs.is_empty() && self.shared.gone_after_polls(crate::attach::RECEIVERS) {
+            return Err(Error::Disconnected);
         }
         Ok(sent.n)
     }
@@ -162,16 +130,8 @@ impl Producer {
         Ok(())
     }
 
-    /// Borrows the next free slot to write a message in place (zero-copy), waiting for space per
-    /// the wait strategy. [`Loan::commit`] publishes it; dropping the loan aborts it.
-    pub fn loan(&mut self) -> Result<Loan<'_>> {
-        let pos = self.reserve(Deadline::Forever, true)?;
-        Ok(Loan { producer: self, pos, kind: 0, done: false })
-    }
-
-    /// [`loan`](Self::loan) without waiting: [`Error::Full`] if there is no space.
-    pub fn try_loan(&mut self) -> Result<Loan<'_>> {
-        let pos = self.reserve(Deadline::Now, true)?;
+    fn loan_with(&mut self, deadline: Deadline) -> Result<Loan<'_>> {
+        let pos = self.reserve(deadline, true)?;
         Ok(Loan { producer: self, pos, kind: 0, done: false })
     }
 }
@@ -216,18 +176,19 @@ impl Loan<'_> {
         self.kind = kind;
     }
 
-    /// Publishes the first `len` bytes of the buffer.
+    /// Sends the first `len` bytes of the buffer.
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`] if `len` exceeds the buffer; the loan is aborted.
-    /// [`Error::ClaimRevoked`] if a peer took the slot back (nothing was sent).
-    pub fn commit(mut self, len: usize) -> Result<()> {
+    /// [`SendError::MessageTooLarge`] if `len` exceeds the buffer (the loan is given back,
+    /// nothing is sent); [`SendError::ClaimRevoked`] if a peer took the slot back (nothing was
+    /// sent).
+    pub fn commit(mut self, len: usize) -> Result<(), SendError> {
         let max = self.producer.shared.seg.config.max_msg as usize;
         if len > max {
-            return Err(Error::MessageTooLarge { len, max }); // drop aborts
+            return Err(SendError::MessageTooLarge { len, max }); // drop aborts
         }
         self.done = true;
-        self.producer.publish(self.pos, len, self.kind, true)
+        self.producer.publish(self.pos, len, self.kind, true).map_err(SendError::from_internal)
     }
 }
 

@@ -57,11 +57,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use publisher::{Publisher, TopicLoan};
-pub use subscriber::{AckMode, Message, Start, Subscriber, SubscriberBuilder, SubscriberMode, TopicRef};
+pub use subscriber::{AckMode, Start, Subscriber, SubscriberBuilder, SubscriberMode, TopicRef};
 pub use table::SubscriberInfo;
 
 use crate::attach::Attachment;
-use crate::error::{Error, Result};
+use crate::error::{Error, OpenError, Result};
 use crate::layout::{slot, Kind, DEFAULT_PARTICIPANTS};
 use crate::mapped_ring::MappedRing;
 use crate::options::{common_setters, Common};
@@ -119,8 +119,25 @@ impl TopicOptions {
         })
     }
 
-    /// Creates topic `name`; [`Error::AlreadyExists`] if it exists.
-    pub fn create(&self, name: &str) -> Result<Topic> {
+    /// Creates topic `name`; [`OpenError::AlreadyExists`] if it exists.
+    pub fn create(&self, name: &str) -> Result<Topic, OpenError> {
+        self.create_inner(name).map_err(OpenError::from_internal)
+    }
+
+    /// Opens existing topic `name`; [`OpenError::NotFound`] if there is none.
+    pub fn open(&self, name: &str) -> Result<Topic, OpenError> {
+        self.open_inner(name).map_err(OpenError::from_internal)
+    }
+
+    /// Opens topic `name`, creating it if needed; concurrent callers end on the same topic, and
+    /// a file left under the name by a creator that died before finishing it is replaced.
+    pub fn open_or_create(&self, name: &str) -> Result<Topic, OpenError> {
+        self.common
+            .open_or_create(name, || self.create_inner(name), || self.open_inner(name))
+            .map_err(OpenError::from_internal)
+    }
+
+    fn create_inner(&self, name: &str) -> Result<Topic> {
         let config = self.config()?;
         let seg = Segment::create(&self.common.dir_path(), name, config, self.common.mode, |seg| {
             broadcast::init(&seg.ring());
@@ -133,8 +150,7 @@ impl TopicOptions {
         Topic::attach(seg, &self.common)
     }
 
-    /// Opens existing topic `name`; [`Error::NotFound`] if there is none.
-    pub fn open(&self, name: &str) -> Result<Topic> {
+    fn open_inner(&self, name: &str) -> Result<Topic> {
         let expect = Expect {
             kinds: &[Kind::Topic],
             capacity: self.common.slots()?,
@@ -142,12 +158,6 @@ impl TopicOptions {
             max_subscribers: self.max_subscribers,
         };
         self.common.open(name, &expect, |seg| Topic::attach(seg, &self.common))
-    }
-
-    /// Opens topic `name`, creating it if needed; concurrent callers end on the same topic, and
-    /// a file left under the name by a creator that died before finishing it is replaced.
-    pub fn open_or_create(&self, name: &str) -> Result<Topic> {
-        self.common.open_or_create(name, || self.create(name), || self.open(name))
     }
 }
 
@@ -169,15 +179,15 @@ pub struct Topic {
 
 impl Topic {
     /// Creates topic `name` with default options.
-    pub fn create(name: &str) -> Result<Topic> {
+    pub fn create(name: &str) -> Result<Topic, OpenError> {
         TopicOptions::new().create(name)
     }
     /// Opens existing topic `name`.
-    pub fn open(name: &str) -> Result<Topic> {
+    pub fn open(name: &str) -> Result<Topic, OpenError> {
         TopicOptions::new().open(name)
     }
     /// Opens topic `name`, creating it with default options if needed.
-    pub fn open_or_create(name: &str) -> Result<Topic> {
+    pub fn open_or_create(name: &str) -> Result<Topic, OpenError> {
         TopicOptions::new().open_or_create(name)
     }
     /// Options for creating or opening a topic.
@@ -200,8 +210,8 @@ impl Topic {
     }
 
     /// A publisher.
-    pub fn publisher(&self) -> Result<Publisher> {
-        Publisher::new(self.shared.clone())
+    pub fn publisher(&self) -> Result<Publisher, OpenError> {
+        Publisher::new(self.shared.clone()).map_err(OpenError::from_internal)
     }
 
     /// A subscriber builder: `.name(..)`, `.start(..)`, `.mode(..)`, `.kinds(..)`, `.ack(..)`,

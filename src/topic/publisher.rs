@@ -1,11 +1,10 @@
 //! Publishing to a topic.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::TopicShared;
 use crate::attach::Deadline;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SendError};
 use crate::layout::{slot, ROLE_PUBLISHER};
 use crate::ring::{broadcast, Poll, RingMem};
 use crate::sync::Ordering::Relaxed;
@@ -38,53 +37,31 @@ impl Publisher {
         Ok(Publisher { shared, gate, epoch, _not_sync: std::marker::PhantomData })
     }
 
-    /// Publishes `payload` (kind 0), waiting per the wait strategy while the slowest reliable
-    /// subscriber is a full ring behind.
-    ///
-    /// # Errors
-    /// [`Error::MessageTooLarge`] if `payload` exceeds the maximum message size.
-    pub fn publish(&mut self, payload: &[u8]) -> Result<()> {
-        self.publish_with(0, payload, Deadline::Forever)
-    }
-    /// Publishes `payload` tagged with `kind`.
-    pub fn publish_kind(&mut self, kind: u32, payload: &[u8]) -> Result<()> {
-        self.publish_with(kind, payload, Deadline::Forever)
-    }
-    /// Publishes without waiting: [`Error::Full`] if a reliable subscriber is a ring behind.
-    pub fn try_publish(&mut self, payload: &[u8]) -> Result<()> {
-        self.publish_with(0, payload, Deadline::Now)
-    }
-    /// [`try_publish`](Self::try_publish) with a kind tag.
-    pub fn try_publish_kind(&mut self, kind: u32, payload: &[u8]) -> Result<()> {
-        self.publish_with(kind, payload, Deadline::Now)
-    }
-    /// Publishes, waiting at most `timeout`: [`Error::Timeout`] after that.
-    pub fn publish_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<()> {
-        self.publish_with(0, payload, Deadline::after(timeout))
-    }
-    /// [`publish_timeout`](Self::publish_timeout) with a kind tag.
-    pub fn publish_kind_timeout(&mut self, kind: u32, payload: &[u8], timeout: Duration) -> Result<()> {
-        self.publish_with(kind, payload, Deadline::after(timeout))
-    }
+    crate::methods::sender_methods!(TopicLoan);
 
-    /// Publishes the bytes of a plain-old-data value with a kind tag.
-    pub fn publish_value<T: bytemuck::Pod>(&mut self, kind: u32, value: &T) -> Result<()> {
-        self.publish_kind(kind, bytemuck::bytes_of(value))
-    }
-
-    /// Borrows the next slot to write a message in place; [`TopicLoan::commit`] publishes it,
-    /// dropping the loan aborts it (subscribers skip it).
-    pub fn loan(&mut self) -> Result<TopicLoan<'_>> {
-        let seq = self.claim(Deadline::Forever, true)?;
-        Ok(TopicLoan { publisher: self, seq, kind: 0, done: false })
-    }
-    /// [`loan`](Self::loan) without waiting: [`Error::Full`] if there is no space.
-    pub fn try_loan(&mut self) -> Result<TopicLoan<'_>> {
-        let seq = self.claim(Deadline::Now, true)?;
+    fn loan_with(&mut self, deadline: Deadline) -> Result<TopicLoan<'_>> {
+        let seq = self.claim(deadline, true)?;
         Ok(TopicLoan { publisher: self, seq, kind: 0, done: false })
     }
 
-    fn publish_with(&mut self, kind: u32, payload: &[u8], deadline: Deadline) -> Result<()> {
+    /// The batch of [`try_send_batch`](Self::try_send_batch): one message after the other,
+    /// until one does not fit.
+    fn send_batch_now(&mut self, msgs: &[&[u8]]) -> Result<usize> {
+        let max = self.shared.att.ring.max_msg();
+        if let Some(m) = msgs.iter().find(|m| m.len() > max) {
+            return Err(Error::MessageTooLarge { len: m.len(), max });
+        }
+        for (i, m) in msgs.iter().enumerate() {
+            match self.send_with(0, m, Deadline::Now) {
+                Ok(()) => {}
+                Err(Error::Full) => return Ok(i),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(msgs.len())
+    }
+
+    fn send_with(&mut self, kind: u32, payload: &[u8], deadline: Deadline) -> Result<()> {
         let max = self.shared.att.ring.max_msg();
         if payload.len() > max {
             return Err(Error::MessageTooLarge { len: payload.len(), max });
@@ -223,15 +200,16 @@ impl TopicLoan<'_> {
     /// Publishes the first `len` bytes.
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`] if `len` exceeds the buffer; the loan is aborted.
-    /// [`Error::ClaimRevoked`] if a peer took the slot back (nothing was published).
-    pub fn commit(mut self, len: usize) -> Result<()> {
+    /// [`SendError::MessageTooLarge`] if `len` exceeds the buffer (the loan is given back,
+    /// nothing is published); [`SendError::ClaimRevoked`] if a peer took the slot back
+    /// (nothing was published).
+    pub fn commit(mut self, len: usize) -> Result<(), SendError> {
         let att = &self.publisher.shared.att;
         if len > att.ring.max_msg() {
-            return Err(Error::MessageTooLarge { len, max: att.ring.max_msg() });
+            return Err(SendError::MessageTooLarge { len, max: att.ring.max_msg() });
         }
         self.done = true;
-        broadcast::commit_loan(&att.ring, self.seq, att.id, len, self.kind)?;
+        broadcast::commit_loan(&att.ring, self.seq, att.id, len, self.kind).map_err(SendError::from_internal)?;
         att.notify_data();
         Ok(())
     }

@@ -8,8 +8,8 @@ use super::TopicShared;
 use crate::attach::Deadline;
 use crate::error::{Error, Result};
 use crate::layout::{slot, ROLE_SUBSCRIBER};
+use crate::message::{Message, Received};
 use crate::os;
-use crate::queue::Received;
 use crate::ring::{broadcast, broadcast::Read, RingMem};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::wait::Step;
@@ -101,7 +101,11 @@ impl SubscriberBuilder {
     /// # Errors
     /// [`Error::SubscriberNameTaken`] if a live process holds the durable name;
     /// [`Error::TooManySubscribers`] if the table is full; [`Error::InvalidName`].
-    pub fn build(self) -> Result<Subscriber> {
+    pub fn build(self) -> Result<Subscriber, crate::OpenError> {
+        self.build_inner().map_err(crate::OpenError::from_internal)
+    }
+
+    fn build_inner(self) -> Result<Subscriber> {
         if let Some(n) = &self.name {
             validate_subscriber_name(n)?;
         }
@@ -137,15 +141,6 @@ impl SubscriberBuilder {
             _not_sync: std::marker::PhantomData,
         })
     }
-}
-
-/// A message received through [`Subscriber::iter`] (allocated; `recv_into` does not allocate).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    /// The publisher's kind tag.
-    pub kind: u32,
-    /// The payload.
-    pub data: Vec<u8>,
 }
 
 /// Receives every message of a topic through its own cursor. `Send`, not `Sync`.
@@ -188,53 +183,13 @@ impl Drop for Subscriber {
 }
 
 impl Subscriber {
-    /// Receives the next message into `buf`, waiting per the wait strategy.
-    ///
-    /// # Errors
-    /// [`Error::Lagged`] (lossy subscribers) with the number of messages missed; the next call
-    /// continues with the oldest retained message. [`Error::BufferTooSmall`] if the message
-    /// does not fit (it is not consumed). [`Error::Corrupted`] for impossible shared state.
-    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<Received> {
-        self.recv_with(buf, Deadline::Forever)
-    }
-    /// Receives without waiting: [`Error::Empty`] if there is no new message.
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Received> {
-        self.recv_with(buf, Deadline::Now)
-    }
-    /// Receives, waiting at most `timeout`: [`Error::Timeout`] after that.
-    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Received> {
-        self.recv_with(buf, Deadline::after(timeout))
-    }
+    crate::methods::receiver_methods!(TopicRef);
 
-    /// Borrows the next message in place (reliable subscribers only: a lossy subscriber's slot
-    /// could be overwritten under the reference). The message counts as received when the
-    /// guard drops.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] for a lossy subscriber; otherwise as for `recv_into`.
-    pub fn recv_ref(&mut self) -> Result<TopicRef<'_>> {
-        self.recv_ref_with(Deadline::Forever)
-    }
-    /// [`recv_ref`](Self::recv_ref) without waiting.
-    pub fn try_recv_ref(&mut self) -> Result<TopicRef<'_>> {
-        self.recv_ref_with(Deadline::Now)
-    }
-    /// [`recv_ref`](Self::recv_ref) waiting at most `timeout`.
-    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<TopicRef<'_>> {
-        self.recv_ref_with(Deadline::after(timeout))
-    }
-
-    /// Receives a plain-old-data value and its kind tag (copying, so lossy subscribers may use
-    /// it too).
-    ///
-    /// # Errors
-    /// [`Error::SizeMismatch`] if the message is not `size_of::<T>()` bytes (it is consumed);
-    /// otherwise as for `recv_into`.
-    pub fn recv_value<T: bytemuck::Pod>(&mut self) -> Result<(u32, T)> {
+    fn recv_value_with<T: bytemuck::Pod>(&mut self, deadline: Deadline) -> Result<T> {
         let mut value = T::zeroed();
         let size = std::mem::size_of::<T>();
-        match self.recv_into(bytemuck::bytes_of_mut(&mut value)) {
-            Ok(r) if r.len == size => Ok((r.kind, value)),
+        match self.recv_with(bytemuck::bytes_of_mut(&mut value), deadline) {
+            Ok(r) if r.len == size => Ok(value),
             Ok(r) => Err(Error::SizeMismatch { expected: size, found: r.len }),
             Err(Error::BufferTooSmall { needed, .. }) => {
                 self.skip(self.next); // consume it: the sender broke the protocol
@@ -244,16 +199,48 @@ impl Subscriber {
         }
     }
 
+    /// The batch of [`try_recv_batch`](Self::try_recv_batch): in place, so reliable subscribers
+    /// only (a lossy subscriber's slot can be overwritten while `f` reads it).
+    fn recv_batch_now(&mut self, max: usize, mut f: impl FnMut(&[u8], u32)) -> Result<usize> {
+        let mut n = 0;
+        while n < max {
+            match self.recv_ref_with(Deadline::Now) {
+                Ok(m) => {
+                    f(&m, m.kind());
+                    n += 1;
+                }
+                Err(Error::Empty) => break,
+                // Something was received: report the end of the messages on the next call.
+                Err(Error::Disconnected) if n > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// The next message in a new `Vec` (in place for a reliable subscriber, through a copy of
+    /// the ring's largest message for a lossy one).
+    fn recv_message(&mut self, deadline: Deadline) -> Result<Message> {
+        if !self.lossy {
+            let m = self.recv_ref_with(deadline)?;
+            return Ok(Message { kind: m.kind(), data: m.to_vec() });
+        }
+        let mut buf = vec![0u8; self.shared.att.ring.max_msg()];
+        let r = self.recv_with(&mut buf, deadline)?;
+        buf.truncate(r.len);
+        Ok(Message { kind: r.kind, data: buf })
+    }
+
     /// Waits until a message is probably ready, without receiving it (a message may still be
     /// filtered out by kind, or turn out lapped). `timeout` `None` waits as long as it takes;
-    /// [`Error::Timeout`] after `timeout`.
+    /// `Timeout` after `timeout`, `Disconnected` when nothing more can come.
     #[doc(hidden)]
-    pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<()> {
+    pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<(), crate::RecvTimeoutError> {
         let s = &*self.shared;
         let ring = &s.att.ring;
         let (seq, awaited) = (self.next, self.awaited());
         let deadline = timeout.map_or(Deadline::Forever, Deadline::after);
-        s.att.run_consumer(deadline, |check| {
+        let r = s.att.run_consumer(deadline, |check| {
             Ok(match broadcast::read(ring, seq, awaited) {
                 Ok(Read::NotReady) => Step::Wait,
                 Ok(Read::Held { word }) => {
@@ -265,7 +252,8 @@ impl Subscriber {
                 // Something to look at (a receive reports errors itself).
                 _ => Step::Ready(()),
             })
-        })
+        });
+        r.map_err(crate::RecvTimeoutError::from_internal)
     }
 
     /// Acknowledges every message received so far (durable subscribers; for others every
@@ -273,27 +261,6 @@ impl Subscriber {
     pub fn ack(&mut self) {
         self.pending_ack = self.next;
         self.store_cursor();
-    }
-
-    /// A blocking iterator over messages (allocates one `Vec` per message). It ends when the
-    /// topic is disconnected ([`Error::Disconnected`]: every publisher left and everything was
-    /// received); other errors are items.
-    pub fn iter(&mut self) -> impl Iterator<Item = Result<Message>> + '_ {
-        std::iter::from_fn(move || {
-            let next = self.recv_ref().map(|m| Message { kind: m.kind(), data: m.to_vec() }).or_else(|e| match e {
-                Error::InvalidConfig(_) => {
-                    let mut buf = vec![0u8; self.shared.att.ring.max_msg()];
-                    let r = self.recv_into(&mut buf)?;
-                    buf.truncate(r.len);
-                    Ok(Message { kind: r.kind, data: buf })
-                }
-                e => Err(e),
-            });
-            match next {
-                Err(Error::Disconnected) => None,
-                other => Some(other),
-            }
-        })
     }
 
     /// Next sequence this subscriber will look at.
@@ -323,7 +290,7 @@ impl Subscriber {
     fn recv_ref_with(&mut self, deadline: Deadline) -> Result<TopicRef<'_>> {
         if self.lossy {
             return Err(Error::InvalidConfig(
-                "recv_ref needs a reliable subscriber: a lossy subscriber's slot can be overwritten while borrowed; use recv_into".into(),
+                "in-place reads (recv_ref, try_recv_batch) need a reliable subscriber: a lossy subscriber's slot can be overwritten while borrowed; use recv_into".into(),
             ));
         }
         let (seq, len, kind, _) = self.wait_next(usize::MAX, deadline)?;

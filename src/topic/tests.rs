@@ -9,7 +9,7 @@ use crate::layout::lock;
 use crate::os::Holder;
 use crate::ring::{broadcast, Poll};
 use crate::segment::{Expect, Segment};
-use crate::{Error, Start, TopicOptions};
+use crate::{Start, TopicOptions};
 
 /// Threads of one process build subscribers from one `Topic` handle, whose entry locks share one
 /// open file description: none of them may take, or give back, a lock a sibling holds. Seen from
@@ -30,7 +30,7 @@ fn sibling_subscribers_of_one_handle_never_drop_each_others_locks() {
                 for _ in 0..5000 {
                     let s = match topic.subscriber().build() {
                         Ok(s) => s,
-                        Err(Error::TooManySubscribers { .. }) => continue,
+                        Err(crate::OpenError::TooManySubscribers { .. }) => continue,
                         Err(e) => panic!("join: {e}"),
                     };
                     if owned[s.index].swap(true, Ordering::SeqCst) {
@@ -62,7 +62,7 @@ fn an_earliest_subscriber_gets_the_history_message_a_waiting_publisher_claimed()
     let topic = TopicOptions::new().dir(dir.path()).capacity(4).create("t").unwrap();
     let mut p = topic.publisher().unwrap();
     for i in 0..4u8 {
-        p.publish(&[i]).unwrap();
+        p.send(&[i]).unwrap();
     }
     let stale_gate = 4; // computed with nobody subscribed: the tail
     let mut j = topic.subscriber().start(Start::Earliest).build().unwrap();
@@ -76,7 +76,7 @@ fn an_earliest_subscriber_gets_the_history_message_a_waiting_publisher_claimed()
     let Poll::Ready(s2) = broadcast::claim(ring, id, stale_gate).unwrap() else { panic!("claim 5") };
     assert_eq!(s2, 5);
     let mut waiting = j.try_recv(&mut buf);
-    assert!(matches!(waiting, Err(Error::Empty)), "a claim being written: wait to learn which way it goes");
+    assert!(matches!(waiting, Err(crate::TryRecvError::Empty)), "a claim being written: wait to learn which way it goes");
     broadcast::pend(ring, s2, id, crate::layout::slot::WRITING).unwrap();
     waiting = j.try_recv(&mut buf);
     assert!(matches!(waiting, Ok(r) if r.len == 1 && buf[0] == 1), "got {waiting:?}: message 1 is intact");
