@@ -97,7 +97,7 @@ pub enum Error {
         found: usize,
     },
     /// The queue is full (`try_send`), or a topic's slowest reliable subscriber is a whole
-    /// ring behind (`try_publish`).
+    /// ring behind (`try_send` on a publisher).
     #[error("the queue or topic is full; retry later, or use send (or send_timeout) to wait for space")]
     Full,
     /// The queue is empty (`try_recv`).

@@ -6,15 +6,17 @@
 //!
 //! ## Flow control
 //! - A **reliable** subscriber (the default) gates publishers: no slot it has not read is
-//!   overwritten. When the slowest reliable subscriber is a full ring behind, `publish` waits
-//!   per the wait strategy, `try_publish` returns [`Error::Full`] and `publish_timeout`
-//!   returns [`Error::Timeout`].
+//!   overwritten. When the slowest reliable subscriber is a full ring behind, `send` waits
+//!   per the wait strategy, `try_send` returns [`TrySendError::Full`](crate::TrySendError::Full)
+//!   and `send_timeout` returns [`SendTimeoutError::Timeout`](crate::SendTimeoutError::Timeout).
 //! - A **lossy** subscriber never gates. When publishers lap it, its next receive returns
-//!   [`Error::Lagged(n)`](Error::Lagged) with the exact number of messages it missed, then it
+//!   `Lagged(n)` ([`TryRecvError::Lagged`](crate::TryRecvError::Lagged)) with the exact number of messages it missed, then it
 //!   goes on from the oldest message still in the ring. A message overwritten while it is being
 //!   copied is detected and counted, never returned torn.
 //! - With no reliable subscriber, publishers never wait; [`Topic::has_subscribers`] tells a
 //!   publisher whether anyone listens.
+//! - When every publisher has left (or died) and a subscriber has received everything, its
+//!   receives return `Disconnected` and its iterator ends (see the crate docs for the rule).
 //!
 //! ## Joining, leaving, dying
 //! - [`Start::Latest`] (default) delivers messages published after the subscriber joined;
@@ -32,15 +34,15 @@
 //!
 //! ```
 //! # let dir = tempfile::tempdir().unwrap();
-//! use shmq::{Error, TopicOptions, SubscriberMode};
+//! use shmq::{TopicOptions, SubscriberMode, TryRecvError};
 //! let topic = TopicOptions::new().dir(dir.path()).capacity(4).create("prices")?;
 //! let mut lossy = topic.subscriber().mode(SubscriberMode::Lossy).build()?;
 //! let mut publisher = topic.publisher()?;
 //! for i in 0..7u8 {
-//!     publisher.publish(&[i])?; // no reliable subscriber: never waits
+//!     publisher.send(&[i])?; // no reliable subscriber: never waits
 //! }
 //! let mut buf = [0u8; 16];
-//! assert!(matches!(lossy.try_recv(&mut buf), Err(Error::Lagged(3))));
+//! assert_eq!(lossy.try_recv(&mut buf), Err(TryRecvError::Lagged(3)));
 //! assert_eq!(lossy.try_recv(&mut buf)?.len, 1);
 //! assert_eq!(buf[0], 3); // the oldest message still in the ring
 //! # topic.unlink()?;
