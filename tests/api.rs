@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use shmq::{
-    OpenError, QueueOptions, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Start, TopicOptions, TryRecvError,
-    TrySendError, WaitStrategy,
+    OpenError, QueueOptions, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Start, TopicOptions,
+    TryRecvError, TrySendError, WaitStrategy,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -247,7 +247,7 @@ macro_rules! exercise_one_api {
         loan.commit(2).unwrap();
         let loan = tx.loan_timeout(LONG).unwrap();
         drop(loan); // given back: nothing sent
-        // batches
+                    // batches
         assert_eq!(tx.try_send_batch(&[b"x1", b"x2"]).unwrap(), 2);
         let mut got = Vec::new();
         let n = rx.try_recv_batch(10, |p, k| got.push((p.to_vec(), k))).unwrap();

@@ -10,6 +10,7 @@ pub mod mpmc;
 pub mod spsc;
 
 #[cfg(any(test, loom, feature = "internals"))]
+#[cfg_attr(loom, allow(unused_imports))] // used by the loom models, outside the crate
 pub use mem::HeapRing;
 pub use mem::RingMem;
 

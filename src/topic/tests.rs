@@ -76,7 +76,10 @@ fn an_earliest_subscriber_gets_the_history_message_a_waiting_publisher_claimed()
     let Poll::Ready(s2) = broadcast::claim(ring, id, stale_gate).unwrap() else { panic!("claim 5") };
     assert_eq!(s2, 5);
     let mut waiting = j.try_recv(&mut buf);
-    assert!(matches!(waiting, Err(crate::TryRecvError::Empty)), "a claim being written: wait to learn which way it goes");
+    assert!(
+        matches!(waiting, Err(crate::TryRecvError::Empty)),
+        "a claim being written: wait to learn which way it goes"
+    );
     broadcast::pend(ring, s2, id, crate::layout::slot::WRITING).unwrap();
     waiting = j.try_recv(&mut buf);
     assert!(matches!(waiting, Ok(r) if r.len == 1 && buf[0] == 1), "got {waiting:?}: message 1 is intact");
