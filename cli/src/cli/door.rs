@@ -217,7 +217,10 @@ fn what(e: &Error, t: Option<&Target<'_>>) -> String {
         }
         Error::TooManyParticipants { max } => {
             let of = if t.is_some() { format!("{name:?}") } else { "the segment".into() };
-            format!("all {} of {of} are held by live processes", plural(*max as u64, "participant slot", "participant slots"))
+            format!(
+                "all {} of {of} are held by live processes",
+                plural(*max as u64, "participant slot", "participant slots")
+            )
         }
         Error::NoSpace { dir, bytes } => {
             format!("not enough space in {dir} for a segment of {}", count(*bytes, "byte"))

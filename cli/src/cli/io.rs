@@ -237,7 +237,11 @@ fn receive_loop<R>(
             (true, false) => "; the message taken for it could not be written and is lost".into(),
             (true, true) => "; the message taken for it was not acknowledged and will be delivered again".into(),
         };
-        CliError::msg(format!("stdout was closed after {} from {} were written{lost}", count(got, "message"), show.what))
+        CliError::msg(format!(
+            "stdout was closed after {} from {} were written{lost}",
+            count(got, "message"),
+            show.what
+        ))
     };
     while show.count.is_none_or(|n| got < n) {
         out.flush().map_err(|_| closed(got, false))?;

@@ -47,12 +47,7 @@ pub struct TopicOpenArgs {
 impl TopicOpenArgs {
     /// Opens topic `name` in the segment directory of `ctx`, creating it if needed (after
     /// `before_create`, which may refuse); returns it and whether this call created it.
-    fn open(
-        &self,
-        t: &Target<'_>,
-        ctx: &Ctx,
-        before_create: impl FnOnce() -> CliResult,
-    ) -> CliResult<(Topic, bool)> {
+    fn open(&self, t: &Target<'_>, ctx: &Ctx, before_create: impl FnOnce() -> CliResult) -> CliResult<(Topic, bool)> {
         let mut o = TopicOptions::new().dir(&ctx.dir).wait(self.wait.into());
         if let Some(c) = self.capacity {
             o = o.capacity(c);
