@@ -512,6 +512,26 @@ fn pub_to_a_topic_without_subscribers_says_so_once() {
     assert_eq!(stderr(&o), "", "a durable subscriber is registered: nothing to say");
 }
 
+// Options accepted and then ignored are said to be ---------------------------------------------
+
+#[test]
+fn from_given_to_a_returning_durable_subscriber_is_said_not_to_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(shmq(d, &["sub", "t", "--name", "d", "--timeout", "10"]));
+    ok(shmq(d, &["pub", "t", "--count", "3"]));
+    let o = shmq(d, &["sub", "t", "--name", "d", "--from", "latest", "--count", "2", "--timeout", "10000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "0\n1\n", "it continues where it stopped");
+    assert_eq!(
+        stderr(&o),
+        "shmq: durable subscriber \"d\" continues where it stopped (message 0), not from the latest: --from applies \
+         to a new subscriber (`shmq rm t --subscriber d` forgets this one)\n"
+    );
+    let o = shmq(d, &["sub", "t", "--name", "d", "--count", "1", "--timeout", "10000"]);
+    assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("2\n", ""), "without --from there is nothing to say");
+}
+
 // 9. stat --json names fields for what they are -------------------------------------------------
 
 #[test]

@@ -117,9 +117,10 @@ pub struct SubArgs {
     /// Exit 0 after this many messages.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
-    /// Where a new subscriber starts (a durable one that returns continues where it stopped).
-    #[arg(long, value_enum, value_name = "WHERE", default_value_t = FromArg::Latest)]
-    from: FromArg,
+    /// Where a new subscriber starts [default: latest]. A durable one that returns continues
+    /// where it stopped (and says so on stderr if --from is given).
+    #[arg(long, value_enum, value_name = "WHERE")]
+    from: Option<FromArg>,
     /// Subscribe durably under this name (1 to 64 bytes of [A-Za-z0-9._-]): the place is kept
     /// when this process exits, messages wait for the next `sub --name NAME`, and each one is
     /// acknowledged once printed.
@@ -223,13 +224,22 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     let mut b = topic
         .subscriber()
         .start(match a.from {
-            FromArg::Earliest => Start::Earliest,
-            FromArg::Latest => Start::Latest,
+            Some(FromArg::Earliest) => Start::Earliest,
+            Some(FromArg::Latest) | None => Start::Latest,
         })
         .mode(if a.lossy { SubscriberMode::Lossy } else { SubscriberMode::Reliable })
         .ack(AckMode::Explicit);
     if let Some(n) = &a.name {
         b = b.name(n);
+        let returning = topic.subscribers().into_iter().find(|s| s.name.as_deref() == Some(n.as_str()) && !s.alive);
+        if let (Some(from), Some(s)) = (a.from, returning) {
+            let from = if from == FromArg::Earliest { "earliest" } else { "latest" };
+            report(&format!(
+                "durable subscriber {n:?} continues where it stopped (message {}), not from the {from}: --from applies \
+                 to a new subscriber (`shmq rm {} --subscriber {n}` forgets this one)",
+                s.cursor, a.topic
+            ));
+        }
     }
     if !a.kinds.is_empty() {
         b = b.kinds(&a.kinds);
