@@ -206,11 +206,13 @@ fn what(e: &Error, t: Option<&Target<'_>>) -> String {
         Error::MessageTooLarge { len, max } => {
             format!("a message of {} is over the maximum of {}", count(*len as u64, "byte"), count(*max as u64, "byte"))
         }
-        Error::TooManySubscribers { max } if t.is_some() => {
-            format!("all {} of topic {name:?} are in use", plural(*max as u64, "subscriber slot", "subscriber slots"))
-        }
         Error::TooManySubscribers { max } => {
-            format!("all {} of the topic are in use", plural(*max as u64, "subscriber slot", "subscriber slots"))
+            let of = if t.is_some() { format!("topic {name:?}") } else { "the topic".into() };
+            if *max == 1 {
+                format!("the one subscriber slot of {of} is in use")
+            } else {
+                format!("all {max} subscriber slots of {of} are in use")
+            }
         }
         Error::RoleTaken { role, pid } if t.is_some() => {
             format!("the {role} role of SPSC queue {name:?} is held by live process {pid}")
