@@ -97,6 +97,12 @@ fn recv_and_sub_say_on_stderr_when_they_create_what_they_wait_on() {
     assert!(stderr(&o).ends_with("(nothing was there yet); waiting for messages\n"), "{}", stderr(&o));
     assert_eq!(stderr(&shmq(d, &["sub", "typo-topic", "--timeout", "10"])), "");
 
+    // A file a creator that died left half-initialised is replaced, and said to be.
+    std::fs::write(d.join("shmq.half"), b"bad").unwrap();
+    let o = shmq(d, &["recv", "half", "--timeout", "10"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(in place of a half-initialised file a dead creator left)"), "{}", stderr(&o));
+
     for cmd in ["recv", "sub"] {
         let help = ok(shmq(d, &[cmd, "--help"]));
         assert!(help.contains("creates it and says so on stderr"), "{cmd} --help: {help}");
@@ -141,25 +147,34 @@ fn a_missing_segment_directory_is_a_one_line_error_naming_it_for_every_command()
 fn a_directory_that_refuses_new_files_is_named_as_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o555)).unwrap();
-    // Root writes anywhere: run the command as nobody then (the directory is r-x for others).
+    // Root writes anywhere: run the commands as nobody then.
     let as_root = std::fs::metadata(d).unwrap().uid() == 0;
-    let mut c = command(d, &["send", "q", "--count", "1"]);
-    if as_root {
-        use std::os::unix::process::CommandExt;
-        c.uid(65534).gid(65534);
-    }
-    let child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let o = finish(child, "send q (in a read-only directory)");
-    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let line = one_line_error(&o);
+    let run = |args: &[&str]| {
+        let mut c = command(d, args);
+        if as_root {
+            use std::os::unix::process::CommandExt;
+            c.uid(65534).gid(65534);
+        }
+        let child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        finish(child, &args.join(" "))
+    };
+    let set_mode = |m: u32| std::fs::set_permissions(d, std::fs::Permissions::from_mode(m)).unwrap();
+    set_mode(0o777);
+    ok(run(&["send", "mine", "--count", "1"]));
+    set_mode(0o555);
+    let created = run(&["send", "q", "--count", "1"]);
+    let removed = run(&["rm", "mine"]);
+    set_mode(0o755);
+    let line = one_line_error(&created);
     assert!(
         line.contains(&format!("cannot create a segment in {}: permission denied by the directory", d.display())),
         "{line}"
     );
     assert!(line.contains("--dir or SHMQ_DIR"), "{line}");
     assert!(!line.contains("belongs to another user"), "{line}");
-    assert!(segment_files(d).is_empty());
+    let line = one_line_error(&removed);
+    assert!(line.contains(&format!("takes write permission on its directory ({})", d.display())), "{line}");
+    assert_eq!(segment_files(d), ["shmq.mine"]);
 }
 
 #[test]

@@ -173,6 +173,11 @@ pub fn describe(e: &Error, t: Option<&Target<'_>>) -> String {
     }
 }
 
+/// Whether `s` names a kind of segment (an unknown kind number is not one).
+fn is_kind(s: &str) -> bool {
+    matches!(s, "spsc" | "mpmc" | "topic")
+}
+
 /// "queue" or "topic" for a kind name as the library writes it.
 fn noun_of_kind(kind: &str) -> &'static str {
     if kind == "topic" {
@@ -189,7 +194,7 @@ fn what(e: &Error, t: Option<&Target<'_>>) -> String {
         Error::InvalidName { name, reason } => format!("invalid name {name:?}: {reason}"),
         Error::NotFound { name, dir } => format!("no queue or topic named {name:?} in {dir}"),
         Error::AlreadyExists { name } => format!("{name:?} already exists"),
-        Error::Incompatible { what: "kind", expected, found } if t.is_some() => {
+        Error::Incompatible { what: "kind", expected, found } if t.is_some() && is_kind(found) => {
             let n = noun_of_kind(found);
             if noun_of_kind(expected) == n {
                 format!("incompatible segment: {n} {name:?} is {found}, expected {expected}")
@@ -227,6 +232,7 @@ fn what(e: &Error, t: Option<&Target<'_>>) -> String {
         Error::NoSpace { dir, bytes } => {
             format!("not enough space in {dir} for a segment of {}", count(*bytes, "byte"))
         }
+        Error::PermissionDenied { path } if t.is_some_and(|t| t.cmd == "rm") => format!("permission denied on {path}"),
         Error::PermissionDenied { path } => permission_denied(Path::new(path), t),
         Error::Timeout => "timed out".into(),
         e => e.to_string(),
@@ -271,7 +277,7 @@ pub fn advice(e: &Error, t: Option<&Target<'_>>) -> Option<String> {
             _ => format!("check the name with `shmq list`; `shmq send {name}` or `shmq pub {name}` creates one"),
         },
         Error::AlreadyExists { .. } => format!("see it with `shmq stat {name}`"),
-        Error::Incompatible { what: "kind", found, .. } if t.is_some() => match (want, found.as_str()) {
+        Error::Incompatible { what: "kind", found, .. } if t.is_some() && is_kind(found) => match (want, found.as_str()) {
             (Want::Queue, "topic") => {
                 format!("read it with `shmq sub {name}` and write to it with `shmq pub {name}`")
             }
@@ -311,6 +317,13 @@ pub fn advice(e: &Error, t: Option<&Target<'_>>) -> Option<String> {
         Error::NoSpace { .. } => {
             "free space there (`shmq gc`), use a smaller --capacity or --max-msg, or another --dir".into()
         }
+        Error::PermissionDenied { .. } if cmd == "rm" => {
+            let dir = t.map_or(String::new(), |t| format!(" ({})", t.dir.display()));
+            format!(
+                "removing a segment takes write permission on its directory{dir}, and read and write on the file; \
+                 run as a user who has them"
+            )
+        }
         Error::PermissionDenied { path } if directory_refused(Path::new(path)) => {
             "choose a directory you can write with --dir or SHMQ_DIR, or ask its owner for write access".into()
         }
@@ -324,30 +337,54 @@ pub fn advice(e: &Error, t: Option<&Target<'_>>) -> Option<String> {
     })
 }
 
+/// What [`open_or_create`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Made {
+    /// Opened a segment that was there.
+    Opened,
+    /// Created it: nothing was there.
+    Created,
+    /// Created it in place of a file a creator that died left half-initialised.
+    Replaced,
+}
+
+impl Made {
+    /// What a reader says on stderr when it made the segment it is going to wait on (a
+    /// mistyped name would otherwise wait in silence); `None` if it opened one.
+    pub fn notice(self, what: &str, name: &str, dir: &Path) -> Option<String> {
+        let why = match self {
+            Made::Opened => return None,
+            Made::Created => "nothing was there yet",
+            Made::Replaced => "in place of a half-initialised file a dead creator left",
+        };
+        Some(format!("created {what} {name:?} in {} ({why}); waiting for messages", dir.display()))
+    }
+}
+
 /// Opens a segment with `open`, or creates it with `create` if there is none (after
 /// `before_create`, which may refuse); `either` (the library's `open_or_create`) settles the
 /// races: a segment created by someone else meanwhile, or a stale file under the name (which it
-/// replaces). Returns the segment and whether this call created it.
+/// replaces). Returns the segment and what was done.
 pub fn open_or_create<T>(
     t: &Target<'_>,
     open: impl Fn() -> shmq::Result<T>,
     before_create: impl FnOnce() -> CliResult,
     create: impl FnOnce() -> shmq::Result<T>,
     either: impl Fn() -> shmq::Result<T>,
-) -> CliResult<(T, bool)> {
+) -> CliResult<(T, Made)> {
     match open() {
-        Ok(s) => return Ok((s, false)),
+        Ok(s) => return Ok((s, Made::Opened)),
         Err(Error::NotFound { .. }) => {}
         Err(Error::Stale { .. }) => {
             before_create()?;
-            return either().map(|s| (s, true)).map_err(|e| t.error(e));
+            return either().map(|s| (s, Made::Replaced)).map_err(|e| t.error(e));
         }
         Err(e) => return Err(t.error(e)),
     }
     before_create()?;
     match create() {
-        Ok(s) => Ok((s, true)),
-        Err(Error::AlreadyExists { .. }) => either().map(|s| (s, false)).map_err(|e| t.error(e)),
+        Ok(s) => Ok((s, Made::Created)),
+        Err(Error::AlreadyExists { .. }) => either().map(|s| (s, Made::Opened)).map_err(|e| t.error(e)),
         Err(e) => Err(t.error(e)),
     }
 }

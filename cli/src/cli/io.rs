@@ -129,13 +129,9 @@ pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
 
 /// Prints messages from a queue, one per line.
 pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
-    let (q, created) = a.open.open(ctx, "recv", &a.name, || Ok(()))?;
-    if created {
-        super::report(&format!(
-            "created queue {:?} in {} (nothing was there yet); waiting for messages",
-            a.name,
-            ctx.dir.display()
-        ));
+    let (q, made) = a.open.open(ctx, "recv", &a.name, || Ok(()))?;
+    if let Some(notice) = made.notice("queue", &a.name, &ctx.dir) {
+        super::report(&notice);
     }
     let t = Target { cmd: "recv", name: &a.name, dir: &ctx.dir, want: Want::Queue };
     let mut rx = q.consumer().map_err(|e| t.error(e))?;

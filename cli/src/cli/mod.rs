@@ -221,23 +221,22 @@ impl OpenArgs {
     }
 
     /// Opens queue `name`, creating it if needed (after `before_create`, which may refuse);
-    /// returns it and whether this call created it. `--mode` is checked against a queue that
-    /// existed.
+    /// returns it and what was done. `--mode` is checked against a queue that existed.
     pub fn open(
         &self,
         ctx: &Ctx,
         cmd: &'static str,
         name: &str,
         before_create: impl FnOnce() -> CliResult,
-    ) -> CliResult<(shmq::Queue, bool)> {
+    ) -> CliResult<(shmq::Queue, door::Made)> {
         let o = self.options(ctx);
         let t = door::Target { cmd, name, dir: &ctx.dir, want: door::Want::Queue };
-        let (q, created) =
+        let (q, made) =
             door::open_or_create(&t, || o.open(name), before_create, || o.create(name), || o.open_or_create(name))?;
-        if !created {
+        if made == door::Made::Opened {
             door::check_mode(&t, "queue", q.path(), self.mode)?;
         }
-        Ok((q, created))
+        Ok((q, made))
     }
 
     /// Largest message of a queue these arguments create.

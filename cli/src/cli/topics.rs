@@ -46,8 +46,13 @@ pub struct TopicOpenArgs {
 
 impl TopicOpenArgs {
     /// Opens topic `name` in the segment directory of `ctx`, creating it if needed (after
-    /// `before_create`, which may refuse); returns it and whether this call created it.
-    fn open(&self, t: &Target<'_>, ctx: &Ctx, before_create: impl FnOnce() -> CliResult) -> CliResult<(Topic, bool)> {
+    /// `before_create`, which may refuse); returns it and what was done.
+    fn open(
+        &self,
+        t: &Target<'_>,
+        ctx: &Ctx,
+        before_create: impl FnOnce() -> CliResult,
+    ) -> CliResult<(Topic, door::Made)> {
         let mut o = TopicOptions::new().dir(&ctx.dir).wait(self.wait.into());
         if let Some(c) = self.capacity {
             o = o.capacity(c);
@@ -62,12 +67,12 @@ impl TopicOpenArgs {
             o = o.mode(m);
         }
         let name = t.name;
-        let (topic, created) =
+        let (topic, made) =
             door::open_or_create(t, || o.open(name), before_create, || o.create(name), || o.open_or_create(name))?;
-        if !created {
+        if made == door::Made::Opened {
             door::check_mode(t, "topic", topic.path(), self.mode)?;
         }
-        Ok((topic, created))
+        Ok((topic, made))
     }
 }
 
@@ -213,13 +218,9 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
         door::check_subscriber_name(n)?;
     }
     let t = Target { cmd: "sub", name: &a.topic, dir: &ctx.dir, want: Want::Topic };
-    let (topic, created) = a.open.open(&t, ctx, || Ok(()))?;
-    if created {
-        report(&format!(
-            "created topic {:?} in {} (nothing was there yet); waiting for messages",
-            a.topic,
-            ctx.dir.display()
-        ));
+    let (topic, made) = a.open.open(&t, ctx, || Ok(()))?;
+    if let Some(notice) = made.notice("topic", &a.topic, &ctx.dir) {
+        report(&notice);
     }
     let mut b = topic
         .subscriber()
