@@ -283,7 +283,7 @@ fn rm_subscriber_removes_a_durable_subscriber_so_publishers_stop_waiting_for_it(
     assert!(line.contains("invalid name"), "{line}");
     ok(shmq(dir.path(), &["send", "queue"]));
     let line = one_line_error(&shmq(dir.path(), &["rm", "queue", "--subscriber", "x"]));
-    assert!(line.contains("kind"), "a queue has no subscribers: {line}");
+    assert!(line.contains("is a queue (mpmc), not a topic"), "a queue has no subscribers: {line}");
     ok(shmq(dir.path(), &["rm", "jobs", "queue"]));
     assert!(segment_files(dir.path()).is_empty());
 }

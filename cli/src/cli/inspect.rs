@@ -12,6 +12,7 @@ use shmq::status::{self, Status};
 use shmq::status::{Kind, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SUBSCRIBER};
 use shmq::status::{ParticipantInfo, SubscriberInfo};
 
+use super::door::{self, count, describe, Target, Want};
 use super::{report, CliError, CliResult, Ctx, Out};
 
 /// Arguments of `shmq list`.
@@ -29,7 +30,11 @@ pub struct ListArgs {
 pub struct StatArgs {
     /// Queue or topic name.
     name: String,
-    /// Print one JSON object (snake_case fields; topics add `published` and `subscribers`).
+    /// Print one JSON object (snake_case fields). Queues have `head` and `tail`; SPSC queues add
+    /// `producer` and `consumer` (the holder of each role: `{"id", "pid", "alive"}`, or null
+    /// when free). Topics have `tail` (= `published`), `subscriber_epoch` and `subscribers`.
+    /// `producer_holder` and `consumer_holder` are the older names of the SPSC holders (null for
+    /// MPMC queues and topics, which have no such roles).
     #[arg(long)]
     json: bool,
 }
@@ -63,7 +68,7 @@ pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
                     "attached": s.participants.iter().filter(|p| p.alive).count(),
                     "subscribers": if s.kind == Kind::Topic { json!(s.subscribers.len()) } else { Value::Null },
                 }),
-                Err(e) => json!({ "name": name, "error": e.to_string() }),
+                Err(e) => json!({ "name": name, "error": describe(e, Some(&target(ctx, "list", name))) }),
             })
             .collect();
         writeln!(out, "{}", Value::Array(rows))?;
@@ -94,14 +99,14 @@ pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
     }
     table(out, &rows)?;
     for (name, e) in errors {
-        writeln!(out, "{name}: error: {e}")?;
+        writeln!(out, "{name}: error: {}", describe(e, Some(&target(ctx, "list", name))))?;
     }
     Ok(())
 }
 
 /// Shows one segment in detail.
 pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
-    let s = Status::read(&ctx.dir, &a.name)?;
+    let s = Status::read(&ctx.dir, &a.name).map_err(|e| target(ctx, "stat", &a.name).error(e))?;
     if a.json {
         writeln!(out, "{}", status_json(&s))?;
         return Ok(());
@@ -112,7 +117,7 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
     writeln!(out, "path          {}", s.path)?;
     writeln!(out, "kind          {}", s.kind.name())?;
     writeln!(out, "capacity      {} slots", s.capacity)?;
-    writeln!(out, "max_msg       {} bytes (slot stride {} bytes)", s.max_msg, s.slot_stride)?;
+    writeln!(out, "max_msg       {} (slot stride {})", count(s.max_msg.into(), "byte"), count(s.slot_stride, "byte"))?;
     writeln!(out, "memory        {} ({} bytes)", bytes(s.memory_bytes), s.memory_bytes)?;
     writeln!(out, "created       {} ago by pid {}", duration(age), s.creator_pid)?;
     if s.kind == Kind::Topic {
@@ -196,11 +201,14 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> CliResult {
             Ok(true) => {}
             Ok(false) => {
                 failed = true;
-                report(&format!("cannot remove {name:?}: no queue or topic of that name in {}", ctx.dir.display()));
+                report(&format!(
+                    "cannot remove {name:?}: no queue or topic of that name in {}; see `shmq list` for the names there",
+                    ctx.dir.display()
+                ));
             }
             Err(e) => {
                 failed = true;
-                report(&format!("cannot remove {name:?}: {e}"));
+                report(&format!("cannot remove {name:?}: {}", describe(&e, Some(&target(ctx, "rm", name)))));
             }
         }
     }
@@ -213,6 +221,9 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> CliResult {
 
 /// `shmq rm TOPIC... --subscriber NAME...`.
 fn rm_subscribers(ctx: &Ctx, a: &RmArgs) -> CliResult {
+    for sub in &a.subscribers {
+        door::check_subscriber_name(sub)?;
+    }
     let mut failed = false;
     for topic in &a.names {
         for sub in &a.subscribers {
@@ -226,7 +237,8 @@ fn rm_subscribers(ctx: &Ctx, a: &RmArgs) -> CliResult {
                 }
                 Err(e) => {
                     failed = true;
-                    report(&format!("cannot remove subscriber {sub:?} of topic {topic:?}: {e}"));
+                    let t = Target { cmd: "rm --subscriber", name: topic, dir: &ctx.dir, want: Want::Topic };
+                    report(&format!("cannot remove subscriber {sub:?} of topic {topic:?}: {}", describe(&e, Some(&t))));
                 }
             }
         }
@@ -236,6 +248,11 @@ fn rm_subscribers(ctx: &Ctx, a: &RmArgs) -> CliResult {
     } else {
         Ok(())
     }
+}
+
+/// The command and segment of an error, for its advice.
+fn target<'a>(ctx: &'a Ctx, cmd: &'static str, name: &'a str) -> Target<'a> {
+    Target { cmd, name, dir: &ctx.dir, want: Want::Any }
 }
 
 /// `shmq stat --json`.
@@ -270,9 +287,21 @@ fn status_json(s: &Status) -> Value {
             "sleepers": { "data": c.sleepers.0, "space": c.sleepers.1 },
         },
     });
-    if s.kind == Kind::Topic {
-        v["published"] = json!(c.tail);
-        v["subscribers"] = s.subscribers.iter().map(subscriber_json).collect();
+    match s.kind {
+        Kind::Topic => {
+            // A topic's ring has no read index: the word queues use for it holds the
+            // subscriber epoch (bumped on every join and leave).
+            let fields = v.as_object_mut().expect("an object");
+            fields.remove("head");
+            fields.insert("subscriber_epoch".into(), json!(c.head));
+            v["published"] = json!(c.tail);
+            v["subscribers"] = s.subscribers.iter().map(subscriber_json).collect();
+        }
+        Kind::Spsc => {
+            v["producer"] = holder(s.producer_holder);
+            v["consumer"] = holder(s.consumer_holder);
+        }
+        _ => {} // MPMC: any number of producers and consumers, no role holders
     }
     v
 }

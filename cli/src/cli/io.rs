@@ -1,10 +1,13 @@
-//! `shmq send` and `shmq recv`: messages between a queue and stdin/stdout.
+//! `shmq send` and `shmq recv`: messages between a queue and stdin/stdout (the payload
+//! formats are in `payload`), and the receive loop `sub` shares.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use shmq::Error;
 
+use super::door::{count, Target, Want};
+use super::payload::{check_generated, each_message, Format, Sink, Source};
 use super::{CliError, CliResult, Ctx, OpenArgs, Out};
 
 /// Arguments of `shmq send`.
@@ -13,11 +16,16 @@ pub struct SendArgs {
     /// Queue name.
     name: String,
     /// Generate N messages instead of reading stdin: message i (from 0) is the decimal number i.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "raw")]
     count: Option<u64>,
     /// With --count: pad each generated message with '.' to exactly this many bytes.
     #[arg(long, value_name = "BYTES", requires = "count")]
     size: Option<usize>,
+    /// Read stdin as raw frames instead of lines: each frame is the payload's length as a u32,
+    /// little-endian, then the payload's bytes (what `recv --raw` writes), so payloads may hold
+    /// newlines and any byte.
+    #[arg(long)]
+    raw: bool,
     /// Kind tag sent with every message (receivers see it with `recv --show-kind`).
     #[arg(long, value_name = "K", default_value_t = 0)]
     kind: u32,
@@ -41,16 +49,58 @@ pub struct RecvArgs {
     #[arg(long, value_name = "MS")]
     timeout: Option<u64>,
     /// Print each message as `<kind><TAB><payload>`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "raw")]
     show_kind: bool,
+    #[command(flatten)]
+    output: OutputArgs,
     #[command(flatten)]
     open: OpenArgs,
 }
 
+/// How `recv` and `sub` write payloads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Write each payload as a raw frame instead of a line: its length as a u32, little-endian,
+    /// then its bytes, nothing between frames (`send --raw` and `pub --raw` read them back).
+    #[arg(long, conflicts_with = "hex")]
+    raw: bool,
+    /// Write each payload as one line of lowercase hex (two digits a byte).
+    #[arg(long)]
+    hex: bool,
+}
+
+impl OutputArgs {
+    /// The format asked for.
+    pub(super) fn format(&self, show_kind: bool) -> Format {
+        Format::of(self.raw, self.hex, show_kind)
+    }
+}
+
+/// `--size` against the largest message of the queue or topic that would take them.
+pub(super) fn check_size(size: Option<usize>, max: usize, what: &str, created: bool) -> CliResult {
+    match size {
+        Some(size) if size > max && created => Err(CliError::msg(format!(
+            "--size {size} is over the largest message of the {what} this would create ({}); add --max-msg {size}, \
+             or use a smaller --size",
+            count(max as u64, "byte")
+        ))),
+        Some(size) if size > max => Err(CliError::msg(format!(
+            "--size {size} is over the {what}'s largest message ({}); use --size {max} or less, or a {what} created \
+             with a larger --max-msg",
+            count(max as u64, "byte")
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Sends stdin lines, or generated messages, to a queue.
 pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
-    let q = a.open.options(ctx).open_or_create(&a.name)?;
-    let mut tx = q.producer()?;
+    check_generated(a.count, a.size)?;
+    let before_create = || check_size(a.size, a.open.max_msg_to_create(), "queue", true);
+    let (q, _) = a.open.open(ctx, "send", &a.name, before_create)?;
+    check_size(a.size, q.max_msg_size(), "queue", false)?;
+    let t = Target { cmd: "send", name: &a.name, dir: &ctx.dir, want: Want::Queue };
+    let mut tx = q.producer().map_err(|e| t.error(e))?;
     let timeout = a.timeout.map(Duration::from_millis);
     let mut sent: u64 = 0;
     let send_one = |payload: &[u8]| -> CliResult {
@@ -64,70 +114,37 @@ pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
                 Ok(())
             }
             Err(Error::Timeout) => Err(CliError::msg(format!(
-                "timed out after {} ms waiting for space in queue {:?} ({sent} messages sent); is a consumer running?",
+                "timed out after {} ms waiting for space in queue {:?} ({} sent); is a consumer running? (see `shmq stat {}`)",
                 a.timeout.unwrap_or(0),
+                a.name,
+                count(sent, "message"),
                 a.name
             ))),
-            Err(e @ Error::MessageTooLarge { .. }) => Err(CliError::msg(format!("message {}: {e}", sent + 1))),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(t.error(e)),
         }
     };
-    each_message(a.count, a.size, send_one)
-}
-
-/// The messages of `send` and `pub`: with `count`, that many generated ones (see
-/// [`generate`]); else each line of stdin, without its newline.
-pub(super) fn each_message(
-    count: Option<u64>,
-    size: Option<usize>,
-    mut f: impl FnMut(&[u8]) -> CliResult,
-) -> CliResult {
-    if let Some(count) = count {
-        let mut buf = Vec::with_capacity(size.unwrap_or(20));
-        for i in 0..count {
-            generate(&mut buf, i, size)?;
-            f(&buf)?;
-        }
-        return Ok(());
-    }
-    let mut stdin = std::io::stdin().lock();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = stdin.read_until(b'\n', &mut line).map_err(|e| CliError::msg(format!("read stdin: {e}")))?;
-        if n == 0 {
-            return Ok(());
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        f(&line)?;
-    }
-}
-
-/// Message `i` of `send --count`: the decimal number, padded with '.' to `size` bytes.
-pub(super) fn generate(buf: &mut Vec<u8>, i: u64, size: Option<usize>) -> CliResult {
-    buf.clear();
-    write!(buf, "{i}").expect("writing to a Vec cannot fail");
-    if let Some(size) = size {
-        if buf.len() > size {
-            return Err(CliError::msg(format!(
-                "--size {size} is too small to hold the sequence number {i} ({} bytes)",
-                buf.len()
-            )));
-        }
-        buf.resize(size, b'.');
-    }
-    Ok(())
+    let sink = Sink { what: "queue", max: q.max_msg_size(), verb: "sent" };
+    each_message(Source::of(a.count, a.size, a.raw), &sink, send_one)
 }
 
 /// Prints messages from a queue, one per line.
 pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
-    let q = a.open.options(ctx).open_or_create(&a.name)?;
-    let mut rx = q.consumer()?;
+    let (q, made) = a.open.open(ctx, "recv", &a.name, || Ok(()))?;
+    if let Some(notice) = made.notice("queue", &a.name, &ctx.dir) {
+        super::report(&notice);
+    }
+    let t = Target { cmd: "recv", name: &a.name, dir: &ctx.dir, want: Want::Queue };
+    let mut rx = q.consumer().map_err(|e| t.error(e))?;
     let mut buf = vec![0u8; q.max_msg_size()];
     let what = format!("queue {:?}", a.name);
-    let show = Show { count: a.count, timeout_ms: a.timeout, show_kind: a.show_kind, what: &what, durable: false };
+    let show = Show {
+        count: a.count,
+        timeout_ms: a.timeout,
+        format: a.output.format(a.show_kind),
+        what: &what,
+        durable: false,
+        target: &t,
+    };
     print_messages(
         out,
         &mut buf,
@@ -145,12 +162,14 @@ pub(super) struct Show<'a> {
     pub count: Option<u64>,
     /// Longest wait for one message.
     pub timeout_ms: Option<u64>,
-    /// Print `kind<TAB>` before each payload.
-    pub show_kind: bool,
+    /// How each message is written.
+    pub format: Format,
     /// "queue \"name\"" or "topic \"name\"", for the timeout message.
     pub what: &'a str,
     /// A durable subscriber: a message whose line could not be written is not acknowledged.
     pub durable: bool,
+    /// The command and segment, for the advice of errors.
+    pub target: &'a Target<'a>,
 }
 
 /// The receive loop of `recv` and `sub`: waits until a message is ready (`ready`, which takes
@@ -164,8 +183,39 @@ pub(super) struct Show<'a> {
 /// so.)
 ///
 /// A timeout ends the loop: with a count, as an error; without one, cleanly. `Lagged(n)` is
-/// reported on stderr and the loop goes on.
+/// reported on stderr (`shmq: missed N messages`) and the loop goes on; gaps that follow each
+/// other with no message between them make one line with their sum, written before the next
+/// message, before the loop waits, or when it ends.
 pub(super) fn print_messages<R>(
+    out: &mut Out,
+    buf: &mut [u8],
+    show: &Show<'_>,
+    rx: &mut R,
+    ready: impl FnMut(&mut R, Option<Duration>) -> shmq::Result<()>,
+    take: impl FnMut(&mut R, &mut [u8]) -> shmq::Result<shmq::Received>,
+    after_line: impl FnMut(&mut R) -> CliResult,
+) -> CliResult {
+    let mut missed = Missed(0);
+    let r = receive_loop(out, buf, show, rx, ready, take, after_line, &mut missed);
+    missed.report();
+    r
+}
+
+/// Messages missed (`Lagged`) and not reported yet.
+struct Missed(u64);
+
+impl Missed {
+    /// Reports the messages missed since the last report, if any: one line.
+    fn report(&mut self) {
+        if self.0 > 0 {
+            super::report(&format!("missed {}", count(self.0, "message")));
+            self.0 = 0;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn receive_loop<R>(
     out: &mut Out,
     buf: &mut [u8],
     show: &Show<'_>,
@@ -173,6 +223,7 @@ pub(super) fn print_messages<R>(
     mut ready: impl FnMut(&mut R, Option<Duration>) -> shmq::Result<()>,
     mut take: impl FnMut(&mut R, &mut [u8]) -> shmq::Result<shmq::Received>,
     mut after_line: impl FnMut(&mut R) -> CliResult,
+    missed: &mut Missed,
 ) -> CliResult {
     let timeout = show.timeout_ms.map(Duration::from_millis);
     let mut got: u64 = 0;
@@ -182,23 +233,32 @@ pub(super) fn print_messages<R>(
             (true, false) => "; the message taken for it could not be written and is lost".into(),
             (true, true) => "; the message taken for it was not acknowledged and will be delivered again".into(),
         };
-        CliError::msg(format!("stdout was closed after {got} messages from {} were written{lost}", show.what))
+        CliError::msg(format!(
+            "stdout was closed after {} from {} were written{lost}",
+            count(got, "message"),
+            show.what
+        ))
     };
     while show.count.is_none_or(|n| got < n) {
         out.flush().map_err(|_| closed(got, false))?;
+        if missed.0 > 0 && matches!(ready(rx, Some(Duration::ZERO)), Err(Error::Timeout)) {
+            missed.report(); // nothing follows at once: say it before waiting
+        }
         match wait_ready(rx, &mut ready, timeout) {
             Ok(()) => {}
             Err(Error::Timeout) => match show.count {
                 None => return Ok(()),
                 Some(n) => {
                     return Err(CliError::msg(format!(
-                        "timed out after {} ms waiting for a message on {} ({got} of {n} received)",
+                        "timed out after {} ms waiting for a message on {} ({got} of {n} received); is anyone \
+                         sending? (see `shmq stat {}`)",
                         show.timeout_ms.unwrap_or(0),
-                        show.what
+                        show.what,
+                        show.target.name
                     )))
                 }
             },
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(show.target.error(e)),
         }
         if !stdout_open() {
             return Err(closed(got, false));
@@ -207,17 +267,14 @@ pub(super) fn print_messages<R>(
             Ok(m) => m,
             Err(Error::Empty) => continue, // another consumer was faster
             Err(Error::Lagged(n)) => {
-                super::report(&format!("missed {n} messages"));
+                missed.0 += n;
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(show.target.error(e)),
         };
+        missed.report();
         let line = (|| {
-            if show.show_kind {
-                write!(out, "{}\t", m.kind)?;
-            }
-            out.write_all(String::from_utf8_lossy(&buf[..m.len]).as_bytes())?;
-            out.write_all(b"\n")?;
+            show.format.write(out, m.kind, &buf[..m.len])?;
             out.flush()
         })();
         line.map_err(|_| closed(got, true))?;

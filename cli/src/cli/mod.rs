@@ -12,9 +12,11 @@
 
 mod bench;
 mod demo;
+mod door;
 mod gc;
 mod inspect;
 mod io;
+mod payload;
 mod topics;
 mod units;
 
@@ -84,17 +86,24 @@ enum Command {
     ///
     /// Opens the queue, creating it if needed (MPMC unless --spsc). With --count, sends N
     /// generated messages instead of reading stdin: message i (from 0) is the decimal number
-    /// i, padded with '.' to --size bytes if given. Waits while the queue is full (see
-    /// --timeout).
+    /// i, padded with '.' to --size bytes if given. With --raw, reads length-prefixed frames
+    /// instead of lines (see --raw). Waits while the queue is full (see --timeout).
+    ///
+    /// A line longer than the queue's maximum message stops send with an error that says how
+    /// many lines were sent and how many were not; lines before it are sent. When stdin is a
+    /// file, the rest of it is read to count the lines not sent; a pipe or terminal is not read
+    /// further (it may never end).
     Send(io::SendArgs),
     /// Print messages from a queue, one per line (payload as UTF-8, invalid bytes replaced).
     ///
-    /// Opens the queue, creating it if needed. With --count N: exits 0 after N messages, and
-    /// with 1 (an error) if --timeout passes without a message first. Without --count: runs
-    /// until interrupted, or, with --timeout, until no message has arrived for that long, then
-    /// exits 0 (drains the queue). A message is taken off the queue only once the previous one
-    /// was written to stdout; when stdout is closed (its reader exited), recv takes no more and
-    /// exits 1 saying how many it wrote.
+    /// Opens the queue. If there is none of that name yet, recv creates it and says so on
+    /// stderr (`shmq: created queue "NAME" ... waiting for messages`), so that a mistyped name
+    /// does not wait in silence. With --count N: exits 0 after N messages, and with 1 (an
+    /// error) if --timeout passes without a message first. Without --count: runs until
+    /// interrupted, or, with --timeout, until no message has arrived for that long, then exits
+    /// 0 (drains the queue). A message is taken off the queue only once the previous one was
+    /// written to stdout; when stdout is closed (its reader exited), recv takes no more and
+    /// exits 1 saying how many it wrote. --raw and --hex print payloads that are not text.
     Recv(io::RecvArgs),
     /// List every segment in the segment directory: kind, capacity, message size, depth, memory.
     ///
@@ -110,15 +119,19 @@ enum Command {
     ///
     /// Opens the topic, creating it if needed. Every subscriber receives every message. With
     /// --count, publishes N generated messages instead of reading stdin: message i (from 0) is
-    /// the decimal number i, padded with '.' to --size bytes if given. Waits while the slowest
-    /// reliable subscriber (also a durable one that is away) is a whole topic behind (see
-    /// --timeout).
+    /// the decimal number i, padded with '.' to --size bytes if given. With --raw, reads
+    /// length-prefixed frames (see --raw). Waits while the slowest reliable subscriber (also a
+    /// durable one that is away) is a whole topic behind (see --timeout). A topic with no
+    /// subscriber is said so once on stderr: its messages are kept only up to its capacity, for
+    /// subscribers that start from the earliest. A line over the topic's maximum message stops
+    /// pub as it stops `send`.
     Pub(topics::PubArgs),
     /// Print messages from a topic, one per line (payload as UTF-8, invalid bytes replaced).
     ///
-    /// Opens the topic, creating it if needed, and subscribes (from the next message unless
-    /// --from earliest). --count and --timeout work as for `recv`. With --name the subscriber
-    /// is durable: each message is acknowledged once printed, and the next `sub --name NAME`
+    /// Opens the topic and subscribes (from the next message unless --from earliest). If there
+    /// is no topic of that name yet, sub creates it and says so on stderr, as `recv` does.
+    /// --count, --timeout, --raw and --hex work as for `recv`. With --name the subscriber is
+    /// durable: each message is acknowledged once printed, and the next `sub --name NAME`
     /// continues with the first message not yet printed.
     Sub(topics::SubArgs),
     /// Remove segments that no live process uses and nothing waits in; one line per segment.
@@ -165,18 +178,24 @@ impl WaitArg {
     }
 }
 
-/// Options for opening or creating a queue, shared by send and recv (and later pub/sub).
+/// Options for opening or creating a queue, shared by send and recv.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OpenArgs {
-    /// Slots of a new queue, a power of two [default: 1024]; checked against an existing queue.
-    #[arg(long, value_name = "SLOTS")]
+    /// Slots of a new queue, a power of two from 2 to 2^30 [default: 1024]; checked against an
+    /// existing queue.
+    #[arg(long, value_name = "SLOTS", value_parser = door::parse_capacity)]
     capacity: Option<u64>,
-    /// Largest message in bytes of a new queue [default: 256]; checked against an existing queue.
-    #[arg(long, value_name = "BYTES")]
+    /// Largest message in bytes of a new queue, 1 to 64 MiB [default: 256]; checked against an
+    /// existing queue.
+    #[arg(long, value_name = "BYTES", value_parser = door::parse_max_msg)]
     max_msg: Option<usize>,
     /// Create a single-producer single-consumer queue (default: MPMC); require one when opening.
     #[arg(long)]
     spsc: bool,
+    /// Permission bits of a new queue, in octal [default: 0600, the owner only]: 0660 lets the
+    /// file's group use it, 0666 everyone. Checked against an existing queue.
+    #[arg(long, value_name = "MODE", value_parser = door::parse_mode)]
+    mode: Option<u32>,
     /// How to wait for space or messages.
     #[arg(long, value_enum, default_value_t = WaitArg::Block)]
     wait: WaitArg,
@@ -195,7 +214,34 @@ impl OpenArgs {
         if self.spsc {
             o = o.kind(QueueKind::Spsc);
         }
+        if let Some(m) = self.mode {
+            o = o.mode(m);
+        }
         o
+    }
+
+    /// Opens queue `name`, creating it if needed (after `before_create`, which may refuse);
+    /// returns it and what was done. `--mode` is checked against a queue that existed.
+    pub fn open(
+        &self,
+        ctx: &Ctx,
+        cmd: &'static str,
+        name: &str,
+        before_create: impl FnOnce() -> CliResult,
+    ) -> CliResult<(shmq::Queue, door::Made)> {
+        let o = self.options(ctx);
+        let t = door::Target { cmd, name, dir: &ctx.dir, want: door::Want::Queue };
+        let (q, made) =
+            door::open_or_create(&t, || o.open(name), before_create, || o.create(name), || o.open_or_create(name))?;
+        if made == door::Made::Opened {
+            door::check_mode(&t, "queue", q.path(), self.mode)?;
+        }
+        Ok((q, made))
+    }
+
+    /// Largest message of a queue these arguments create.
+    pub fn max_msg_to_create(&self) -> usize {
+        self.max_msg.unwrap_or(shmq::queue::DEFAULT_MAX_MSG)
     }
 }
 
@@ -204,6 +250,8 @@ impl OpenArgs {
 pub struct Ctx {
     /// The segment directory.
     pub dir: PathBuf,
+    /// Where the directory came from, for messages: "from --dir", "from SHMQ_DIR", "the default".
+    pub dir_from: &'static str,
 }
 
 /// Why a command failed.
@@ -228,8 +276,10 @@ impl CliError {
 }
 
 impl From<shmq::Error> for CliError {
+    /// An error without its command: general advice only (commands that know what they were
+    /// working on use [`door::Target::error`]).
     fn from(e: shmq::Error) -> CliError {
-        CliError::Msg(e.to_string())
+        CliError::Msg(door::describe(&e, None))
     }
 }
 
@@ -259,7 +309,14 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     };
-    let ctx = Ctx { dir: cli.dir.clone().unwrap_or_else(shmq::status::default_dir) };
+    let dir_from = if cli.dir.is_some() {
+        "from --dir"
+    } else if std::env::var_os("SHMQ_DIR").is_some_and(|d| !d.is_empty()) {
+        "from SHMQ_DIR"
+    } else {
+        "the default"
+    };
+    let ctx = Ctx { dir: cli.dir.clone().unwrap_or_else(shmq::status::default_dir), dir_from };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let r = run(cli.command, &ctx, &mut out).and_then(|()| out.flush().map_err(CliError::from));
     match r {
@@ -274,6 +331,11 @@ pub fn main() -> i32 {
 }
 
 fn run(command: Command, ctx: &Ctx, out: &mut Out) -> CliResult {
+    // Every command but the hidden workers (started by demo and bench, which checked) looks in
+    // the segment directory: it must be there.
+    if !matches!(command, Command::DemoWorker(_) | Command::BenchWorker(_)) {
+        door::check_dir(ctx)?;
+    }
     match command {
         Command::Demo(a) => demo::demo(ctx, &a, out),
         Command::DemoWorker(a) => demo::worker(ctx, &a, out),

@@ -1,7 +1,9 @@
 //! `shmq pub` and `shmq sub`: messages between a topic and stdin/stdout.
 //!
-//! Both open the topic, creating it if needed. `pub` behaves like `shmq send` (stdin lines or
-//! generated messages); `sub` like `shmq recv`, with the same `--count`/`--timeout` rules. A
+//! Both open the topic, creating it if needed (`sub` says so on stderr when it creates it, and
+//! `pub` says once when the topic has no subscriber). `pub` behaves like `shmq send` (stdin
+//! lines, raw frames or generated messages); `sub` like `shmq recv`, with the same
+//! `--count`/`--timeout`/`--raw`/`--hex` rules. A
 //! durable subscriber (`sub --name`) acknowledges a message only after its line has been
 //! written and flushed to stdout, so a restarted `sub --name` continues with the first message
 //! not yet printed (a crash between the flush and the acknowledgement prints that one message
@@ -13,29 +15,44 @@ use std::time::{Duration, Instant};
 
 use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions};
 
-use super::io::{print_messages, Show};
-use super::{CliError, CliResult, Ctx, Out, WaitArg};
+use super::door::{self, count, Target, Want};
+use super::io::{check_size, print_messages, OutputArgs, Show};
+use super::payload::{check_generated, each_message, Sink, Source};
+use super::{report, CliError, CliResult, Ctx, Out, WaitArg};
 
 /// Options for opening or creating a topic, shared by pub and sub.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TopicOpenArgs {
-    /// Slots of a new topic, a power of two [default: 1024]; checked against an existing topic.
-    #[arg(long, value_name = "SLOTS")]
+    /// Slots of a new topic, a power of two from 2 to 2^30 [default: 1024]; checked against an
+    /// existing topic.
+    #[arg(long, value_name = "SLOTS", value_parser = door::parse_capacity)]
     capacity: Option<u64>,
-    /// Largest message in bytes of a new topic [default: 256]; checked against an existing topic.
-    #[arg(long, value_name = "BYTES")]
+    /// Largest message in bytes of a new topic, 1 to 64 MiB [default: 256]; checked against an
+    /// existing topic.
+    #[arg(long, value_name = "BYTES", value_parser = door::parse_max_msg)]
     max_msg: Option<usize>,
-    /// Size of the subscriber table of a new topic [default: 16]; checked against an existing topic.
-    #[arg(long, value_name = "N")]
+    /// Size of the subscriber table of a new topic, 1 to 1024 [default: 16]; checked against an
+    /// existing topic.
+    #[arg(long, value_name = "N", value_parser = door::parse_max_subscribers)]
     max_subscribers: Option<u32>,
+    /// Permission bits of a new topic, in octal [default: 0600, the owner only]: 0660 lets the
+    /// file's group use it, 0666 everyone. Checked against an existing topic.
+    #[arg(long, value_name = "MODE", value_parser = door::parse_mode)]
+    mode: Option<u32>,
     /// How to wait for space or messages.
     #[arg(long, value_enum, default_value_t = WaitArg::Block)]
     wait: WaitArg,
 }
 
 impl TopicOpenArgs {
-    /// Opens topic `name` in the segment directory of `ctx`, creating it if needed.
-    fn open(&self, ctx: &Ctx, name: &str) -> CliResult<Topic> {
+    /// Opens topic `name` in the segment directory of `ctx`, creating it if needed (after
+    /// `before_create`, which may refuse); returns it and what was done.
+    fn open(
+        &self,
+        t: &Target<'_>,
+        ctx: &Ctx,
+        before_create: impl FnOnce() -> CliResult,
+    ) -> CliResult<(Topic, door::Made)> {
         let mut o = TopicOptions::new().dir(&ctx.dir).wait(self.wait.into());
         if let Some(c) = self.capacity {
             o = o.capacity(c);
@@ -46,7 +63,16 @@ impl TopicOpenArgs {
         if let Some(n) = self.max_subscribers {
             o = o.max_subscribers(n);
         }
-        Ok(o.open_or_create(name)?)
+        if let Some(m) = self.mode {
+            o = o.mode(m);
+        }
+        let name = t.name;
+        let (topic, made) =
+            door::open_or_create(t, || o.open(name), before_create, || o.create(name), || o.open_or_create(name))?;
+        if made == door::Made::Opened {
+            door::check_mode(t, "topic", topic.path(), self.mode)?;
+        }
+        Ok((topic, made))
     }
 }
 
@@ -56,11 +82,15 @@ pub struct PubArgs {
     /// Topic name.
     topic: String,
     /// Generate N messages instead of reading stdin: message i (from 0) is the decimal number i.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "raw")]
     count: Option<u64>,
     /// With --count: pad each generated message with '.' to exactly this many bytes.
     #[arg(long, value_name = "BYTES", requires = "count")]
     size: Option<usize>,
+    /// Read stdin as raw frames instead of lines: each frame is the payload's length as a u32,
+    /// little-endian, then the payload's bytes (what `sub --raw` writes).
+    #[arg(long)]
+    raw: bool,
     /// Publish at most this many messages per second [default: as fast as subscribers allow].
     #[arg(long, value_name = "R", value_parser = parse_rate)]
     rate: Option<f64>,
@@ -92,15 +122,17 @@ pub struct SubArgs {
     /// Exit 0 after this many messages.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
-    /// Where a new subscriber starts (a durable one that returns continues where it stopped).
-    #[arg(long, value_enum, value_name = "WHERE", default_value_t = FromArg::Latest)]
-    from: FromArg,
-    /// Subscribe durably under this name: the place is kept when this process exits, messages
-    /// wait for the next `sub --name NAME`, and each one is acknowledged once printed.
+    /// Where a new subscriber starts [default: latest]. A durable one that returns continues
+    /// where it stopped (and says so on stderr if --from is given).
+    #[arg(long, value_enum, value_name = "WHERE")]
+    from: Option<FromArg>,
+    /// Subscribe durably under this name (1 to 64 bytes of [A-Za-z0-9._-]): the place is kept
+    /// when this process exits, messages wait for the next `sub --name NAME`, and each one is
+    /// acknowledged once printed.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// Never slow publishers down; messages missed are reported on stderr
-    /// (`shmq: missed N messages`).
+    /// (`shmq: missed N messages`; gaps with no message between them make one line).
     #[arg(long)]
     lossy: bool,
     /// Receive only messages of this kind (repeat for several).
@@ -111,8 +143,10 @@ pub struct SubArgs {
     #[arg(long, value_name = "MS")]
     timeout: Option<u64>,
     /// Print each message as `<kind><TAB><payload>`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "raw")]
     show_kind: bool,
+    #[command(flatten)]
+    output: OutputArgs,
     #[command(flatten)]
     open: TopicOpenArgs,
 }
@@ -128,12 +162,25 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 /// Publishes stdin lines, or generated messages, to a topic.
 pub fn publish(ctx: &Ctx, a: &PubArgs) -> CliResult {
-    let topic = a.open.open(ctx, &a.topic)?;
-    let mut publisher = topic.publisher()?;
+    check_generated(a.count, a.size)?;
+    let t = Target { cmd: "pub", name: &a.topic, dir: &ctx.dir, want: Want::Topic };
+    let max_to_create = a.open.max_msg.unwrap_or(shmq::queue::DEFAULT_MAX_MSG);
+    let (topic, _) = a.open.open(&t, ctx, || check_size(a.size, max_to_create, "topic", true))?;
+    check_size(a.size, topic.max_msg_size(), "topic", false)?;
+    let mut publisher = topic.publisher().map_err(|e| t.error(e))?;
     let timeout = a.timeout.map(Duration::from_millis);
     let started = Instant::now();
     let mut sent: u64 = 0;
     let publish_one = |payload: &[u8]| -> CliResult {
+        if sent == 0 && !topic.has_subscribers() {
+            report(&format!(
+                "topic {:?} has no subscribers; messages are kept only up to its capacity ({}) for subscribers that \
+                 start from the earliest (`shmq sub {} --from earliest`)",
+                a.topic,
+                topic.capacity(),
+                a.topic
+            ));
+        }
         if let Some(rate) = a.rate {
             // Message i goes out no earlier than i / rate seconds after the first.
             let due = started + Duration::from_secs_f64(sent as f64 / rate);
@@ -152,40 +199,64 @@ pub fn publish(ctx: &Ctx, a: &PubArgs) -> CliResult {
                 Ok(())
             }
             Err(Error::Timeout) => Err(CliError::msg(format!(
-                "timed out after {} ms waiting for a reliable subscriber of topic {:?} to make room ({sent} messages published); see `shmq stat {}`",
+                "timed out after {} ms waiting for a reliable subscriber of topic {:?} to make room ({} published); see `shmq stat {}`",
                 a.timeout.unwrap_or(0),
                 a.topic,
+                count(sent, "message"),
                 a.topic
             ))),
-            Err(e @ Error::MessageTooLarge { .. }) => Err(CliError::msg(format!("message {}: {e}", sent + 1))),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(t.error(e)),
         }
     };
-    super::io::each_message(a.count, a.size, publish_one)
+    let sink = Sink { what: "topic", max: topic.max_msg_size(), verb: "published" };
+    each_message(Source::of(a.count, a.size, a.raw), &sink, publish_one)
 }
 
 /// Prints messages from a topic, one per line.
 pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
-    let topic = a.open.open(ctx, &a.topic)?;
+    if let Some(n) = &a.name {
+        door::check_subscriber_name(n)?;
+    }
+    let t = Target { cmd: "sub", name: &a.topic, dir: &ctx.dir, want: Want::Topic };
+    let (topic, made) = a.open.open(&t, ctx, || Ok(()))?;
+    if let Some(notice) = made.notice("topic", &a.topic, &ctx.dir) {
+        report(&notice);
+    }
     let mut b = topic
         .subscriber()
         .start(match a.from {
-            FromArg::Earliest => Start::Earliest,
-            FromArg::Latest => Start::Latest,
+            Some(FromArg::Earliest) => Start::Earliest,
+            Some(FromArg::Latest) | None => Start::Latest,
         })
         .mode(if a.lossy { SubscriberMode::Lossy } else { SubscriberMode::Reliable })
         .ack(AckMode::Explicit);
     if let Some(n) = &a.name {
         b = b.name(n);
+        let returning = topic.subscribers().into_iter().find(|s| s.name.as_deref() == Some(n.as_str()) && !s.alive);
+        if let (Some(from), Some(s)) = (a.from, returning) {
+            let from = if from == FromArg::Earliest { "earliest" } else { "latest" };
+            report(&format!(
+                "durable subscriber {n:?} continues where it stopped (message {}), not from the {from}: --from applies \
+                 to a new subscriber (`shmq rm {} --subscriber {n}` forgets this one)",
+                s.cursor, a.topic
+            ));
+        }
     }
     if !a.kinds.is_empty() {
         b = b.kinds(&a.kinds);
     }
-    let mut sub = b.build()?;
+    let mut sub = b.build().map_err(|e| t.error(e))?;
     let durable = a.name.is_some();
     let mut buf = vec![0u8; topic.max_msg_size()];
     let what = format!("topic {:?}", a.topic);
-    let show = Show { count: a.count, timeout_ms: a.timeout, show_kind: a.show_kind, what: &what, durable };
+    let show = Show {
+        count: a.count,
+        timeout_ms: a.timeout,
+        format: a.output.format(a.show_kind),
+        what: &what,
+        durable,
+        target: &t,
+    };
     print_messages(
         out,
         &mut buf,

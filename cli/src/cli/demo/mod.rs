@@ -29,6 +29,7 @@ mod worker;
 
 pub use worker::worker;
 
+use super::door::count;
 use super::units::{nanos, si};
 use super::{CliError, CliResult, Ctx, Out, WaitArg};
 
@@ -333,8 +334,8 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs, out: &mut Out) -> CliResult {
 
     writeln!(
         out,
-        "shmq demo: {} messages of {size} bytes through an {} queue of {} slots, {} wait, batch {}",
-        a.count,
+        "shmq demo: {} of {size} bytes through an {} queue of {} slots, {} wait, batch {}",
+        count(a.count, "message"),
         if a.mpmc { "MPMC" } else { "SPSC" },
         a.capacity,
         a.wait.name(),
@@ -389,8 +390,9 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs, out: &mut Out) -> CliResult {
     let shmq_rate = a.count as f64 / secs;
     writeln!(
         out,
-        "delivery: all {} messages arrived exactly once, in order, with intact payloads ({:.3} s)",
-        a.count, secs
+        "delivery: {} arrived exactly once, in order, with intact payloads ({:.3} s)",
+        if a.count == 1 { "the 1 message".to_string() } else { format!("all {} messages", a.count) },
+        secs
     )?;
     out.flush()?;
 
@@ -479,8 +481,9 @@ fn topic(ctx: &Ctx, a: &DemoArgs, stem: &str, cleanup: &mut Cleanup, out: &mut O
     let capped = if n < a.count { format!(" (--count capped at {TOPIC_MAX} for the topic)") } else { String::new() };
     writeln!(
         out,
-        "topic: {n} messages{capped} of {size} bytes from 1 publisher process to 3 subscriber processes \
+        "topic: {}{capped} of {size} bytes from 1 publisher process to 3 subscriber processes \
          (2 reliable, 1 lossy and slowed down) through a topic of {TOPIC_CAPACITY} slots, {} wait",
+        count(n, "message"),
         wait.name()
     )?;
     out.flush()?;
