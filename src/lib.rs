@@ -59,6 +59,7 @@
 //! - [`error`]: the errors, and what to do about each.
 //! - [`status`]: read-only snapshots of segments for tools (what `shmq list` and `shmq stat`
 //!   show), and removing segments.
+//! - [`limits`]: the largest capacity, message size, subscriber table and names.
 //! - [`bytemuck`]: re-exported for the typed helpers (`send_value`, `recv_value`).
 //!
 //! The segment layout, the ring algorithms and the OS calls are private modules (`layout`,
@@ -99,6 +100,8 @@ pub mod error;
 mod mapped_ring;
 pub(crate) mod sync;
 
+#[cfg(not(loom))]
+pub mod limits;
 #[cfg(not(loom))]
 mod message;
 #[cfg(not(loom))]

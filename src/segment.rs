@@ -104,6 +104,11 @@ impl Config {
                 self.capacity
             )));
         }
+        if self.max_msg == 0 {
+            return Err(Error::InvalidConfig(
+                "max message size 0 leaves no room for a message; use 1 byte or more".into(),
+            ));
+        }
         if self.max_msg > MAX_MSG {
             return Err(Error::InvalidConfig(format!(
                 "max message size {} exceeds the limit of {MAX_MSG} bytes",

@@ -69,7 +69,7 @@ fn child(role: &str) {
             let m = sub.recv_into(&mut buf).expect("receive");
             check(&buf[..m.len], next);
             if let Some(p) = reply.as_mut() {
-                p.publish(&buf[..m.len]).expect("reply");
+                p.send(&buf[..m.len]).expect("reply");
             }
             next += 1;
         }
@@ -133,7 +133,7 @@ fn fanout(topic: &Topic, peers: &mut Peers, seq: &mut u64, n: u64) -> Duration {
     let t = Instant::now();
     for _ in 0..n {
         stamp(&mut buf, *seq);
-        p.publish(&buf).unwrap();
+        p.send(&buf).unwrap();
         *seq += 1;
     }
     peers.wait();
@@ -150,7 +150,7 @@ fn round_trips(ping: &Topic, pong_sub: &mut shmq::Subscriber, peer: &mut Peers, 
     for _ in 0..n {
         stamp(&mut buf, *seq);
         let t = Instant::now();
-        p.publish(&buf).unwrap();
+        p.send(&buf).unwrap();
         let m = pong_sub.recv_into(&mut back).unwrap();
         samples.push(t.elapsed().as_nanos() as u64);
         check(&back[..m.len], *seq);

@@ -52,10 +52,60 @@ fn a_size_too_small_for_the_sequence_number_is_an_error() {
 fn recv_timeout_with_count_exits_non_zero_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
     ok(shmq_in(dir.path(), &["send", "slow"], b"only one\n"));
+    // A producer is attached but sends nothing more: recv times out.
+    let q = shmq::QueueOptions::new().dir(dir.path()).open("slow").unwrap();
+    let _quiet = q.producer().unwrap();
     let o = shmq(dir.path(), &["recv", "slow", "--count", "2", "--timeout", "100"]);
     let line = one_line_error(&o);
     assert!(line.contains("timed out") && line.contains("1 of 2"), "{line}");
     assert_eq!(stdout(&o), "only one\n", "the message received before the timeout is printed");
+}
+
+#[test]
+fn recv_exits_when_every_producer_has_left_and_everything_was_received() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(shmq_in(dir.path(), &["send", "gone"], b"a\nb\n"));
+    // No --count: exit 0 after the last message, saying why on stderr.
+    let o = shmq(dir.path(), &["recv", "gone"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), "a\nb\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("every producer") && err.contains("has left") && err.contains("2 messages"), "{err}");
+    // With a --count not reached: exit 1.
+    ok(shmq_in(dir.path(), &["send", "gone"], b"c\n"));
+    let line = one_line_error(&shmq(dir.path(), &["recv", "gone", "--count", "3"]));
+    assert!(line.contains("1 of the 3"), "{line}");
+    // --wait-for-producer keeps waiting (here until its timeout).
+    let o = shmq(dir.path(), &["recv", "gone", "--wait-for-producer", "--timeout", "300"]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{o:?}");
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("has left"), "{o:?}");
+}
+
+#[test]
+fn recv_started_before_any_producer_waits_for_one_and_exits_after_it_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = std::process::Command::new(env!("CARGO_BIN_EXE_shmq"))
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["recv", "later"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300)); // recv is waiting, no producer yet
+    ok(shmq_in(dir.path(), &["send", "later"], b"x\n"));
+    let mut recv = recv;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while recv.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > end {
+            let _ = recv.kill();
+            panic!("recv kept waiting after the only producer left");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = recv.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "x\n");
 }
 
 #[test]
@@ -319,8 +369,10 @@ fn demo_checks_delivery_prints_percentiles_beside_a_socket_and_leaves_nothing_be
 #[test]
 fn demo_with_an_invalid_capacity_fails_with_one_line_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let line = one_line_error(&shmq(dir.path(), &["demo", "--count", "100", "--capacity", "3"]));
-    assert!(line.contains("capacity 3"), "{line}");
+    let o = shmq(dir.path(), &["demo", "--count", "100", "--capacity", "0"]);
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--capacity") && err.contains("from 1 to"), "{err}");
     assert!(segment_files(dir.path()).is_empty(), "left behind: {:?}", segment_files(dir.path()));
 }
 

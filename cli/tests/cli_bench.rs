@@ -233,7 +233,7 @@ fn invalid_options_give_a_one_line_error() {
         (&["--size", "big"], "--size"),
         (&["--count", "0"], "--count"),
         (&["--reps", "0"], "--reps"),
-        (&["--capacity", "1000"], "power of two"),
+        (&["--capacity", "0"], "--capacity"),
         (&["--pattern", "spsc", "--producers", "2"], "spsc"),
         (&["--pattern", "mpmc", "--subscribers", "2"], "--subscribers"),
         (&["--pattern", "topic", "--consumers", "2"], "topic"),

@@ -125,7 +125,15 @@ fn sub_from_earliest_prints_the_history_count_stops_it_and_timeout_ends_it_like_
     // Without --count: everything retained, then exit 0 once nothing arrives for --timeout.
     let got = ok(shmq(dir.path(), &["sub", "hist", "--from", "earliest", "--timeout", "100"]));
     assert_eq!(got, "a\nb\nc\nd\ne\n");
-    // From the latest message (the default) nothing is new: with --count that is an error.
+    // From the latest message (the default) nothing is new, and the publisher has left: with
+    // --count that is an error, at once.
+    let o = shmq(dir.path(), &["sub", "hist", "--count", "1", "--timeout", "10000"]);
+    let line = one_line_error(&o);
+    assert!(line.contains("has left") && line.contains("0 of the 1") && line.contains("\"hist\""), "{line}");
+    assert_eq!(stdout(&o), "");
+    // With a publisher attached that sends nothing, --timeout ends it as for recv.
+    let t = shmq::TopicOptions::new().dir(dir.path()).open("hist").unwrap();
+    let _quiet = t.publisher().unwrap();
     let o = shmq(dir.path(), &["sub", "hist", "--count", "1", "--timeout", "100"]);
     let line = one_line_error(&o);
     assert!(line.contains("timed out") && line.contains("0 of 1") && line.contains("\"hist\""), "{line}");
@@ -187,7 +195,11 @@ fn a_lapped_lossy_subscriber_reports_the_missed_messages_on_stderr_and_goes_on()
     ok(shmq_in(dir.path(), &["pub", "ticks", "--timeout", "10000"], input.as_bytes()));
     let o = shmq(dir.path(), &["sub", "ticks", "--lossy", "--name", "ticker", "--timeout", "100"]);
     assert!(o.status.success(), "status {}: {}", o.status, stderr(&o));
-    assert_eq!(stderr(&o), "shmq: missed 6 messages\n");
+    let err = stderr(&o);
+    let mut lines = err.lines();
+    assert_eq!(lines.next(), Some("shmq: missed 6 messages"), "{err}");
+    assert!(lines.next().is_some_and(|l| l.contains("every publisher") && l.contains("has left")), "{err}");
+    assert_eq!(lines.next(), None, "{err}");
     assert_eq!(stdout(&o), "m6\nm7\nm8\nm9\n");
     let v = json(shmq(dir.path(), &["stat", "ticks", "--json"]));
     let ticker = subscriber(&v, Some("ticker"));

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmq::{Error, QueueOptions};
+use shmq::QueueOptions;
 use shmq_test_support::Watchdog;
 
 /// Watchdog of every test.
@@ -86,7 +86,7 @@ fn gc_does_not_remove_a_segment_its_live_creator_is_still_initialising() {
     // pre-fault, which takes longer than the 200 ms that gc waits for a segment's header.
     let q = match QueueOptions::new().dir(&dir).capacity(1 << 22).max_msg_size(256).create("big") {
         Ok(q) => q,
-        Err(e @ Error::NoSpace { .. }) => {
+        Err(e @ shmq::OpenError::NoSpace { .. }) => {
             stop.store(true, Ordering::Relaxed);
             let _ = gc.join();
             eprintln!("skipped: /dev/shm has no room for a 1.3 GB segment: {e}");

@@ -83,7 +83,7 @@ pub struct BenchArgs {
     /// these two CPUs.
     #[arg(long, value_name = "CPU,CPU")]
     pin: Option<String>,
-    /// Slots of the throughput ring (a power of two).
+    /// Slots of the throughput ring (1 to 2^24, rounded up to a power of two).
     #[arg(long, value_name = "SLOTS", default_value = "4096")]
     capacity: String,
     /// Print one JSON object instead of the table (and no progress bar).
@@ -151,10 +151,8 @@ impl Plan {
         let size = in_range("--size", &a.size, 8, MAX_SIZE as u64)? as usize;
         let count = in_range("--count", &a.count, 1, MAX_COUNT)?;
         let reps = in_range("--reps", &a.reps, 1, 1000)? as u32;
-        let capacity = in_range("--capacity", &a.capacity, 2, 1 << 24)?;
-        if !capacity.is_power_of_two() {
-            return Err(CliError::msg(format!("--capacity must be a power of two (got {capacity})")));
-        }
+        // Rounded up to a power of two, as the library does.
+        let capacity = in_range("--capacity", &a.capacity, 1, 1 << 24)?.max(2).next_power_of_two();
         let count_of = |option: &str, v: &Option<String>| v.as_deref().map(|s| in_range(option, s, 1, 64)).transpose();
         let (p, c, s) = (
             count_of("--producers", &a.producers)?,
@@ -355,18 +353,18 @@ fn shmq_round_trips(ctx: &Ctx, plan: &Plan, rep: u32, samples: &mut [u64], idle:
     let stem = format!("bench-{}-{rep}", std::process::id());
     let total = plan.warmup + samples.len() as u64 + idle as u64;
     if plan.pattern == Pattern::Topic {
-        let o = topic_options(ctx, plan.wait, plan.size).capacity(RTT_CAPACITY).max_subscribers(1);
-        let (ping, ping_name) = cleanup.create(&format!("{stem}-ping"), |n| o.create(n))?;
-        let (pong, pong_name) = cleanup.create(&format!("{stem}-pong"), |n| o.create(n))?;
+        let o = topic_options(ctx, plan.wait, plan.size).capacity(RTT_CAPACITY as usize).max_subscribers(1);
+        let (ping, ping_name) = cleanup.create(&format!("{stem}-ping"), |n| Ok(o.create(n)?))?;
+        let (pong, pong_name) = cleanup.create(&format!("{stem}-pong"), |n| Ok(o.create(n)?))?;
         let rx = pong.subscriber().build()?;
         let tx = ping.publisher()?;
         let echo = start_echo(ctx, plan, &ping_name, &pong_name, total)?;
         cleanup.remove_all()?;
         ping_pong(plan, tx, rx, echo, samples, idle)
     } else {
-        let o = queue_options(ctx, plan.pattern, plan.wait, plan.size).capacity(RTT_CAPACITY);
-        let (ping, ping_name) = cleanup.create(&format!("{stem}-ping"), |n| o.create(n))?;
-        let (pong, pong_name) = cleanup.create(&format!("{stem}-pong"), |n| o.create(n))?;
+        let o = queue_options(ctx, plan.pattern, plan.wait, plan.size).capacity(RTT_CAPACITY as usize);
+        let (ping, ping_name) = cleanup.create(&format!("{stem}-ping"), |n| Ok(o.create(n)?))?;
+        let (pong, pong_name) = cleanup.create(&format!("{stem}-pong"), |n| Ok(o.create(n)?))?;
         let (tx, rx) = (ping.producer()?, pong.consumer()?);
         let echo = start_echo(ctx, plan, &ping_name, &pong_name, total)?;
         cleanup.remove_all()?;
@@ -470,12 +468,14 @@ fn shmq_throughput(ctx: &Ctx, plan: &Plan, rep: u32) -> CliResult<f64> {
     let topic = plan.pattern == Pattern::Topic;
     // Something that moves while messages flow: the stall watchdog watches it.
     let (moved, name): (Box<dyn Fn() -> u64>, String) = if topic {
-        let o = topic_options(ctx, plan.wait, plan.size).capacity(plan.capacity).max_subscribers(plan.receivers as u32);
-        let (t, name) = cleanup.create(&stem, |n| o.create(n))?;
+        let o = topic_options(ctx, plan.wait, plan.size)
+            .capacity(plan.capacity as usize)
+            .max_subscribers(plan.receivers as u32);
+        let (t, name) = cleanup.create(&stem, |n| Ok(o.create(n)?))?;
         (Box::new(move || t.published()), name)
     } else {
-        let o = queue_options(ctx, plan.pattern, plan.wait, plan.size).capacity(plan.capacity);
-        let (q, name) = cleanup.create(&stem, |n| o.create(n))?;
+        let o = queue_options(ctx, plan.pattern, plan.wait, plan.size).capacity(plan.capacity as usize);
+        let (q, name) = cleanup.create(&stem, |n| Ok(o.create(n)?))?;
         (Box::new(move || q.counters().head.wrapping_add(q.counters().tail)), name)
     };
     let cpu = |side: usize| plan.pin.map(|p| vec!["--cpu".to_string(), p[side].to_string()]).unwrap_or_default();

@@ -14,18 +14,14 @@
 
 use std::path::Path;
 
-use shmq::Error;
+use shmq::{Error, OpenError};
 
 use super::{CliError, CliResult, Ctx};
 
-/// Largest capacity of a segment (the library's limit, 2^30 slots).
-pub const MAX_CAPACITY: u64 = 1 << 30;
-/// Largest message of a segment (the library's limit, 64 MiB).
-pub const MAX_MSG: usize = 64 << 20;
-/// Largest subscriber table of a topic (the library's limit).
-pub const MAX_SUBSCRIBERS: u32 = 1024;
-/// Longest durable subscriber name (the library's limit).
-pub const MAX_SUBSCRIBER_NAME: usize = 64;
+pub use shmq::limits::{MAX_MSG, MAX_SUBSCRIBERS, MAX_SUBSCRIBER_NAME};
+
+/// Largest capacity of a segment.
+pub const MAX_CAPACITY: u64 = shmq::limits::MAX_CAPACITY as u64;
 /// The naming rule of queues and topics, as the user reads it.
 pub const NAME_RULE: &str = "use 1 to 200 bytes of [A-Za-z0-9._-], not starting with '.'";
 
@@ -43,11 +39,11 @@ pub fn count(n: u64, noun: &str) -> String {
     plural(n, noun, &format!("{noun}s"))
 }
 
-/// `--capacity`: a power of two from 2 to 2^30.
+/// `--capacity`: 1 to 2^30 slots (the library rounds it up to a power of two).
 pub fn parse_capacity(s: &str) -> Result<u64, String> {
     let c: u64 = s.parse().map_err(|e| format!("{e}"))?;
-    if c < 2 || !c.is_power_of_two() || c > MAX_CAPACITY {
-        return Err(format!("must be a power of two from 2 to {MAX_CAPACITY} (2^30), such as 1024"));
+    if c < 1 || c > MAX_CAPACITY {
+        return Err(format!("must be from 1 to {MAX_CAPACITY} (2^30) slots; it is rounded up to a power of two"));
     }
     Ok(c)
 }
@@ -158,8 +154,8 @@ pub struct Target<'a> {
 
 impl Target<'_> {
     /// The error `e` as a command error: one line, with advice for this command.
-    pub fn error(&self, e: Error) -> CliError {
-        CliError::Msg(describe(&e, Some(self)))
+    pub fn error(&self, e: impl Into<Error>) -> CliError {
+        CliError::Msg(describe(&e.into(), Some(self)))
     }
 }
 
@@ -367,15 +363,15 @@ impl Made {
 /// replaces). Returns the segment and what was done.
 pub fn open_or_create<T>(
     t: &Target<'_>,
-    open: impl Fn() -> shmq::Result<T>,
+    open: impl Fn() -> Result<T, OpenError>,
     before_create: impl FnOnce() -> CliResult,
-    create: impl FnOnce() -> shmq::Result<T>,
-    either: impl Fn() -> shmq::Result<T>,
+    create: impl FnOnce() -> Result<T, OpenError>,
+    either: impl Fn() -> Result<T, OpenError>,
 ) -> CliResult<(T, Made)> {
     match open() {
         Ok(s) => return Ok((s, Made::Opened)),
-        Err(Error::NotFound { .. }) => {}
-        Err(Error::Stale { .. }) => {
+        Err(OpenError::NotFound { .. }) => {}
+        Err(OpenError::Stale { .. }) => {
             before_create()?;
             return either().map(|s| (s, Made::Replaced)).map_err(|e| t.error(e));
         }
@@ -384,7 +380,7 @@ pub fn open_or_create<T>(
     before_create()?;
     match create() {
         Ok(s) => Ok((s, Made::Created)),
-        Err(Error::AlreadyExists { .. }) => either().map(|s| (s, Made::Opened)).map_err(|e| t.error(e)),
+        Err(OpenError::AlreadyExists { .. }) => either().map(|s| (s, Made::Opened)).map_err(|e| t.error(e)),
         Err(e) => Err(t.error(e)),
     }
 }

@@ -51,6 +51,11 @@ pub struct RecvArgs {
     /// Print each message as `<kind><TAB><payload>`.
     #[arg(long, conflicts_with = "raw")]
     show_kind: bool,
+    /// Keep waiting when every producer has left and every message was received (by default
+    /// recv then says so and exits: 0 without --count, 1 with a --count not reached). A
+    /// producer that attaches later is waited for.
+    #[arg(long)]
+    wait_for_producer: bool,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -105,8 +110,8 @@ pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
     let mut sent: u64 = 0;
     let send_one = |payload: &[u8]| -> CliResult {
         let r = match timeout {
-            Some(t) => tx.send_kind_timeout(a.kind, payload, t),
-            None => tx.send_kind(a.kind, payload),
+            Some(t) => tx.send_kind_timeout(a.kind, payload, t).map_err(Error::from),
+            None => tx.send_kind(a.kind, payload).map_err(Error::from),
         };
         match r {
             Ok(()) => {
@@ -144,14 +149,16 @@ pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
         what: &what,
         durable: false,
         target: &t,
+        keep_waiting: a.wait_for_producer,
+        sender: "producer",
     };
     print_messages(
         out,
         &mut buf,
         &show,
         &mut rx,
-        |rx, timeout| rx.wait_ready(timeout),
-        |rx, buf| rx.try_recv(buf),
+        |rx, timeout| Ok(rx.wait_ready(timeout)?),
+        |rx, buf| Ok(rx.try_recv(buf)?),
         |_| Ok(()),
     )
 }
@@ -170,6 +177,11 @@ pub(super) struct Show<'a> {
     pub durable: bool,
     /// The command and segment, for the advice of errors.
     pub target: &'a Target<'a>,
+    /// Keep waiting when every sender has left (`--wait-for-producer`, `--wait-for-publisher`);
+    /// otherwise say so and stop.
+    pub keep_waiting: bool,
+    /// "producer" or "publisher", for the line said when they have all left.
+    pub sender: &'a str,
 }
 
 /// The receive loop of `recv` and `sub`: waits until a message is ready (`ready`, which takes
@@ -244,8 +256,9 @@ fn receive_loop<R>(
         if missed.0 > 0 && matches!(ready(rx, Some(Duration::ZERO)), Err(Error::Timeout)) {
             missed.report(); // nothing follows at once: say it before waiting
         }
-        match wait_ready(rx, &mut ready, timeout) {
+        match wait_ready(rx, &mut ready, timeout, show.keep_waiting) {
             Ok(()) => {}
+            Err(Error::Disconnected) => return gone(show, got),
             Err(Error::Timeout) => match show.count {
                 None => return Ok(()),
                 Some(n) => {
@@ -266,6 +279,8 @@ fn receive_loop<R>(
         let m = match take(rx, buf) {
             Ok(m) => m,
             Err(Error::Empty) => continue, // another consumer was faster
+            Err(Error::Disconnected) if !show.keep_waiting => return gone(show, got),
+            Err(Error::Disconnected) => continue,
             Err(Error::Lagged(n)) => {
                 missed.0 += n;
                 continue;
@@ -284,27 +299,61 @@ fn receive_loop<R>(
     Ok(())
 }
 
+/// Every sender left and everything was received: one line on stderr, then the end (an error
+/// if `--count` was not reached).
+fn gone(show: &Show<'_>, got: u64) -> CliResult {
+    let left = format!(
+        "every {} of {} has left and all its messages were received ({} written)",
+        show.sender,
+        show.what,
+        count(got, "message")
+    );
+    match show.count {
+        None => {
+            super::report(&format!("{left}; exiting (--wait-for-{} keeps waiting)", show.sender));
+            Ok(())
+        }
+        Some(n) => Err(CliError::msg(format!(
+            "{left}, {got} of the {n} asked for; start a {} or use --wait-for-{} to keep waiting",
+            show.sender, show.sender
+        ))),
+    }
+}
+
+/// How long a waiting `recv`/`sub` with `--wait-for-producer` sleeps between looks while no
+/// sender is attached.
+const SENDER_POLL: Duration = Duration::from_millis(50);
+
 /// How often a waiting `recv`/`sub` looks whether its stdout was closed.
 const STDOUT_CHECK: Duration = Duration::from_millis(100);
 
 /// `ready` with `timeout`, in slices of [`STDOUT_CHECK`]: a reader that went away ends the wait
 /// (as an error of `print_messages`) even while no message comes.
+///
+/// With `keep_waiting`, a queue or topic whose senders have all left is waited on too (looked
+/// at every [`SENDER_POLL`]) until a sender comes back, the timeout passes or stdout closes.
 fn wait_ready<R>(
     rx: &mut R,
     ready: &mut impl FnMut(&mut R, Option<Duration>) -> shmq::Result<()>,
     timeout: Option<Duration>,
+    keep_waiting: bool,
 ) -> shmq::Result<()> {
     let started = std::time::Instant::now();
     loop {
         let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
         let slice = left.map_or(STDOUT_CHECK, |l| l.min(STDOUT_CHECK));
         match ready(rx, Some(slice)) {
-            Err(Error::Timeout) if left.is_none_or(|l| l > slice) => {
-                if !stdout_open() {
-                    return Ok(()); // the caller looks at stdout next and stops
+            Err(Error::Timeout) if left.is_none_or(|l| l > slice) => {}
+            Err(Error::Disconnected) if keep_waiting => {
+                if left.is_some_and(|l| l <= SENDER_POLL) {
+                    return Err(Error::Timeout);
                 }
+                std::thread::sleep(SENDER_POLL);
             }
             other => return other,
+        }
+        if !stdout_open() {
+            return Ok(()); // the caller looks at stdout next and stops
         }
     }
 }

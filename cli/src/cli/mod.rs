@@ -181,7 +181,7 @@ impl WaitArg {
 /// Options for opening or creating a queue, shared by send and recv.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OpenArgs {
-    /// Slots of a new queue, a power of two from 2 to 2^30 [default: 1024]; checked against an
+    /// Slots of a new queue, 1 to 2^30, rounded up to a power of two [default: 1024]; checked against an
     /// existing queue.
     #[arg(long, value_name = "SLOTS", value_parser = door::parse_capacity)]
     capacity: Option<u64>,
@@ -206,7 +206,7 @@ impl OpenArgs {
     pub fn options(&self, ctx: &Ctx) -> QueueOptions {
         let mut o = QueueOptions::new().dir(&ctx.dir).wait(self.wait.into());
         if let Some(c) = self.capacity {
-            o = o.capacity(c);
+            o = o.capacity(c as usize);
         }
         if let Some(m) = self.max_msg {
             o = o.max_msg_size(m);
@@ -282,6 +282,26 @@ impl From<shmq::Error> for CliError {
         CliError::Msg(door::describe(&e, None))
     }
 }
+
+/// Each operation's error, like [`shmq::Error`] (general advice only).
+macro_rules! from_operation_errors {
+    ($($e:ty),*) => {$(
+        impl From<$e> for CliError {
+            fn from(e: $e) -> CliError {
+                CliError::from(shmq::Error::from(e))
+            }
+        }
+    )*};
+}
+from_operation_errors!(
+    shmq::OpenError,
+    shmq::SendError,
+    shmq::TrySendError,
+    shmq::SendTimeoutError,
+    shmq::RecvError,
+    shmq::TryRecvError,
+    shmq::RecvTimeoutError
+);
 
 impl From<std::io::Error> for CliError {
     /// For errors of writing to stdout: a closed pipe ends the command quietly.

@@ -23,7 +23,7 @@ use super::{report, CliError, CliResult, Ctx, Out, WaitArg};
 /// Options for opening or creating a topic, shared by pub and sub.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TopicOpenArgs {
-    /// Slots of a new topic, a power of two from 2 to 2^30 [default: 1024]; checked against an
+    /// Slots of a new topic, 1 to 2^30, rounded up to a power of two [default: 1024]; checked against an
     /// existing topic.
     #[arg(long, value_name = "SLOTS", value_parser = door::parse_capacity)]
     capacity: Option<u64>,
@@ -55,7 +55,7 @@ impl TopicOpenArgs {
     ) -> CliResult<(Topic, door::Made)> {
         let mut o = TopicOptions::new().dir(&ctx.dir).wait(self.wait.into());
         if let Some(c) = self.capacity {
-            o = o.capacity(c);
+            o = o.capacity(c as usize);
         }
         if let Some(m) = self.max_msg {
             o = o.max_msg_size(m);
@@ -145,6 +145,11 @@ pub struct SubArgs {
     /// Print each message as `<kind><TAB><payload>`.
     #[arg(long, conflicts_with = "raw")]
     show_kind: bool,
+    /// Keep waiting when every publisher has left and every message was received (by default
+    /// sub then says so and exits: 0 without --count, 1 with a --count not reached). A
+    /// publisher that attaches later is waited for.
+    #[arg(long)]
+    wait_for_publisher: bool,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -190,8 +195,8 @@ pub fn publish(ctx: &Ctx, a: &PubArgs) -> CliResult {
             }
         }
         let r = match timeout {
-            Some(t) => publisher.publish_kind_timeout(a.kind, payload, t),
-            None => publisher.publish_kind(a.kind, payload),
+            Some(t) => publisher.send_kind_timeout(a.kind, payload, t).map_err(Error::from),
+            None => publisher.send_kind(a.kind, payload).map_err(Error::from),
         };
         match r {
             Ok(()) => {
@@ -256,14 +261,16 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
         what: &what,
         durable,
         target: &t,
+        keep_waiting: a.wait_for_publisher,
+        sender: "publisher",
     };
     print_messages(
         out,
         &mut buf,
         &show,
         &mut sub,
-        |sub, timeout| sub.wait_ready(timeout),
-        |sub, buf| sub.try_recv(buf),
+        |sub, timeout| Ok(sub.wait_ready(timeout)?),
+        |sub, buf| Ok(sub.try_recv(buf)?),
         |sub| {
             if durable {
                 // Acknowledge only what stdout has taken: a message whose line could not be

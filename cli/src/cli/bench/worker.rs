@@ -147,28 +147,28 @@ pub trait Receiver {
 impl Sender for Producer {
     #[inline]
     fn put(&mut self, msg: &[u8], kind: u32) -> shmq::Result<()> {
-        self.send_kind(kind, msg)
+        Ok(self.send_kind(kind, msg)?)
     }
 }
 
 impl Sender for Publisher {
     #[inline]
     fn put(&mut self, msg: &[u8], kind: u32) -> shmq::Result<()> {
-        self.publish_kind(kind, msg)
+        Ok(self.send_kind(kind, msg)?)
     }
 }
 
 impl Receiver for Consumer {
     #[inline]
     fn get(&mut self, buf: &mut [u8]) -> shmq::Result<Received> {
-        self.recv_into(buf)
+        Ok(self.recv_into(buf)?)
     }
 }
 
 impl Receiver for Subscriber {
     #[inline]
     fn get(&mut self, buf: &mut [u8]) -> shmq::Result<Received> {
-        self.recv_into(buf)
+        Ok(self.recv_into(buf)?)
     }
 }
 

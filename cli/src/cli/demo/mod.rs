@@ -62,8 +62,8 @@ pub struct DemoArgs {
     /// How both sides wait for each other.
     #[arg(long, value_enum, default_value_t = WaitArg::Spin)]
     wait: WaitArg,
-    /// Slots of the throughput queue (a power of two).
-    #[arg(long, value_name = "SLOTS", default_value_t = 4096)]
+    /// Slots of the throughput queue (1 to 2^30, rounded up to a power of two).
+    #[arg(long, value_name = "SLOTS", default_value_t = 4096, value_parser = super::door::parse_capacity)]
     capacity: u64,
     /// Use an MPMC queue for the throughput test (default: SPSC).
     #[arg(long)]
@@ -298,7 +298,7 @@ fn create_unique(opts: &QueueOptions, stem: &str, cleanup: &mut Cleanup) -> CliR
                 cleanup.names.push(name.clone());
                 return Ok((q, name));
             }
-            Err(Error::AlreadyExists { .. }) => continue,
+            Err(shmq::OpenError::AlreadyExists { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -337,14 +337,14 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs, out: &mut Out) -> CliResult {
         "shmq demo: {} of {size} bytes through an {} queue of {} slots, {} wait, batch {}",
         count(a.count, "message"),
         if a.mpmc { "MPMC" } else { "SPSC" },
-        a.capacity,
+        a.capacity.max(2).next_power_of_two(),
         a.wait.name(),
         a.batch
     )?;
     out.flush()?;
 
     // 1. Delivery and throughput.
-    let (q, name) = create_unique(&opts.clone().kind(kind).capacity(a.capacity), &stem, &mut cleanup)?;
+    let (q, name) = create_unique(&opts.clone().kind(kind).capacity(a.capacity as usize), &stem, &mut cleanup)?;
     let common = |count: u64| {
         vec![
             "--count".to_string(),
@@ -490,7 +490,7 @@ fn topic(ctx: &Ctx, a: &DemoArgs, stem: &str, cleanup: &mut Cleanup, out: &mut O
     let opts = TopicOptions::new()
         .dir(&ctx.dir)
         .wait(wait.into())
-        .capacity(TOPIC_CAPACITY)
+        .capacity(TOPIC_CAPACITY as usize)
         .max_msg_size(size)
         .max_subscribers(4);
     let mut created = None;
@@ -502,7 +502,7 @@ fn topic(ctx: &Ctx, a: &DemoArgs, stem: &str, cleanup: &mut Cleanup, out: &mut O
                 created = Some((t, name));
                 break;
             }
-            Err(Error::AlreadyExists { .. }) => continue,
+            Err(shmq::OpenError::AlreadyExists { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -632,8 +632,8 @@ fn parse_done(line: &str, count: u64) -> CliResult<u64> {
     }
 }
 
-fn peer_gone(e: Error, peer: &str) -> CliError {
-    match e {
+fn peer_gone(e: impl Into<Error>, peer: &str) -> CliError {
+    match e.into() {
         Error::Timeout => {
             CliError::msg(format!("the demo {peer} process did not answer for {} s", PEER_TIMEOUT.as_secs()))
         }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use shmq::{Error, QueueOptions, SubscriberMode, TopicOptions, WaitStrategy};
+use shmq::{QueueOptions, SubscriberMode, TopicOptions, WaitStrategy};
 
 use super::{check, fill, peer_gone, Role, WorkerArgs, LOSSY_PAUSE, PEER_TIMEOUT};
 use crate::cli::{CliError, CliResult, Ctx, Out};
@@ -139,7 +139,7 @@ fn publish(opts: &TopicOptions, a: &WorkerArgs, out: &mut Out) -> CliResult {
     let mut msg = vec![0u8; a.size];
     for seq in 0..a.count {
         fill(&mut msg, seq);
-        publisher.publish_timeout(&msg, PEER_TIMEOUT).map_err(|e| peer_gone(e, "subscriber"))?;
+        publisher.send_timeout(&msg, PEER_TIMEOUT).map_err(|e| peer_gone(e, "subscriber"))?;
     }
     writeln!(out, "done {}", a.count)?;
     Ok(())
@@ -166,7 +166,7 @@ fn subscribe(opts: &TopicOptions, a: &WorkerArgs, out: &mut Out) -> CliResult {
                     std::thread::sleep(LOSSY_PAUSE);
                 }
             }
-            Err(Error::Lagged(k)) if a.lossy => {
+            Err(shmq::RecvTimeoutError::Lagged(k)) if a.lossy => {
                 start.get_or_insert_with(Instant::now);
                 expected += k;
                 missed += k;
