@@ -480,7 +480,7 @@ fn run_sweep(role: &str, default_seed: u64) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let _dog = Watchdog::start(role, SWEEP_LIMIT + Duration::from_secs(60), Some(dir.path()));
     let envs = [(SEED, seed.to_string()), (ROUNDS, SWEEP_ROUNDS.to_string()), (DIR, dir.path().display().to_string())];
-    let mut child = ChildProc::spawn(ENTRY, role, &envs);
+    let mut child = ChildProc::spawn_entry(ENTRY, role, &envs);
     let lines = child.expect_success(Instant::now() + SWEEP_LIMIT);
     assert_eq!(lines.last().map(String::as_str), Some(format!("done {SWEEP_ROUNDS}").as_str()), "sweep ended early");
     // The sweep is only worth something if corruption both broke and spared operations: these

@@ -687,13 +687,13 @@ fn run_case(kind: &str, workers: &[(&str, u64)]) {
             (SEED, seed.to_string()),
         ]
     };
-    let mut hostile = ChildProc::spawn(ENTRY, "hostile", &common_env(1, seed));
+    let mut hostile = ChildProc::spawn_entry(ENTRY, "hostile", &common_env(1, seed));
     let mut children: Vec<ChildProc> = workers
         .iter()
         .enumerate()
         .map(|(i, &(role, threads))| {
             let s = seed.rotate_left(17) ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
-            ChildProc::spawn(ENTRY, role, &common_env(threads, s))
+            ChildProc::spawn_entry(ENTRY, role, &common_env(threads, s))
         })
         .collect();
     let deadline = Instant::now() + run_time + Duration::from_secs(60);

@@ -283,7 +283,7 @@ impl Scene {
     }
 
     fn spawn(&self, role: &str, wait: WaitStrategy, extra: &[(&'static str, String)]) -> ChildProc {
-        ChildProc::spawn(ENTRY, role, &self.envs(wait, extra))
+        ChildProc::spawn_entry(ENTRY, role, &self.envs(wait, extra))
     }
 }
 

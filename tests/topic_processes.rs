@@ -353,7 +353,7 @@ impl Scene {
             (WAIT, wait_name(wait).to_string()),
         ];
         envs.extend(extra.iter().cloned());
-        ChildProc::spawn(ENTRY, role, &envs)
+        ChildProc::spawn_entry(ENTRY, role, &envs)
     }
 
     fn path(&self, file: &str) -> PathBuf {

@@ -280,7 +280,7 @@ fn a_live_producer_is_not_judged_dead_by_a_consumer_out_of_file_descriptors() {
     let mut loan = tx.loan().expect("loan");
     loan[..5].copy_from_slice(b"hello");
 
-    let mut child = ChildProc::spawn(ENTRY, "emfile-consumer", &scene.envs("fd"));
+    let mut child = ChildProc::spawn_entry(ENTRY, "emfile-consumer", &scene.envs("fd"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let exhausted = child.wait_line("exhausted", deadline);
     let checked = child.wait_line("checked", deadline);
@@ -328,8 +328,7 @@ fn gone(pid: u32) -> bool {
 fn a_live_peer_in_another_pid_namespace_keeps_its_role() {
     let scene = Scene::new("pidns");
     let q = QueueOptions::new().dir(scene.path()).spsc().capacity(8).create("ns").expect("create");
-    let prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
-    let mut child = match ChildProc::spawn_under(&prefix, ENTRY, "ns-spsc-consumer", &scene.envs("ns")) {
+    let mut child = match ChildProc::spawn_under(true, ENTRY, "ns-spsc-consumer", &scene.envs("ns")) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("skipped: cannot run unshare: {e}");
@@ -625,7 +624,7 @@ fn join_after_dead_subscribers(test: &str, mode: &str) {
     envs.push((MODE_ENV, mode.to_string()));
     let deadline = Instant::now() + Duration::from_secs(20);
     for _ in 0..2 {
-        let mut child = ChildProc::spawn(ENTRY, "topic-subscriber", &envs);
+        let mut child = ChildProc::spawn_entry(ENTRY, "topic-subscriber", &envs);
         child.wait_line("joined", deadline);
         child.kill(); // SIGKILL, and reaped
     }
@@ -1002,7 +1001,7 @@ fn a_dead_process_leaves_no_sleeper_counted_even_with_two_sleeping_threads() {
     let scene = Scene::new("sleepers");
     let q = QueueOptions::new().dir(scene.path()).capacity(64).max_msg_size(16).create("q").expect("create");
     let mut tx = q.producer().expect("producer");
-    let mut child = ChildProc::spawn(ENTRY, "two-sleeping-consumers", &scene.envs("q"));
+    let mut child = ChildProc::spawn_entry(ENTRY, "two-sleeping-consumers", &scene.envs("q"));
     let limit = Duration::from_secs(10);
     wait_for("both child threads to sleep", limit, || q.counters().sleepers.0 == 2);
     tx.send(b"one").expect("send");
@@ -1100,7 +1099,7 @@ fn stat_reclaims_the_entries_of_dead_subscribers() {
         if let Some(n) = name {
             envs.push((SUB_NAME_ENV, n.into()));
         }
-        let mut child = ChildProc::spawn(ENTRY, "topic-subscriber", &envs);
+        let mut child = ChildProc::spawn_entry(ENTRY, "topic-subscriber", &envs);
         child.wait_line("joined", deadline);
         child.kill();
     }

@@ -1,4 +1,5 @@
-//! Raw access to a segment's memory, as another process has it.
+//! Raw access to a segment's memory, as another process has it: the one writer through which
+//! tests corrupt segments (see [`crate::corrupt`] for what they write where).
 
 use std::path::Path;
 
@@ -95,6 +96,24 @@ impl RawMap {
             8 => self.u64_at(offset).store(value, Relaxed),
             4 => self.u32_at(offset).store(value as u32, Relaxed),
             _ => self.u8_at(offset).store(value as u8, Relaxed),
+        }
+    }
+}
+
+impl RawMap {
+    /// Copies `out.len()` bytes from `offset` into `out` (byte by byte: any offset).
+    pub fn read_bytes(&self, offset: u64, out: &mut [u8]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = self.u8_at(offset + i as u64).load(Relaxed);
+        }
+    }
+
+    /// Writes `bytes` at `offset` (byte by byte: any offset).
+    pub fn write_bytes(&self, offset: u64, bytes: &[u8]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (i, &b) in bytes.iter().enumerate() {
+            self.u8_at(offset + i as u64).store(b, Relaxed);
         }
     }
 }

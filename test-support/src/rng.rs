@@ -1,6 +1,6 @@
-//! A seeded PRNG.
+//! A small seeded PRNG (SplitMix64), so that a printed seed replays a run's random choices.
 
-/// A small seeded PRNG (SplitMix64): reproducible corruption from a printed seed.
+/// A small seeded PRNG (SplitMix64).
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
@@ -22,6 +22,11 @@ impl Rng {
     /// A number in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
     }
 
     /// One of `items`.

@@ -1,69 +1,148 @@
-//! The parent's side of a child process: spawning it, reading its reports, killing it.
+//! The parent's side of a child process: starting it (directly, as another user, or as pid 1
+//! of a pid namespace of its own), reading its reports, waiting for it and killing it.
 
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::child::{MARK, PARENT_ENV, ROLE_ENV};
+use crate::child::{MARK, PARENT_ENV, PIDNS_ENV, ROLE_ENV};
 
-/// A child process playing a role. Killed (SIGKILL) and reaped on drop unless it already ended.
-pub struct ChildProc {
-    what: String,
-    child: Child,
-    lines: Receiver<String>,
-    stdout: Vec<String>,
-    stderr: Option<JoinHandle<String>>,
-    status: Option<ExitStatus>,
+/// The wrapper that runs a child as pid 1 of a new pid namespace, with its own `/proc`.
+/// `unshare` forks the namespace's first process, waits for it and exits with its exit code;
+/// `--kill-child` makes the kernel SIGKILL that process if `unshare` dies.
+pub const UNSHARE: &[&str] = &["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
+
+/// Whether children can be started in pid namespaces of their own ([`UNSHARE`]; it needs root,
+/// or user namespaces): `Err` says why not.
+pub fn pid_namespaces() -> Result<(), String> {
+    match Command::new(UNSHARE[0]).args(&UNSHARE[1..]).arg("true").stdin(Stdio::null()).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "`{} true` failed with {}: {}",
+            UNSHARE.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run unshare: {e}")),
+    }
 }
 
-impl ChildProc {
-    /// Runs test `entry` of this test binary as a child playing `role`, with `envs` added.
-    pub fn spawn(entry: &str, role: &str, envs: &[(&str, String)]) -> ChildProc {
-        Self::spawn_under(&[], entry, role, envs).unwrap_or_else(|e| panic!("spawn child {role}: {e}"))
+/// How to start a child process: this test binary (or a copy of it) with [`ROLE_ENV`] naming
+/// the role it plays, [`PARENT_ENV`] the parent's pid, `RUST_BACKTRACE=0`, no standard input,
+/// and the environment given.
+#[derive(Clone, Debug)]
+pub struct Spawn {
+    role: String,
+    envs: Vec<(String, OsString)>,
+    exe: Option<PathBuf>,
+    user: Option<(u32, u32)>,
+    pid_namespace: bool,
+    args: Vec<String>,
+}
+
+impl Spawn {
+    /// A child playing `role`.
+    pub fn new(role: &str) -> Spawn {
+        Spawn {
+            role: role.to_string(),
+            envs: Vec::new(),
+            exe: None,
+            user: None,
+            pid_namespace: false,
+            args: Vec::new(),
+        }
     }
 
-    /// [`spawn`](Self::spawn) through a wrapper command (`wrapper` then the test binary and its
-    /// arguments, e.g. `unshare --pid --fork ...`). The wrapper gets the parent-death signal, so
-    /// it must pass it on to the child (`unshare --kill-child` does); the child skips the
-    /// parent check of [`die_with_parent`] only if the wrapper is its parent, so it should not
-    /// call it.
-    pub fn spawn_under(
-        wrapper: &[&str],
-        entry: &str,
-        role: &str,
-        envs: &[(&str, String)],
-    ) -> std::io::Result<ChildProc> {
-        let exe = std::env::current_exe().expect("path of the test binary");
-        let mut cmd = match wrapper.split_first() {
-            None => Command::new(exe),
-            Some((first, rest)) => {
-                use std::os::unix::process::CommandExt;
-                let mut c = Command::new(first);
-                c.args(rest).arg(exe);
-                // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-                unsafe {
-                    c.pre_exec(|| {
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-                        Ok(())
-                    });
-                }
-                c
-            }
-        };
-        cmd.args(["--exact", entry, "--nocapture", "--test-threads=1"])
-            .env(ROLE_ENV, role)
-            .env(PARENT_ENV, std::process::id().to_string())
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Spawn {
+        self.envs.push((key.to_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// Adds environment variables.
+    pub fn envs(mut self, envs: &[(&str, String)]) -> Spawn {
         for (k, v) in envs {
+            self = self.env(k, v);
+        }
+        self
+    }
+
+    /// Runs `exe` (a copy of this test binary) instead of this test binary.
+    pub fn exe(mut self, exe: &Path) -> Spawn {
+        self.exe = Some(exe.to_path_buf());
+        self
+    }
+
+    /// Runs the child as user `uid`, group `gid`.
+    pub fn user(mut self, uid: u32, gid: u32) -> Spawn {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    /// With `yes`, runs the child as pid 1 of a pid namespace of its own, under [`UNSHARE`],
+    /// with [`PIDNS_ENV`] set (the child checks that it is pid 1 there, see
+    /// [`die_with_parent`](crate::die_with_parent)). `unshare` gets the parent-death signal of
+    /// the spawning thread (as direct children give it themselves) and passes it on
+    /// (`--kill-child`), so an aborted test leaves nothing behind. Killing the child means
+    /// killing the process `unshare` forked, not `unshare` (see
+    /// [`children_of`](crate::children_of)); `unshare` then exits.
+    pub fn in_pid_namespace(mut self, yes: bool) -> Spawn {
+        self.pid_namespace = yes;
+        self
+    }
+
+    /// The command; standard output and error are left to the caller.
+    pub fn command(&self) -> Command {
+        let exe = match &self.exe {
+            Some(e) => e.clone(),
+            None => std::env::current_exe().expect("path of the test binary"),
+        };
+        let parent = std::process::id();
+        let mut cmd = if self.pid_namespace {
+            use std::os::unix::process::CommandExt;
+            let mut cmd = Command::new(UNSHARE[0]);
+            cmd.args(&UNSHARE[1..]).arg(exe).env(PIDNS_ENV, "1");
+            let parent = parent as libc::pid_t;
+            // SAFETY: the closure runs in the forked child before exec and calls only prctl and
+            // getppid, which are async-signal-safe; it allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if libc::getppid() != parent {
+                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                    }
+                    Ok(())
+                });
+            }
+            cmd
+        } else {
+            Command::new(exe)
+        };
+        cmd.args(&self.args);
+        cmd.env(ROLE_ENV, &self.role)
+            .env(PARENT_ENV, parent.to_string())
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null());
+        for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn()?;
-        let what = format!("child {role} (pid {})", child.id());
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    /// Starts the child with its standard output and error piped to a [`ChildProc`].
+    pub fn start(self) -> std::io::Result<ChildProc> {
+        let mut child = self.command().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let what = format!("child {} (pid {})", self.role, child.id());
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {
@@ -81,6 +160,39 @@ impl ChildProc {
             s
         });
         Ok(ChildProc { what, child, lines, stdout: Vec::new(), stderr: Some(stderr), status: None })
+    }
+}
+
+/// A child process playing a role, its output piped to the parent. Killed (SIGKILL) and reaped
+/// on drop unless it already ended.
+pub struct ChildProc {
+    what: String,
+    child: Child,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Option<JoinHandle<String>>,
+    status: Option<ExitStatus>,
+}
+
+impl ChildProc {
+    /// Starts this test binary as a child playing `role`, with `envs` added.
+    ///
+    /// # Panics
+    /// If it cannot be started.
+    pub fn spawn(role: &str, envs: &[(&str, String)]) -> ChildProc {
+        Spawn::new(role).envs(envs).start().unwrap_or_else(|e| panic!("spawn child {role}: {e}"))
+    }
+
+    /// Transitional: runs test `entry` of this test binary as the child (the old way).
+    pub fn spawn_entry(entry: &str, role: &str, envs: &[(&str, String)]) -> ChildProc {
+        Self::spawn_under(false, entry, role, envs).unwrap_or_else(|e| panic!("spawn child {role}: {e}"))
+    }
+
+    /// Transitional: [`spawn_entry`](Self::spawn_entry), in a pid namespace of its own if `pidns`.
+    pub fn spawn_under(pidns: bool, entry: &str, role: &str, envs: &[(&str, String)]) -> std::io::Result<ChildProc> {
+        let mut s = Spawn::new(role).envs(envs).in_pid_namespace(pidns);
+        s.args = ["--exact", entry, "--nocapture", "--test-threads=1"].map(String::from).to_vec();
+        s.start()
     }
 
     /// Process id.
@@ -230,4 +342,32 @@ impl Drop for ChildProc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The first marked line of `lines` (see [`ChildProc::marked`]) that starts with `result `,
+/// without that word.
+///
+/// # Panics
+/// If there is none (`who` printed no result).
+pub fn result_line(lines: &[String], who: &str) -> String {
+    lines.iter().find_map(|l| l.strip_prefix("result ")).unwrap_or_else(|| panic!("{who} printed no result")).into()
+}
+
+/// The value of `key=` in a line of `key=value` words.
+///
+/// # Panics
+/// If the line has no such word.
+pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+/// The number after `key=` in a line of `key=value` words.
+///
+/// # Panics
+/// If the line has no such word, or its value is not a number.
+pub fn num(line: &str, key: &str) -> u64 {
+    let v = field(line, key);
+    v.parse().unwrap_or_else(|_| panic!("{key}={v:?} is not a number"))
 }
