@@ -312,7 +312,7 @@ impl Corrupter {
         if region == 4 && g.max_subscribers == 0 {
             region = 5; // no subscriber table: hit the slot states instead
         }
-        let (tail, head) = (self.map.load(128, 8), self.map.load(256, 8));
+        let (tail, head) = (self.map.load(CONTROL[0].offset, 8), self.map.load(CONTROL[1].offset, 8));
         match region {
             0 => {
                 let &fl = rng.pick(HEADER);
@@ -352,7 +352,7 @@ impl Corrupter {
                 let i = rng.below(cap);
                 let at = g.slot(i);
                 let v = state_value(rng, self.map.load(at, 8), [tail, head, i], cap);
-                self.write("slot state", format!("slot[{i}].state"), at, &v.to_le_bytes())
+                self.store("slot state", format!("slot[{i}].state"), at, 8, v)
             }
             6 => {
                 let i = rng.below(cap);
@@ -363,13 +363,13 @@ impl Corrupter {
                     1 => rng.below(max + 1),
                     _ => value(rng, self.map.load(at, 4), &[max, max + 1, 0, 4]),
                 };
-                self.write("slot len", format!("slot[{i}].len"), at, &v.to_le_bytes()[..4])
+                self.store("slot len", format!("slot[{i}].len"), at, 4, v)
             }
             7 => {
                 let i = rng.below(cap);
                 let at = g.slot(i) + SLOT_KIND.offset;
                 let v = value(rng, self.map.load(at, 4), &[]);
-                self.write("slot kind", format!("slot[{i}].kind"), at, &v.to_le_bytes()[..4])
+                self.store("slot kind", format!("slot[{i}].kind"), at, 4, v)
             }
             8 => {
                 let i = rng.below(cap);
@@ -390,15 +390,18 @@ impl Corrupter {
 
     fn field(&self, region: &'static str, what: String, offset: u64, width: usize, rng: &mut Rng, near: &[u64]) -> Hit {
         let v = value(rng, self.map.load(offset, width), near);
-        self.write(region, what, offset, &v.to_le_bytes()[..width])
+        self.store(region, what, offset, width, v)
     }
 
+    /// Stores a field (`width` bytes at an aligned `offset`) with one atomic store.
+    fn store(&self, region: &'static str, what: String, offset: u64, width: usize, value: u64) -> Hit {
+        self.map.store(offset, width, value);
+        Hit { region, what, offset, bytes: value.to_le_bytes()[..width].to_vec() }
+    }
+
+    /// Writes bytes anywhere, one at a time.
     fn write(&self, region: &'static str, what: String, offset: u64, bytes: &[u8]) -> Hit {
-        match bytes.len() {
-            8 => self.map.store(offset, 8, u64::from_le_bytes(bytes.try_into().expect("8 bytes"))),
-            4 => self.map.store(offset, 4, u64::from(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))),
-            _ => self.map.write_bytes(offset, bytes),
-        }
+        self.map.write_bytes(offset, bytes);
         Hit { region, what, offset, bytes: bytes.to_vec() }
     }
 }
