@@ -41,20 +41,12 @@ pub struct Spawn {
     exe: Option<PathBuf>,
     user: Option<(u32, u32)>,
     pid_namespace: bool,
-    args: Vec<String>,
 }
 
 impl Spawn {
     /// A child playing `role`.
     pub fn new(role: &str) -> Spawn {
-        Spawn {
-            role: role.to_string(),
-            envs: Vec::new(),
-            exe: None,
-            user: None,
-            pid_namespace: false,
-            args: Vec::new(),
-        }
+        Spawn { role: role.to_string(), envs: Vec::new(), exe: None, user: None, pid_namespace: false }
     }
 
     /// Adds an environment variable.
@@ -124,7 +116,6 @@ impl Spawn {
         } else {
             Command::new(exe)
         };
-        cmd.args(&self.args);
         cmd.env(ROLE_ENV, &self.role)
             .env(PARENT_ENV, parent.to_string())
             .env("RUST_BACKTRACE", "0")
@@ -181,18 +172,6 @@ impl ChildProc {
     /// If it cannot be started.
     pub fn spawn(role: &str, envs: &[(&str, String)]) -> ChildProc {
         Spawn::new(role).envs(envs).start().unwrap_or_else(|e| panic!("spawn child {role}: {e}"))
-    }
-
-    /// Transitional: runs test `entry` of this test binary as the child (the old way).
-    pub fn spawn_entry(entry: &str, role: &str, envs: &[(&str, String)]) -> ChildProc {
-        Self::spawn_under(false, entry, role, envs).unwrap_or_else(|e| panic!("spawn child {role}: {e}"))
-    }
-
-    /// Transitional: [`spawn_entry`](Self::spawn_entry), in a pid namespace of its own if `pidns`.
-    pub fn spawn_under(pidns: bool, entry: &str, role: &str, envs: &[(&str, String)]) -> std::io::Result<ChildProc> {
-        let mut s = Spawn::new(role).envs(envs).in_pid_namespace(pidns);
-        s.args = ["--exact", entry, "--nocapture", "--test-threads=1"].map(String::from).to_vec();
-        s.start()
     }
 
     /// Process id.
