@@ -19,6 +19,8 @@ use std::time::Duration;
 use shmq::status::Status;
 use shmq::{Error, Queue, QueueKind, QueueOptions, WaitStrategy};
 use shmq_test_support::corrupt::{field, SLOT_LEN};
+
+use crate::{panic_message, touch};
 use shmq_test_support::{env, env_u64, report, ChildProc, Corrupter, Geometry, Hit, RawMap, Rng, Role, Scene, Weights};
 
 const SEED: &str = "SHMQ_HOSTILE_SEED";
@@ -80,12 +82,7 @@ fn guarded(
                     let _ = tx.send(Event::Done(name, o));
                 }
                 Err(p) => {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    let _ = tx.send(Event::Panicked(name, msg));
+                    let _ = tx.send(Event::Panicked(name, panic_message(&*p)));
                 }
             }
         };
@@ -126,7 +123,6 @@ fn exercise(
     let msg: Vec<u8> = (0..rng.below(max as u64 + 1)).map(|i| i as u8).collect();
     let mut tx = None;
     let mut rx = None;
-    let touch = |b: &[u8]| b.iter().fold(0u8, |a, &x| a ^ x);
     run("producer", &mut || {
         let r = q.producer();
         let o = outcome(&r);
@@ -431,8 +427,7 @@ fn mpmc_length_rewritten_during_a_receive_never_overruns_the_buffer() {
         let _ = tx.try_send(&[1, 2, 3, 4]);
         let mut buf = [0u8; 8];
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| rx.try_recv(&mut buf).map(|m| m.len))) {
-            let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
-            panicked = Some(format!("attempt {attempt}: {msg}"));
+            panicked = Some(format!("attempt {attempt}: {}", panic_message(&*p)));
             break;
         }
     }

@@ -16,3 +16,13 @@ mod hostile;
 mod writer;
 
 shmq_test_support::children!(hostile::ROLES, writer::ROLES);
+
+/// Reads every byte of a received message (so that a bad length or pointer would fault).
+fn touch(b: &[u8]) -> u8 {
+    b.iter().fold(0u8, |a, &x| a ^ x)
+}
+
+/// The message of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}

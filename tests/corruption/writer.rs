@@ -34,6 +34,8 @@ use shmq::status::Status;
 use shmq::{Error, QueueKind, QueueOptions, SubscriberMode, TopicOptions};
 use shmq_test_support::{env, env_u64, field, report, ChildProc, Corrupter, RawMap, Rng, Role, Scene, Weights};
 
+use crate::{panic_message, touch};
+
 const SEED: &str = "SHMQ_HOSTILE_SEED";
 const SECS: &str = "SHMQ_HOSTILE_SECS";
 const DIR: &str = "SHMQ_HW_DIR";
@@ -261,12 +263,7 @@ impl Caller<'_> {
         }
         match r {
             Err(p) => {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                let line = format!("panic: {} in {op}: {msg}", self.role);
+                let line = format!("panic: {} in {op}: {}", self.role, panic_message(&*p));
                 report(&line);
                 eprintln!("{line}");
                 std::process::exit(4);
@@ -293,10 +290,6 @@ impl Caller<'_> {
             }
         }
     }
-}
-
-fn touch(b: &[u8]) -> u8 {
-    b.iter().fold(0u8, |a, &x| a ^ x)
 }
 
 /// The handles of one worker thread on one epoch's segment.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions, WaitStrategy};
 use shmq_test_support::payload::{self, read_records, stamp, unstamp, unwide, Sequences, WIDE};
 use shmq_test_support::{
-    env, env_opt, env_u64, field, heavy, num, report, result_line, sleep_until_killed, ChildProc, Role, Scene,
+    env, env_opt, env_u64, field, heavy, num, report, result_line, sleep_until_killed, wait_for, ChildProc, Role, Scene,
 };
 
 use crate::{spawn, wait_from_env, DIR_ENV, NAME_ENV};
@@ -195,11 +195,8 @@ fn lossy_subscriber() {
     let n = env_u64(COUNT);
     let delay = Duration::from_micros(env_u64(DELAY_US));
     let first_after = env_u64(FIRST_AFTER);
-    let give_up = Instant::now() + CHILD_WAIT;
-    while topic.published() < first_after {
-        assert!(Instant::now() < give_up, "the publisher did not publish {first_after} messages in time");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let what = format!("the publisher to publish {first_after} messages");
+    wait_for(&what, CHILD_WAIT, || topic.published() >= first_after);
     let (mut expected, mut received, mut lagged, mut lag_events) = (0u64, 0u64, 0u64, 0u64);
     let mut buf = [0u8; WIDE];
     while expected < n {

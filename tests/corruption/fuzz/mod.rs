@@ -39,6 +39,8 @@ use shmq::status::{self, Status};
 use shmq::{Error, Queue, QueueOptions, Start, SubscriberMode, Topic, TopicOptions, WaitStrategy};
 use shmq_test_support::CaseWatch;
 
+use crate::touch;
+
 /// One case taking longer than this is a hang (each takes milliseconds).
 const CASE_LIMIT: Duration = Duration::from_secs(30);
 /// Ready timeout of the opens under test.
@@ -80,10 +82,6 @@ where
 // ---------------------------------------------------------------------------------------------
 // Using whatever opened
 // ---------------------------------------------------------------------------------------------
-
-fn touch(b: &[u8]) -> u8 {
-    b.iter().fold(0u8, |a, &x| a ^ x)
-}
 
 fn check_received(r: &Result<shmq::Received, Error>, buf_len: usize, max: usize) {
     if let Ok(m) = r {

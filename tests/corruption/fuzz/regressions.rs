@@ -8,12 +8,12 @@ use shmq::{SubscriberMode, TopicOptions};
 use shmq_test_support::corrupt::{field, SUBSCRIBER};
 use shmq_test_support::{RawMap, Scene};
 
+use crate::panic_message;
+
 /// Runs `f`, failing with `what` if it panics (rather than with the bare panic).
 fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-        panic!("{what} panicked: {}", msg.unwrap_or_default())
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|p| panic!("{what} panicked: {}", panic_message(&*p)))
 }
 
 /// A topic whose `tail` a peer set to `u64::MAX` gives a joining subscriber the cursor
@@ -38,12 +38,8 @@ fn subscriber_lapped_at_the_top_of_the_sequence_space_reports_lag_without_overfl
             Ok(Ok(m)) => assert!(m.len <= 8, "received {} bytes", m.len),
             Ok(Err(_)) => {}
             Err(p) => {
-                let msg =
-                    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
-                failures.push(format!(
-                    "try_recv of a {mode:?} subscriber at u64::MAX panicked: {}",
-                    msg.unwrap_or_default()
-                ));
+                failures
+                    .push(format!("try_recv of a {mode:?} subscriber at u64::MAX panicked: {}", panic_message(&*p)));
             }
         }
     }

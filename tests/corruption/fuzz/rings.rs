@@ -5,7 +5,8 @@ use proptest::prelude::*;
 use shmq::layout::{self, slot};
 use shmq::ring::{broadcast, mpmc, spsc, HeapRing, Poll, RingMem};
 
-use super::{check, touch};
+use super::check;
+use crate::touch;
 
 /// A position relative to the ring's base position, or any value.
 #[derive(Clone, Copy, Debug)]
