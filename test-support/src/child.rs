@@ -36,9 +36,9 @@ pub type Role = (&'static str, fn());
 /// `&[Role]`. Once per binary, at its root (a second use does not compile).
 ///
 /// It adds a function to the binary's `.init_array`, which the C runtime calls before `main`
-/// (before the test harness): [`run_if_child`](crate::child::run_if_child), which runs the role named by [`ROLE_ENV`] and
-/// exits, or returns at once in the parent. See the crate docs for why children are started
-/// this way.
+/// (before the test harness): [`run_if_child`](crate::child::run_if_child), which runs the role
+/// named by [`ROLE_ENV`](crate::child::ROLE_ENV) and exits, or returns at once in the parent.
+/// See the crate docs for why children are started this way.
 #[macro_export]
 macro_rules! children {
     ($($roles:expr),+ $(,)?) => {
