@@ -3,7 +3,7 @@
 //!
 //! A test binary names its roles once, at its root:
 //!
-//! ```ignore
+//! ```text
 //! shmq_test_support::children!(queue::ROLES, topic::ROLES);
 //! ```
 //!

@@ -447,3 +447,102 @@ pub fn state_value(rng: &mut Rng, current: u64, indices: [u64; 3], capacity: u64
     };
     slot::pack(seq, rng.below(16), rng.below(6) as u16)
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::mem::offset_of;
+
+    use shmq::layout::{Header, Participant, RingControl, SlotHeader, Subscriber, CONTROL_OFFSET};
+
+    use super::*;
+
+    /// Checks that the table's fields named in `want` are at those offsets.
+    fn at(table: &[Field], want: &[(&str, usize)]) {
+        for &(name, offset) in want {
+            let f = table.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no field {name}"));
+            assert_eq!(f.offset, offset as u64, "offset of {name}");
+        }
+    }
+
+    #[test]
+    fn field_tables_match_the_layout() {
+        assert_eq!(HEADER.len(), 19, "every header field, in order");
+        at(
+            HEADER,
+            &[
+                ("header.magic", offset_of!(Header, magic)),
+                ("header.version", offset_of!(Header, version)),
+                ("header.kind", offset_of!(Header, kind)),
+                ("header.init", offset_of!(Header, init)),
+                ("header.line", offset_of!(Header, line)),
+                ("header.creator_pid", offset_of!(Header, creator_pid)),
+                ("header.max_msg", offset_of!(Header, max_msg)),
+                ("header.creator_start", offset_of!(Header, creator_start)),
+                ("header.capacity", offset_of!(Header, capacity)),
+                ("header.slot_stride", offset_of!(Header, slot_stride)),
+                ("header.max_participants", offset_of!(Header, max_participants)),
+                ("header.max_subscribers", offset_of!(Header, max_subscribers)),
+                ("header.participants_offset", offset_of!(Header, participants_offset)),
+                ("header.subscribers_offset", offset_of!(Header, subscribers_offset)),
+                ("header.slots_offset", offset_of!(Header, slots_offset)),
+                ("header.total_size", offset_of!(Header, total_size)),
+                ("header.created_unix_ns", offset_of!(Header, created_unix_ns)),
+                ("header.producer_holder", offset_of!(Header, producer_holder)),
+                ("header.consumer_holder", offset_of!(Header, consumer_holder)),
+            ],
+        );
+        let c = CONTROL_OFFSET;
+        at(
+            CONTROL,
+            &[
+                ("control.tail", c + offset_of!(RingControl, tail)),
+                ("control.head", c + offset_of!(RingControl, head)),
+                ("control.data.seq", c + offset_of!(RingControl, data.0.seq)),
+                ("control.data.sleepers", c + offset_of!(RingControl, data.0.sleepers)),
+                ("control.space.seq", c + offset_of!(RingControl, space.0.seq)),
+                ("control.space.sleepers", c + offset_of!(RingControl, space.0.sleepers)),
+                ("control.stats.aborted", c + offset_of!(RingControl, stats.0.aborted)),
+                ("control.stats.abandoned", c + offset_of!(RingControl, stats.0.abandoned)),
+                ("control.stats.lost_by_crash", c + offset_of!(RingControl, stats.0.lost_by_crash)),
+                ("control.stats.full_events", c + offset_of!(RingControl, stats.0.full_events)),
+                ("control.stats.blocked_ns", c + offset_of!(RingControl, stats.0.blocked_ns)),
+            ],
+        );
+        at(
+            PARTICIPANT,
+            &[
+                ("state", offset_of!(Participant, state)),
+                ("pid", offset_of!(Participant, pid)),
+                ("start_time", offset_of!(Participant, start_time)),
+                ("roles", offset_of!(Participant, roles)),
+                ("reserved", offset_of!(Participant, reserved32)),
+                ("last_activity_ns", offset_of!(Participant, last_activity_ns)),
+                ("attached_unix_ns", offset_of!(Participant, attached_unix_ns)),
+                ("sleeping_data+sleeping_space", offset_of!(Participant, sleeping_data)),
+            ],
+        );
+        at(
+            SUBSCRIBER,
+            &[
+                ("cursor", offset_of!(Subscriber, cursor)),
+                ("delivered", offset_of!(Subscriber, delivered)),
+                ("lagged", offset_of!(Subscriber, lagged)),
+                ("last_activity_ns", offset_of!(Subscriber, last_activity_ns)),
+                ("state", offset_of!(Subscriber, state)),
+                ("mode", offset_of!(Subscriber, mode)),
+                ("pid", offset_of!(Subscriber, pid)),
+                ("name_len", offset_of!(Subscriber, name_len)),
+                ("start_time", offset_of!(Subscriber, start_time)),
+                ("name", offset_of!(Subscriber, name)),
+            ],
+        );
+        at(
+            &[SLOT_STATE, SLOT_LEN, SLOT_KIND],
+            &[
+                ("state", offset_of!(SlotHeader, state)),
+                ("len", offset_of!(SlotHeader, len)),
+                ("kind", offset_of!(SlotHeader, kind)),
+            ],
+        );
+    }
+}
