@@ -1,11 +1,13 @@
-//! Topics across real processes: a million messages from two publisher processes fanned out to three subscriber processes,
-//! subscribers killed with SIGKILL mid-stream (anonymous ones must stop gating, durable ones
-//! must resume without losing or re-delivering acknowledged messages), and a slow lossy
-//! subscriber that must account for every message it missed and never see a torn payload.
+//! Topics across real processes: a million messages from two publisher processes fanned out to
+//! three subscriber processes, subscribers killed with SIGKILL mid-stream (anonymous ones must
+//! stop gating, durable ones must resume without losing or re-delivering acknowledged
+//! messages), and a slow lossy subscriber that must account for every message it missed and
+//! never see a torn payload.
 //!
 //! Every test runs under a watchdog and removes its temporary segment directory; children are
-//! killed when the test ends, however it ends. The tests run one at a time (they share two cores
-//! with everything else).
+//! killed when the test ends, however it ends. The tests take the binary's heavy-test lock, so
+//! they run one at a time with the other CPU-heavy tests (they share two cores with everything
+//! else).
 
 use std::fs::OpenOptions;
 use std::io::Write;
