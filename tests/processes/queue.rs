@@ -14,7 +14,8 @@ use shmq::status::Status;
 use shmq::{Error, Queue, QueueOptions, WaitStrategy};
 use shmq_test_support::payload::{read_records, stamp, unstamp, Sequences};
 use shmq_test_support::{
-    env, env_u64, field, poll_until, report, result_line, sleep_until_killed, wait_zombie, ChildProc, Role, Scene,
+    env, env_u64, field, heavy, poll_until, report, result_line, sleep_until_killed, wait_zombie, ChildProc, Rng, Role,
+    Scene,
 };
 
 use crate::{spawn, wait_from_env, DIR_ENV, NAME_ENV};
@@ -220,7 +221,7 @@ fn assert_empty(rx: &mut shmq::Consumer) {
 
 fn spsc_million(wait: WaitStrategy, name: &'static str) {
     const N: u64 = 1_000_000;
-    let _heavy = shmq_test_support::heavy();
+    let _heavy = heavy();
     let started = Instant::now();
     let scene = scene(name);
     let q = options(&scene, wait).spsc().capacity(1024).max_msg_size(64).create(name).expect("create queue");
@@ -241,7 +242,7 @@ fn mpmc_million(wait: WaitStrategy, name: &'static str) {
     const NP: u64 = 2;
     const NC: u64 = 2;
     const PER_PRODUCER: u64 = 500_000;
-    let _heavy = shmq_test_support::heavy();
+    let _heavy = heavy();
     let started = Instant::now();
     let scene = scene(name);
     let q = options(&scene, wait).capacity(1024).max_msg_size(64).create(name).expect("create queue");
@@ -589,7 +590,7 @@ fn receive_until_killed(
     producer: u64,
     kind: impl Fn(u64) -> u32,
 ) -> u64 {
-    let mut rng = shmq_test_support::Rng::new(u64::from(std::process::id()) ^ 0x4B11);
+    let mut rng = Rng::new(u64::from(std::process::id()) ^ 0x4B11);
     let delay = Duration::from_micros(rng.below(5_000));
     let mut next = 0;
     let mut buf = [0u8; 64];

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions, WaitStrategy};
 use shmq_test_support::payload::{self, read_records, stamp, unstamp, unwide, Sequences, WIDE};
 use shmq_test_support::{
-    env, env_opt, env_u64, field, heavy, num, report, result_line, sleep_until_killed, wait_for, ChildProc, Role, Scene,
+    env, env_opt, env_u64, field, heavy, num, report, result_line, sleep_until_killed, wait_for, ChildProc, Rng, Role,
+    Scene,
 };
 
 use crate::{spawn, wait_from_env, DIR_ENV, NAME_ENV};
@@ -364,7 +365,7 @@ fn durable_killed_repeatedly(scene: &Scene, ack: &str, n: u64, kills: usize) -> 
         spawn(scene, "topic publisher", WaitStrategy::Block, &[(INDEX, "0".into()), (COUNT, n.to_string())]);
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     eprintln!("kill delays from seed {seed}");
-    let mut rng = shmq_test_support::Rng::new(seed);
+    let mut rng = Rng::new(seed);
     for run in 1..=kills {
         sub.wait_line("progress", scene.deadline());
         // Somewhere in the next few dozen messages.
