@@ -1,48 +1,53 @@
 //! What `shmq gc` removes: segments nobody alive uses and nothing in them is waiting for.
 
-use std::process::Command;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use shmq::status::{gc_verdict, GcVerdict};
 use shmq::{QueueOptions, TopicOptions};
+use shmq_test_support::{env, ChildProc, Role};
 
-const CHILD_ENV: &str = "SHMQ_GC_CHILD";
+shmq_test_support::children!(ROLES);
 
-/// Child: creates the segment described in the env and exits (so its creator is dead).
-#[test]
-fn child_creates_and_exits() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
-    let parts: Vec<&str> = spec.split('|').collect();
-    let (dir, what, name) = (parts[0], parts[1], parts[2]);
-    match what {
-        "empty" => drop(QueueOptions::new().dir(dir).create(name).unwrap()),
+/// The child: creates a segment and exits (so its creator is dead).
+const ROLES: &[Role] = &[("gc creates-and-exits", creates_and_exits)];
+
+/// Environment of the child: the directory, what to create, its name.
+const DIR_ENV: &str = "SHMQ_GC_DIR";
+const WHAT_ENV: &str = "SHMQ_GC_WHAT";
+const NAME_ENV: &str = "SHMQ_GC_NAME";
+
+/// Child: creates the segment described in the environment and exits.
+fn creates_and_exits() {
+    let (dir, what, name) = (env(DIR_ENV), env(WHAT_ENV), env(NAME_ENV));
+    let name = name.as_str();
+    match what.as_str() {
+        "empty" => drop(QueueOptions::new().dir(&dir).create(name).unwrap()),
         "full" => {
-            let q = QueueOptions::new().dir(dir).create(name).unwrap();
+            let q = QueueOptions::new().dir(&dir).create(name).unwrap();
             q.producer().unwrap().send(b"waiting").unwrap();
         }
         "durable" => {
-            let t = TopicOptions::new().dir(dir).create(name).unwrap();
+            let t = TopicOptions::new().dir(&dir).create(name).unwrap();
             drop(t.subscriber().name("billing").build().unwrap());
         }
         "anon" => {
-            let t = TopicOptions::new().dir(dir).create(name).unwrap();
+            let t = TopicOptions::new().dir(&dir).create(name).unwrap();
             let sub = t.subscriber().build().unwrap();
             std::mem::forget(sub); // dies without leaving: its entry stays, owned by a dead pid
         }
         "attached" => {
-            let q = QueueOptions::new().dir(dir).create(name).unwrap();
+            let q = QueueOptions::new().dir(&dir).create(name).unwrap();
             std::mem::forget(q); // exits without detaching: a dead participant stays
         }
-        _ => unreachable!(),
+        other => panic!("unknown segment to create: {other:?}"),
     }
 }
 
-fn create_in_child(dir: &std::path::Path, what: &str, name: &str) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_creates_and_exits", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{}|{what}|{name}", dir.display()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "child creating {what} failed: {}", String::from_utf8_lossy(&out.stderr));
+fn create_in_child(dir: &Path, what: &str, name: &str) {
+    let envs = [(DIR_ENV, dir.display().to_string()), (WHAT_ENV, what.to_string()), (NAME_ENV, name.to_string())];
+    let mut child = ChildProc::spawn("gc creates-and-exits", &envs);
+    child.expect_success(Instant::now() + Duration::from_secs(60));
 }
 
 fn removes(v: &GcVerdict) -> bool {

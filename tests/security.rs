@@ -1,57 +1,53 @@
 //! Permissions, a full segment directory, and names that cannot leave the segment directory.
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use shmq::{Error, QueueOptions};
+use shmq_test_support::{env, report, Role, Spawn};
 
-const CHILD_ENV: &str = "SHMQ_SECURITY_CHILD";
+shmq_test_support::children!(ROLES);
+
+/// The child of the permission tests.
+const ROLES: &[Role] = &[("security opens-queue", opens_queue)];
+
+/// Environment of the child: the directory and the queue's name.
+const DIR_ENV: &str = "SHMQ_SECURITY_DIR";
+const NAME_ENV: &str = "SHMQ_SECURITY_NAME";
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Child side of the permission tests: opens the queue named in the env and prints the outcome.
-#[test]
-fn child_opens_queue_as_other_user() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
-    let (dir, name) = spec.split_once('|').expect("dir|name");
-    match QueueOptions::new().dir(dir).open(name) {
-        Ok(_) => println!("OPEN-OK"),
-        Err(Error::PermissionDenied { .. }) => println!("OPEN-DENIED"),
-        Err(e) => println!("OPEN-OTHER {e}"),
+/// Child side of the permission tests: opens the queue named in the environment and reports
+/// the outcome.
+fn opens_queue() {
+    match QueueOptions::new().dir(env(DIR_ENV)).open(&env(NAME_ENV)) {
+        Ok(_) => report("OPEN-OK"),
+        Err(Error::PermissionDenied { .. }) => report("OPEN-DENIED"),
+        Err(e) => report(&format!("OPEN-OTHER {e}")),
     }
 }
 
-/// Runs this test binary's child test as uid 65534. The binary is run from `exe`, a copy in a
-/// world-readable directory: the checkout (and so the target directory) may be private.
+/// Runs the child as uid 65534 from `exe`, a copy of this test binary in a world-readable
+/// directory: the checkout (and so the target directory) may be private.
 fn open_as_nobody(exe: &Path, dir: &Path, name: &str) -> String {
-    let out = match Command::new(exe)
-        .args(["--exact", "child_opens_queue_as_other_user", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{}|{name}", dir.display()))
-        .uid(65534)
-        .gid(65534)
-        .output()
-    {
-        Ok(out) => out,
+    let spawn = Spawn::new("security opens-queue").exe(exe).user(65534, 65534).env(DIR_ENV, dir).env(NAME_ENV, name);
+    let mut child = match spawn.start() {
+        Ok(child) => child,
         Err(e) => {
             println!("cannot run the child as uid 65534: {e}");
             return "NO-RESULT".into();
         }
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // libtest prints the child's line after "test <name> ... ".
-    match stdout.lines().find_map(|l| l.find("OPEN-").map(|i| &l[i..])) {
-        Some(l) => l.to_string(),
-        None => {
-            println!(
-                "child as uid 65534 gave no result: {:?} {stdout} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+    let status = child.wait(Instant::now() + Duration::from_secs(60));
+    match child.marked().into_iter().find(|l| l.starts_with("OPEN-")) {
+        Some(l) if status.success() => l,
+        _ => {
+            println!("child as uid 65534 gave no result: {status}{}", child.transcript());
             "NO-RESULT".into()
         }
     }

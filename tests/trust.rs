@@ -2,93 +2,43 @@
 //! or unlucky timing, each checked the way an adversary would break it. Each test states one
 //! promise in its doc comment. The first fourteen (items 1 to 12 of the trust issue) were
 //! written against the code before the fix and failed there, every run (the closing note of
-//! the issue has the counts); the rest check what the fix added.
+//! the issue has the counts); the rest check what the fix added. The promises that need a
+//! second process (items 1, 2, 5 and 12, and `shmq stat` reclaiming dead subscribers) are in
+//! the multi-process binary, `tests/processes/trust.rs`; the numbered sections here keep the
+//! items' numbers.
 //!
 //! Only the public API is used (options, handles, loans, `recv_ref`, `counters()`,
-//! `shmq::status`, the `shmq` binary), so the tests survive a rewrite of the internals.
-//! Children are this test binary run again (see `tests/common`): the entry test
-//! [`child_process_plays_the_role_named_in_its_environment`] returns at once in a normal run.
-//! Every test has a watchdog and deadlines, and works in a private temporary directory (under
-//! /dev/shm only where tmpfs behaviour matters) that is removed at the end.
+//! `shmq::status`), so the tests survive a rewrite of the internals; the one exception reads
+//! the layout to play a peer that revokes claims. Every test has a watchdog and deadlines, and
+//! works in a private temporary directory (under /dev/shm only where tmpfs behaviour matters)
+//! that is removed at the end.
 //!
 //! Some bugs are races: those tests loop for a few seconds and count how often the promise
 //! broke (the count is in the failure message). The CPU-heavy ones take a lock so that they do
 //! not run at the same time as each other (the machine this was written on has 2 cores).
 
-use shmq_test_support as common;
-
 use std::fs::File;
-
-use std::path::Path;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{env, report, ChildProc, RawMap, Watchdog};
-use shmq::status::Status;
 use shmq::{Error, QueueOptions, Start, SubscriberMode, TopicOptions, WaitStrategy};
+use shmq_test_support::payload::{stream, unstream, STREAM};
+use shmq_test_support::{heavy, wait_for, Geometry, RawMap, Scene};
 
-/// The test that child processes run.
-const ENTRY: &str = "child_process_plays_the_role_named_in_its_environment";
-/// Environment of a child: the segment directory and the segment name.
-const DIR_ENV: &str = "SHMQ_TRUST_DIR";
-const NAME_ENV: &str = "SHMQ_TRUST_NAME";
-/// Environment of a subscriber child: "lossy" or "reliable".
-const MODE_ENV: &str = "SHMQ_TRUST_MODE";
-/// Environment of a subscriber child: its durable name, if any.
-const SUB_NAME_ENV: &str = "SHMQ_TRUST_SUB_NAME";
-/// How long a child lives at most if nobody kills it.
-const CHILD_LIMIT: Duration = Duration::from_secs(60);
 /// Watchdog of every test.
 const WATCHDOG: Duration = Duration::from_secs(120);
 
-/// The CPU-heavy race tests run one at a time.
-static HEAVY: Mutex<()> = Mutex::new(());
-
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// A private segment directory (on the default temporary file system) and a watchdog.
-struct Scene {
-    // Field order is drop order: stop the watchdog, then remove the directory.
-    _dog: Watchdog,
-    dir: tempfile::TempDir,
+fn scene(name: &str) -> Scene {
+    Scene::new(name, WATCHDOG, WATCHDOG)
 }
 
-impl Scene {
-    fn new(name: &str) -> Scene {
-        Self::with_dir(name, tempfile::tempdir().expect("temporary directory"))
-    }
-
-    /// The directory is on tmpfs (/dev/shm), where file pages are memory.
-    fn on_tmpfs(name: &str) -> Scene {
-        Self::with_dir(name, tempfile::tempdir_in("/dev/shm").expect("temporary directory in /dev/shm"))
-    }
-
-    fn with_dir(name: &str, dir: tempfile::TempDir) -> Scene {
-        let dog = Watchdog::start(name, WATCHDOG, Some(dir.path()));
-        Scene { _dog: dog, dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn envs(&self, name: &str) -> Vec<(&'static str, String)> {
-        vec![(DIR_ENV, self.path().display().to_string()), (NAME_ENV, name.to_string())]
-    }
-}
-
-/// Polls `cond` every millisecond until it holds; panics with `what` after `limit`.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+/// [`scene`] on tmpfs (/dev/shm), where file pages are memory.
+fn scene_on_tmpfs(name: &str) -> Scene {
+    let dir = tempfile::tempdir_in("/dev/shm").expect("temporary directory in /dev/shm");
+    Scene::in_dir(dir, name, WATCHDOG, WATCHDOG)
 }
 
 /// The CPUs this process may run on.
@@ -123,282 +73,8 @@ fn run_on(cpu: usize, idle: bool) {
 }
 
 // =============================================================================================
-// Children
-// =============================================================================================
-
-/// Runs the child role named in the environment; does nothing in a normal test run.
-#[test]
-fn child_process_plays_the_role_named_in_its_environment() {
-    let Some(role) = common::role() else { return };
-    match role.as_str() {
-        // Runs as pid 1 of its own pid namespace: its parent (`unshare`) is outside it, so the
-        // parent-pid check of `die_with_parent` does not apply; only the death signal is set.
-        "ns-spsc-consumer" => {
-            set_parent_death_signal();
-            ns_spsc_consumer()
-        }
-        other => {
-            common::die_with_parent();
-            match other {
-                "emfile-consumer" => emfile_consumer(),
-                "topic-subscriber" => topic_subscriber(),
-                "two-sleeping-consumers" => two_sleeping_consumers(),
-                _ => panic!("unknown child role {other:?}"),
-            }
-        }
-    }
-}
-
-fn set_parent_death_signal() {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process; plain integer arguments.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
-    assert_eq!(rc, 0, "prctl(PR_SET_PDEATHSIG)");
-}
-
-/// Lowers the soft limit of open files and opens `/dev/null` until `EMFILE`; returns the files
-/// (kept open by the caller).
-fn exhaust_file_descriptors() -> Vec<File> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: valid out-pointer.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0, "getrlimit");
-    lim.rlim_cur = 64.min(lim.rlim_max);
-    // SAFETY: valid pointer to an initialised rlimit.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0, "setrlimit");
-    let mut files = Vec::new();
-    loop {
-        match File::open("/dev/null") {
-            Ok(f) => files.push(f),
-            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => return files,
-            Err(e) => panic!("open /dev/null: {e}"),
-        }
-        assert!(files.len() < 100_000, "RLIMIT_NOFILE did not take effect");
-    }
-}
-
-/// Item 1, child side: a consumer out of file descriptors polls a slot loaned by its (live)
-/// parent, says what it judged, then waits for the parent's commit.
-fn emfile_consumer() {
-    let q = QueueOptions::new().dir(env(DIR_ENV)).open(&env(NAME_ENV)).expect("child opens the queue");
-    let mut rx = q.consumer().expect("consumer");
-    let files = exhaust_file_descriptors();
-    let proc_read = match std::fs::read("/proc/self/stat") {
-        Ok(_) => "ok".to_string(),
-        Err(e) => format!("errno{}", e.raw_os_error().unwrap_or(0)),
-    };
-    report(&format!("exhausted files={} proc_read={proc_read}", files.len()));
-    let mut buf = [0u8; 64];
-    // 200 ms of polls: liveness of the slot's claimer is checked every 10 ms.
-    let end = Instant::now() + Duration::from_millis(200);
-    while Instant::now() < end {
-        match rx.try_recv(&mut buf) {
-            Err(Error::Empty) => {}
-            other => report(&format!("early {other:?}")),
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    report(&format!("checked abandoned={}", q.counters().abandoned));
-    // The parent commits its loan now; the message must arrive.
-    let end = Instant::now() + Duration::from_secs(2);
-    loop {
-        match rx.try_recv(&mut buf) {
-            Ok(m) => {
-                report(&format!("received {}", String::from_utf8_lossy(&buf[..m.len])));
-                break;
-            }
-            Err(Error::Empty) if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
-            Err(Error::Empty) => {
-                report("received nothing");
-                break;
-            }
-            Err(e) => {
-                report(&format!("received error {e}"));
-                break;
-            }
-        }
-    }
-    drop(files);
-}
-
-/// Item 2, child side: takes the consumer role of an SPSC queue and stays alive.
-fn ns_spsc_consumer() {
-    let q = QueueOptions::new().dir(env(DIR_ENV)).open(&env(NAME_ENV)).expect("child opens the queue");
-    let rx = q.consumer().expect("child takes the consumer role");
-    report(&format!("ready pid={}", std::process::id()));
-    let _keep = (q, rx);
-    common::sleep_until_killed(CHILD_LIMIT);
-}
-
-/// Item 5, child side: joins a topic as a subscriber (lossy or reliable; durable if
-/// `SUB_NAME_ENV` is set) and stays.
-fn topic_subscriber() {
-    let t = TopicOptions::new().dir(env(DIR_ENV)).open(&env(NAME_ENV)).expect("child opens the topic");
-    let mode = if env(MODE_ENV) == "lossy" { SubscriberMode::Lossy } else { SubscriberMode::Reliable };
-    let mut b = t.subscriber().mode(mode);
-    if let Ok(name) = std::env::var(SUB_NAME_ENV) {
-        b = b.name(name);
-    }
-    let sub = b.build().expect("child joins");
-    report("joined");
-    let _keep = (t, sub);
-    common::sleep_until_killed(CHILD_LIMIT);
-}
-
-/// Item 12, child side: one attachment, two threads with a consumer each, both receiving
-/// (Block wait) in a loop; each message received is reported.
-fn two_sleeping_consumers() {
-    let q = QueueOptions::new()
-        .dir(env(DIR_ENV))
-        .wait(WaitStrategy::Block)
-        .open(&env(NAME_ENV))
-        .expect("child opens the queue");
-    for i in 0..2 {
-        let mut rx = q.consumer().expect("consumer");
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            loop {
-                match rx.recv_into(&mut buf) {
-                    Ok(m) => report(&format!("got {i} {}", String::from_utf8_lossy(&buf[..m.len]))),
-                    Err(e) => panic!("thread {i}: recv_into: {e}"),
-                }
-            }
-        });
-    }
-    common::sleep_until_killed(CHILD_LIMIT);
-}
-
-// =============================================================================================
-// 1. Liveness under EMFILE
-// =============================================================================================
-
-/// A consumer whose process has no free file descriptor must not judge a live producer dead:
-/// the slot it loaned is not abandoned, and its message arrives once committed.
-#[test]
-fn a_live_producer_is_not_judged_dead_by_a_consumer_out_of_file_descriptors() {
-    let scene = Scene::new("emfile");
-    let q = QueueOptions::new().dir(scene.path()).capacity(8).max_msg_size(64).create("fd").expect("create");
-    let mut tx = q.producer().expect("producer");
-    let mut loan = tx.loan().expect("loan");
-    loan[..5].copy_from_slice(b"hello");
-
-    let mut child = ChildProc::spawn(ENTRY, "emfile-consumer", &scene.envs("fd"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exhausted = child.wait_line("exhausted", deadline);
-    let checked = child.wait_line("checked", deadline);
-    loan.commit(5).expect("commit the loan");
-    let lines = child.expect_success(deadline);
-    let received = lines.iter().find_map(|l| l.strip_prefix("received ")).unwrap_or("(no line)").to_string();
-
-    assert!(
-        exhausted.contains(&format!("proc_read=errno{}", libc::EMFILE)),
-        "test setup: the child should be out of file descriptors ({exhausted})"
-    );
-    assert!(
-        checked == "abandoned=0" && received == "hello",
-        "the consumer (out of fds) judged the live producer dead: after 200 ms of try_recv it \
-         reported {checked} (expected abandoned=0), and after the commit it received {received:?} \
-         (expected \"hello\"); parent sees counters {:?}",
-        q.counters()
-    );
-}
-
-// =============================================================================================
-// 2. Peer in another pid namespace
-// =============================================================================================
-
-/// Host pids of the children of process `pid` (the process `unshare` forked).
-fn children_of(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// Whether host process `pid` is gone (or a zombie, dead and waiting to be reaped).
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z"),
-    }
-}
-
-/// A live process in another pid namespace that holds the SPSC consumer role keeps it: a
-/// second consumer gets `RoleTaken`, and `shmq stat` (Status) shows the holder alive.
-#[test]
-fn a_live_peer_in_another_pid_namespace_keeps_its_role() {
-    let scene = Scene::new("pidns");
-    let q = QueueOptions::new().dir(scene.path()).spsc().capacity(8).create("ns").expect("create");
-    let prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
-    let mut child = match ChildProc::spawn_under(&prefix, ENTRY, "ns-spsc-consumer", &scene.envs("ns")) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("skipped: cannot run unshare: {e}");
-            return;
-        }
-    };
-    let ready = match child.try_wait_line("ready", Instant::now() + Duration::from_secs(20)) {
-        Ok(r) => r,
-        Err(transcript) if transcript.contains("unshare:") => {
-            eprintln!("skipped: unshare failed here (needs CAP_SYS_ADMIN):\n{transcript}");
-            return;
-        }
-        Err(transcript) => panic!("the namespaced child did not take the consumer role:\n{transcript}"),
-    };
-    let grandchildren = children_of(child.pid());
-
-    let status = Status::read(scene.path(), "ns").expect("status");
-    let holder = status.consumer_holder;
-    let second = q.consumer();
-    let second_desc = match &second {
-        Ok(_) => "Ok (admitted)".to_string(),
-        Err(e) => format!("Err({e})"),
-    };
-    let refused = matches!(second, Err(Error::RoleTaken { role: "consumer", .. }));
-    drop(second);
-
-    // The child dies with `unshare` (--kill-child); make sure of it.
-    child.kill();
-    for &pid in &grandchildren {
-        let end = Instant::now() + Duration::from_secs(5);
-        while !gone(pid) && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if !gone(pid) {
-            // SAFETY: plain kill(2) of a process we started.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("the namespaced child {pid} outlived unshare --kill-child");
-        }
-    }
-
-    assert!(
-        refused && holder.is_some_and(|(_, _, alive)| alive),
-        "a live consumer in another pid namespace ({ready} inside it) was judged dead: a second \
-         consumer() returned {second_desc} (expected RoleTaken), and Status lists the role holder \
-         as {holder:?} (id, pid, alive)"
-    );
-}
-
-// =============================================================================================
 // 3. TopicRef of a Start::Earliest reliable subscriber
 // =============================================================================================
-
-const TOPIC_MSG: usize = 64;
-
-/// Message `n` of the self-checking stream: `n`, then bytes derived from `n`.
-fn stream_message(n: u64) -> [u8; TOPIC_MSG] {
-    let mut b = [0u8; TOPIC_MSG];
-    b[..8].copy_from_slice(&n.to_le_bytes());
-    for (i, x) in b[8..].iter_mut().enumerate() {
-        *x = (n as u8).wrapping_mul(31).wrapping_add(i as u8).wrapping_add((n >> 8) as u8);
-    }
-    b
-}
-
-/// The `n` of a message made by [`stream_message`], if it is one.
-fn stream_check(b: &[u8]) -> Option<u64> {
-    let n = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
-    (b == stream_message(n)).then_some(n)
-}
 
 /// A reliable subscriber that joins with `Start::Earliest` gates publishers from the message it
 /// starts at: the bytes behind its `TopicRef` never change while the ref lives.
@@ -411,11 +87,11 @@ fn stream_check(b: &[u8]) -> Option<u64> {
 #[test]
 fn a_topic_ref_of_an_earliest_reliable_subscriber_never_changes_under_it() {
     let _heavy = heavy();
-    let scene = Scene::new("earliest");
+    let scene = scene("earliest");
     let topic = TopicOptions::new()
         .dir(scene.path())
         .capacity(8)
-        .max_msg_size(TOPIC_MSG)
+        .max_msg_size(STREAM)
         .wait(WaitStrategy::Yield)
         .create("t")
         .expect("create");
@@ -428,7 +104,7 @@ fn a_topic_ref_of_an_earliest_reliable_subscriber_never_changes_under_it() {
             let mut p = topic.publisher().expect("publisher");
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                match p.publish_timeout(&stream_message(n), Duration::from_millis(100)) {
+                match p.publish_timeout(&stream(n), Duration::from_millis(100)) {
                     Ok(()) => n += 1,
                     Err(Error::Timeout) => {}
                     Err(e) => panic!("publish: {e}"),
@@ -456,19 +132,19 @@ fn a_topic_ref_of_an_earliest_reliable_subscriber_never_changes_under_it() {
                     Err(e) => panic!("recv_ref: {e}"),
                 };
                 let copy = m.to_vec();
-                if stream_check(&copy).is_none() {
+                if unstream(&copy).is_none() {
                     torn += 1;
                 }
                 // Hold the ref while the publisher runs: it must wait for this subscriber.
                 std::thread::sleep(Duration::from_micros(100));
-                if *m != copy[..] || stream_check(&m).is_none() {
+                if *m != copy[..] || unstream(&m).is_none() {
                     changed += 1;
                     if example.is_empty() {
                         example = format!(
                             "the ref of sequence {} first held message {:?}, later {:?}",
                             m.sequence(),
-                            stream_check(&copy),
-                            stream_check(&m)
+                            unstream(&copy),
+                            unstream(&m)
                         );
                     }
                 }
@@ -505,7 +181,7 @@ fn a_topic_ref_of_an_earliest_reliable_subscriber_never_changes_under_it() {
 fn racing_open_or_create_calls_all_end_on_the_same_segment() {
     const THREADS: usize = 6;
     let _heavy = heavy();
-    let scene = Scene::new("race-create");
+    let scene = scene("race-create");
     let dir = scene.path().to_path_buf();
     let clean_phase = Duration::from_secs(2);
     let run = Duration::from_secs(6);
@@ -610,50 +286,6 @@ fn racing_open_or_create_calls_all_end_on_the_same_segment() {
 }
 
 // =============================================================================================
-// 5. Dead subscribers must not keep their table entries
-// =============================================================================================
-
-/// Two anonymous subscribers (`mode`) join from child processes that are then SIGKILLed; a new
-/// subscriber joins the full table.
-fn join_after_dead_subscribers(test: &str, mode: &str) {
-    let scene = Scene::new(test);
-    let topic =
-        TopicOptions::new().dir(scene.path()).capacity(16).max_subscribers(2).create("t").expect("create topic");
-    let mut publisher = topic.publisher().expect("publisher");
-    publisher.publish(b"one").expect("publish"); // far from full: no publisher blocks
-    let mut envs = scene.envs("t");
-    envs.push((MODE_ENV, mode.to_string()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for _ in 0..2 {
-        let mut child = ChildProc::spawn(ENTRY, "topic-subscriber", &envs);
-        child.wait_line("joined", deadline);
-        child.kill(); // SIGKILL, and reaped
-    }
-    let listed = topic.subscribers();
-    let third = topic.subscriber().mode(SubscriberMode::Lossy).build();
-    assert!(
-        third.is_ok(),
-        "a subscriber could not join a table whose two entries belong to SIGKILLed {mode} \
-         subscribers: {:?}; table: {listed:?}",
-        third.err()
-    );
-}
-
-/// Entries of lossy subscribers whose processes died are reclaimed when a new subscriber needs
-/// the room.
-#[test]
-fn dead_lossy_subscribers_do_not_keep_the_subscriber_table_full() {
-    join_after_dead_subscribers("dead-lossy", "lossy");
-}
-
-/// Entries of anonymous reliable subscribers whose processes died are reclaimed on join, even
-/// when no publisher was blocked on them.
-#[test]
-fn dead_anonymous_reliable_subscribers_are_reclaimed_on_join() {
-    join_after_dead_subscribers("dead-reliable", "reliable");
-}
-
-// =============================================================================================
 // 6. open must validate before it maps and pre-faults
 // =============================================================================================
 
@@ -661,7 +293,7 @@ fn dead_anonymous_reliable_subscribers_are_reclaimed_on_join() {
 /// pre-fault (populate) a file before it has validated its header.
 #[test]
 fn open_does_not_populate_a_planted_sparse_file() {
-    let scene = Scene::on_tmpfs("planted");
+    let scene = scene_on_tmpfs("planted");
     let path = scene.path().join("shmq.planted");
     File::create(&path).expect("plant").set_len(1 << 30).expect("make it 1 GiB, sparse");
     let blocks = || std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&path).expect("stat"));
@@ -689,7 +321,7 @@ fn open_does_not_populate_a_planted_sparse_file() {
 /// queue at once (not after its safety-net sleep).
 #[test]
 fn skipping_an_aborted_slot_wakes_a_blocked_producer() {
-    let scene = Scene::new("skip-wake");
+    let scene = scene("skip-wake");
     let q = QueueOptions::new()
         .dir(scene.path())
         .capacity(2)
@@ -743,7 +375,7 @@ fn skipping_an_aborted_slot_wakes_a_blocked_producer() {
 #[test]
 fn a_panic_in_the_try_recv_batch_callback_leaves_no_slot_stuck() {
     const CAP: usize = 4;
-    let scene = Scene::new("batch-panic");
+    let scene = scene("batch-panic");
     let q = QueueOptions::new().dir(scene.path()).capacity(CAP as u64).max_msg_size(16).create("q").expect("create");
     let mut tx = q.producer().expect("producer");
     let mut rx = q.consumer().expect("consumer");
@@ -808,7 +440,7 @@ fn seqlock_stream_kind(seq: u64) -> u32 {
 #[test]
 fn a_lossy_subscriber_trusts_length_and_kind_only_after_the_seqlock_check() {
     let _heavy = heavy();
-    let scene = Scene::new("lossy-seqlock");
+    let scene = scene("lossy-seqlock");
     let topic = TopicOptions::new().dir(scene.path()).capacity(4).max_msg_size(256).create("t").expect("create topic");
     let mut sub = topic.subscriber().mode(SubscriberMode::Lossy).kinds(&[1]).build().expect("subscriber");
     assert_eq!(sub.position(), 0, "test setup: the subscriber starts at the first message");
@@ -935,7 +567,7 @@ fn a_lossy_subscriber_trusts_length_and_kind_only_after_the_seqlock_check() {
 fn try_recv_does_not_report_empty_while_a_committed_message_waits() {
     const THREADS: usize = 3;
     let _heavy = heavy();
-    let scene = Scene::new("empty-but-not");
+    let scene = scene("empty-but-not");
     let q = QueueOptions::new()
         .dir(scene.path())
         .capacity(64)
@@ -991,48 +623,12 @@ fn try_recv_does_not_report_empty_while_a_committed_message_waits() {
 }
 
 // =============================================================================================
-// 12. Sleeper counts of a process that dies
-// =============================================================================================
-
-/// When a process whose threads sleep in `recv` dies, every sleeper it counted is uncounted in
-/// the end (two threads of one attachment each count themselves), so later notifies go back to
-/// making no syscall.
-#[test]
-fn a_dead_process_leaves_no_sleeper_counted_even_with_two_sleeping_threads() {
-    let scene = Scene::new("sleepers");
-    let q = QueueOptions::new().dir(scene.path()).capacity(64).max_msg_size(16).create("q").expect("create");
-    let mut tx = q.producer().expect("producer");
-    let mut child = ChildProc::spawn(ENTRY, "two-sleeping-consumers", &scene.envs("q"));
-    let limit = Duration::from_secs(10);
-    wait_for("both child threads to sleep", limit, || q.counters().sleepers.0 == 2);
-    tx.send(b"one").expect("send");
-    child.wait_line("got", Instant::now() + limit);
-    wait_for("both child threads to sleep again", limit, || q.counters().sleepers.0 == 2);
-    child.kill();
-    // Dead sleepers are reaped on the notify slow path, at most every 10 ms.
-    let mut seen = Vec::new();
-    for i in 0..10u8 {
-        tx.send(&[i]).expect("send");
-        std::thread::sleep(Duration::from_millis(25));
-        seen.push(q.counters().sleepers.0);
-    }
-    assert_eq!(
-        q.counters().sleepers.0,
-        0,
-        "sleepers counted after the SIGKILLed child's two sleeping threads died (after each of 10 \
-         sends 25 ms apart: {seen:?})"
-    );
-}
-
-// =============================================================================================
 // What the fix added: revoked claims, reclaiming in stat, gc against attach
 // =============================================================================================
 
-/// The state word of slot `i` in `map`, a segment made with this configuration.
-fn slot_state(map: &RawMap, capacity: u64, max_msg: u32, subscribers: u32, i: u64) -> &AtomicU64 {
-    let o = shmq::layout::Offsets::compute(capacity, max_msg, shmq::layout::DEFAULT_PARTICIPANTS, subscribers)
-        .expect("layout");
-    map.u64_at(o.slots + i * o.stride)
+/// The state word of slot `i` of the segment `map` maps.
+fn slot_state(map: &RawMap, i: u64) -> &AtomicU64 {
+    map.u64_at(Geometry::read(map).slot(i))
 }
 
 /// A producer whose claim a peer revoked (as a peer that judged it dead does: the slot marked
@@ -1043,11 +639,11 @@ fn slot_state(map: &RawMap, capacity: u64, max_msg: u32, subscribers: u32, i: u6
 #[test]
 fn revoked_claims_are_reported_and_never_written_over() {
     use shmq::layout::slot;
-    let scene = Scene::new("revoked");
+    let scene = scene("revoked");
     let q = QueueOptions::new().dir(scene.path()).capacity(4).max_msg_size(16).create("q").expect("create");
     let peer = RawMap::open(q.path());
     let (mut tx, mut rx) = (q.producer().expect("producer"), q.consumer().expect("consumer"));
-    let state = slot_state(&peer, 4, 16, 0, 0);
+    let state = slot_state(&peer, 0);
     let mut loan = tx.loan().expect("loan");
     loan[..4].copy_from_slice(b"lost");
     let abandoned = slot::pack(1, slot::ABANDONED, 0);
@@ -1064,9 +660,9 @@ fn revoked_claims_are_reported_and_never_written_over() {
     let freed = slot::pack(2 + 4, slot::IDLE, 0);
     let r = rx.try_recv_ref().expect("recv_ref");
     assert_eq!(&*r, b"held");
-    slot_state(&peer, 4, 16, 0, 2).store(freed, Ordering::SeqCst);
+    slot_state(&peer, 2).store(freed, Ordering::SeqCst);
     drop(r);
-    assert_eq!(slot_state(&peer, 4, 16, 0, 2).load(Ordering::SeqCst), freed, "the release wrote over the peer's state");
+    assert_eq!(slot_state(&peer, 2).load(Ordering::SeqCst), freed, "the release wrote over the peer's state");
 
     // Topic publisher.
     let t = TopicOptions::new().dir(scene.path()).capacity(4).max_msg_size(16).create("t").expect("create topic");
@@ -1075,7 +671,7 @@ fn revoked_claims_are_reported_and_never_written_over() {
     let mut p = t.publisher().expect("publisher");
     let mut loan = p.loan().expect("topic loan");
     loan[..4].copy_from_slice(b"lost");
-    let tstate = slot_state(&tpeer, 4, 16, shmq::topic::DEFAULT_MAX_SUBSCRIBERS, 0);
+    let tstate = slot_state(&tpeer, 0);
     let abandoned = slot::pack(0, slot::ABANDONED, 0);
     tstate.store(abandoned, Ordering::SeqCst);
     assert!(matches!(loan.commit(4), Err(Error::ClaimRevoked)));
@@ -1085,39 +681,13 @@ fn revoked_claims_are_reported_and_never_written_over() {
     assert_eq!(&buf[..m.len], b"next");
 }
 
-/// `shmq stat` reclaims the entries of subscribers whose processes died, as a join would: an
-/// anonymous one disappears, a durable one stays, shown away (it keeps its place), and the
-/// table has room again.
-#[test]
-fn stat_reclaims_the_entries_of_dead_subscribers() {
-    let scene = Scene::new("stat-reclaims");
-    let topic =
-        TopicOptions::new().dir(scene.path()).capacity(16).max_subscribers(2).create("t").expect("create topic");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for name in [None, Some("keep")] {
-        let mut envs = scene.envs("t");
-        envs.push((MODE_ENV, "lossy".into()));
-        if let Some(n) = name {
-            envs.push((SUB_NAME_ENV, n.into()));
-        }
-        let mut child = ChildProc::spawn(ENTRY, "topic-subscriber", &envs);
-        child.wait_line("joined", deadline);
-        child.kill();
-    }
-    assert_eq!(topic.subscriber_count(), 2, "both entries are still taken before anyone looks");
-    let s = Status::read(scene.path(), "t").expect("stat");
-    let names: Vec<_> = s.subscribers.iter().map(|sub| (sub.name.clone(), sub.alive)).collect();
-    assert_eq!(names, vec![(Some("keep".to_string()), false)], "stat shows the durable one away, the other gone");
-    assert_eq!(topic.subscriber_count(), 1, "stat freed the anonymous entry");
-}
-
 /// `shmq gc` and a process attaching exclude each other: however their steps interleave, a
 /// process that opened a queue is never left on a segment gc removed (a second open by name
 /// finds the same queue, with the message the first handle sent).
 #[test]
 fn gc_never_removes_a_segment_a_process_is_attaching_to() {
     let _heavy = heavy();
-    let scene = Scene::new("gc-vs-attach");
+    let scene = scene("gc-vs-attach");
     let dir = scene.path().to_path_buf();
     let stop = Arc::new(AtomicBool::new(false));
     let gc = {

@@ -2,30 +2,27 @@
 //! table and the slots of a live segment (through the file, as another process could) must give
 //! `Ok` or errors from every call — never a panic, a hang or a read outside the segment.
 //!
-//! The sweeps run in a child process (this test binary again, see `tests/common`), so that a
-//! crash (SIGSEGV, SIGBUS) is reported with the corruption of the round that caused it. Inside
+//! The sweeps run in a child process (this test binary again), so that a crash (SIGSEGV,
+//! SIGBUS) is reported with the corruption of the round that caused it. The corruption comes
+//! from `shmq_test_support::Corrupter` (the hostile writer's too, with other weights). Inside
 //! the child each round's operations run on a worker thread under a per-operation watchdog, and
 //! each operation under `catch_unwind`. Every round prints its seed and corruption; a failing
 //! round can be replayed with `SHMQ_HOSTILE_SEED`.
 
-use shmq_test_support as common;
-
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{env, env_u64, report, ChildProc, RawMap, Rng, Watchdog};
-use shmq::layout::slot;
 use shmq::status::Status;
 use shmq::{Error, Queue, QueueKind, QueueOptions, WaitStrategy};
+use shmq_test_support::corrupt::{field, SLOT_LEN};
 
-/// The test that child processes run.
-const ENTRY: &str = "child_process_runs_the_hostile_sweep_named_in_its_environment";
+use crate::{panic_message, touch};
+use shmq_test_support::{env, env_u64, report, ChildProc, Corrupter, Geometry, Hit, RawMap, Rng, Role, Scene, Weights};
+
 const SEED: &str = "SHMQ_HOSTILE_SEED";
 const ROUNDS: &str = "SHMQ_HOSTILE_ROUNDS";
 const DIR: &str = "SHMQ_HOSTILE_DIR";
@@ -39,169 +36,13 @@ const SWEEP_LIMIT: Duration = Duration::from_secs(240);
 /// Timeout of the timed operations under test.
 const SHORT: Duration = Duration::from_millis(2);
 
-// ---------------------------------------------------------------------------------------------
-// Where things are in a queue segment (see the picture in src/layout.rs)
-// ---------------------------------------------------------------------------------------------
-
-/// Header fields: name, offset, width.
-const HEADER_FIELDS: &[(&str, u64, usize)] = &[
-    ("magic", 0, 8),
-    ("version", 8, 4),
-    ("kind", 12, 4),
-    ("init", 16, 4),
-    ("line", 20, 4),
-    ("creator_pid", 24, 4),
-    ("max_msg", 28, 4),
-    ("creator_start", 32, 8),
-    ("capacity", 40, 8),
-    ("slot_stride", 48, 8),
-    ("max_participants", 56, 4),
-    ("max_subscribers", 60, 4),
-    ("participants_offset", 64, 8),
-    ("subscribers_offset", 72, 8),
-    ("slots_offset", 80, 8),
-    ("total_size", 88, 8),
-    ("created_unix_ns", 96, 8),
-    ("producer_holder", 104, 4),
-    ("consumer_holder", 108, 4),
+/// The roles of this module's children: one sweep each.
+pub const ROLES: &[Role] = &[
+    ("hostile spsc", || sweep_from_env(QueueKind::Spsc, false)),
+    ("hostile mpmc", || sweep_from_env(QueueKind::Mpmc, false)),
+    ("hostile spsc-concurrent", || sweep_from_env(QueueKind::Spsc, true)),
+    ("hostile mpmc-concurrent", || sweep_from_env(QueueKind::Mpmc, true)),
 ];
-/// Ring control block fields: name, offset, width.
-const CONTROL_FIELDS: &[(&str, u64, usize)] = &[
-    ("tail", 128, 8),
-    ("head", 256, 8),
-    ("data.seq", 384, 4),
-    ("data.sleepers", 388, 4),
-    ("space.seq", 512, 4),
-    ("space.sleepers", 516, 4),
-    ("stats.aborted", 640, 8),
-    ("stats.abandoned", 648, 8),
-    ("stats.lost_by_crash", 656, 8),
-    ("stats.full_events", 664, 8),
-    ("stats.blocked_ns", 672, 8),
-];
-const PARTICIPANTS_OFFSET: u64 = 768;
-/// Participant entry fields: name, offset in the entry, width.
-const PARTICIPANT_FIELDS: &[(&str, u64, usize)] =
-    &[("state", 0, 4), ("pid", 4, 4), ("start_time", 8, 8), ("roles", 16, 4), ("generation", 20, 4)];
-/// Offset of the header's `slots_offset`.
-const SLOTS_OFFSET_FIELD: u64 = 80;
-
-/// The geometry of one round's segment, read before it is corrupted.
-#[derive(Clone, Copy, Debug)]
-struct Geometry {
-    capacity: u64,
-    max_msg: u64,
-    stride: u64,
-    slots: u64,
-    size: u64,
-}
-
-impl Geometry {
-    fn of(q: &Queue, file: &File) -> Geometry {
-        let mut b = [0u8; 8];
-        file.read_exact_at(&mut b, SLOTS_OFFSET_FIELD).expect("read slots offset");
-        let max_msg = q.max_msg_size() as u64;
-        Geometry {
-            capacity: q.capacity() as u64,
-            max_msg,
-            stride: shmq::layout::slot_stride(max_msg as usize) as u64,
-            slots: u64::from_le_bytes(b),
-            size: file.metadata().expect("segment size").len(),
-        }
-    }
-}
-
-/// One write into the segment.
-#[derive(Clone, Debug)]
-struct Hit {
-    what: String,
-    offset: u64,
-    bytes: Vec<u8>,
-}
-
-impl std::fmt::Display for Hit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} @{} <- {:02x?}", self.what, self.offset, self.bytes)
-    }
-}
-
-/// A value for a field of `width` bytes: random, an edge value, or something near what the
-/// field could plausibly hold.
-fn value(rng: &mut Rng, width: usize, near: &[u64]) -> Vec<u8> {
-    let v = match rng.below(4) {
-        0 => rng.next_u64(),
-        1 => *rng.pick(&[0, 1, 2, 3, u64::MAX, u64::MAX - 1, 1 << 31, 1 << 32, 1 << 47, 1 << 48, i64::MAX as u64]),
-        _ if !near.is_empty() => rng.pick(near).wrapping_add(rng.below(9)).wrapping_sub(4),
-        _ => rng.below(300),
-    };
-    v.to_le_bytes()[..width].to_vec()
-}
-
-/// A random corruption of the segment, aimed at fields more often than at random bytes.
-fn random_hit(rng: &mut Rng, g: &Geometry, tail: u64, head: u64) -> Hit {
-    let (cap, max) = (g.capacity, g.max_msg);
-    let field = |what: String, offset: u64, width: usize, bytes: Vec<u8>| {
-        debug_assert_eq!(bytes.len(), width);
-        Hit { what, offset, bytes }
-    };
-    match rng.below(10) {
-        0 | 1 => {
-            let &(name, off, w) = rng.pick(HEADER_FIELDS);
-            let near = [cap, max, g.stride, g.slots, g.size, shmq::layout::INIT_READY as u64, 1, 2, 3, 64];
-            field(format!("header.{name}"), off, w, value(rng, w, &near))
-        }
-        2 | 3 => {
-            let &(name, off, w) = rng.pick(CONTROL_FIELDS);
-            let near = [tail, head, tail + cap, head + cap, head.wrapping_sub(cap), tail.wrapping_sub(cap), 0];
-            field(format!("control.{name}"), off, w, value(rng, w, &near))
-        }
-        4 => {
-            let entries = if rng.below(2) == 0 { 3 } else { 64 };
-            let i = rng.below(entries);
-            let &(name, off, w) = rng.pick(PARTICIPANT_FIELDS);
-            let near = [0, 1, 2, std::process::id() as u64, 1];
-            field(format!("participant[{i}].{name}"), PARTICIPANTS_OFFSET + i * 64 + off, w, value(rng, w, &near))
-        }
-        5..=7 => {
-            let i = rng.below(cap);
-            let base = g.slots + i * g.stride;
-            match rng.below(4) {
-                0 | 1 => {
-                    // A plausible-looking state word: a position near the indices, any tag, a
-                    // small claimer id.
-                    let pos = rng.pick(&[tail, head, tail + cap, head + cap, i]).wrapping_add(rng.below(2 * cap + 5));
-                    let pos = pos.wrapping_sub(cap + 2);
-                    let word = if rng.below(3) == 0 {
-                        rng.next_u64()
-                    } else {
-                        slot::pack(pos, rng.below(16), rng.below(5) as u16)
-                    };
-                    field(format!("slot[{i}].state"), base, 8, word.to_le_bytes().to_vec())
-                }
-                2 => field(format!("slot[{i}].len"), base + 8, 4, value(rng, 4, &[max, max + 1, 0, 4])),
-                _ => {
-                    let n = rng.below(max.clamp(1, 32)) + 1;
-                    let at = rng.below(max.max(1));
-                    let bytes = (0..n).map(|_| rng.next_u64() as u8).collect();
-                    field(format!("slot[{i}].payload+{at}"), base + 16 + at, n as usize, bytes)
-                }
-            }
-        }
-        8 => {
-            let i = rng.below(cap);
-            field(format!("slot[{i}].kind"), g.slots + i * g.stride + 12, 4, value(rng, 4, &[]))
-        }
-        _ => {
-            let n = rng.below(16) + 1;
-            let at = rng.below(g.size - n);
-            Hit { what: "random bytes".into(), offset: at, bytes: (0..n).map(|_| rng.next_u64() as u8).collect() }
-        }
-    }
-}
-
-fn apply(file: &File, hit: &Hit) {
-    file.write_all_at(&hit.bytes, hit.offset).unwrap_or_else(|e| panic!("write {hit}: {e}"));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Running operations under a watchdog
@@ -241,12 +82,7 @@ fn guarded(
                     let _ = tx.send(Event::Done(name, o));
                 }
                 Err(p) => {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    let _ = tx.send(Event::Panicked(name, msg));
+                    let _ = tx.send(Event::Panicked(name, panic_message(&*p)));
                 }
             }
         };
@@ -287,7 +123,6 @@ fn exercise(
     let msg: Vec<u8> = (0..rng.below(max as u64 + 1)).map(|i| i as u8).collect();
     let mut tx = None;
     let mut rx = None;
-    let touch = |b: &[u8]| b.iter().fold(0u8, |a, &x| a ^ x);
     run("producer", &mut || {
         let r = q.producer();
         let o = outcome(&r);
@@ -419,24 +254,21 @@ fn sweep(kind: QueueKind, concurrent: bool, rounds: u64, seed: u64, dir: &Path) 
         let mut rng = Rng::new(round_seed);
         let name = format!("r{round}");
         let q = fresh_queue(&mut rng, dir, &name, kind);
-        let file = OpenOptions::new().read(true).write(true).open(q.path()).expect("open the segment file");
-        let g = Geometry::of(&q, &file);
-        let c = q.counters();
+        let corrupter = Corrupter::new(RawMap::open(q.path()), Weights::SWEEP);
+        let g = *corrupter.geometry();
         let stop = Arc::new(AtomicBool::new(false));
-        let mut corrupter = None;
+        let mut racer = None;
         let hits: Vec<Hit> = if concurrent {
-            let (stop, file, mut crng) = (stop.clone(), file.try_clone().expect("dup"), rng.clone());
-            corrupter = Some(std::thread::spawn(move || {
+            let (stop, mut crng) = (stop.clone(), rng.clone());
+            racer = Some(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    apply(&file, &random_hit(&mut crng, &g, c.tail, c.head));
+                    corrupter.hit(&mut crng);
                     std::thread::yield_now();
                 }
             }));
             Vec::new()
         } else {
-            let hits: Vec<Hit> = (0..1 + rng.below(4)).map(|_| random_hit(&mut rng, &g, c.tail, c.head)).collect();
-            hits.iter().for_each(|h| apply(&file, h));
-            hits
+            (0..1 + rng.below(4)).map(|_| corrupter.hit(&mut rng)).collect()
         };
         let what = if concurrent {
             "concurrent random writes".to_string()
@@ -449,7 +281,7 @@ fn sweep(kind: QueueKind, concurrent: bool, rounds: u64, seed: u64, dir: &Path) 
         let q2 = q.clone();
         guarded(&|| context.clone(), &mut tally, move |run| exercise(q2, &dir2, &name2, &mut rng, run));
         stop.store(true, Ordering::Relaxed);
-        if let Some(t) = corrupter {
+        if let Some(t) = racer {
             t.join().expect("corrupter thread");
         }
         q.unlink().expect("unlink");
@@ -459,29 +291,20 @@ fn sweep(kind: QueueKind, concurrent: bool, rounds: u64, seed: u64, dir: &Path) 
     report(&format!("done {rounds}"));
 }
 
-#[test]
-fn child_process_runs_the_hostile_sweep_named_in_its_environment() {
-    let Some(role) = common::role() else { return };
-    common::die_with_parent();
+/// A sweep in a child, as the parent set it up (see [`run_sweep`]).
+fn sweep_from_env(kind: QueueKind, concurrent: bool) {
     let (seed, rounds, dir) = (env_u64(SEED), env_u64(ROUNDS), env(DIR));
-    let dir = Path::new(&dir);
-    match role.as_str() {
-        "spsc" => sweep(QueueKind::Spsc, false, rounds, seed, dir),
-        "mpmc" => sweep(QueueKind::Mpmc, false, rounds, seed, dir),
-        "spsc-concurrent" => sweep(QueueKind::Spsc, true, rounds, seed, dir),
-        "mpmc-concurrent" => sweep(QueueKind::Mpmc, true, rounds, seed, dir),
-        other => panic!("unknown sweep {other:?}"),
-    }
+    sweep(kind, concurrent, rounds, seed, Path::new(&dir));
 }
 
 /// Runs sweep `role` in a child process and fails with its last rounds if it does not finish.
 fn run_sweep(role: &str, default_seed: u64) {
     let seed = std::env::var(SEED).ok().and_then(|s| s.parse().ok()).unwrap_or(default_seed);
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let _dog = Watchdog::start(role, SWEEP_LIMIT + Duration::from_secs(60), Some(dir.path()));
-    let envs = [(SEED, seed.to_string()), (ROUNDS, SWEEP_ROUNDS.to_string()), (DIR, dir.path().display().to_string())];
-    let mut child = ChildProc::spawn(ENTRY, role, &envs);
-    let lines = child.expect_success(Instant::now() + SWEEP_LIMIT);
+    let scene = Scene::new(role, SWEEP_LIMIT, SWEEP_LIMIT + Duration::from_secs(60));
+    let envs =
+        [(SEED, seed.to_string()), (ROUNDS, SWEEP_ROUNDS.to_string()), (DIR, scene.path().display().to_string())];
+    let mut child = ChildProc::spawn(role, &envs);
+    let lines = child.expect_success(scene.deadline());
     assert_eq!(lines.last().map(String::as_str), Some(format!("done {SWEEP_ROUNDS}").as_str()), "sweep ended early");
     // The sweep is only worth something if corruption both broke and spared operations: these
     // must have returned Ok in some rounds and an error in others, and sends must have worked.
@@ -510,64 +333,66 @@ fn run_sweep(role: &str, default_seed: u64) {
 
 #[test]
 fn random_corruption_of_a_live_spsc_segment_gives_errors_never_panics_or_hangs() {
-    run_sweep("spsc", 0x5350_5343);
+    run_sweep("hostile spsc", 0x5350_5343);
 }
 
 #[test]
 fn random_corruption_of_a_live_mpmc_segment_gives_errors_never_panics_or_hangs() {
-    run_sweep("mpmc", 0x4D50_4D43);
+    run_sweep("hostile mpmc", 0x4D50_4D43);
 }
 
 #[test]
 fn corruption_racing_with_spsc_operations_never_panics_or_hangs() {
-    run_sweep("spsc-concurrent", 0xC5C5);
+    run_sweep("hostile spsc-concurrent", 0xC5C5);
 }
 
 #[test]
 fn corruption_racing_with_mpmc_operations_never_panics_or_hangs() {
-    run_sweep("mpmc-concurrent", 0xC4C4);
+    run_sweep("hostile mpmc-concurrent", 0xC4C4);
 }
 
 /// Each validated header field, set to a wrong value, makes `open` fail with the matching error.
 #[test]
 fn open_rejects_a_segment_whose_header_was_overwritten() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let _dog = Watchdog::start("header", Duration::from_secs(60), Some(dir.path()));
-    let cases: &[(&str, u64, &[u8], &str)] = &[
-        ("magic", 0, b"NOTSHMQ!", "Incompatible"),
-        ("version", 8, &99u32.to_le_bytes(), "Incompatible"),
-        ("kind", 12, &7u32.to_le_bytes(), "Incompatible"),
-        ("init", 16, &0x1234u32.to_le_bytes(), "Corrupted"),
-        ("line", 20, &64u32.to_le_bytes(), "Incompatible"),
-        ("max_msg", 28, &(u32::MAX).to_le_bytes(), "Corrupted"),
-        ("capacity", 40, &3u64.to_le_bytes(), "Corrupted"),
-        ("capacity", 40, &(1u64 << 40).to_le_bytes(), "Corrupted"),
-        ("capacity", 40, &(1u64 << 20).to_le_bytes(), "Incompatible"),
-        ("slot_stride", 48, &8u64.to_le_bytes(), "Incompatible"),
-        ("max_participants", 56, &0u32.to_le_bytes(), "Corrupted"),
-        ("max_participants", 56, &4000u32.to_le_bytes(), "Incompatible"),
-        ("max_subscribers", 60, &5u32.to_le_bytes(), "Corrupted"),
-        ("participants_offset", 64, &0u64.to_le_bytes(), "Incompatible"),
-        ("subscribers_offset", 72, &u64::MAX.to_le_bytes(), "Incompatible"),
-        ("slots_offset", 80, &128u64.to_le_bytes(), "Incompatible"),
-        ("total_size", 88, &(1u64 << 30).to_le_bytes(), "Incompatible"),
+    let limit = Duration::from_secs(60);
+    let scene = Scene::new("header", limit, limit);
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("magic", b"NOTSHMQ!", "Incompatible"),
+        ("version", &99u32.to_le_bytes(), "Incompatible"),
+        ("kind", &7u32.to_le_bytes(), "Incompatible"),
+        ("init", &0x1234u32.to_le_bytes(), "Corrupted"),
+        ("line", &64u32.to_le_bytes(), "Incompatible"),
+        ("max_msg", &(u32::MAX).to_le_bytes(), "Corrupted"),
+        ("capacity", &3u64.to_le_bytes(), "Corrupted"),
+        ("capacity", &(1u64 << 40).to_le_bytes(), "Corrupted"),
+        ("capacity", &(1u64 << 20).to_le_bytes(), "Incompatible"),
+        ("slot_stride", &8u64.to_le_bytes(), "Incompatible"),
+        ("max_participants", &0u32.to_le_bytes(), "Corrupted"),
+        ("max_participants", &4000u32.to_le_bytes(), "Incompatible"),
+        ("max_subscribers", &5u32.to_le_bytes(), "Corrupted"),
+        ("participants_offset", &0u64.to_le_bytes(), "Incompatible"),
+        ("subscribers_offset", &u64::MAX.to_le_bytes(), "Incompatible"),
+        ("slots_offset", &128u64.to_le_bytes(), "Incompatible"),
+        ("total_size", &(1u64 << 30).to_le_bytes(), "Incompatible"),
     ];
-    for (i, &(field, offset, bytes, want)) in cases.iter().enumerate() {
+    for (i, &(what, bytes, want)) in cases.iter().enumerate() {
+        let f = field(&format!("header.{what}"));
+        assert_eq!(f.width, bytes.len(), "test setup: the width of {what}");
         for kind in [QueueKind::Spsc, QueueKind::Mpmc] {
             let name = format!("h{i}-{kind:?}");
-            let q = QueueOptions::new().dir(dir.path()).kind(kind).capacity(8).max_msg_size(32).create(&name).unwrap();
-            let file = OpenOptions::new().write(true).open(q.path()).expect("open the segment file");
-            file.write_all_at(bytes, offset).expect("overwrite");
-            let opts = QueueOptions::new().dir(dir.path()).ready_timeout(Duration::from_millis(20));
+            let q =
+                QueueOptions::new().dir(scene.path()).kind(kind).capacity(8).max_msg_size(32).create(&name).unwrap();
+            RawMap::open(q.path()).write_bytes(f.offset, bytes);
+            let opts = QueueOptions::new().dir(scene.path()).ready_timeout(Duration::from_millis(20));
             let got = catch_unwind(AssertUnwindSafe(|| opts.open(&name)))
-                .unwrap_or_else(|_| panic!("open panicked after {field} was overwritten"));
+                .unwrap_or_else(|_| panic!("open panicked after {what} was overwritten"));
             let ok = matches!(
                 (&got, want),
                 (Err(Error::Incompatible { .. }), "Incompatible") | (Err(Error::Corrupted(_)), "Corrupted")
             );
-            assert!(ok, "{kind:?} with {field} overwritten by {bytes:02x?}: want {want}, got {got:?}");
-            let status = Status::read(dir.path(), &name);
-            assert!(status.is_err(), "Status::read must reject it too ({field}), got {status:?}");
+            assert!(ok, "{kind:?} with {what} overwritten by {bytes:02x?}: want {want}, got {got:?}");
+            let status = Status::read(scene.path(), &name);
+            assert!(status.is_err(), "Status::read must reject it too ({what}), got {status:?}");
             q.unlink().expect("unlink");
         }
     }
@@ -578,17 +403,16 @@ fn open_rejects_a_segment_whose_header_was_overwritten() {
 #[test]
 fn mpmc_length_rewritten_during_a_receive_never_overruns_the_buffer() {
     const ATTEMPTS: u32 = 1_000_000;
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let _dog = Watchdog::start("length race", Duration::from_secs(120), Some(dir.path()));
-    let q = QueueOptions::new().dir(dir.path()).capacity(4).max_msg_size(64).create("race").expect("create");
-    let file = OpenOptions::new().read(true).write(true).open(q.path()).expect("open the segment file");
-    let g = Geometry::of(&q, &file);
-    let map = RawMap::new(&file);
+    let limit = Duration::from_secs(120);
+    let scene = Scene::new("length race", limit, limit);
+    let q = QueueOptions::new().dir(scene.path()).capacity(4).max_msg_size(64).create("race").expect("create");
+    let map = RawMap::open(q.path());
+    let g = Geometry::read(&map);
     let stop = Arc::new(AtomicBool::new(false));
     let flipper = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let lens: Vec<&AtomicU32> = (0..g.capacity).map(|i| map.u32_at(g.slots + i * g.stride + 8)).collect();
+            let lens: Vec<&AtomicU32> = (0..g.capacity).map(|i| map.u32_at(g.slot(i) + SLOT_LEN.offset)).collect();
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let len: u32 = if n % 2 == 0 { 4 } else { 64 };
@@ -603,8 +427,7 @@ fn mpmc_length_rewritten_during_a_receive_never_overruns_the_buffer() {
         let _ = tx.try_send(&[1, 2, 3, 4]);
         let mut buf = [0u8; 8];
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| rx.try_recv(&mut buf).map(|m| m.len))) {
-            let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
-            panicked = Some(format!("attempt {attempt}: {msg}"));
+            panicked = Some(format!("attempt {attempt}: {}", panic_message(&*p)));
             break;
         }
     }

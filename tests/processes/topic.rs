@@ -1,26 +1,27 @@
-//! Topics across real processes (this test binary run again as a child, see `tests/common`):
-//! a million messages from two publisher processes fanned out to three subscriber processes,
-//! subscribers killed with SIGKILL mid-stream (anonymous ones must stop gating, durable ones
-//! must resume without losing or re-delivering acknowledged messages), and a slow lossy
-//! subscriber that must account for every message it missed and never see a torn payload.
+//! Topics across real processes: a million messages from two publisher processes fanned out to
+//! three subscriber processes, subscribers killed with SIGKILL mid-stream (anonymous ones must
+//! stop gating, durable ones must resume without losing or re-delivering acknowledged
+//! messages), and a slow lossy subscriber that must account for every message it missed and
+//! never see a torn payload.
 //!
 //! Every test runs under a watchdog and removes its temporary segment directory; children are
-//! killed when the test ends, however it ends. The tests run one at a time (they share two cores
-//! with everything else).
+//! killed when the test ends, however it ends. The tests take the binary's heavy-test lock, so
+//! they run one at a time with the other CPU-heavy tests (they share two cores with everything
+//! else).
 
-use shmq_test_support as common;
-
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{env, env_u64, report, ChildProc, Watchdog};
 use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions, WaitStrategy};
+use shmq_test_support::payload::{self, read_records, stamp, unstamp, unwide, Sequences, WIDE};
+use shmq_test_support::{
+    env, env_opt, env_u64, field, heavy, num, report, result_line, sleep_until_killed, wait_for, ChildProc, Rng, Role,
+    Scene,
+};
 
-/// The test that child processes run (see [`child_process_plays_the_role_named_in_its_environment`]).
-const ENTRY: &str = "child_process_plays_the_role_named_in_its_environment";
+use crate::{spawn, wait_from_env, DIR_ENV, NAME_ENV};
+
 /// Deadline of each test's waits for its children.
 const LIMIT: Duration = Duration::from_secs(300);
 /// Last resort: the watchdog aborts the test binary after this.
@@ -28,8 +29,6 @@ const WATCHDOG: Duration = Duration::from_secs(360);
 /// How long a child waits for one message or for space before failing.
 const CHILD_WAIT: Duration = Duration::from_secs(120);
 
-const TOPIC: &str = "SHMQ_TEST_TOPIC";
-const WAIT: &str = "SHMQ_TEST_WAIT";
 /// Messages per publisher.
 const COUNT: &str = "SHMQ_TEST_COUNT";
 /// Publisher index (in the payload).
@@ -54,100 +53,24 @@ const SUB_NAME: &str = "SHMQ_TEST_SUBSCRIBER";
 /// Lossy subscriber: receive nothing until this many messages were published.
 const FIRST_AFTER: &str = "SHMQ_TEST_FIRST_AFTER";
 
-/// Size of the fan-out payloads: (publisher, seq) and a check word.
-const PAYLOAD: usize = 16;
-/// Size of the lossy test's payloads: the sequence repeated.
-const WIDE: usize = 64;
-
-/// The tests run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn mix(x: u64) -> u64 {
-    (x ^ 0x5DEE_CE66_D1CE_4E5B).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
-}
-
-/// Payload of message `seq` of publisher `publisher`: both packed in one word, then a check word.
-fn payload(publisher: u64, seq: u64) -> [u8; PAYLOAD] {
-    let w = (publisher << 32) | seq;
-    let mut b = [0u8; PAYLOAD];
-    b[..8].copy_from_slice(&w.to_le_bytes());
-    b[8..].copy_from_slice(&mix(w).to_le_bytes());
-    b
-}
-
-/// `(publisher, seq)` of a payload; panics if it is not one `payload` made.
-fn decode(b: &[u8]) -> (u64, u64) {
-    assert_eq!(b.len(), PAYLOAD, "payload length");
-    let w = u64::from_le_bytes(b[..8].try_into().unwrap());
-    let check = u64::from_le_bytes(b[8..].try_into().unwrap());
-    assert_eq!(check, mix(w), "payload check word of {w:#x} (torn or foreign message)");
-    (w >> 32, w & 0xFFFF_FFFF)
-}
-
-/// The lossy test's payload: `seq` repeated over 64 bytes.
-fn wide_payload(seq: u64) -> [u8; WIDE] {
-    let mut b = [0u8; WIDE];
-    for c in b.chunks_exact_mut(8) {
-        c.copy_from_slice(&seq.to_le_bytes());
-    }
-    b
-}
-
-/// The sequence in a wide payload; panics if its copies disagree (a torn read).
-fn decode_wide(b: &[u8]) -> u64 {
-    assert_eq!(b.len(), WIDE, "payload length");
-    let words: Vec<u64> = b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
-    assert!(words.iter().all(|&w| w == words[0]), "torn payload: the copies of the sequence disagree: {words:?}");
-    words[0]
-}
-
-fn wait_name(w: WaitStrategy) -> &'static str {
-    match w {
-        WaitStrategy::Spin => "spin",
-        WaitStrategy::Yield => "yield",
-        WaitStrategy::Block => "block",
-    }
-}
-
-/// An optional numeric environment variable of a child role.
-fn env_opt(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Children
 // ---------------------------------------------------------------------------------------------
 
-/// Runs the child role named in the environment; does nothing in a normal test run.
-#[test]
-fn child_process_plays_the_role_named_in_its_environment() {
-    let Some(role) = common::role() else { return };
-    common::die_with_parent();
-    match role.as_str() {
-        "publisher" => publisher(false),
-        "wide-publisher" => publisher(true),
-        "reliable-subscriber" => reliable_subscriber(),
-        "durable-subscriber" => durable_subscriber(),
-        "lossy-subscriber" => lossy_subscriber(),
-        other => panic!("unknown child role {other:?}"),
-    }
-}
+/// The roles of this module's children.
+pub const ROLES: &[Role] = &[
+    ("topic publisher", || publisher(false)),
+    ("topic wide-publisher", || publisher(true)),
+    ("topic reliable-subscriber", reliable_subscriber),
+    ("topic durable-subscriber", durable_subscriber),
+    ("topic lossy-subscriber", lossy_subscriber),
+];
 
 fn child_topic() -> Topic {
-    let wait = match env(WAIT).as_str() {
-        "spin" => WaitStrategy::Spin,
-        "yield" => WaitStrategy::Yield,
-        "block" => WaitStrategy::Block,
-        w => panic!("unknown wait strategy {w:?}"),
-    };
     TopicOptions::new()
-        .dir(env("SHMQ_DIR"))
-        .wait(wait)
-        .open(&env(TOPIC))
+        .dir(env(DIR_ENV))
+        .wait(wait_from_env())
+        .open(&env(NAME_ENV))
         .unwrap_or_else(|e| panic!("child opens the topic: {e}"))
 }
 
@@ -162,9 +85,9 @@ fn publisher(wide: bool) {
     for seq in 0..n {
         let started = Instant::now();
         let r = if wide {
-            p.publish_timeout(&wide_payload(seq), CHILD_WAIT)
+            p.publish_timeout(&payload::wide(seq), CHILD_WAIT)
         } else {
-            p.publish_timeout(&payload(me, seq), CHILD_WAIT)
+            p.publish_timeout(&stamp(me, seq), CHILD_WAIT)
         };
         r.unwrap_or_else(|e| panic!("publisher {me}: publish of message {seq}: {e}"));
         longest = longest.max(started.elapsed());
@@ -181,17 +104,14 @@ fn reliable_subscriber() {
     report("ready");
     let (publishers, n) = (env_u64(PUBLISHERS) as usize, env_u64(COUNT));
     let (delay, progress) = (env_opt(DELAY_US).map(Duration::from_micros), env_opt(PROGRESS));
-    let mut next = vec![0u64; publishers];
+    let mut seen = Sequences::new(publishers);
     let mut buf = [0u8; 64];
     for received in 1..=publishers as u64 * n {
         let m = sub
             .recv_timeout(&mut buf, CHILD_WAIT)
-            .unwrap_or_else(|e| panic!("receive after {next:?} messages per publisher: {e}"));
-        let (p, seq) = decode(&buf[..m.len]);
-        assert!((p as usize) < publishers, "message from unknown publisher {p}");
-        let due = &mut next[p as usize];
-        assert_eq!(seq, *due, "publisher {p}'s message {seq} arrived when {due} was due (lost, repeated or reordered)");
-        *due += 1;
+            .unwrap_or_else(|e| panic!("receive after {:?} messages per publisher: {e}", seen.counts()));
+        let (p, seq) = unstamp(&buf[..m.len]);
+        seen.exactly_next(p, seq).unwrap_or_else(|e| panic!("{e}"));
         if progress == Some(received) {
             report(&format!("progress {received}"));
         }
@@ -199,13 +119,12 @@ fn reliable_subscriber() {
             std::thread::sleep(d);
         }
     }
-    assert!(next.iter().all(|&c| c == n), "messages per publisher {next:?}, expected {n} each");
+    assert!(seen.counts().iter().all(|&c| c == n), "messages per publisher {:?}, expected {n} each", seen.counts());
     match sub.try_recv(&mut buf) {
         Err(Error::Empty) => {}
         other => panic!("after every message the subscriber must find nothing, got {other:?}"),
     }
-    let counts: Vec<String> = next.iter().map(u64::to_string).collect();
-    report(&format!("result counts={}", counts.join(",")));
+    report(&format!("result counts={}", seen.counts_line()));
 }
 
 /// A durable subscriber (`SUB_NAME`, `Start::Earliest`, ack mode `ACK`) of one publisher's
@@ -232,7 +151,7 @@ fn durable_subscriber() {
     let mut recorded = 0u64;
     loop {
         let m = sub.recv_timeout(&mut buf, CHILD_WAIT).unwrap_or_else(|e| panic!("receive after {last:?}: {e}"));
-        let (_, seq) = decode(&buf[..m.len]);
+        let (_, seq) = unstamp(&buf[..m.len]);
         if let Some(l) = last {
             assert_eq!(seq, l + 1, "message {seq} came after {l}");
         }
@@ -246,7 +165,7 @@ fn durable_subscriber() {
         recorded += 1;
         if hold == Some(seq) {
             report(&format!("holding {seq}"));
-            common::sleep_until_killed(LIMIT);
+            sleep_until_killed(LIMIT);
         }
         if let Some(d) = delay {
             std::thread::sleep(d / 2);
@@ -279,18 +198,15 @@ fn lossy_subscriber() {
     let n = env_u64(COUNT);
     let delay = Duration::from_micros(env_u64(DELAY_US));
     let first_after = env_u64(FIRST_AFTER);
-    let give_up = Instant::now() + CHILD_WAIT;
-    while topic.published() < first_after {
-        assert!(Instant::now() < give_up, "the publisher did not publish {first_after} messages in time");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let what = format!("the publisher to publish {first_after} messages");
+    wait_for(&what, CHILD_WAIT, || topic.published() >= first_after);
     let (mut expected, mut received, mut lagged, mut lag_events) = (0u64, 0u64, 0u64, 0u64);
     let mut buf = [0u8; WIDE];
     while expected < n {
         match sub.recv_timeout(&mut buf, CHILD_WAIT) {
             Ok(m) => {
                 assert_eq!(m.len, WIDE, "length of message {expected}");
-                let seq = decode_wide(&buf);
+                let seq = unwide(&buf);
                 assert_eq!(seq, expected, "received message {seq} when the Lagged counts say {expected} is next");
                 expected += 1;
                 received += 1;
@@ -320,71 +236,20 @@ fn lossy_subscriber() {
 // Parent side
 // ---------------------------------------------------------------------------------------------
 
-/// What every test sets up: a temporary segment directory and a watchdog.
-struct Scene {
-    name: &'static str,
-    deadline: Instant,
-    // Field order is drop order: stop the watchdog, then remove the directory.
-    _dog: Watchdog,
-    dir: tempfile::TempDir,
+/// A test's directory, watchdog and deadline.
+fn scene(name: &str) -> Scene {
+    Scene::new(name, LIMIT, WATCHDOG)
 }
 
-impl Scene {
-    fn new(name: &'static str) -> Scene {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let dog = Watchdog::start(name, WATCHDOG, Some(dir.path()));
-        Scene { name, deadline: Instant::now() + LIMIT, _dog: dog, dir }
-    }
-
-    fn create(&self, wait: WaitStrategy, capacity: u64) -> Topic {
-        TopicOptions::new()
-            .dir(self.dir.path())
-            .wait(wait)
-            .capacity(capacity)
-            .max_msg_size(64)
-            .create(self.name)
-            .expect("create topic")
-    }
-
-    fn spawn(&self, role: &str, wait: WaitStrategy, extra: &[(&'static str, String)]) -> ChildProc {
-        let mut envs = vec![
-            ("SHMQ_DIR", self.dir.path().display().to_string()),
-            (TOPIC, self.name.to_string()),
-            (WAIT, wait_name(wait).to_string()),
-        ];
-        envs.extend(extra.iter().cloned());
-        ChildProc::spawn(ENTRY, role, &envs)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-}
-
-/// The value of `key=` in a marked result line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("no {key}= in result line {line:?}"))
-}
-
-fn result_line(lines: &[String], who: &str) -> String {
-    lines.iter().find_map(|l| l.strip_prefix("result ")).unwrap_or_else(|| panic!("{who} printed no result")).into()
-}
-
-fn num(line: &str, key: &str) -> u64 {
-    let v = field(line, key);
-    v.parse().unwrap_or_else(|_| panic!("{key}={v:?} is not a number"))
-}
-
-/// The sequences a durable subscriber run recorded.
-fn records(path: &Path) -> Vec<u64> {
-    let mut v = Vec::new();
-    if let Ok(mut f) = File::open(path) {
-        f.read_to_end(&mut v).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
-    assert_eq!(v.len() % 8, 0, "{}: a record was torn", path.display());
-    v.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+/// Creates the scene's topic.
+fn create(scene: &Scene, wait: WaitStrategy, capacity: u64) -> Topic {
+    TopicOptions::new()
+        .dir(scene.path())
+        .wait(wait)
+        .capacity(capacity)
+        .max_msg_size(64)
+        .create(scene.name())
+        .expect("create topic")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,27 +263,28 @@ fn fan_out_million(wait: WaitStrategy, name: &'static str) {
     const NP: u64 = 2;
     const NS: u64 = 3;
     const PER_PUBLISHER: u64 = 500_000;
-    let _serial = serial();
+    let _heavy = heavy();
     let started = Instant::now();
-    let scene = Scene::new(name);
-    let topic = scene.create(wait, 1024);
+    let scene = scene(name);
+    let topic = create(&scene, wait, 1024);
     let sub_env = [(PUBLISHERS, NP.to_string()), (COUNT, PER_PUBLISHER.to_string())];
-    let mut subs: Vec<ChildProc> = (0..NS).map(|_| scene.spawn("reliable-subscriber", wait, &sub_env)).collect();
+    let mut subs: Vec<ChildProc> =
+        (0..NS).map(|_| spawn(&scene, "topic reliable-subscriber", wait, &sub_env)).collect();
     // Every subscriber is joined before the first message is published.
     for s in &mut subs {
-        s.wait_line("ready", scene.deadline);
+        s.wait_line("ready", scene.deadline());
     }
     assert_eq!(topic.subscriber_count(), NS as usize, "subscribers joined");
     let mut pubs: Vec<ChildProc> = (0..NP)
-        .map(|i| scene.spawn("publisher", wait, &[(INDEX, i.to_string()), (COUNT, PER_PUBLISHER.to_string())]))
+        .map(|i| spawn(&scene, "topic publisher", wait, &[(INDEX, i.to_string()), (COUNT, PER_PUBLISHER.to_string())]))
         .collect();
     for p in &mut pubs {
-        let result = result_line(&p.expect_success(scene.deadline), p.what());
+        let result = result_line(&p.expect_success(scene.deadline()), p.what());
         assert_eq!(num(&result, "sent"), PER_PUBLISHER);
     }
     let expected = vec![PER_PUBLISHER.to_string(); NP as usize].join(",");
     for s in &mut subs {
-        let result = result_line(&s.expect_success(scene.deadline), s.what());
+        let result = result_line(&s.expect_success(scene.deadline()), s.what());
         assert_eq!(field(&result, "counts"), expected, "{}: messages per publisher", s.what());
     }
     let c = topic.counters();
@@ -448,23 +314,24 @@ fn two_publisher_and_three_subscriber_processes_deliver_a_million_messages_to_ev
 #[test]
 fn sigkilled_anonymous_reliable_subscriber_stops_gating_and_the_publisher_finishes() {
     const N: u64 = 20_000;
-    let _serial = serial();
+    let _heavy = heavy();
     let started = Instant::now();
-    let scene = Scene::new("topic-killed-anonymous");
-    let topic = scene.create(WaitStrategy::Block, 64);
+    let scene = scene("topic-killed-anonymous");
+    let topic = create(&scene, WaitStrategy::Block, 64);
     let common = [(PUBLISHERS, "1".to_string()), (COUNT, N.to_string())];
     // The victim is slow (so it gates the publisher) and is killed after 500 messages.
     let mut victim_env = common.to_vec();
     victim_env.extend([(DELAY_US, "200".to_string()), (PROGRESS, "500".to_string())]);
-    let mut victim = scene.spawn("reliable-subscriber", WaitStrategy::Block, &victim_env);
-    let mut survivor = scene.spawn("reliable-subscriber", WaitStrategy::Block, &common);
-    victim.wait_line("ready", scene.deadline);
-    survivor.wait_line("ready", scene.deadline);
-    let mut publisher = scene.spawn("publisher", WaitStrategy::Block, &[(INDEX, "0".into()), (COUNT, N.to_string())]);
-    victim.wait_line("progress", scene.deadline);
+    let mut victim = spawn(&scene, "topic reliable-subscriber", WaitStrategy::Block, &victim_env);
+    let mut survivor = spawn(&scene, "topic reliable-subscriber", WaitStrategy::Block, &common);
+    victim.wait_line("ready", scene.deadline());
+    survivor.wait_line("ready", scene.deadline());
+    let mut publisher =
+        spawn(&scene, "topic publisher", WaitStrategy::Block, &[(INDEX, "0".into()), (COUNT, N.to_string())]);
+    victim.wait_line("progress", scene.deadline());
     victim.kill();
-    let result = result_line(&publisher.expect_success(scene.deadline), publisher.what());
-    let result_survivor = result_line(&survivor.expect_success(scene.deadline), survivor.what());
+    let result = result_line(&publisher.expect_success(scene.deadline()), publisher.what());
+    let result_survivor = result_line(&survivor.expect_success(scene.deadline()), survivor.what());
     assert_eq!(field(&result_survivor, "counts"), N.to_string(), "the survivor receives every message");
     assert_eq!(topic.published(), N);
     // The publisher freed the dead subscriber's entry; the survivor left on its own.
@@ -481,25 +348,26 @@ fn sigkilled_anonymous_reliable_subscriber_stops_gating_and_the_publisher_finish
 /// mid-stream (each run is killed at a random point in the few dozen messages after it printed
 /// "progress") and restarts it under the same name; returns the sequences each run recorded.
 fn durable_killed_repeatedly(scene: &Scene, ack: &str, n: u64, kills: usize) -> Vec<Vec<u64>> {
-    let topic = scene.create(WaitStrategy::Block, 64);
+    let topic = create(scene, WaitStrategy::Block, 64);
     let run_env = |run: usize| {
         vec![
             (SUB_NAME, "billing".to_string()),
             (ACK, ack.to_string()),
             (COUNT, n.to_string()),
-            (OUT, scene.path(&format!("run-{run}.bin")).display().to_string()),
+            (OUT, scene.join(&format!("run-{run}.bin")).display().to_string()),
             (DELAY_US, "100".to_string()),
             (PROGRESS, "700".to_string()),
         ]
     };
-    let mut sub = scene.spawn("durable-subscriber", WaitStrategy::Block, &run_env(0));
-    sub.wait_line("ready", scene.deadline);
-    let mut publisher = scene.spawn("publisher", WaitStrategy::Block, &[(INDEX, "0".into()), (COUNT, n.to_string())]);
+    let mut sub = spawn(scene, "topic durable-subscriber", WaitStrategy::Block, &run_env(0));
+    sub.wait_line("ready", scene.deadline());
+    let mut publisher =
+        spawn(scene, "topic publisher", WaitStrategy::Block, &[(INDEX, "0".into()), (COUNT, n.to_string())]);
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     eprintln!("kill delays from seed {seed}");
-    let mut rng = common::Rng::new(seed);
+    let mut rng = Rng::new(seed);
     for run in 1..=kills {
-        sub.wait_line("progress", scene.deadline);
+        sub.wait_line("progress", scene.deadline());
         // Somewhere in the next few dozen messages.
         std::thread::sleep(Duration::from_micros(rng.below(5_000)));
         sub.kill();
@@ -508,11 +376,11 @@ fn durable_killed_repeatedly(scene: &Scene, ack: &str, n: u64, kills: usize) -> 
             info.iter().any(|s| s.name.as_deref() == Some("billing") && !s.alive),
             "the killed durable subscriber keeps its entry: {info:?}"
         );
-        sub = scene.spawn("durable-subscriber", WaitStrategy::Block, &run_env(run));
-        sub.wait_line("ready", scene.deadline);
+        sub = spawn(scene, "topic durable-subscriber", WaitStrategy::Block, &run_env(run));
+        sub.wait_line("ready", scene.deadline());
     }
-    sub.expect_success(scene.deadline);
-    publisher.expect_success(scene.deadline);
+    sub.expect_success(scene.deadline());
+    publisher.expect_success(scene.deadline());
     // Away, the durable subscriber keeps its place: after the last message, acknowledged
     // explicitly, or (on next receive) by the last run's clean exit.
     let info = topic.subscribers();
@@ -521,7 +389,7 @@ fn durable_killed_repeatedly(scene: &Scene, ack: &str, n: u64, kills: usize) -> 
     assert_eq!((billing.cursor, billing.alive), (cursor, false), "the durable subscriber's entry after its last run");
     assert!(topic.remove_subscriber("billing").expect("remove the durable subscriber"));
     topic.unlink().expect("unlink");
-    (0..=kills).map(|run| records(&scene.path(&format!("run-{run}.bin")))).collect()
+    (0..=kills).map(|run| read_records(&scene.join(&format!("run-{run}.bin")))).collect()
 }
 
 /// Checks the runs of a durable subscriber of `n` messages whose processing is "record, then
@@ -561,9 +429,9 @@ fn check_runs(runs: &[Vec<u64>], n: u64) {
 fn durable_explicit_ack_subscriber_killed_repeatedly_records_every_message_and_redelivers_at_most_the_unacknowledged_one(
 ) {
     const N: u64 = 6_000;
-    let _serial = serial();
+    let _heavy = heavy();
     let started = Instant::now();
-    let scene = Scene::new("topic-durable-explicit-killed");
+    let scene = scene("topic-durable-explicit-killed");
     let runs = durable_killed_repeatedly(&scene, "explicit", N, 3);
     check_runs(&runs, N);
     let bounds: Vec<(u64, u64)> = runs.iter().map(|r| (r[0], *r.last().unwrap())).collect();
@@ -574,9 +442,9 @@ fn durable_explicit_ack_subscriber_killed_repeatedly_records_every_message_and_r
 fn durable_subscriber_with_ack_on_next_receive_killed_repeatedly_loses_nothing_and_repeats_at_most_the_last_delivered_message(
 ) {
     const N: u64 = 6_000;
-    let _serial = serial();
+    let _heavy = heavy();
     let started = Instant::now();
-    let scene = Scene::new("topic-durable-next-killed");
+    let scene = scene("topic-durable-next-killed");
     let runs = durable_killed_repeatedly(&scene, "next", N, 3);
     check_runs(&runs, N);
     let bounds: Vec<(u64, u64)> = runs.iter().map(|r| (r[0], *r.last().unwrap())).collect();
@@ -587,31 +455,32 @@ fn durable_subscriber_with_ack_on_next_receive_killed_repeatedly_loses_nothing_a
 /// acknowledged), is killed there while the publisher is mid-stream, and is restarted;
 /// returns the two runs' records.
 fn durable_killed_holding(scene: &Scene, ack: &str, ack_every: u64, n: u64, hold: u64) -> (Vec<u64>, Vec<u64>) {
-    let topic = scene.create(WaitStrategy::Block, 64);
+    let topic = create(scene, WaitStrategy::Block, 64);
     let run_env = |run: usize| {
         let mut v = vec![
             (SUB_NAME, "billing".to_string()),
             (ACK, ack.to_string()),
             (ACK_EVERY, ack_every.to_string()),
             (COUNT, n.to_string()),
-            (OUT, scene.path(&format!("run-{run}.bin")).display().to_string()),
+            (OUT, scene.join(&format!("run-{run}.bin")).display().to_string()),
         ];
         if run == 0 {
             v.push((HOLD, hold.to_string()));
         }
         v
     };
-    let mut sub = scene.spawn("durable-subscriber", WaitStrategy::Block, &run_env(0));
-    sub.wait_line("ready", scene.deadline);
-    let mut publisher = scene.spawn("publisher", WaitStrategy::Block, &[(INDEX, "0".into()), (COUNT, n.to_string())]);
-    assert_eq!(sub.wait_line("holding", scene.deadline), hold.to_string());
+    let mut sub = spawn(scene, "topic durable-subscriber", WaitStrategy::Block, &run_env(0));
+    sub.wait_line("ready", scene.deadline());
+    let mut publisher =
+        spawn(scene, "topic publisher", WaitStrategy::Block, &[(INDEX, "0".into()), (COUNT, n.to_string())]);
+    assert_eq!(sub.wait_line("holding", scene.deadline()), hold.to_string());
     sub.kill();
-    let mut sub = scene.spawn("durable-subscriber", WaitStrategy::Block, &run_env(1));
-    sub.expect_success(scene.deadline);
-    publisher.expect_success(scene.deadline);
+    let mut sub = spawn(scene, "topic durable-subscriber", WaitStrategy::Block, &run_env(1));
+    sub.expect_success(scene.deadline());
+    publisher.expect_success(scene.deadline());
     assert!(topic.remove_subscriber("billing").expect("remove the durable subscriber"));
     topic.unlink().expect("unlink");
-    (records(&scene.path("run-0.bin")), records(&scene.path("run-1.bin")))
+    (read_records(&scene.join("run-0.bin")), read_records(&scene.join("run-1.bin")))
 }
 
 #[test]
@@ -619,8 +488,8 @@ fn durable_explicit_ack_subscriber_killed_before_acknowledging_resumes_at_the_fi
     const N: u64 = 2_000;
     const HOLD_AT: u64 = 105;
     const ACK_EVERY_N: u64 = 10;
-    let _serial = serial();
-    let scene = Scene::new("topic-durable-explicit-hold");
+    let _heavy = heavy();
+    let scene = scene("topic-durable-explicit-hold");
     let (first, second) = durable_killed_holding(&scene, "explicit", ACK_EVERY_N, N, HOLD_AT);
     assert_eq!(first, (0..=HOLD_AT).collect::<Vec<_>>(), "the first run records 0..={HOLD_AT}");
     // Acknowledged up to 99 (after message 99); 100..=105 were delivered but not acknowledged.
@@ -636,8 +505,8 @@ fn durable_explicit_ack_subscriber_killed_before_acknowledging_resumes_at_the_fi
 fn durable_subscriber_with_ack_on_next_receive_resumes_at_the_last_message_delivered_before_the_kill() {
     const N: u64 = 2_000;
     const HOLD_AT: u64 = 300;
-    let _serial = serial();
-    let scene = Scene::new("topic-durable-next-hold");
+    let _heavy = heavy();
+    let scene = scene("topic-durable-next-hold");
     let (first, second) = durable_killed_holding(&scene, "next", 1, N, HOLD_AT);
     assert_eq!(first, (0..=HOLD_AT).collect::<Vec<_>>(), "the first run records 0..={HOLD_AT}");
     assert_eq!(
@@ -655,16 +524,16 @@ fn durable_subscriber_with_ack_on_next_receive_resumes_at_the_last_message_deliv
 fn slow_lossy_subscriber_process_accounts_for_every_message_and_never_sees_a_torn_payload() {
     const N: u64 = 200_000;
     const CAP: u64 = 16;
-    let _serial = serial();
+    let _heavy = heavy();
     let started = Instant::now();
-    let scene = Scene::new("topic-lossy-slow");
-    let topic = scene.create(WaitStrategy::Block, CAP);
+    let scene = scene("topic-lossy-slow");
+    let topic = create(&scene, WaitStrategy::Block, CAP);
     let sub_env = [(COUNT, N.to_string()), (DELAY_US, "20".to_string()), (FIRST_AFTER, (4 * CAP).to_string())];
-    let mut sub = scene.spawn("lossy-subscriber", WaitStrategy::Block, &sub_env);
-    sub.wait_line("ready", scene.deadline);
-    let mut publisher = scene.spawn("wide-publisher", WaitStrategy::Block, &[(COUNT, N.to_string())]);
-    publisher.expect_success(scene.deadline);
-    let result = result_line(&sub.expect_success(scene.deadline), sub.what());
+    let mut sub = spawn(&scene, "topic lossy-subscriber", WaitStrategy::Block, &sub_env);
+    sub.wait_line("ready", scene.deadline());
+    let mut publisher = spawn(&scene, "topic wide-publisher", WaitStrategy::Block, &[(COUNT, N.to_string())]);
+    publisher.expect_success(scene.deadline());
+    let result = result_line(&sub.expect_success(scene.deadline()), sub.what());
     let (received, lagged) = (num(&result, "received"), num(&result, "lagged"));
     assert_eq!(topic.published(), N);
     assert_eq!(received + lagged, N, "received + lagged must be every message published ({result})");

@@ -1,76 +1,17 @@
-//! Building blocks of the chaos test (`tests/chaos.rs`): the self-checking payload, the
-//! fixed-size log records that survive SIGKILL, a seeded PRNG, a watchdog, and what a child
-//! process does first.
-//!
-//! The checks read only the logs, the list of runs (which were killed) and the rings' final
-//! counters. [`adversary`] holds the adversarial parts: children out of file descriptors and
-//! children in pid namespaces of their own.
-
-pub mod adversary;
+//! The chaos test's bookkeeping and its checks: the fixed-size log records that survive
+//! SIGKILL, and what the logs, the list of runs (which were killed) and the rings' final
+//! counters must show (see the module docs of [`super`] for what the checks prove).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::path::Path;
 
 use shmq::RingCounters;
+use shmq_test_support::fds::{EMFILE_END, EMFILE_START};
+use shmq_test_support::PIDNS_START;
 
-/// Largest payload the chaos queue and topic carry.
-pub const MAX_MSG: usize = 128;
-/// Payload header: producer id (u32), incarnation (u32), sequence (u64), check word (u64).
-const HEADER: usize = 24;
-
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn check_word(id: u32, inc: u32, seq: u64) -> u64 {
-    mix(mix((u64::from(id) << 32) | u64::from(inc)) ^ seq)
-}
-
-/// Writes the payload of message `seq` of producer `id`, incarnation `inc` into `out`; returns
-/// its length (24 to 120 bytes, chosen by the check word). Every byte depends on all three
-/// numbers, so a message torn between two writers, or one overwritten while it is read, does
-/// not decode.
-pub fn encode(id: u32, inc: u32, seq: u64, out: &mut [u8; MAX_MSG]) -> usize {
-    let h = check_word(id, inc, seq);
-    let len = HEADER + (h % 97) as usize;
-    out[..4].copy_from_slice(&id.to_le_bytes());
-    out[4..8].copy_from_slice(&inc.to_le_bytes());
-    out[8..16].copy_from_slice(&seq.to_le_bytes());
-    out[16..24].copy_from_slice(&h.to_le_bytes());
-    for (i, b) in out[HEADER..len].iter_mut().enumerate() {
-        *b = (h >> ((i % 8) * 8)) as u8 ^ (i as u8).wrapping_mul(31);
-    }
-    len
-}
-
-/// `(id, incarnation, seq)` of a payload made by [`encode`]; `Err` says why it is not one.
-pub fn decode(b: &[u8]) -> Result<(u32, u32, u64), String> {
-    if b.len() < HEADER || b.len() > MAX_MSG {
-        return Err(format!("payload of {} bytes (valid ones have 24 to 120)", b.len()));
-    }
-    let id = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
-    let inc = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
-    let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
-    let mut want = [0u8; MAX_MSG];
-    let len = encode(id, inc, seq, &mut want);
-    if b != &want[..len] {
-        return Err(format!(
-            "torn or foreign payload: claims producer {id} incarnation {inc} seq {seq}, but {} bytes differ \
-             from that message ({} bytes received, {len} expected)",
-            b.iter().zip(&want[..len]).filter(|(x, y)| x != y).count(),
-            b.len()
-        ));
-    }
-    Ok((id, inc, seq))
-}
+use super::{kills, Role, Run, PRODUCER_ID_BASE, PUBLISHER_ID_BASE};
 
 /// Size of one log record.
 pub const REC: usize = 32;
@@ -157,102 +98,6 @@ pub fn read_log(path: &Path) -> Result<Vec<Rec>, String> {
     }
     bytes.chunks_exact(REC).map(Rec::from_bytes).collect()
 }
-
-/// A small seeded PRNG (SplitMix64), so that a printed seed replays the kill schedule.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator with `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-
-    /// A number in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-}
-
-/// What a chaos participant does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Sends to the queue.
-    Producer,
-    /// Receives from the queue.
-    Consumer,
-    /// Publishes to the topic.
-    Publisher,
-    /// An anonymous reliable subscriber of the topic.
-    Subscriber,
-    /// The durable (named) reliable subscriber of the topic.
-    Durable,
-}
-
-impl Role {
-    /// Its name, as children are told it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Producer => "producer",
-            Role::Consumer => "consumer",
-            Role::Publisher => "publisher",
-            Role::Subscriber => "subscriber",
-            Role::Durable => "durable-subscriber",
-        }
-    }
-
-    /// The role named `s`.
-    pub fn from_name(s: &str) -> Role {
-        [Role::Producer, Role::Consumer, Role::Publisher, Role::Subscriber, Role::Durable]
-            .into_iter()
-            .find(|r| r.name() == s)
-            .unwrap_or_else(|| panic!("unknown chaos role {s:?}"))
-    }
-
-    /// Producers and publishers.
-    pub fn sends(self) -> bool {
-        matches!(self, Role::Producer | Role::Publisher)
-    }
-}
-
-/// Queue producers have ids 1.., publishers 101..: a message in the wrong ring is caught.
-pub const PRODUCER_ID_BASE: u32 = 1;
-/// See [`PRODUCER_ID_BASE`].
-pub const PUBLISHER_ID_BASE: u32 = 101;
-
-/// One run (incarnation) of one participant, as the checks see it.
-pub struct Run {
-    /// What it did.
-    pub role: Role,
-    /// Which of the participants of its role.
-    pub index: usize,
-    /// Its incarnation number (0 for the first run).
-    pub inc: u32,
-    /// Its log file (absent if it was killed before it made one).
-    pub log: PathBuf,
-    /// Its stdout and stderr.
-    pub out: PathBuf,
-    /// Whether the parent killed it (otherwise it ran to the end).
-    pub killed: bool,
-    /// Whether it took every free file descriptor right after attaching (so that it checked its
-    /// peers' liveness with none left).
-    pub emfile: bool,
-    /// Whether it ran as pid 1 of a pid namespace of its own (under `unshare`).
-    pub pidns: bool,
-}
-
-/// How many runs of `role` were killed.
-pub fn kills(runs: &[Run], role: Role) -> usize {
-    runs.iter().filter(|r| r.role == role && r.killed).count()
-}
-
-// The checks (see the module docs of `tests/chaos.rs` for what they prove)
 
 type Key = (u32, u32);
 
@@ -601,82 +446,52 @@ pub fn check_topic(runs: &[Run], counters: &RingCounters, tail: u64, failures: &
     rep
 }
 
-/// Names the role a child process plays; absent in the parent.
-pub const ROLE_ENV: &str = "SHMQ_CHAOS_ROLE";
-/// Pid of the parent, so that a child can tell whether it was orphaned before it set its
-/// parent-death signal.
-pub const PARENT_ENV: &str = "SHMQ_CHAOS_PARENT";
-
-/// Set (to 1) in a child that must run as pid 1 of a pid namespace of its own.
-pub const PIDNS_ENV: &str = "SHMQ_CHAOS_PIDNS";
-
-/// Makes the kernel SIGKILL this child when the thread that spawned it ends (so an aborted
-/// test leaves no process behind); exits at once if that already happened.
-///
-/// A child in a pid namespace of its own (`PIDNS_ENV`) is pid 1 there, and its parent
-/// (`unshare`) is outside it, so `getppid()` is 0 and says nothing about the parent: it checks
-/// that it is such a process instead (and says so), and relies on `unshare --kill-child`, which
-/// gave it the parent-death signal right after `unshare` forked it (`unshare` itself has the
-/// parent-death signal of the test's thread, and the test never kills `unshare` while it runs:
-/// see `Fleet::kill_namespaced`).
-pub fn die_with_parent() {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process; its arguments are plain
-    // integers.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
-    assert_eq!(rc, 0, "prctl(PR_SET_PDEATHSIG) failed");
-    if std::env::var_os(PIDNS_ENV).is_some() {
-        assert!(
-            adversary::is_namespace_init(),
-            "a child started in a pid namespace of its own is not pid 1 there (pid {}, parent {})",
-            std::process::id(),
-            // SAFETY: getppid has no arguments and cannot fail.
-            unsafe { libc::getppid() }
-        );
-        println!("{}", adversary::PIDNS_START);
-        return;
-    }
-    if let Ok(parent) = std::env::var(PARENT_ENV) {
-        // SAFETY: getppid has no arguments and cannot fail.
-        let ppid = unsafe { libc::getppid() };
-        if parent != ppid.to_string() {
-            std::process::exit(3);
-        }
-    }
+/// What the adversarial children did, as their output shows.
+#[derive(Default, Debug)]
+pub struct AdversaryReport {
+    /// Incarnations told to take every free descriptor.
+    pub emfile: usize,
+    /// ... of which confirmed, before their role began, that none was left.
+    pub emfile_confirmed: usize,
+    /// ... of which ran to the end and confirmed it again there.
+    pub emfile_to_the_end: usize,
+    /// Incarnations started in a pid namespace of their own.
+    pub pidns: usize,
+    /// ... of which confirmed that they were pid 1 there.
+    pub pidns_confirmed: usize,
+    /// ... of which ran to the end.
+    pub pidns_to_the_end: usize,
 }
 
-/// Aborts the test binary (and so, through the parent-death signal, every child) if the test
-/// runs past `limit`, after printing what hung and removing the test's directory.
-pub struct Watchdog {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Watchdog {
-    /// Starts watching; `what` names the test and its seed in the message.
-    pub fn start(what: String, limit: Duration, dir: PathBuf) -> Watchdog {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let stop2 = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let (lock, cv) = &*stop2;
-            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let (stopped, _) = cv.wait_timeout_while(guard, limit, |s| !*s).unwrap_or_else(|e| e.into_inner());
-            if !*stopped {
-                eprintln!("watchdog: {what} still running after {limit:?}: something hung; aborting the test binary");
-                let _ = std::fs::remove_dir_all(dir);
-                std::process::abort();
+/// Checks the adversarial children's own confirmations: every one that ran to the end (was not
+/// killed) must have printed them (a killed one may have died before it did).
+pub fn check_adversaries(runs: &[Run], failures: &mut Vec<String>) -> AdversaryReport {
+    let mut rep = AdversaryReport::default();
+    for run in runs.iter().filter(|r| r.emfile || r.pidns) {
+        let what = format!("{} {} incarnation {}", run.role.name(), run.index, run.inc);
+        let out = std::fs::read_to_string(&run.out).unwrap_or_default();
+        if run.emfile {
+            rep.emfile += 1;
+            let (start, end) = (out.contains(EMFILE_START), out.contains(EMFILE_END));
+            let both = start && end;
+            rep.emfile_confirmed += usize::from(start);
+            rep.emfile_to_the_end += usize::from(!run.killed && both);
+            if !run.killed && !both {
+                failures.push(format!(
+                    "{what} was to run out of file descriptors but did not confirm it (before its role: {start}, \
+                     at the end: {end})"
+                ));
             }
-        });
-        Watchdog { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let (lock, cv) = &*self.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cv.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        }
+        if run.pidns {
+            rep.pidns += 1;
+            let start = out.contains(PIDNS_START);
+            rep.pidns_confirmed += usize::from(start);
+            rep.pidns_to_the_end += usize::from(!run.killed && start);
+            if !run.killed && !start {
+                failures.push(format!("{what} was to run as pid 1 of its own pid namespace but did not confirm it"));
+            }
         }
     }
+    rep
 }

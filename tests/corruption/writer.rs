@@ -11,16 +11,15 @@
 //! process starts writing into it (header, control block, participant and subscriber tables,
 //! slot states, lengths, kinds, payloads) until the epoch ends.
 //!
-//! All participants are processes (this test binary again, see `tests/common`); workers run
-//! one or two threads each. A worker measures every call; a watchdog thread in it ends it with
+//! All participants are processes (this test binary again); workers run one or two threads
+//! each. The hostile process writes with `shmq_test_support::Corrupter` (the hostile sweeps'
+//! too, with other weights). A worker measures every call; a watchdog thread in it ends it with
 //! a message if a call runs longer than [`HANG`]. The hostile process's seed is printed;
 //! `SHMQ_HOSTILE_SEED` replays its writes (the interleaving with the workers differs from run
 //! to run), `SHMQ_HOSTILE_SECS` (default 3) lengthens the run.
 //!
 //! Out of scope: truncating the file (a peer that truncates a segment makes every other
 //! process SIGBUS, as documented); the hostile process writes only inside the file.
-
-use shmq_test_support as common;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -30,13 +29,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{env, env_u64, report, ChildProc, RawMap, Rng, Watchdog};
-use shmq::layout::{self, slot, Offsets};
+use shmq::layout::{self, Offsets};
 use shmq::status::Status;
 use shmq::{Error, QueueKind, QueueOptions, SubscriberMode, TopicOptions};
+use shmq_test_support::{env, env_u64, field, report, ChildProc, Corrupter, RawMap, Rng, Role, Scene, Weights};
 
-/// The test that child processes run.
-const ENTRY: &str = "child_process_plays_the_role_named_in_its_environment";
+use crate::{panic_message, touch};
+
 const SEED: &str = "SHMQ_HOSTILE_SEED";
 const SECS: &str = "SHMQ_HOSTILE_SECS";
 const DIR: &str = "SHMQ_HW_DIR";
@@ -44,6 +43,16 @@ const KIND: &str = "SHMQ_HW_KIND";
 const T0: &str = "SHMQ_HW_T0";
 const EPOCHS: &str = "SHMQ_HW_EPOCHS";
 const THREADS: &str = "SHMQ_HW_THREADS";
+
+/// The roles of this module's children: the hostile process, and the workers.
+pub const ROLES: &[Role] = &[
+    ("writer hostile", hostile),
+    ("writer producer", || worker("producer")),
+    ("writer consumer", || worker("consumer")),
+    ("writer publisher", || worker("publisher")),
+    ("writer reliable", || worker("reliable")),
+    ("writer lossy", || worker("lossy")),
+];
 
 /// Length of one epoch (one fresh segment).
 const EPOCH: Duration = Duration::from_millis(500);
@@ -111,166 +120,24 @@ fn offsets(kind: &str) -> Offsets {
 // The hostile process
 // ---------------------------------------------------------------------------------------------
 
-/// Header fields: offset, width (see src/layout.rs).
-const HEADER_FIELDS: &[(u64, usize)] = &[
-    (0, 8),
-    (8, 4),
-    (12, 4),
-    (16, 4),
-    (20, 4),
-    (24, 4),
-    (28, 4),
-    (32, 8),
-    (40, 8),
-    (48, 8),
-    (56, 4),
-    (60, 4),
-    (64, 8),
-    (72, 8),
-    (80, 8),
-    (88, 8),
-    (96, 8),
-    (104, 4),
-    (108, 4),
-];
-/// Control block fields other than `tail` (128) and `head` (256): futex words, sleeper counts,
-/// counters.
-const CONTROL_FIELDS: &[(u64, usize)] =
-    &[(384, 4), (388, 4), (512, 4), (516, 4), (640, 8), (648, 8), (656, 8), (664, 8), (672, 8), (680, 8)];
-/// Participant entry fields: offset in the entry, width.
-const PARTICIPANT_FIELDS: &[(u64, usize)] = &[(0, 4), (4, 4), (8, 8), (16, 4), (20, 4), (24, 8), (40, 8)];
-/// Subscriber entry fields: offset in the entry, width.
-const SUBSCRIBER_FIELDS: &[(u64, usize)] =
-    &[(0, 8), (8, 8), (16, 8), (24, 8), (128, 4), (132, 4), (136, 4), (140, 4), (144, 8), (192, 8)];
-
-/// Values worth trying in any field.
-const EDGES: &[u64] =
-    &[0, 1, 2, 3, u64::MAX, u64::MAX - 1, 1 << 31, 1 << 32, 1 << 47, 1 << 48, i64::MAX as u64, 0x5245_4459];
-
-/// A new value for a field holding `current`: near it, an edge value, or random.
-fn value(rng: &mut Rng, current: u64) -> u64 {
-    match rng.below(10) {
-        0..=4 => current.wrapping_add(rng.below(9)).wrapping_sub(4),
-        5 | 6 => *rng.pick(EDGES),
-        7 => rng.below(300),
-        _ => rng.next_u64(),
-    }
-}
-
-/// A new state word for a slot holding `current`: mostly a plausible one (a position near the
-/// current one, any tag, a small claimer), sometimes random bits.
-fn state_value(rng: &mut Rng, current: u64) -> u64 {
-    if rng.below(5) == 0 {
-        return rng.next_u64();
-    }
-    let seq = current >> 16;
-    let delta = *rng.pick(&[1, 2, CAPACITY - 1, CAPACITY, CAPACITY + 1, 2 * CAPACITY, 1 << 20]);
-    let seq = if rng.below(2) == 0 { seq.wrapping_add(delta) } else { seq.wrapping_sub(delta) };
-    let seq = if rng.below(4) == 0 { current >> 16 } else { seq };
-    slot::pack(seq, rng.below(16), rng.below(6) as u16)
-}
-
-/// Where the hostile process wrote, by region.
-type Hits = BTreeMap<&'static str, u64>;
-
-/// One random write into the segment; returns the region it hit.
-fn hostile_write(rng: &mut Rng, map: &RawMap, o: &Offsets, topic: bool) -> &'static str {
-    let slot_base = |rng: &mut Rng| o.slots + rng.below(CAPACITY) * o.stride;
-    let field = |rng: &mut Rng, offset: u64, width: usize| {
-        let v = value(rng, map.load(offset, width));
-        map.store(offset, width, v);
-    };
-    let mut roll = rng.below(100);
-    if !topic && (20..32).contains(&roll) {
-        roll += 12; // no subscriber table: hit the slots instead
-    }
-    match roll {
-        0..=3 => {
-            let &(off, w) = rng.pick(HEADER_FIELDS);
-            field(rng, off, w);
-            "header"
-        }
-        4 | 5 => {
-            let off = *rng.pick(&[128u64, 256]);
-            field(rng, off, 8);
-            "tail/head"
-        }
-        6..=8 => {
-            let &(off, w) = rng.pick(CONTROL_FIELDS);
-            field(rng, off, w);
-            "control"
-        }
-        9..=19 => {
-            let entries = if rng.below(2) == 0 { 4 } else { layout::DEFAULT_PARTICIPANTS as u64 };
-            let entry = rng.below(entries);
-            let &(off, w) = rng.pick(PARTICIPANT_FIELDS);
-            field(rng, o.participants + entry * layout::PARTICIPANT_SIZE as u64 + off, w);
-            "participants"
-        }
-        20..=31 => {
-            let entry = rng.below(SUBSCRIBERS as u64);
-            let &(off, w) = rng.pick(SUBSCRIBER_FIELDS);
-            field(rng, o.subscribers + entry * layout::SUBSCRIBER_SIZE as u64 + off, w);
-            "subscribers"
-        }
-        32..=61 => {
-            let at = slot_base(rng);
-            let v = state_value(rng, map.load(at, 8));
-            map.store(at, 8, v);
-            "slot state"
-        }
-        62..=76 => {
-            let at = slot_base(rng) + 8;
-            let v = match rng.below(4) {
-                0 => MAX_MSG as u64 + 1 + rng.below(4),
-                1 => rng.below(MAX_MSG as u64 + 1),
-                _ => value(rng, map.load(at, 4)),
-            };
-            map.store(at, 4, v);
-            "slot len"
-        }
-        77..=81 => {
-            let at = slot_base(rng) + 12;
-            field(rng, at, 4);
-            "slot kind"
-        }
-        82..=94 => {
-            let at = slot_base(rng) + layout::SLOT_HEADER as u64 + rng.below(MAX_MSG as u64);
-            let n = rng.below(16).min(o.slots + CAPACITY * o.stride - at);
-            for i in 0..n {
-                map.store(at + i, 1, rng.next_u64());
-            }
-            "payload"
-        }
-        _ => {
-            let n = rng.below(16) + 1;
-            let at = rng.below(map.len() as u64 - n);
-            for i in 0..n {
-                map.store(at + i, 1, rng.next_u64());
-            }
-            "anywhere"
-        }
-    }
-}
-
 /// Writes into each epoch's segment from [`HOSTILE_DELAY`] into the epoch until its end: a
 /// burst of one to four writes, then a pause of 0.5 ms to 3.5, 15 or 60 ms (the epochs take
 /// turns: a fast writer breaks a segment within milliseconds, a slow one lets the workers run
 /// on a damaged segment for longer).
-fn hostile(kind: &str, dir: &Path, sched: Schedule, seed: u64) {
+fn hostile() {
+    let (kind, dir, sched, seed) = (env(KIND), PathBuf::from(env(DIR)), Schedule::from_env(), env_u64(SEED));
     let mut rng = Rng::new(seed);
-    let o = offsets(kind);
-    let mut hits = Hits::new();
+    let o = offsets(&kind);
+    let mut hits: BTreeMap<&'static str, u64> = BTreeMap::new();
     for k in 0..sched.epochs {
-        let path = dir.join(format!("shmq.{}", segment_name(k)));
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open the segment file");
-        let map = RawMap::new(&file);
-        assert_eq!(map.len() as u64, o.total, "segment size");
+        let corrupter = Corrupter::new(RawMap::open(&dir.join(format!("shmq.{}", segment_name(k)))), Weights::LIVE);
+        let g = corrupter.geometry();
+        assert_eq!((g.size, g.slots, g.stride), (o.total, o.slots, o.stride), "segment layout");
         let pause_us = [3000, 15_000, 60_000][k as usize % 3];
         sleep_until(sched.hostile_from(k));
         while unix_ns() < sched.end(k) {
             for _ in 0..=rng.below(4) {
-                *hits.entry(hostile_write(&mut rng, &map, &o, kind == "topic")).or_default() += 1;
+                *hits.entry(corrupter.hit(&mut rng).region).or_default() += 1;
             }
             std::thread::sleep(Duration::from_micros(500 + rng.below(pause_us)));
         }
@@ -396,12 +263,7 @@ impl Caller<'_> {
         }
         match r {
             Err(p) => {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                let line = format!("panic: {} in {op}: {msg}", self.role);
+                let line = format!("panic: {} in {op}: {}", self.role, panic_message(&*p));
                 report(&line);
                 eprintln!("{line}");
                 std::process::exit(4);
@@ -428,10 +290,6 @@ impl Caller<'_> {
             }
         }
     }
-}
-
-fn touch(b: &[u8]) -> u8 {
-    b.iter().fold(0u8, |a, &x| a ^ x)
 }
 
 /// The handles of one worker thread on one epoch's segment.
@@ -587,7 +445,10 @@ fn worker_thread(role: &str, dir: &Path, sched: Schedule, seed: u64, busy: &Busy
     c.tally
 }
 
-fn worker(role: &str, dir: &Path, sched: Schedule, seed: u64, threads: usize) {
+/// A worker process: `THREADS` threads playing `role` in every epoch.
+fn worker(role: &str) {
+    let (dir, sched, seed) = (PathBuf::from(env(DIR)), Schedule::from_env(), env_u64(SEED));
+    let (dir, threads) = (dir.as_path(), env_u64(THREADS) as usize);
     let busy: Arc<Vec<Busy>> =
         Arc::new((0..threads).map(|_| Busy { since: AtomicU64::new(0), op: AtomicUsize::new(0) }).collect());
     start_hang_watchdog(role.to_string(), busy.clone());
@@ -624,28 +485,9 @@ fn worker(role: &str, dir: &Path, sched: Schedule, seed: u64, threads: usize) {
     ));
 }
 
-#[test]
-fn child_process_plays_the_role_named_in_its_environment() {
-    let Some(role) = common::role() else { return };
-    common::die_with_parent();
-    let (kind, dir, seed) = (env(KIND), PathBuf::from(env(DIR)), env_u64(SEED));
-    let sched = Schedule::from_env();
-    match role.as_str() {
-        "hostile" => hostile(&kind, &dir, sched, seed),
-        _ => worker(&role, &dir, sched, seed, env_u64(THREADS) as usize),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The parent
 // ---------------------------------------------------------------------------------------------
-
-/// Numbers of `key=value` pairs in a tally line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-}
 
 /// Runs one case: fresh segments of `kind`, the hostile process and `workers` (role, threads).
 fn run_case(kind: &str, workers: &[(&str, u64)]) {
@@ -656,18 +498,19 @@ fn run_case(kind: &str, workers: &[(&str, u64)]) {
     let secs: u64 = std::env::var(SECS).ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let epochs = (secs * 1000).div_ceil(EPOCH.as_millis() as u64).max(1);
     eprintln!("hostile writer on {kind}: seed {seed} (replay with {SEED}={seed}), {epochs} epochs of {EPOCH:?}");
-    let dir = tempfile::tempdir().expect("temporary directory");
     let run_time = EPOCH * epochs as u32 + STARTUP;
-    let _dog = Watchdog::start(kind, run_time + Duration::from_secs(120), Some(dir.path()));
+    let limit = run_time + Duration::from_secs(60);
+    let scene = Scene::new(&format!("hostile writer on {kind}"), limit, run_time + Duration::from_secs(120));
+    let dir = scene.path();
     for k in 0..epochs {
         let name = segment_name(k);
-        let opts = |q: QueueOptions| q.dir(dir.path()).capacity(CAPACITY).max_msg_size(MAX_MSG);
+        let opts = |q: QueueOptions| q.dir(dir).capacity(CAPACITY).max_msg_size(MAX_MSG);
         match kind {
             "mpmc" => drop(opts(QueueOptions::new()).kind(QueueKind::Mpmc).create(&name).expect("create")),
             "spsc" => drop(opts(QueueOptions::new()).kind(QueueKind::Spsc).create(&name).expect("create")),
             _ => drop(
                 TopicOptions::new()
-                    .dir(dir.path())
+                    .dir(dir)
                     .capacity(CAPACITY)
                     .max_msg_size(MAX_MSG)
                     .max_subscribers(SUBSCRIBERS)
@@ -680,23 +523,23 @@ fn run_case(kind: &str, workers: &[(&str, u64)]) {
     let common_env = |threads: u64, seed: u64| {
         vec![
             (KIND, kind.to_string()),
-            (DIR, dir.path().display().to_string()),
+            (DIR, dir.display().to_string()),
             (T0, t0.to_string()),
             (EPOCHS, epochs.to_string()),
             (THREADS, threads.to_string()),
             (SEED, seed.to_string()),
         ]
     };
-    let mut hostile = ChildProc::spawn(ENTRY, "hostile", &common_env(1, seed));
+    let mut hostile = ChildProc::spawn("writer hostile", &common_env(1, seed));
     let mut children: Vec<ChildProc> = workers
         .iter()
         .enumerate()
         .map(|(i, &(role, threads))| {
             let s = seed.rotate_left(17) ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
-            ChildProc::spawn(ENTRY, role, &common_env(threads, s))
+            ChildProc::spawn(&format!("writer {role}"), &common_env(threads, s))
         })
         .collect();
-    let deadline = Instant::now() + run_time + Duration::from_secs(60);
+    let deadline = scene.deadline();
     let mut lines = Vec::new();
     for child in std::iter::once(&mut hostile).chain(children.iter_mut()) {
         let status = child.wait(deadline);
