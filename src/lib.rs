@@ -129,6 +129,8 @@ pub use error::{
 #[cfg(not(loom))]
 pub use message::{Message, Received};
 #[cfg(not(loom))]
+pub use methods::{Receiver, Sender};
+#[cfg(not(loom))]
 pub use queue::{Consumer, Loan, Producer, Queue, QueueKind, QueueOptions, RecvRef, RingCounters};
 #[cfg(not(loom))]
 pub use topic::{

@@ -218,3 +218,122 @@ macro_rules! receiver_methods {
     };
 }
 pub(crate) use receiver_methods;
+
+/// The copying send methods every sender has, for code generic over queues and topics (a stage
+/// of a pipeline that sends to either). [`Producer`](crate::Producer) and
+/// [`Publisher`](crate::Publisher) implement it with their inherent methods of the same names.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use shmq::{QueueOptions, Sender, TopicOptions};
+/// fn greet(to: &mut impl Sender) -> Result<(), shmq::SendError> {
+///     to.send_kind(1, b"hello")
+/// }
+/// let q = QueueOptions::new().dir(dir.path()).create("q")?;
+/// let t = TopicOptions::new().dir(dir.path()).create("t")?;
+/// greet(&mut q.producer()?)?;
+/// greet(&mut t.publisher()?)?;
+/// # Ok::<(), shmq::Error>(())
+/// ```
+pub trait Sender {
+    /// See [`Producer::send`](crate::Producer::send).
+    fn send(&mut self, payload: &[u8]) -> Result<(), crate::SendError>;
+    /// See [`Producer::send_kind`](crate::Producer::send_kind).
+    fn send_kind(&mut self, kind: u32, payload: &[u8]) -> Result<(), crate::SendError>;
+    /// See [`Producer::try_send`](crate::Producer::try_send).
+    fn try_send(&mut self, payload: &[u8]) -> Result<(), crate::TrySendError>;
+    /// See [`Producer::try_send_kind`](crate::Producer::try_send_kind).
+    fn try_send_kind(&mut self, kind: u32, payload: &[u8]) -> Result<(), crate::TrySendError>;
+    /// See [`Producer::send_timeout`](crate::Producer::send_timeout).
+    fn send_timeout(&mut self, payload: &[u8], timeout: std::time::Duration) -> Result<(), crate::SendTimeoutError>;
+    /// See [`Producer::send_kind_timeout`](crate::Producer::send_kind_timeout).
+    fn send_kind_timeout(
+        &mut self,
+        kind: u32,
+        payload: &[u8],
+        timeout: std::time::Duration,
+    ) -> Result<(), crate::SendTimeoutError>;
+}
+
+/// The copying receive methods every receiver has, for code generic over queues and topics.
+/// [`Consumer`](crate::Consumer) and [`Subscriber`](crate::Subscriber) implement it with their
+/// inherent methods of the same names.
+pub trait Receiver {
+    /// See [`Consumer::recv_into`](crate::Consumer::recv_into).
+    fn recv_into(&mut self, buf: &mut [u8]) -> Result<crate::Received, crate::RecvError>;
+    /// See [`Consumer::try_recv`](crate::Consumer::try_recv).
+    fn try_recv(&mut self, buf: &mut [u8]) -> Result<crate::Received, crate::TryRecvError>;
+    /// See [`Consumer::recv_timeout`](crate::Consumer::recv_timeout).
+    fn recv_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: std::time::Duration,
+    ) -> Result<crate::Received, crate::RecvTimeoutError>;
+}
+
+/// Implements [`Sender`] for a type with [`sender_methods!`].
+macro_rules! impl_sender {
+    ($t:ty) => {
+        impl crate::methods::Sender for $t {
+            #[inline]
+            fn send(&mut self, payload: &[u8]) -> Result<(), crate::SendError> {
+                <$t>::send(self, payload)
+            }
+            #[inline]
+            fn send_kind(&mut self, kind: u32, payload: &[u8]) -> Result<(), crate::SendError> {
+                <$t>::send_kind(self, kind, payload)
+            }
+            #[inline]
+            fn try_send(&mut self, payload: &[u8]) -> Result<(), crate::TrySendError> {
+                <$t>::try_send(self, payload)
+            }
+            #[inline]
+            fn try_send_kind(&mut self, kind: u32, payload: &[u8]) -> Result<(), crate::TrySendError> {
+                <$t>::try_send_kind(self, kind, payload)
+            }
+            #[inline]
+            fn send_timeout(
+                &mut self,
+                payload: &[u8],
+                timeout: std::time::Duration,
+            ) -> Result<(), crate::SendTimeoutError> {
+                <$t>::send_timeout(self, payload, timeout)
+            }
+            #[inline]
+            fn send_kind_timeout(
+                &mut self,
+                kind: u32,
+                payload: &[u8],
+                timeout: std::time::Duration,
+            ) -> Result<(), crate::SendTimeoutError> {
+                <$t>::send_kind_timeout(self, kind, payload, timeout)
+            }
+        }
+    };
+}
+pub(crate) use impl_sender;
+
+/// Implements [`Receiver`] for a type with [`receiver_methods!`].
+macro_rules! impl_receiver {
+    ($t:ty) => {
+        impl crate::methods::Receiver for $t {
+            #[inline]
+            fn recv_into(&mut self, buf: &mut [u8]) -> Result<crate::Received, crate::RecvError> {
+                <$t>::recv_into(self, buf)
+            }
+            #[inline]
+            fn try_recv(&mut self, buf: &mut [u8]) -> Result<crate::Received, crate::TryRecvError> {
+                <$t>::try_recv(self, buf)
+            }
+            #[inline]
+            fn recv_timeout(
+                &mut self,
+                buf: &mut [u8],
+                timeout: std::time::Duration,
+            ) -> Result<crate::Received, crate::RecvTimeoutError> {
+                <$t>::recv_timeout(self, buf, timeout)
+            }
+        }
+    };
+}
+pub(crate) use impl_receiver;

@@ -176,7 +176,9 @@ fn verdict(seg: std::result::Result<&Segment, &crate::Error>, force: bool) -> Gc
         return GcVerdict::Keep(format!("process {} is attached", p.pid));
     }
     if !force && s.depth > 0 {
-        return GcVerdict::Keep(format!("{} messages are waiting (use --force to drop them)", s.depth));
+        let waiting =
+            if s.depth == 1 { "1 message is waiting".into() } else { format!("{} messages are waiting", s.depth) };
+        return GcVerdict::Keep(format!("{waiting} (use --force to drop them)"));
     }
     if !force && s.subscribers.iter().any(|sub| sub.name.is_some()) {
         return GcVerdict::Keep("it has durable subscribers (use --force to drop them)".into());

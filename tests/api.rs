@@ -315,3 +315,33 @@ fn every_operation_error_converts_into_error_with_the_same_text() {
     let timeout = tx.send_timeout(b"3", Duration::from_millis(1)).unwrap_err();
     assert!(matches!(shmq::Error::from(timeout), shmq::Error::Timeout));
 }
+
+#[test]
+fn code_generic_over_sender_and_receiver_works_with_queues_and_topics() {
+    fn relay(from: &mut impl shmq::Receiver, to: &mut impl shmq::Sender) -> usize {
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while let Ok(m) = from.try_recv(&mut buf) {
+            to.send_kind(m.kind, &buf[..m.len]).expect("relay");
+            n += 1;
+        }
+        n
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let q = QueueOptions::new().dir(dir.path()).capacity(8).max_msg_size(64).create("in").unwrap();
+    let t = TopicOptions::new().dir(dir.path()).capacity(8).max_msg_size(64).create("out").unwrap();
+    let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    let (mut publisher, mut sub) = (t.publisher().unwrap(), t.subscriber().build().unwrap());
+    for i in 0..3u32 {
+        tx.send_kind(i, &[i as u8]).unwrap();
+    }
+    assert_eq!(relay(&mut rx, &mut publisher), 3);
+    let back = QueueOptions::new().dir(dir.path()).capacity(8).max_msg_size(64).create("back").unwrap();
+    let (mut btx, mut brx) = (back.producer().unwrap(), back.consumer().unwrap());
+    assert_eq!(relay(&mut sub, &mut btx), 3);
+    let mut buf = [0u8; 64];
+    for i in 0..3u32 {
+        let m = brx.try_recv(&mut buf).unwrap();
+        assert_eq!((m.kind, buf[0]), (i, i as u8));
+    }
+}

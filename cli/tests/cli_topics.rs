@@ -326,7 +326,7 @@ fn gc_removes_segments_of_dead_processes_and_keeps_live_or_waiting_ones() {
     };
     assert!(line(&text, "dead-empty").starts_with("would remove dead-empty: "), "{text}");
     assert!(line(&text, "dead-topic").starts_with("would remove dead-topic: "), "{text}");
-    assert!(line(&text, "dead-full").starts_with("kept dead-full: 1 messages are waiting"), "{text}");
+    assert!(line(&text, "dead-full").starts_with("kept dead-full: 1 message is waiting"), "{text}");
     assert!(line(&text, "dead-durable").starts_with("kept dead-durable: it has durable subscribers"), "{text}");
     assert_eq!(line(&text, "live"), format!("kept live: process {pid} is attached"), "{text}");
     assert!(text.contains("2 would be removed, 3 kept"), "{text}");

@@ -30,6 +30,8 @@ impl Drop for Consumer {
     }
 }
 
+crate::methods::impl_receiver!(Consumer);
+
 impl Consumer {
     pub(super) fn new(shared: Arc<Attachment>, side: ConsumerSide) -> Consumer {
         Consumer { shared, side, _not_sync: PhantomData }

@@ -29,6 +29,8 @@ impl Drop for Producer {
     }
 }
 
+crate::methods::impl_sender!(Producer);
+
 impl Producer {
     pub(super) fn new(shared: Arc<Attachment>, side: ProducerSide) -> Producer {
         Producer { shared, side, _not_sync: PhantomData }

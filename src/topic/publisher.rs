@@ -28,6 +28,8 @@ impl Drop for Publisher {
     }
 }
 
+crate::methods::impl_sender!(Publisher);
+
 impl Publisher {
     pub(super) fn new(shared: Arc<TopicShared>) -> Result<Publisher> {
         shared.att.join_role(ROLE_PUBLISHER);

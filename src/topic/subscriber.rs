@@ -182,6 +182,8 @@ impl Drop for Subscriber {
     }
 }
 
+crate::methods::impl_receiver!(Subscriber);
+
 impl Subscriber {
     crate::methods::receiver_methods!(TopicRef);
 

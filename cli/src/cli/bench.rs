@@ -38,9 +38,10 @@ use shmq_cli::baseline::{self, Baseline};
 use self::procs::{hot, progress, Cleanup, Proc};
 use self::report::{header, machine, Outcome, Report};
 use self::stats::{median_f64, median_summary, Stats, Summary};
-use self::worker::{message, queue_options, stamp, topic_options, Pattern, Receiver, Sender, SEQ_BITS};
+use self::worker::{message, queue_options, stamp, topic_options, Pattern, SEQ_BITS};
 pub use self::worker::{worker, WorkerArgs};
 use super::{CliError, CliResult, Ctx, Out, WaitArg};
+use shmq::{Receiver, Sender};
 
 /// Slots of each ping-pong ring (one message is in flight at a time).
 const RTT_CAPACITY: u64 = 64;
@@ -395,8 +396,8 @@ fn round_trip(
 ) -> CliResult<(u64, bool)> {
     stamp(msg, i);
     let t = Instant::now();
-    tx.put(msg, 0)?;
-    let m = rx.get(back)?;
+    tx.send_kind(0, msg)?;
+    let m = rx.recv_into(back)?;
     let ns = t.elapsed().as_nanos() as u64;
     Ok((ns, m.len == msg.len() && back == msg))
 }

@@ -16,7 +16,7 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-use shmq::{Consumer, Producer, Publisher, QueueKind, QueueOptions, Received, Subscriber, TopicOptions};
+use shmq::{QueueKind, QueueOptions, Receiver, Sender, TopicOptions};
 
 use super::super::{report, CliError, CliResult, Ctx, Out, WaitArg};
 
@@ -131,47 +131,6 @@ pub fn read_tag(msg: &[u8]) -> Option<u64> {
     (head == tail).then_some(head)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Sending and receiving, the same for queues and topics
-
-/// The sending side of a queue or topic, as the bench uses it (waits per the wait strategy).
-pub trait Sender {
-    fn put(&mut self, msg: &[u8], kind: u32) -> shmq::Result<()>;
-}
-
-/// The receiving side of a queue or topic (waits per the wait strategy).
-pub trait Receiver {
-    fn get(&mut self, buf: &mut [u8]) -> shmq::Result<Received>;
-}
-
-impl Sender for Producer {
-    #[inline]
-    fn put(&mut self, msg: &[u8], kind: u32) -> shmq::Result<()> {
-        Ok(self.send_kind(kind, msg)?)
-    }
-}
-
-impl Sender for Publisher {
-    #[inline]
-    fn put(&mut self, msg: &[u8], kind: u32) -> shmq::Result<()> {
-        Ok(self.send_kind(kind, msg)?)
-    }
-}
-
-impl Receiver for Consumer {
-    #[inline]
-    fn get(&mut self, buf: &mut [u8]) -> shmq::Result<Received> {
-        Ok(self.recv_into(buf)?)
-    }
-}
-
-impl Receiver for Subscriber {
-    #[inline]
-    fn get(&mut self, buf: &mut [u8]) -> shmq::Result<Received> {
-        Ok(self.recv_into(buf)?)
-    }
-}
-
 /// Options of the bench's queues (`kind` from the pattern; topics use [`topic_options`]).
 pub fn queue_options(ctx: &Ctx, pattern: Pattern, wait: WaitArg, size: usize) -> QueueOptions {
     let kind = if pattern == Pattern::Spsc { QueueKind::Spsc } else { QueueKind::Mpmc };
@@ -264,8 +223,8 @@ fn echo(mut rx: impl Receiver, mut tx: impl Sender, a: &WorkerArgs, out: &mut Ou
     say(out, "ready")?;
     let mut buf = vec![0u8; a.size];
     for _ in 0..a.count {
-        let m = rx.get(&mut buf)?;
-        tx.put(&buf[..m.len], m.kind)?;
+        let m = rx.recv_into(&mut buf)?;
+        tx.send_kind(m.kind, &buf[..m.len])?;
     }
     done(out, &format!("done {}", a.count))
 }
@@ -278,10 +237,10 @@ fn produce(mut tx: impl Sender, a: &WorkerArgs, go: &mpsc::Receiver<()>, out: &m
     let base = a.index << SEQ_BITS;
     for seq in 0..a.count {
         stamp(&mut msg, base | seq);
-        tx.put(&msg, 0)?;
+        tx.send_kind(0, &msg)?;
     }
     for _ in 0..a.peers {
-        tx.put(&msg, STOP)?;
+        tx.send_kind(STOP, &msg)?;
     }
     done(out, &format!("done {} {start}", a.count))
 }
@@ -298,7 +257,7 @@ fn consume(mut rx: impl Receiver, a: &WorkerArgs, out: &mut Out) -> CliResult {
     let (mut n, mut sum, mut stops) = (0u64, 0u64, 0usize);
     let mut last = 0;
     while stops < producers {
-        let m = rx.get(&mut buf)?;
+        let m = rx.recv_into(&mut buf)?;
         if m.kind == STOP {
             stops += 1;
             continue;
