@@ -12,6 +12,7 @@ use crate::participants::Participants;
 use crate::ring::RingMem;
 use crate::segment::Segment;
 use crate::sync::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 use crate::wait::{self, Step, WaitStrategy, PEER_CHECK};
 
 /// One attachment: detaches (frees its participant entry) on drop.
@@ -32,6 +33,10 @@ pub(crate) struct Attachment {
     /// `try_*` calls that found nothing since the last such check (the clock is read every
     /// [`GONE_POLLS`]).
     empty_polls: AtomicU64,
+    /// The last check found the other side gone: `try_*` calls check again at once (cheaply:
+    /// the roles of the dead were cleared), so that they keep saying `Disconnected` until a
+    /// peer comes back.
+    gone_seen: AtomicBool,
     /// Live handles of each role on this attachment (index: the role bit's position). The
     /// entry shows a role while at least one handle has it: handles of one queue or topic
     /// share the attachment, and a producer that is dropped must stop counting as one.
@@ -164,6 +169,7 @@ impl Attachment {
             next_sleeper_reap: AtomicU64::new(0),
             next_gone_check: AtomicU64::new(0),
             empty_polls: AtomicU64::new(0),
+            gone_seen: AtomicBool::new(false),
             handles: Mutex::new([0; 4]),
         })
     }
@@ -212,8 +218,18 @@ impl Attachment {
     /// every [`PEER_CHECK`] and every [`GONE_POLLS`] calls (so that polling in a loop costs no
     /// syscall per call). The caller looks once more before it reports `Disconnected`.
     pub(crate) fn gone_after_polls(&self, watch: u32) -> bool {
+        if self.gone_seen.load(Relaxed) {
+            if self.peers_gone(watch) {
+                return true;
+            }
+            self.gone_seen.store(false, Relaxed); // a peer came (back)
+        }
         let polls = self.empty_polls.fetch_add(1, Relaxed);
-        polls % GONE_POLLS == GONE_POLLS - 1 && take_turn(&self.next_gone_check) && self.peers_gone(watch)
+        let gone = polls % GONE_POLLS == GONE_POLLS - 1 && take_turn(&self.next_gone_check) && self.peers_gone(watch);
+        if gone {
+            self.gone_seen.store(true, Relaxed);
+        }
+        gone
     }
 
     /// One attempt, then (unless `deadline` is `Now`, which gives `on_empty`) a wait per the

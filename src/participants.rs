@@ -154,15 +154,22 @@ impl Participants {
     }
 
     /// Whether a participant with any of `roles` is attached and not certainly dead (asks the
-    /// kernel only about entries that hold such a role).
+    /// kernel only about entries that hold such a role). The roles of a dead participant found
+    /// on the way are cleared (holding its entry, see [`with_dead`](Self::with_dead)), so that
+    /// the next question about it costs no system call.
     pub(crate) fn any_alive(&self, roles: u32) -> bool {
         (1..=self.count as u16).any(|id| {
             let Some(e) = self.entry(id) else { return false };
             // Acquire: pairs with the Release store of FREE in `detach` (a participant that left
             // has cleared its roles first).
-            entry::state(e.state.load(Acquire)) != PARTICIPANT_FREE
-                && e.roles.load(Acquire) & roles != 0
-                && !self.is_dead(id)
+            if entry::state(e.state.load(Acquire)) == PARTICIPANT_FREE || e.roles.load(Acquire) & roles == 0 {
+                return false;
+            }
+            if self.is_dead(id) {
+                self.with_dead(id, || e.roles.store(0, Relaxed));
+                return false;
+            }
+            true
         })
     }
 

@@ -39,6 +39,14 @@ fn a_blocked_recv_returns_disconnected_after_the_last_producer_drops_and_everyth
         assert!(matches!(rx.recv_into(&mut buf), Err(RecvError::Disconnected)));
         let polls = (0..10_000).find(|_| matches!(rx.try_recv(&mut buf), Err(TryRecvError::Disconnected)));
         assert!(polls.is_some(), "try_recv never said Disconnected");
+        for _ in 0..100 {
+            assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Disconnected), "and then says it every time");
+        }
+        // A new producer connects it again.
+        let mut again = q.producer().unwrap();
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+        again.send(b"back").unwrap();
+        assert_eq!(rx.try_recv(&mut buf).unwrap().len, 4);
     }
 }
 
