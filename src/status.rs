@@ -129,6 +129,9 @@ pub enum GcVerdict {
     Remove(&'static str),
     /// Keep, and why.
     Keep(String),
+    /// Keep because something in it waits for someone who may come back (messages, durable
+    /// subscribers), and why; removed with `force`.
+    KeepUnlessForced(String),
     /// There is no such segment (any more).
     Gone,
 }
@@ -178,10 +181,10 @@ fn verdict(seg: std::result::Result<&Segment, &crate::Error>, force: bool) -> Gc
     if !force && s.depth > 0 {
         let waiting =
             if s.depth == 1 { "1 message is waiting".into() } else { format!("{} messages are waiting", s.depth) };
-        return GcVerdict::Keep(format!("{waiting} (use --force to drop them)"));
+        return GcVerdict::KeepUnlessForced(waiting);
     }
     if !force && s.subscribers.iter().any(|sub| sub.name.is_some()) {
-        return GcVerdict::Keep("it has durable subscribers (use --force to drop them)".into());
+        return GcVerdict::KeepUnlessForced("it has durable subscribers".into());
     }
     GcVerdict::Remove(if s.participants.is_empty() { "no process attached" } else { "every attached process is dead" })
 }

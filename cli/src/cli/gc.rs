@@ -40,6 +40,10 @@ pub fn gc(ctx: &Ctx, a: &GcArgs, out: &mut Out) -> CliResult {
                 kept += 1;
                 writeln!(out, "kept {name}: {why}")?;
             }
+            GcVerdict::KeepUnlessForced(why) => {
+                kept += 1;
+                writeln!(out, "kept {name}: {why} (--force removes it anyway)")?;
+            }
             GcVerdict::Gone => {} // removed by someone else meanwhile
         }
     }
