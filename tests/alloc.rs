@@ -11,7 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;
 
-use shmq::{Error, QueueOptions};
+use shmq::{QueueOptions, TryRecvError, TrySendError};
 
 struct Counting;
 
@@ -85,7 +85,7 @@ fn counting_allocator_sees_allocations_on_its_own_thread_only() {
     assert_eq!(allocations_in(|| black_box(())), 0);
 }
 
-const CAP: u64 = 8;
+const CAP: usize = 8;
 const MAX: usize = 64;
 const ITERATIONS: u64 = 3000;
 
@@ -107,8 +107,8 @@ fn round(i: u64, tx: &mut shmq::Producer, rx: &mut shmq::Consumer, buf: &mut [u8
     loan[0] = 1;
     drop(loan);
     // Errors that must not allocate either.
-    assert!(matches!(tx.try_send(too_large), Err(Error::MessageTooLarge { .. })));
-    assert!(matches!(tx.try_send_batch(&[b"x", too_large]), Err(Error::MessageTooLarge { .. })));
+    assert!(matches!(tx.try_send(too_large), Err(TrySendError::MessageTooLarge { .. })));
+    assert!(matches!(tx.try_send_batch(&[b"x", too_large]), Err(TrySendError::MessageTooLarge { .. })));
     // Fill to full with a batch, then single sends until Err(Full).
     let sent = tx.try_send_batch(&[b"b1", b"b2", b"b3", b"b4"]).unwrap();
     assert!(sent >= 1, "room left but the batch sent nothing");
@@ -116,17 +116,17 @@ fn round(i: u64, tx: &mut shmq::Producer, rx: &mut shmq::Consumer, buf: &mut [u8
     loop {
         match tx.try_send(b"fill") {
             Ok(()) => extra += 1,
-            Err(Error::Full) => break,
+            Err(TrySendError::Full) => break,
             Err(e) => panic!("try_send: {e}"),
         }
     }
-    assert!(matches!(tx.try_send_kind(1, b"no room"), Err(Error::Full)));
-    assert!(matches!(tx.try_loan(), Err(Error::Full)));
+    assert!(matches!(tx.try_send_kind(1, b"no room"), Err(TrySendError::Full)));
+    assert!(matches!(tx.try_loan(), Err(TrySendError::Full)));
 
     // Receives, in the order sent.
     let m = rx.recv_into(buf).unwrap();
     assert_eq!(&buf[..m.len], b"alpha");
-    assert!(matches!(rx.try_recv(small), Err(Error::BufferTooSmall { .. })));
+    assert!(matches!(rx.try_recv(small), Err(TryRecvError::BufferTooSmall { .. })));
     let m = rx.try_recv(buf).unwrap();
     assert_eq!((&buf[..m.len], m.kind), (&a[..], 7));
     let r = rx.recv_ref().unwrap();
@@ -148,8 +148,8 @@ fn round(i: u64, tx: &mut shmq::Producer, rx: &mut shmq::Consumer, buf: &mut [u8
     }
     assert_eq!(got, sent + extra, "batch receive missed messages");
     assert!(bytes >= 2 * got);
-    assert!(matches!(rx.try_recv(buf), Err(Error::Empty)));
-    assert!(matches!(rx.try_recv_ref(), Err(Error::Empty)));
+    assert!(matches!(rx.try_recv(buf), Err(TryRecvError::Empty)));
+    assert!(matches!(rx.try_recv_ref(), Err(TryRecvError::Empty)));
 }
 
 fn assert_hot_path_allocates_nothing(spsc: bool) {
@@ -171,7 +171,7 @@ fn assert_hot_path_allocates_nothing(spsc: bool) {
     });
     assert_eq!(n, 0, "{n} heap allocations in {ITERATIONS} rounds of send/receive");
     // The rounds really went round the ring many times.
-    assert!(q.counters().tail >= ITERATIONS * CAP, "tail {} after {ITERATIONS} rounds", q.counters().tail);
+    assert!(q.counters().tail >= ITERATIONS * CAP as u64, "tail {} after {ITERATIONS} rounds", q.counters().tail);
     assert!(q.is_empty());
     q.unlink().unwrap();
 }
@@ -200,13 +200,13 @@ fn full_and_empty_errors_allocate_nothing() {
         let mut buf = [0u8; 8];
         let n = allocations_in(|| {
             for _ in 0..1000 {
-                assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty)));
-                assert!(matches!(rx.try_recv_ref(), Err(Error::Empty)));
+                assert!(matches!(rx.try_recv(&mut buf), Err(TryRecvError::Empty)));
+                assert!(matches!(rx.try_recv_ref(), Err(TryRecvError::Empty)));
                 assert_eq!(rx.try_recv_batch(4, |_, _| {}).unwrap(), 0);
                 tx.try_send(b"1").unwrap();
                 tx.try_send(b"2").unwrap();
-                assert!(matches!(tx.try_send(b"3"), Err(Error::Full)));
-                assert!(matches!(tx.try_loan(), Err(Error::Full)));
+                assert!(matches!(tx.try_send(b"3"), Err(TrySendError::Full)));
+                assert!(matches!(tx.try_loan(), Err(TrySendError::Full)));
                 assert_eq!(tx.try_send_batch(&[b"4"]).unwrap(), 0);
                 assert_eq!(rx.try_recv_batch(4, |_, _| {}).unwrap() + rx.try_recv_batch(4, |_, _| {}).unwrap(), 2);
             }

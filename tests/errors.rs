@@ -5,18 +5,25 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
 use shmq::layout::{MAGIC, VERSION};
-use shmq::{Error, QueueKind, QueueOptions};
+use shmq::{Error, OpenError, QueueKind, QueueOptions, SendError, TryRecvError, TrySendError};
 
 fn opts(dir: &Path) -> QueueOptions {
     QueueOptions::new().dir(dir)
 }
 
-/// Asserts that `err`'s message contains every one of `parts`.
-fn says(err: &Error, parts: &[&str]) {
+/// Asserts that `err`'s message (a per-operation error's, which is the text of the
+/// `shmq::Error` it converts into) contains every one of `parts`.
+fn says(err: &dyn std::fmt::Display, parts: &[&str]) {
     let msg = err.to_string();
     for p in parts {
         assert!(msg.contains(p), "message {msg:?} does not contain {p:?}");
     }
+}
+
+/// A per-operation error as the `shmq::Error` it converts into, with its own text.
+fn umbrella<E: Into<Error> + std::fmt::Display>(e: E) -> (Error, String) {
+    let text = e.to_string();
+    (e.into(), text)
 }
 
 /// The segment files in `dir`.
@@ -43,28 +50,34 @@ fn too_large_message_is_rejected_with_both_sizes_and_nothing_is_enqueued() {
         let q = opts(dir.path()).kind(kind).capacity(4).max_msg_size(16).create(&name).unwrap();
         let mut tx = q.producer().unwrap();
         let big = [7u8; 17];
+        // Each operation's own error, converted (variant for variant) into `shmq::Error`.
         let results = [
-            tx.try_send(&big),
-            tx.send(&big),
-            tx.send_kind(3, &big),
-            tx.try_send_kind(3, &big),
-            tx.try_send_batch(&[b"ok", &big]).map(|_| ()),
+            tx.try_send(&big).map_err(umbrella),
+            tx.send(&big).map_err(umbrella),
+            tx.send_kind(3, &big).map_err(umbrella),
+            tx.try_send_kind(3, &big).map_err(umbrella),
+            tx.try_send_batch(&[b"ok", &big]).map(|_| ()).map_err(umbrella),
         ];
         for r in results {
-            let err = r.unwrap_err();
+            let (err, text) = r.unwrap_err();
             assert!(matches!(err, Error::MessageTooLarge { len: 17, max: 16 }), "{kind:?}: {err:?}");
+            assert_eq!(text, err.to_string(), "the operation's error and shmq::Error say the same");
             says(
                 &err,
-                &["17 bytes", "maximum of 16 bytes", "split it or create the queue with a larger max message size"],
+                &[
+                    "17 bytes",
+                    "maximum of 16 bytes",
+                    "split it, or create the queue or topic with a larger max message size",
+                ],
             );
         }
         assert_eq!(q.len(), 0, "{kind:?}: a rejected message was enqueued");
         // A loan committed with more than the maximum is aborted (MPMC: a slot consumers skip).
         let err = tx.loan().unwrap().commit(17).unwrap_err();
-        assert!(matches!(err, Error::MessageTooLarge { len: 17, max: 16 }), "{kind:?} loan: {err:?}");
+        assert!(matches!(err, SendError::MessageTooLarge { len: 17, max: 16 }), "{kind:?} loan: {err:?}");
         let mut rx = q.consumer().unwrap();
         let mut buf = [0u8; 16];
-        assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty)));
+        assert!(matches!(rx.try_recv(&mut buf), Err(TryRecvError::Empty)));
         // Exactly the maximum is fine.
         tx.try_send(&[1u8; 16]).unwrap();
         assert_eq!(rx.try_recv(&mut buf).unwrap().len, 16);
@@ -81,7 +94,7 @@ fn too_small_receive_buffer_is_an_error_and_the_message_stays() {
         tx.send(b"0123456789").unwrap();
         let mut small = [0u8; 4];
         let err = rx.try_recv(&mut small).unwrap_err();
-        assert!(matches!(err, Error::BufferTooSmall { len: 4, needed: 10 }), "{kind:?}: {err:?}");
+        assert!(matches!(err, TryRecvError::BufferTooSmall { len: 4, needed: 10 }), "{kind:?}: {err:?}");
         says(&err, &["4 bytes", "10 bytes", "not consumed", "retry with a larger buffer"]);
         assert_eq!(q.len(), 1);
         let mut buf = [0u8; 16];
@@ -98,12 +111,12 @@ fn full_and_empty_say_how_to_wait_instead() {
     let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
     let mut buf = [0u8; 8];
     let empty = rx.try_recv(&mut buf).unwrap_err();
-    assert!(matches!(empty, Error::Empty));
-    says(&empty, &["empty", "retry later", "recv", "to wait for a message"]);
+    assert_eq!(empty, TryRecvError::Empty);
+    says(&empty, &["nothing to receive", "retry later", "recv", "to wait for a message"]);
     tx.try_send(b"a").unwrap();
     tx.try_send(b"b").unwrap();
     let full = tx.try_send(b"c").unwrap_err();
-    assert!(matches!(full, Error::Full));
+    assert_eq!(full, TrySendError::Full);
     says(&full, &["full", "retry later", "send", "to wait for space"]);
     q.unlink().unwrap();
 }
@@ -128,7 +141,7 @@ fn invalid_names_are_rejected_by_create_open_and_open_or_create() {
         {
             let err = r.unwrap_err();
             match &err {
-                Error::InvalidName { name: n, reason: why } => {
+                OpenError::InvalidName { name: n, reason: why } => {
                     assert_eq!(n, name);
                     assert!(why.contains(reason), "{op}({name:?}): reason {why:?}, expected {reason:?}");
                 }
@@ -148,13 +161,13 @@ fn invalid_names_are_rejected_by_create_open_and_open_or_create() {
 #[test]
 fn capacities_out_of_1_to_2_pow_30_are_invalid_config_and_leave_no_file() {
     let dir = tempfile::tempdir().unwrap();
-    for cap in [0u64, (1 << 30) + 1, 1 << 31] {
+    for cap in [0usize, (1 << 30) + 1, 1 << 31] {
         for kind in [QueueKind::Spsc, QueueKind::Mpmc] {
             let err = opts(dir.path()).kind(kind).capacity(cap).create("cap").unwrap_err();
-            assert!(matches!(err, Error::InvalidConfig(_)), "capacity {cap} ({kind:?}): {err:?}");
+            assert!(matches!(err, OpenError::InvalidConfig(_)), "capacity {cap} ({kind:?}): {err:?}");
             says(&err, &["invalid configuration", &format!("capacity {cap}"), "use 1 to 2^30 slots"]);
             let err = opts(dir.path()).kind(kind).capacity(cap).open_or_create("cap").unwrap_err();
-            assert!(matches!(err, Error::InvalidConfig(_)), "open_or_create, capacity {cap}: {err:?}");
+            assert!(matches!(err, OpenError::InvalidConfig(_)), "open_or_create, capacity {cap}: {err:?}");
         }
     }
     assert!(files(dir.path()).is_empty(), "an invalid configuration left a file: {:?}", files(dir.path()));
@@ -166,7 +179,7 @@ fn opening_a_missing_queue_is_not_found_and_says_to_create_it() {
     let dir = tempfile::tempdir().unwrap();
     let err = opts(dir.path()).open("nobody").unwrap_err();
     match &err {
-        Error::NotFound { name, dir: d } => {
+        OpenError::NotFound { name, dir: d } => {
             assert_eq!(name, "nobody");
             assert_eq!(Path::new(d), dir.path());
         }
@@ -181,8 +194,8 @@ fn creating_an_existing_queue_is_already_exists_and_says_to_open_it() {
     let dir = tempfile::tempdir().unwrap();
     let q = opts(dir.path()).capacity(4).create("twice").unwrap();
     let err = opts(dir.path()).capacity(4).create("twice").unwrap_err();
-    assert!(matches!(&err, Error::AlreadyExists { name } if name == "twice"), "{err:?}");
-    says(&err, &["\"twice\" already exists", "open it instead", "shmq rm twice"]);
+    assert!(matches!(&err, OpenError::AlreadyExists { name } if name == "twice"), "{err:?}");
+    says(&err, &["\"twice\" already exists", "open it instead", "or remove it first"]);
     // The existing queue is untouched.
     let mut tx = q.producer().unwrap();
     tx.send(b"still here").unwrap();
@@ -190,17 +203,20 @@ fn creating_an_existing_queue_is_already_exists_and_says_to_open_it() {
     q.unlink().unwrap();
 }
 
-fn expect_incompatible(r: shmq::Result<shmq::Queue>, want_what: &str, want_expected: &str, want_found: &str) {
+fn expect_incompatible(r: Result<shmq::Queue, OpenError>, want_what: &str, want_expected: &str, want_found: &str) {
     let err = r.unwrap_err();
     match &err {
-        Error::Incompatible { what, expected, found } => {
+        OpenError::Incompatible { what, expected, found } => {
             assert_eq!(*what, want_what, "{err}");
             assert!(expected.contains(want_expected), "expected {expected:?}, wanted {want_expected:?}");
             assert!(found.contains(want_found), "found {found:?}, wanted {want_found:?}");
         }
         other => panic!("expected Incompatible {{ what: {want_what:?} }}, got {other:?}"),
     }
-    says(&err, &["incompatible segment", want_what, "remove it with `shmq rm` or open it with matching settings"]);
+    says(
+        &err,
+        &["incompatible segment", want_what, "open it with matching settings", "or remove it and create it again"],
+    );
 }
 
 #[test]
@@ -273,10 +289,10 @@ fn a_segment_left_half_initialised_by_a_dead_creator_is_stale_and_open_or_create
     let path = dir.path().join("shmq.halfway");
     write_half_initialised(&path, dead_pid());
     let err = opts(dir.path()).open("halfway").unwrap_err();
-    assert!(matches!(&err, Error::Stale { name } if name == "halfway"), "expected Stale, got {err:?}");
-    says(&err, &["half-initialised by a dead creator", "open_or_create replaces it", "shmq rm halfway"]);
+    assert!(matches!(&err, OpenError::Stale { name } if name == "halfway"), "expected Stale, got {err:?}");
+    says(&err, &["half-initialised by a dead creator", "open_or_create replaces it", "or remove it"]);
     // create does not touch it either.
-    assert!(matches!(opts(dir.path()).create("halfway"), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(opts(dir.path()).create("halfway"), Err(OpenError::AlreadyExists { .. })));
 
     let q = opts(dir.path()).capacity(4).max_msg_size(8).open_or_create("halfway").expect("recover");
     assert_eq!((q.capacity(), q.max_msg_size()), (4, 8));
@@ -300,13 +316,13 @@ fn a_second_spsc_producer_or_consumer_is_role_taken_until_the_first_is_dropped()
     let tx = q.producer().unwrap();
     for (i, r) in [q.producer(), other.producer()].into_iter().enumerate() {
         let err = r.unwrap_err();
-        assert!(matches!(err, Error::RoleTaken { role: "producer", pid } if pid == me), "attempt {i}: {err:?}");
+        assert!(matches!(err, OpenError::RoleTaken { role: "producer", pid } if pid == me), "attempt {i}: {err:?}");
         says(&err, &["producer role", &format!("live process {me}"), "use an MPMC queue for several producers"]);
     }
     let rx = other.consumer().unwrap();
     for r in [q.consumer(), other.consumer()] {
         let err = r.unwrap_err();
-        assert!(matches!(err, Error::RoleTaken { role: "consumer", pid } if pid == me), "{err:?}");
+        assert!(matches!(err, OpenError::RoleTaken { role: "consumer", pid } if pid == me), "{err:?}");
         says(&err, &["consumer role", "use an MPMC queue for several consumers"]);
     }
 

@@ -16,7 +16,7 @@ use proptest::test_runner::Config;
 use shmq::layout::slot;
 use shmq::ring::spsc::{SpscConsumer, SpscProducer};
 use shmq::ring::{mpmc, HeapRing, Poll, RingMem};
-use shmq::{Error, QueueOptions};
+use shmq::{Error, QueueOptions, SendError, TryRecvError, TrySendError};
 
 // Relaxed is enough for the index set-up below: it happens before any ring operation, on the
 // same thread.
@@ -470,13 +470,13 @@ impl QModel {
     }
 }
 
-fn expect_full<T: std::fmt::Debug>(r: shmq::Result<T>, what: &str) {
-    assert!(matches!(r, Err(Error::Full)), "{what} on a full queue gave {r:?}, expected Err(Full)");
+fn expect_full<T: std::fmt::Debug>(r: Result<T, TrySendError>, what: &str) {
+    assert!(matches!(r, Err(TrySendError::Full)), "{what} on a full queue gave {r:?}, expected Err(Full)");
 }
 
 fn run_queue(mpmc: bool, cap: usize, max: usize, ops: &[QOp]) {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = QueueOptions::new().dir(dir.path()).capacity(cap as u64).max_msg_size(max);
+    let mut opts = QueueOptions::new().dir(dir.path()).capacity(cap).max_msg_size(max);
     if !mpmc {
         opts = opts.spsc();
     }
@@ -498,7 +498,7 @@ fn run_queue(mpmc: bool, cap: usize, max: usize, ops: &[QOp]) {
             QOp::TrySendTooLarge(extra) => {
                 let big = vec![0xAB; max + 1 + extra];
                 match tx.try_send(&big) {
-                    Err(Error::MessageTooLarge { len, max: m }) => assert_eq!((len, m), (big.len(), max)),
+                    Err(TrySendError::MessageTooLarge { len, max: m }) => assert_eq!((len, m), (big.len(), max)),
                     r => panic!("try_send of {} bytes (max {max}) gave {r:?}", big.len()),
                 }
             }
@@ -532,7 +532,7 @@ fn run_queue(mpmc: bool, cap: usize, max: usize, ops: &[QOp]) {
                 }
                 let loan = tx.try_loan().unwrap();
                 match loan.commit(max + 1) {
-                    Err(Error::MessageTooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
+                    Err(SendError::MessageTooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
                     r => panic!("commit({}) of a loan (max {max}) gave {r:?}", max + 1),
                 }
                 model.abort();
@@ -540,8 +540,8 @@ fn run_queue(mpmc: bool, cap: usize, max: usize, ops: &[QOp]) {
             QOp::TryRecv(n) => {
                 let want = model.front();
                 match (rx.try_recv(&mut buf[..*n]), want) {
-                    (Err(Error::Empty), None) => {}
-                    (Err(Error::BufferTooSmall { len, needed }), Some(w)) if w.bytes.len() > *n => {
+                    (Err(TryRecvError::Empty), None) => {}
+                    (Err(TryRecvError::BufferTooSmall { len, needed }), Some(w)) if w.bytes.len() > *n => {
                         assert_eq!((len, needed), (*n, w.bytes.len()));
                     }
                     (Ok(got), Some(w)) if w.bytes.len() <= *n => {
@@ -560,7 +560,7 @@ fn run_queue(mpmc: bool, cap: usize, max: usize, ops: &[QOp]) {
                 }
                 None => {
                     let r = rx.try_recv_ref();
-                    assert!(matches!(r, Err(Error::Empty)), "try_recv_ref on an empty queue gave {r:?}");
+                    assert!(matches!(r, Err(TryRecvError::Empty)), "try_recv_ref on an empty queue gave {r:?}");
                 }
             },
             QOp::TrySendBatch(msgs) => {
@@ -585,7 +585,7 @@ fn run_queue(mpmc: bool, cap: usize, max: usize, ops: &[QOp]) {
                 msgs[bad] = vec![1; max + 1];
                 let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
                 match tx.try_send_batch(&refs) {
-                    Err(Error::MessageTooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
+                    Err(TrySendError::MessageTooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
                     r => panic!("try_send_batch with a too-large message gave {r:?}"),
                 }
             }
@@ -632,7 +632,7 @@ fn run_queue(mpmc: bool, cap: usize, max: usize, ops: &[QOp]) {
         assert_eq!(Message { kind: got.kind, bytes: buf[..got.len].to_vec() }, want);
         model.entries.pop_front();
     }
-    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty)), "queue holds a message the model does not");
+    assert!(matches!(rx.try_recv(&mut buf), Err(TryRecvError::Empty)), "queue holds a message the model does not");
     assert_eq!(q.len(), 0);
     assert!(q.unlink().unwrap());
 }
@@ -666,11 +666,11 @@ fn mpmc_consumer_skips_a_loan_dropped_without_commit() {
     drop(loan);
     tx.send(b"real").unwrap();
     // The aborted slot still holds its place until a consumer passes it.
-    assert!(matches!(tx.try_send(b"x"), Err(Error::Full)));
+    assert!(matches!(tx.try_send(b"x"), Err(TrySendError::Full)));
     let mut buf = [0u8; 8];
     let got = rx.try_recv(&mut buf).unwrap();
     assert_eq!(&buf[..got.len], b"real");
-    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty)));
+    assert!(matches!(rx.try_recv(&mut buf), Err(TryRecvError::Empty)));
     assert_eq!(q.counters().aborted, 1);
     q.unlink().unwrap();
 }
@@ -691,7 +691,7 @@ fn spsc_loan_dropped_without_commit_delivers_nothing_and_frees_its_slot() {
         let got = rx.try_recv(&mut buf).unwrap();
         assert_eq!(&buf[..got.len], want);
     }
-    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty)));
+    assert!(matches!(rx.try_recv(&mut buf), Err(TryRecvError::Empty)));
     q.unlink().unwrap();
 }
 

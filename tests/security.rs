@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shmq::{Error, QueueOptions};
+use shmq::{OpenError, QueueOptions};
 use shmq_test_support::{env, report, Role, Spawn};
 
 shmq_test_support::children!(ROLES);
@@ -27,7 +27,7 @@ fn is_root() -> bool {
 fn opens_queue() {
     match QueueOptions::new().dir(env(DIR_ENV)).open(&env(NAME_ENV)) {
         Ok(_) => report("OPEN-OK"),
-        Err(Error::PermissionDenied { .. }) => report("OPEN-DENIED"),
+        Err(OpenError::PermissionDenied { .. }) => report("OPEN-DENIED"),
         Err(e) => report(&format!("OPEN-OTHER {e}")),
     }
 }
@@ -110,12 +110,12 @@ fn creating_a_queue_larger_than_the_free_space_returns_no_space() {
             assert_eq!(unsafe { libc::statvfs(c"/dev/shm".as_ptr(), &mut st) }, 0);
             st.f_blocks * st.f_frsize
         };
-        ("/dev/shm".into(), (total / 1088 + 1).next_power_of_two())
+        ("/dev/shm".into(), usize::try_from(total / 1088 + 1).expect("slots fit in usize").next_power_of_two())
     };
     let name = format!("nospace-{}", std::process::id());
     let r = QueueOptions::new().dir(&target).capacity(big).max_msg_size(1024).create(&name);
     match r {
-        Err(e @ Error::NoSpace { .. }) => assert!(e.to_string().contains("not enough space"), "{e}"),
+        Err(e @ OpenError::NoSpace { .. }) => assert!(e.to_string().contains("not enough space"), "{e}"),
         other => panic!("expected NoSpace, got {other:?}"),
     }
     assert!(!target.join(format!("shmq.{name}")).exists(), "a failed create leaves no file");
@@ -131,7 +131,7 @@ fn names_cannot_escape_the_segment_directory() {
     let dir = tempfile::tempdir().unwrap();
     for bad in ["../escape", "a/b", "/abs", ".hidden", "..", "", "tab\tname", "ünï"] {
         match QueueOptions::new().dir(dir.path()).create(bad) {
-            Err(Error::InvalidName { .. }) => {}
+            Err(OpenError::InvalidName { .. }) => {}
             other => panic!("{bad:?}: expected InvalidName, got {other:?}"),
         }
     }

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions};
+use shmq::{
+    AckMode, Error, OpenError, SendTimeoutError, Start, SubscriberMode, Topic, TopicOptions, TryRecvError, TrySendError,
+};
 
-fn topic(dir: &tempfile::TempDir, name: &str, cap: u64) -> Topic {
+fn topic(dir: &tempfile::TempDir, name: &str, cap: usize) -> Topic {
     TopicOptions::new().dir(dir.path()).capacity(cap).max_msg_size(64).create(name).unwrap()
 }
 
-fn recv_u64(sub: &mut shmq::Subscriber) -> shmq::Result<u64> {
+fn recv_u64(sub: &mut shmq::Subscriber) -> Result<u64, TryRecvError> {
     let mut buf = [0u8; 64];
     let r = sub.try_recv(&mut buf)?;
     assert_eq!(r.len, 8);
@@ -23,13 +25,13 @@ fn every_reliable_subscriber_receives_every_message_in_order() {
     let mut p = t.publisher().unwrap();
     for round in 0..10u64 {
         for i in 0..8 {
-            p.try_publish(&(round * 8 + i).to_le_bytes()).unwrap();
+            p.try_send(&(round * 8 + i).to_le_bytes()).unwrap();
         }
         for s in &mut subs {
             for i in 0..8 {
                 assert_eq!(recv_u64(s).unwrap(), round * 8 + i);
             }
-            assert!(matches!(recv_u64(s), Err(Error::Empty)));
+            assert!(matches!(recv_u64(s), Err(TryRecvError::Empty)));
         }
     }
     assert_eq!(t.published(), 80);
@@ -44,13 +46,13 @@ fn slowest_reliable_subscriber_gates_publishers() {
     let mut slow = t.subscriber().build().unwrap();
     let mut p = t.publisher().unwrap();
     for i in 0..4u64 {
-        p.try_publish(&i.to_le_bytes()).unwrap();
+        p.try_send(&i.to_le_bytes()).unwrap();
         assert_eq!(recv_u64(&mut fast).unwrap(), i);
     }
-    assert!(matches!(p.try_publish(b"x"), Err(Error::Full)));
-    assert!(matches!(p.publish_timeout(b"x", Duration::from_millis(20)), Err(Error::Timeout)));
+    assert!(matches!(p.try_send(b"x"), Err(TrySendError::Full)));
+    assert!(matches!(p.send_timeout(b"x", Duration::from_millis(20)), Err(SendTimeoutError::Timeout)));
     assert_eq!(recv_u64(&mut slow).unwrap(), 0);
-    p.try_publish(&4u64.to_le_bytes()).unwrap();
+    p.try_send(&4u64.to_le_bytes()).unwrap();
     assert!(t.counters().full_events >= 2);
 }
 
@@ -61,14 +63,14 @@ fn lagged_count_matches_number_of_overwritten_messages() {
     let mut lossy = t.subscriber().mode(SubscriberMode::Lossy).build().unwrap();
     let mut p = t.publisher().unwrap();
     for i in 0..10u64 {
-        p.try_publish(&i.to_le_bytes()).unwrap();
+        p.try_send(&i.to_le_bytes()).unwrap();
     }
     // 10 published, 4 retained (6..=9): 6 missed.
-    assert!(matches!(recv_u64(&mut lossy), Err(Error::Lagged(6))));
+    assert!(matches!(recv_u64(&mut lossy), Err(TryRecvError::Lagged(6))));
     for i in 6..10 {
         assert_eq!(recv_u64(&mut lossy).unwrap(), i);
     }
-    assert!(matches!(recv_u64(&mut lossy), Err(Error::Empty)));
+    assert!(matches!(recv_u64(&mut lossy), Err(TryRecvError::Empty)));
     let info = t.subscribers();
     assert_eq!((info[0].lagged, info[0].delivered, info[0].lossy), (6, 4, true));
 }
@@ -79,15 +81,15 @@ fn earliest_delivers_retained_history_and_latest_only_new_messages() {
     let t = topic(&dir, "history", 4);
     let mut p = t.publisher().unwrap();
     for i in 0..6u64 {
-        p.try_publish(&i.to_le_bytes()).unwrap(); // nobody gates yet
+        p.try_send(&i.to_le_bytes()).unwrap(); // nobody gates yet
     }
     let mut early = t.subscriber().start(Start::Earliest).build().unwrap();
     let mut late = t.subscriber().start(Start::Latest).build().unwrap();
-    p.try_publish(&6u64.to_le_bytes()).unwrap_err(); // early gates: 2..=5 unread, ring of 4 full
+    p.try_send(&6u64.to_le_bytes()).unwrap_err(); // early gates: 2..=5 unread, ring of 4 full
     for i in 2..6 {
         assert_eq!(recv_u64(&mut early).unwrap(), i);
     }
-    p.try_publish(&6u64.to_le_bytes()).unwrap();
+    p.try_send(&6u64.to_le_bytes()).unwrap();
     assert_eq!(recv_u64(&mut early).unwrap(), 6);
     assert_eq!(recv_u64(&mut late).unwrap(), 6);
 }
@@ -99,14 +101,14 @@ fn kinds_filter_skips_other_kinds() {
     let mut only2 = t.subscriber().kinds(&[2]).build().unwrap();
     let mut p = t.publisher().unwrap();
     for i in 0..6u64 {
-        p.try_publish_kind((i % 3) as u32, &i.to_le_bytes()).unwrap();
+        p.try_send_kind((i % 3) as u32, &i.to_le_bytes()).unwrap();
     }
     let mut buf = [0u8; 64];
     let r = only2.try_recv(&mut buf).unwrap();
     assert_eq!((r.kind, buf[0]), (2, 2));
     let r = only2.try_recv(&mut buf).unwrap();
     assert_eq!((r.kind, buf[0]), (2, 5));
-    assert!(matches!(only2.try_recv(&mut buf), Err(Error::Empty)));
+    assert!(matches!(only2.try_recv(&mut buf), Err(TryRecvError::Empty)));
 }
 
 #[test]
@@ -117,7 +119,7 @@ fn durable_subscriber_dropped_cleanly_resumes_after_the_last_message_it_received
     {
         let mut billing = t.subscriber().name("billing").build().unwrap();
         for i in 0..5u64 {
-            p.try_publish(&i.to_le_bytes()).unwrap();
+            p.try_send(&i.to_le_bytes()).unwrap();
         }
         assert_eq!(recv_u64(&mut billing).unwrap(), 0);
         assert_eq!(recv_u64(&mut billing).unwrap(), 1);
@@ -139,7 +141,7 @@ fn durable_subscriber_dropped_by_a_panic_gets_the_message_it_was_handling_again(
     let t = topic(&dir, "durable-panic", 16);
     let mut p = t.publisher().unwrap();
     for i in 0..3u64 {
-        p.try_publish(&i.to_le_bytes()).unwrap();
+        p.try_send(&i.to_le_bytes()).unwrap();
     }
     let handler = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut s = t.subscriber().name("ledger").start(Start::Earliest).build().unwrap();
@@ -159,7 +161,7 @@ fn explicit_ack_mode_redelivers_everything_unacknowledged() {
     let t = topic(&dir, "explicit", 16);
     let mut p = t.publisher().unwrap();
     for i in 0..4u64 {
-        p.try_publish(&i.to_le_bytes()).unwrap();
+        p.try_send(&i.to_le_bytes()).unwrap();
     }
     {
         let mut s = t.subscriber().name("audit").start(Start::Earliest).ack(AckMode::Explicit).build().unwrap();
@@ -177,17 +179,17 @@ fn durable_name_is_exclusive_and_removal_stops_gating() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir, "names", 2);
     let held = t.subscriber().name("ops").build().unwrap();
-    assert!(matches!(t.subscriber().name("ops").build(), Err(Error::SubscriberNameTaken { .. })));
+    assert!(matches!(t.subscriber().name("ops").build(), Err(OpenError::SubscriberNameTaken { .. })));
     assert!(matches!(t.remove_subscriber("ops"), Err(Error::SubscriberNameTaken { .. })));
     drop(held);
     let mut p = t.publisher().unwrap();
-    p.try_publish(b"a").unwrap();
-    p.try_publish(b"b").unwrap();
-    assert!(matches!(p.try_publish(b"c"), Err(Error::Full))); // the detached "ops" gates
+    p.try_send(b"a").unwrap();
+    p.try_send(b"b").unwrap();
+    assert!(matches!(p.try_send(b"c"), Err(TrySendError::Full))); // the detached "ops" gates
     assert!(t.remove_subscriber("ops").unwrap());
-    p.try_publish(b"c").unwrap();
+    p.try_send(b"c").unwrap();
     assert!(!t.has_subscribers());
-    assert!(matches!(t.subscriber().name("bad/name").build(), Err(Error::InvalidName { .. })));
+    assert!(matches!(t.subscriber().name("bad/name").build(), Err(OpenError::InvalidName { .. })));
 }
 
 #[test]
@@ -196,7 +198,7 @@ fn too_many_subscribers_is_an_error() {
     let t = TopicOptions::new().dir(dir.path()).max_subscribers(2).create("full").unwrap();
     let _a = t.subscriber().build().unwrap();
     let _b = t.subscriber().build().unwrap();
-    assert!(matches!(t.subscriber().build(), Err(Error::TooManySubscribers { max: 2 })));
+    assert!(matches!(t.subscriber().build(), Err(OpenError::TooManySubscribers { max: 2 })));
 }
 
 #[test]
@@ -204,19 +206,19 @@ fn topic_errors_are_typed() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir, "errs", 4);
     let mut p = t.publisher().unwrap();
-    assert!(matches!(p.try_publish(&[0u8; 65]), Err(Error::MessageTooLarge { len: 65, max: 64 })));
-    assert!(matches!(TopicOptions::new().dir(dir.path()).open("nope"), Err(Error::NotFound { .. })));
+    assert!(matches!(p.try_send(&[0u8; 65]), Err(TrySendError::MessageTooLarge { len: 65, max: 64 })));
+    assert!(matches!(TopicOptions::new().dir(dir.path()).open("nope"), Err(OpenError::NotFound { .. })));
     assert!(matches!(
         TopicOptions::new().dir(dir.path()).capacity(8).open("errs"),
-        Err(Error::Incompatible { what: "capacity", .. })
+        Err(OpenError::Incompatible { what: "capacity", .. })
     ));
     shmq::QueueOptions::new().dir(dir.path()).create("a-queue").unwrap();
     assert!(matches!(
         TopicOptions::new().dir(dir.path()).open("a-queue"),
-        Err(Error::Incompatible { what: "kind", .. })
+        Err(OpenError::Incompatible { what: "kind", .. })
     ));
     let mut s = t.subscriber().mode(SubscriberMode::Lossy).build().unwrap();
-    assert!(matches!(s.try_recv_ref(), Err(Error::InvalidConfig(_))));
+    assert!(matches!(s.try_recv_ref(), Err(TryRecvError::Unsupported(_))));
 }
 
 #[test]
@@ -246,16 +248,16 @@ fn a_publisher_waits_after_its_claim_only_for_a_joiner_that_may_read_the_slot() 
     let t = topic(&dir, "joins", 4);
     let mut p = t.publisher().unwrap();
     for i in 0..4u64 {
-        p.try_publish(&i.to_le_bytes()).unwrap(); // nobody subscribed: never waits
+        p.try_send(&i.to_le_bytes()).unwrap(); // nobody subscribed: never waits
     }
     let _lossy = t.subscriber().mode(SubscriberMode::Lossy).build().unwrap();
-    p.try_publish(&4u64.to_le_bytes()).expect("a lossy joiner does not gate");
+    p.try_send(&4u64.to_le_bytes()).expect("a lossy joiner does not gate");
     let mut latest = t.subscriber().start(Start::Latest).build().unwrap();
-    p.try_publish(&5u64.to_le_bytes()).expect("a joiner at the tail does not gate");
+    p.try_send(&5u64.to_le_bytes()).expect("a joiner at the tail does not gate");
     let mut earliest = t.subscriber().start(Start::Earliest).build().unwrap();
-    assert!(matches!(p.try_publish(&6u64.to_le_bytes()), Err(Error::Full)), "a ring behind: full");
+    assert!(matches!(p.try_send(&6u64.to_le_bytes()), Err(TrySendError::Full)), "a ring behind: full");
     assert_eq!(recv_u64(&mut earliest).unwrap(), 2, "the oldest message still in the ring");
-    p.try_publish(&6u64.to_le_bytes()).expect("room again");
+    p.try_send(&6u64.to_le_bytes()).expect("room again");
     assert_eq!(recv_u64(&mut latest).unwrap(), 5);
     assert_eq!(recv_u64(&mut latest).unwrap(), 6);
     assert_eq!(t.counters().aborted, 0, "no sequence was given up on the way");

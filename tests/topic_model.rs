@@ -13,7 +13,9 @@ use std::collections::VecDeque;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use shmq::{AckMode, Error, Publisher, Start, Subscriber, SubscriberMode, Topic, TopicOptions};
+use shmq::{
+    AckMode, OpenError, Publisher, Start, Subscriber, SubscriberMode, Topic, TopicOptions, TryRecvError, TrySendError,
+};
 
 const MAX_SUBSCRIBERS: u32 = 4;
 const MAX_MSG: usize = 16;
@@ -58,7 +60,7 @@ enum Got {
     Msg { kind: u32, data: Vec<u8> },
     Empty,
     Lagged(u64),
-    InvalidConfig,
+    Unsupported,
     Other(String),
 }
 
@@ -67,11 +69,11 @@ impl Got {
         Got::Msg { kind: m.kind, data: payload(m.seq, m.len) }
     }
 
-    fn from_err(e: Error) -> Got {
+    fn from_err(e: TryRecvError) -> Got {
         match e {
-            Error::Empty => Got::Empty,
-            Error::Lagged(n) => Got::Lagged(n),
-            Error::InvalidConfig(_) => Got::InvalidConfig,
+            TryRecvError::Empty => Got::Empty,
+            TryRecvError::Lagged(n) => Got::Lagged(n),
+            TryRecvError::Unsupported(_) => Got::Unsupported,
             e => Got::Other(e.to_string()),
         }
     }
@@ -197,7 +199,7 @@ fn run(cap: u64, ops: &[Op]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let topic: Topic = TopicOptions::new()
         .dir(dir.path())
-        .capacity(cap)
+        .capacity(cap as usize)
         .max_msg_size(MAX_MSG)
         .max_subscribers(MAX_SUBSCRIBERS)
         .create("model")
@@ -210,9 +212,9 @@ fn run(cap: u64, ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Publish { publisher, kind, len } => {
                 let data = payload(model.tail(), *len);
                 let expected = model.try_publish(*kind, *len);
-                let real = publishers[*publisher].try_publish_kind(*kind, &data);
+                let real = publishers[*publisher].try_send_kind(*kind, &data);
                 match (&expected, real) {
-                    (Some(_), Ok(())) | (None, Err(Error::Full)) => {}
+                    (Some(_), Ok(())) | (None, Err(TrySendError::Full)) => {}
                     (e, r) => prop_assert!(false, "step {step} {op:?}: model {e:?}, topic {r:?}"),
                 }
             }
@@ -221,7 +223,7 @@ fn run(cap: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                 let lossy = matches!(model.subs[i].flow, Flow::Lossy { .. });
                 if matches!(op, Op::RecvRef { .. }) && lossy {
                     let (got, _) = real_recv_ref(&mut subs[i]);
-                    prop_assert_eq!(got, Got::InvalidConfig, "step {}: recv_ref of a lossy subscriber", step);
+                    prop_assert_eq!(got, Got::Unsupported, "step {}: recv_ref of a lossy subscriber", step);
                     continue;
                 }
                 let expected = model.recv(i);
@@ -252,7 +254,7 @@ fn run(cap: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                 let r = b.build();
                 if subs.len() == MAX_SUBSCRIBERS as usize {
                     prop_assert!(
-                        matches!(r, Err(Error::TooManySubscribers { max }) if max == MAX_SUBSCRIBERS as usize),
+                        matches!(r, Err(OpenError::TooManySubscribers { max }) if max == MAX_SUBSCRIBERS as usize),
                         "step {step}: a subscriber beyond the table must be refused, got {r:?}"
                     );
                 } else {
@@ -353,7 +355,7 @@ fn durable_subscriber_does_not_gate_publishers_on_messages_its_kind_filter_skipp
         let mut sub = topic.subscriber().name("billing").kinds(&[1]).ack(ack).build().expect("subscribe");
         let mut p = topic.publisher().expect("publisher");
         let mut buf = [0u8; MAX_MSG];
-        p.try_publish_kind(1, b"wanted").expect("publish");
+        p.try_send_kind(1, b"wanted").expect("publish");
         assert_eq!(sub.try_recv(&mut buf).expect("receive").kind, 1);
         if ack == AckMode::Explicit {
             sub.ack(); // nothing delivered is left unacknowledged
@@ -363,16 +365,16 @@ fn durable_subscriber_does_not_gate_publishers_on_messages_its_kind_filter_skipp
         // fill the ring for it. Otherwise a blocking `recv` waiting for kind 1 and a blocking
         // `publish` wait for each other forever.
         for i in 0..16 {
-            if let Err(e) = p.try_publish_kind(2, b"other") {
+            if let Err(e) = p.try_send_kind(2, b"other") {
                 panic!(
                     "{ack:?}: publish {i} of another kind failed ({e}) although the subscriber read past \
                      every earlier message: {:?}",
                     topic.subscribers()
                 );
             }
-            assert!(matches!(sub.try_recv(&mut buf), Err(Error::Empty)), "{ack:?}: kind 2 is filtered out");
+            assert!(matches!(sub.try_recv(&mut buf), Err(TryRecvError::Empty)), "{ack:?}: kind 2 is filtered out");
         }
-        p.try_publish_kind(1, b"wanted").expect("publish");
+        p.try_send_kind(1, b"wanted").expect("publish");
         assert_eq!(sub.try_recv(&mut buf).expect("receive").kind, 1);
     }
 }
@@ -384,7 +386,7 @@ fn durable_subscriber_does_not_gate_publishers_on_aborted_messages_it_skipped() 
     let mut sub = topic.subscriber().name("billing").build().expect("subscribe");
     let mut p = topic.publisher().expect("publisher");
     let mut buf = [0u8; MAX_MSG];
-    p.try_publish(b"first").expect("publish");
+    p.try_send(b"first").expect("publish");
     assert_eq!(sub.try_recv(&mut buf).expect("receive").len, 5);
     sub.ack();
     for i in 0..16 {
@@ -395,7 +397,7 @@ fn durable_subscriber_does_not_gate_publishers_on_aborted_messages_it_skipped() 
                 topic.subscribers()
             ),
         }
-        assert!(matches!(sub.try_recv(&mut buf), Err(Error::Empty)), "aborted messages are skipped");
+        assert!(matches!(sub.try_recv(&mut buf), Err(TryRecvError::Empty)), "aborted messages are skipped");
     }
 }
 
@@ -409,10 +411,10 @@ fn durable_lossy_subscriber_counts_each_missed_message_once_across_a_restart() {
     {
         let mut sub = lossy();
         for i in 0..10u8 {
-            p.try_publish(&[i]).expect("publish");
+            p.try_send(&[i]).expect("publish");
         }
         // 10 published, 4 retained (6..=9): 6 missed.
-        assert!(matches!(sub.try_recv(&mut buf), Err(Error::Lagged(6))));
+        assert!(matches!(sub.try_recv(&mut buf), Err(TryRecvError::Lagged(6))));
     }
     // Restarted, it goes on with the oldest retained message; nothing is missed twice.
     let mut sub = lossy();
@@ -420,7 +422,7 @@ fn durable_lossy_subscriber_counts_each_missed_message_once_across_a_restart() {
     loop {
         match sub.try_recv(&mut buf) {
             Ok(_) => got.push(buf[0]),
-            Err(Error::Empty) => break,
+            Err(TryRecvError::Empty) => break,
             Err(e) => panic!("after a restart with nothing new missed, received {got:?} then {e}"),
         }
     }

@@ -23,7 +23,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use shmq::{Error, QueueOptions, Start, SubscriberMode, TopicOptions, WaitStrategy};
+use shmq::{
+    Error, QueueOptions, RecvTimeoutError, SendError, SendTimeoutError, Start, SubscriberMode, TopicOptions,
+    TryRecvError, WaitStrategy,
+};
 use shmq_test_support::payload::{stream, unstream, STREAM};
 use shmq_test_support::{heavy, wait_for, Geometry, RawMap, Scene};
 
@@ -104,9 +107,9 @@ fn a_topic_ref_of_an_earliest_reliable_subscriber_never_changes_under_it() {
             let mut p = topic.publisher().expect("publisher");
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                match p.publish_timeout(&stream(n), Duration::from_millis(100)) {
+                match p.send_timeout(&stream(n), Duration::from_millis(100)) {
                     Ok(()) => n += 1,
-                    Err(Error::Timeout) => {}
+                    Err(SendTimeoutError::Timeout) => {}
                     Err(e) => panic!("publish: {e}"),
                 }
             }
@@ -128,7 +131,7 @@ fn a_topic_ref_of_an_earliest_reliable_subscriber_never_changes_under_it() {
                 joins += 1;
                 let m = match sub.recv_ref_timeout(Duration::from_secs(2)) {
                     Ok(m) => m,
-                    Err(Error::Timeout) => continue,
+                    Err(RecvTimeoutError::Timeout) => continue,
                     Err(e) => panic!("recv_ref: {e}"),
                 };
                 let copy = m.to_vec();
@@ -206,7 +209,8 @@ fn racing_open_or_create_calls_all_end_on_the_same_segment() {
                 // A shorter wait for a creator that never writes its header (default: 2 s).
                 let options = QueueOptions::new().dir(&dir).capacity(8).max_msg_size(8);
                 let r = options.ready_timeout(Duration::from_millis(50)).open_or_create("same");
-                match r.and_then(|q| q.producer()?.try_send(&[id as u8])) {
+                // Open, attach and send, their errors as `shmq::Error` (a timeout is open's).
+                match r.map_err(Error::from).and_then(|q| Ok(q.producer()?.try_send(&[id as u8])?)) {
                     Ok(()) => {
                         senders.fetch_or(1 << id, Ordering::Relaxed);
                     }
@@ -357,7 +361,7 @@ fn skipping_an_aborted_slot_wakes_a_blocked_producer() {
     let latency = sent_at.saturating_duration_since(skipped_at);
     held.commit(4).expect("commit");
     eprintln!("skip-wake: the blocked send returned {latency:?} after the skip");
-    assert!(matches!(r, Err(Error::Empty)) && head == 1, "test setup: try_recv gave {r:?}, head {head}");
+    assert!(matches!(r, Err(TryRecvError::Empty)) && head == 1, "test setup: try_recv gave {r:?}, head {head}");
     assert!(sent.is_ok(), "the blocked send failed: {sent:?}");
     assert!(
         latency < Duration::from_millis(200),
@@ -376,7 +380,7 @@ fn skipping_an_aborted_slot_wakes_a_blocked_producer() {
 fn a_panic_in_the_try_recv_batch_callback_leaves_no_slot_stuck() {
     const CAP: usize = 4;
     let scene = scene("batch-panic");
-    let q = QueueOptions::new().dir(scene.path()).capacity(CAP as u64).max_msg_size(16).create("q").expect("create");
+    let q = QueueOptions::new().dir(scene.path()).capacity(CAP).max_msg_size(16).create("q").expect("create");
     let mut tx = q.producer().expect("producer");
     let mut rx = q.consumer().expect("consumer");
     for i in 0..CAP as u8 {
@@ -460,9 +464,9 @@ fn a_lossy_subscriber_trusts_length_and_kind_only_after_the_seqlock_check() {
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..30 {
                     if seqlock_stream_kind(seq) == 1 {
-                        p.publish_kind(1, &(seq / 3).to_le_bytes()).expect("publish kind 1");
+                        p.send_kind(1, &(seq / 3).to_le_bytes()).expect("publish kind 1");
                     } else {
-                        p.publish_kind(2, &big).expect("publish kind 2");
+                        p.send_kind(2, &big).expect("publish kind 2");
                     }
                     seq += 1;
                 }
@@ -503,7 +507,7 @@ fn a_lossy_subscriber_trusts_length_and_kind_only_after_the_seqlock_check() {
             // Sequences [before, silent_end) were passed over without a word.
             let silent_end = match &r {
                 Ok(_) => after - 1,
-                Err(Error::Lagged(n)) => after - n,
+                Err(TryRecvError::Lagged(n)) => after - n,
                 _ => after,
             };
             let dropped = (before..silent_end).filter(|&s| seqlock_stream_kind(s) == 1).count() as u64;
@@ -527,12 +531,12 @@ fn a_lossy_subscriber_trusts_length_and_kind_only_after_the_seqlock_check() {
                     last = Some(n);
                     lag_reported = false;
                 }
-                Err(Error::Lagged(_)) => {
+                Err(TryRecvError::Lagged(_)) => {
                     c[1] += 1;
                     lag_reported = true;
                 }
-                Err(Error::BufferTooSmall { .. }) => c[2] += 1,
-                Err(Error::Empty) => std::hint::spin_loop(),
+                Err(TryRecvError::BufferTooSmall { .. }) => c[2] += 1,
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
                 Err(e) => panic!("try_recv: {e}"),
             }
         }
@@ -597,7 +601,7 @@ fn try_recv_does_not_report_empty_while_a_committed_message_waits() {
                     rounds += 1;
                     match rx.try_recv(&mut buf) {
                         Ok(_) => {}
-                        Err(Error::Empty) => {
+                        Err(TryRecvError::Empty) => {
                             empties += 1;
                             depth_at_empty = depth_at_empty.max(q.len());
                             rx.recv_timeout(&mut buf, Duration::from_secs(5)).expect("blocking receive after Empty");
@@ -648,7 +652,7 @@ fn revoked_claims_are_reported_and_never_written_over() {
     loan[..4].copy_from_slice(b"lost");
     let abandoned = slot::pack(1, slot::ABANDONED, 0);
     state.store(abandoned, Ordering::SeqCst); // the peer revokes the claim
-    assert!(matches!(loan.commit(4), Err(Error::ClaimRevoked)), "commit of a revoked loan must fail");
+    assert!(matches!(loan.commit(4), Err(SendError::ClaimRevoked)), "commit of a revoked loan must fail");
     assert_eq!(state.load(Ordering::SeqCst), abandoned, "the commit wrote over the peer's state");
     tx.send(b"next").expect("send");
     let mut buf = [0u8; 16];
@@ -674,9 +678,9 @@ fn revoked_claims_are_reported_and_never_written_over() {
     let tstate = slot_state(&tpeer, 0);
     let abandoned = slot::pack(0, slot::ABANDONED, 0);
     tstate.store(abandoned, Ordering::SeqCst);
-    assert!(matches!(loan.commit(4), Err(Error::ClaimRevoked)));
+    assert!(matches!(loan.commit(4), Err(SendError::ClaimRevoked)));
     assert_eq!(tstate.load(Ordering::SeqCst), abandoned, "the topic commit wrote over the peer's state");
-    p.publish(b"next").expect("publish");
+    p.send(b"next").expect("publish");
     let m = sub.try_recv(&mut buf).expect("the message after the abandoned one");
     assert_eq!(&buf[..m.len], b"next");
 }
