@@ -17,6 +17,7 @@
 // Under loom only the rings are built: the conversions of the user API are unused there.
 #![cfg_attr(loom, allow(dead_code))]
 
+use std::fmt;
 use std::io;
 
 /// Everything that can go wrong in shmq: what every per-operation error converts into.
@@ -24,7 +25,7 @@ use std::io;
 /// Errors that concern shared memory written by another process (`Corrupted`, `Incompatible`,
 /// `Stale`) never come with undefined behaviour: shmq validates every value it reads from a
 /// segment before using it.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The queue or topic name breaks the naming rule.
@@ -498,7 +499,7 @@ impl RecvTimeoutError {
 
 /// Why creating or opening a queue or topic, or attaching a handle to it (`producer`,
 /// `consumer`, `publisher`, `subscriber().build()`), failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// See [`Error::InvalidName`].
@@ -651,5 +652,63 @@ impl From<OpenError> for Error {
             OpenError::TooManySubscribers { max } => Error::TooManySubscribers { max },
             OpenError::Io { context, source } => Error::Io { context, source },
         }
+    }
+}
+
+/// The variant and the message, so that `fn main() -> Result<(), Error>` (which prints the
+/// error with `Debug`) says what happened and what to do, like `Display`.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            Error::InvalidName { .. } => "InvalidName",
+            Error::InvalidConfig { .. } => "InvalidConfig",
+            Error::NotFound { .. } => "NotFound",
+            Error::AlreadyExists { .. } => "AlreadyExists",
+            Error::Incompatible { .. } => "Incompatible",
+            Error::Stale { .. } => "Stale",
+            Error::Corrupted { .. } => "Corrupted",
+            Error::MessageTooLarge { .. } => "MessageTooLarge",
+            Error::BufferTooSmall { .. } => "BufferTooSmall",
+            Error::SizeMismatch { .. } => "SizeMismatch",
+            Error::Full { .. } => "Full",
+            Error::Empty { .. } => "Empty",
+            Error::Lagged { .. } => "Lagged",
+            Error::SubscriberNameTaken { .. } => "SubscriberNameTaken",
+            Error::TooManySubscribers { .. } => "TooManySubscribers",
+            Error::ClaimRevoked { .. } => "ClaimRevoked",
+            Error::Disconnected { .. } => "Disconnected",
+            Error::Timeout { .. } => "Timeout",
+            Error::RoleTaken { .. } => "RoleTaken",
+            Error::TooManyParticipants { .. } => "TooManyParticipants",
+            Error::NoSpace { .. } => "NoSpace",
+            Error::PermissionDenied { .. } => "PermissionDenied",
+            Error::Io { .. } => "Io",
+        };
+        write!(f, "{variant}: {self}")
+    }
+}
+
+/// The variant and the message, so that `fn main() -> Result<(), OpenError>` (which prints the
+/// error with `Debug`) says what happened and what to do, like `Display`.
+impl fmt::Debug for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            OpenError::InvalidName { .. } => "InvalidName",
+            OpenError::InvalidConfig { .. } => "InvalidConfig",
+            OpenError::NotFound { .. } => "NotFound",
+            OpenError::AlreadyExists { .. } => "AlreadyExists",
+            OpenError::Incompatible { .. } => "Incompatible",
+            OpenError::Stale { .. } => "Stale",
+            OpenError::Corrupted { .. } => "Corrupted",
+            OpenError::NoSpace { .. } => "NoSpace",
+            OpenError::PermissionDenied { .. } => "PermissionDenied",
+            OpenError::Timeout { .. } => "Timeout",
+            OpenError::RoleTaken { .. } => "RoleTaken",
+            OpenError::TooManyParticipants { .. } => "TooManyParticipants",
+            OpenError::SubscriberNameTaken { .. } => "SubscriberNameTaken",
+            OpenError::TooManySubscribers { .. } => "TooManySubscribers",
+            OpenError::Io { .. } => "Io",
+        };
+        write!(f, "{variant}: {self}")
     }
 }

@@ -353,3 +353,14 @@ fn code_generic_over_sender_and_receiver_works_with_queues_and_topics() {
         assert_eq!((m.kind, buf[0]), (i, i as u8));
     }
 }
+
+#[test]
+fn an_error_returned_from_main_prints_what_to_do() {
+    // `fn main() -> Result<(), E>` prints `Error: {e:?}`: the Debug text says what Display says.
+    let dir = tempfile::tempdir().unwrap();
+    let e = QueueOptions::new().dir(dir.path()).open("missing").unwrap_err();
+    let debug = format!("{e:?}");
+    assert!(debug.starts_with("NotFound: ") && debug.ends_with(&e.to_string()), "{debug}");
+    let e = shmq::Error::from(e);
+    assert_eq!(format!("{e:?}"), format!("NotFound: {e}"));
+}
