@@ -105,7 +105,9 @@ impl QueueOptions {
         self.create_inner(name).map_err(OpenError::from_internal)
     }
 
-    /// Opens existing queue `name`; [`OpenError::NotFound`] if there is none, and
+    /// Opens existing queue `name` and attaches to it. This is a few system calls (tens of
+    /// microseconds, against tens of nanoseconds for a message): open once and keep the
+    /// [`Queue`] and its handles. [`OpenError::NotFound`] if there is none, and
     /// [`OpenError::Incompatible`] if it is not a queue of the kind and settings asked for
     /// (settings not asked for are taken from the queue).
     pub fn open(&self, name: &str) -> Result<Queue, OpenError> {

@@ -126,7 +126,9 @@ impl TopicOptions {
         self.create_inner(name).map_err(OpenError::from_internal)
     }
 
-    /// Opens existing topic `name`; [`OpenError::NotFound`] if there is none.
+    /// Opens existing topic `name` and attaches to it: a few system calls (tens of
+    /// microseconds); open once and keep the [`Topic`] and its handles.
+    /// [`OpenError::NotFound`] if there is none.
     pub fn open(&self, name: &str) -> Result<Topic, OpenError> {
         self.open_inner(name).map_err(OpenError::from_internal)
     }
