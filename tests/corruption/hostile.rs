@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmq::status::Status;
-use shmq::{Error, Queue, QueueKind, QueueOptions, WaitStrategy};
+use shmq::{Error, OpenError, Queue, QueueKind, QueueOptions, WaitStrategy};
 use shmq_test_support::corrupt::{field, SLOT_LEN};
 
 use crate::{panic_message, touch};
@@ -59,7 +59,8 @@ enum Event {
 /// else whether it returned `Ok`.
 type Outcome = Option<bool>;
 
-fn outcome<T>(r: &Result<T, Error>) -> Outcome {
+/// The outcome of a call, whatever its operation's error type.
+fn outcome<T, E>(r: &Result<T, E>) -> Outcome {
     Some(r.is_ok())
 }
 
@@ -180,11 +181,11 @@ fn exercise(
     run("send_timeout", &mut || outcome(&tx.as_mut()?.send_kind_timeout(3, &msg, SHORT)));
     run("try_send_batch", &mut || outcome(&tx.as_mut()?.try_send_batch(&[&msg, &msg[..msg.len() / 2]])));
     run("try_loan", &mut || {
-        let r = tx.as_mut()?.try_loan().map(|mut loan| {
+        let r = tx.as_mut()?.try_loan().map_err(Error::from).and_then(|mut loan| {
             loan.fill(0xA5);
-            loan.commit(msg.len())
+            loan.commit(msg.len()).map_err(Error::from)
         });
-        outcome(&r.and_then(|c| c))
+        outcome(&r)
     });
     run("snapshots", &mut || {
         let _ = (q.len(), q.is_empty(), q.counters());
@@ -213,14 +214,15 @@ fn exercise(
     });
     run("open with expectations", &mut || {
         let opts = QueueOptions::new().dir(dir).ready_timeout(Duration::from_millis(20));
-        outcome(&opts.kind(q.kind()).capacity(q.capacity() as u64).max_msg_size(max).open(name))
+        outcome(&opts.kind(q.kind()).capacity(q.capacity()).max_msg_size(max).open(name))
     });
 }
 
 /// Creates a queue of a random shape and moves it a random way into its life.
 fn fresh_queue(rng: &mut Rng, dir: &Path, name: &str, kind: QueueKind) -> Queue {
-    let capacity = *rng.pick(&[2u64, 4, 8, 16]);
-    let max_msg = *rng.pick(&[0usize, 8, 24, 100]);
+    let capacity = *rng.pick(&[2usize, 4, 8, 16]);
+    // 1, not 0: a maximum message size of 0 is refused now.
+    let max_msg = *rng.pick(&[1usize, 8, 24, 100]);
     let wait = *rng.pick(&[WaitStrategy::Spin, WaitStrategy::Yield, WaitStrategy::Block]);
     let q = QueueOptions::new()
         .dir(dir)
@@ -232,13 +234,13 @@ fn fresh_queue(rng: &mut Rng, dir: &Path, name: &str, kind: QueueKind) -> Queue 
         .unwrap_or_else(|e| panic!("create {name}: {e}"));
     let (mut tx, mut rx) = (q.producer().expect("producer"), q.consumer().expect("consumer"));
     let mut buf = vec![0u8; max_msg];
-    let laps = rng.below(3) * capacity + rng.below(capacity);
+    let laps = rng.below(3) * capacity as u64 + rng.below(capacity as u64);
     for i in 0..laps {
         let len = (i as usize) % (max_msg + 1);
         tx.try_send_kind(i as u32, &buf[..len]).expect("send while warming up");
         rx.try_recv(&mut buf).expect("receive while warming up");
     }
-    for i in 0..rng.below(capacity + 1) {
+    for i in 0..rng.below(capacity as u64 + 1) {
         let len = (i as usize * 7) % (max_msg + 1);
         tx.try_send_kind(i as u32, &vec![i as u8; len]).expect("fill");
     }
@@ -388,7 +390,7 @@ fn open_rejects_a_segment_whose_header_was_overwritten() {
                 .unwrap_or_else(|_| panic!("open panicked after {what} was overwritten"));
             let ok = matches!(
                 (&got, want),
-                (Err(Error::Incompatible { .. }), "Incompatible") | (Err(Error::Corrupted(_)), "Corrupted")
+                (Err(OpenError::Incompatible { .. }), "Incompatible") | (Err(OpenError::Corrupted(_)), "Corrupted")
             );
             assert!(ok, "{kind:?} with {what} overwritten by {bytes:02x?}: want {want}, got {got:?}");
             let status = Status::read(scene.path(), &name);

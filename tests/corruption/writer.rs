@@ -64,7 +64,7 @@ const OP_TIMEOUT: Duration = Duration::from_millis(50);
 const HANG: Duration = Duration::from_secs(5);
 /// Time the children get to start before epoch 0.
 const STARTUP: Duration = Duration::from_millis(1500);
-const CAPACITY: u64 = 16;
+const CAPACITY: usize = 16;
 const MAX_MSG: usize = 48;
 const SUBSCRIBERS: u32 = 4;
 
@@ -113,7 +113,7 @@ fn segment_name(k: u64) -> String {
 /// Where everything is in the segments of a case.
 fn offsets(kind: &str) -> Offsets {
     let subscribers = if kind == "topic" { SUBSCRIBERS } else { 0 };
-    Offsets::compute(CAPACITY, MAX_MSG as u32, layout::DEFAULT_PARTICIPANTS, subscribers).expect("layout")
+    Offsets::compute(CAPACITY as u64, MAX_MSG as u32, layout::DEFAULT_PARTICIPANTS, subscribers).expect("layout")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,8 +203,8 @@ const OPS: &[&str] = &[
     "try_recv",
     "try_recv_batch",
     "Status::read",
-    "publish_timeout",
-    "try_publish",
+    "send_timeout(topic)",
+    "try_send(topic)",
     "try_loan(topic)+commit",
     "try_recv_ref",
 ];
@@ -249,7 +249,8 @@ struct Caller<'a> {
 }
 
 impl Caller<'_> {
-    fn call<T>(&mut self, op: &'static str, f: impl FnOnce() -> Result<T, Error>) -> Option<T> {
+    /// Calls `f`; its operation's error is counted as the [`Error`] it converts into.
+    fn call<T, E: Into<Error>>(&mut self, op: &'static str, f: impl FnOnce() -> Result<T, E>) -> Option<T> {
         let index = OPS.iter().position(|&o| o == op).expect("op listed in OPS");
         self.busy.op.store(index, Relaxed);
         self.busy.since.store(mono_ns(), Relaxed);
@@ -277,6 +278,7 @@ impl Caller<'_> {
                 Some(v)
             }
             Ok(Err(e)) => {
+                let e: Error = e.into();
                 *self.tally.errors.entry(variant(&e)).or_default() += 1;
                 if unexpected(&e) && self.tally.problems.len() < 10 {
                     self.tally.problems.push(format!("{op} returned an unexpected error: {e}"));
@@ -339,10 +341,10 @@ fn step(c: &mut Caller, s: &mut Session, rng: &mut Rng, dir: &Path, name: &str, 
             }
             _ => {
                 c.call("try_loan+commit", || {
-                    let mut loan = p.try_loan()?;
+                    let mut loan = p.try_loan().map_err(Error::from)?;
                     loan[..len].copy_from_slice(&msg);
                     loan.set_kind(kind);
-                    loan.commit(len)
+                    loan.commit(len).map_err(Error::from)
                 });
             }
         },
@@ -357,7 +359,7 @@ fn step(c: &mut Caller, s: &mut Session, rng: &mut Rng, dir: &Path, name: &str, 
                     let m = r.recv_ref_timeout(OP_TIMEOUT)?;
                     check_len(m.len());
                     touch(&m);
-                    Ok(())
+                    Ok::<(), shmq::RecvTimeoutError>(())
                 });
             }
             75..=84 => {
@@ -377,17 +379,17 @@ fn step(c: &mut Caller, s: &mut Session, rng: &mut Rng, dir: &Path, name: &str, 
         },
         Session::Publisher(p) => match roll {
             0..=69 => {
-                c.call("publish_timeout", || p.publish_kind_timeout(kind, &msg, OP_TIMEOUT));
+                c.call("send_timeout(topic)", || p.send_kind_timeout(kind, &msg, OP_TIMEOUT));
             }
             70..=84 => {
-                c.call("try_publish", || p.try_publish(&msg));
+                c.call("try_send(topic)", || p.try_send(&msg));
             }
             _ => {
                 c.call("try_loan(topic)+commit", || {
-                    let mut loan = p.try_loan()?;
+                    let mut loan = p.try_loan().map_err(Error::from)?;
                     loan[..len].copy_from_slice(&msg);
                     loan.set_kind(kind);
-                    loan.commit(len)
+                    loan.commit(len).map_err(Error::from)
                 });
             }
         },
@@ -402,7 +404,7 @@ fn step(c: &mut Caller, s: &mut Session, rng: &mut Rng, dir: &Path, name: &str, 
                     let m = s.recv_ref_timeout(OP_TIMEOUT)?;
                     check_len(m.len());
                     touch(&m);
-                    Ok(())
+                    Ok::<(), shmq::RecvTimeoutError>(())
                 });
             }
             60..=94 => {

@@ -7,7 +7,9 @@
 //! - [`chaos`]: an MPMC queue and a topic under processes SIGKILLed at random, some of them out
 //!   of file descriptors or in pid namespaces of their own;
 //! - [`trust`]: the trust suite's promises that need a second process (liveness under EMFILE
-//!   and across pid namespaces, dead subscribers and sleepers); the rest is `tests/trust.rs`.
+//!   and across pid namespaces, dead subscribers and sleepers); the rest is `tests/trust.rs`;
+//! - [`disconnect`]: a consumer or subscriber blocked in `recv_timeout` returns `Disconnected`
+//!   soon after its only sender, a child process, is SIGKILLed.
 //!
 //! Every test works in a private temporary directory under a watchdog; children die with the
 //! test, however it ends. The CPU-heavy tests take `shmq_test_support::heavy()`, so that they
@@ -17,11 +19,12 @@ use shmq::WaitStrategy;
 use shmq_test_support::{env, ChildProc, Scene};
 
 mod chaos;
+mod disconnect;
 mod queue;
 mod topic;
 mod trust;
 
-shmq_test_support::children!(queue::ROLES, topic::ROLES, chaos::ROLES, trust::ROLES);
+shmq_test_support::children!(queue::ROLES, topic::ROLES, chaos::ROLES, trust::ROLES, disconnect::ROLES);
 
 /// Environment of a queue or topic child: the segment directory, the segment's name, the wait
 /// strategy (`spin`, `yield` or `block`).

@@ -8,10 +8,13 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmq::status::Status;
-use shmq::{Error, Queue, QueueOptions, WaitStrategy};
+use shmq::{Error, OpenError, Queue, QueueOptions, WaitStrategy};
+use shmq::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 use shmq_test_support::payload::{read_records, stamp, unstamp, Sequences};
 use shmq_test_support::{
     env, env_u64, field, heavy, poll_until, report, result_line, sleep_until_killed, wait_zombie, ChildProc, Rng, Role,
@@ -94,8 +97,9 @@ fn spsc_consumer() {
         assert_eq!(m.kind, spsc_kind(seq), "kind tag of message {seq}");
         sum += seq;
     }
+    // Nothing left: `Empty`, or `Disconnected` once the producer has exited.
     match rx.try_recv(&mut buf) {
-        Err(Error::Empty) => {}
+        Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
         other => panic!("after {n} messages the queue must be empty, got {other:?}"),
     }
     report(&format!("result received={n} sum={sum}"));
@@ -214,7 +218,7 @@ fn recv_seq(rx: &mut shmq::Consumer, what: &str) -> (u64, u32) {
 fn assert_empty(rx: &mut shmq::Consumer) {
     let mut buf = [0u8; 64];
     match rx.try_recv(&mut buf) {
-        Err(Error::Empty) => {}
+        Err(TryRecvError::Empty) => {}
         other => panic!("queue should be empty, got {other:?}"),
     }
 }
@@ -337,7 +341,7 @@ fn spsc_producer_role_of_a_sigkilled_process_is_taken_over_and_its_messages_kept
     );
     child.wait_line("ready", scene.deadline());
     match q.producer() {
-        Err(Error::RoleTaken { role: "producer", pid }) => assert_eq!(pid, child.pid(), "holder's pid"),
+        Err(OpenError::RoleTaken { role: "producer", pid }) => assert_eq!(pid, child.pid(), "holder's pid"),
         other => panic!("a live producer's role must not be taken, got {other:?}"),
     }
     child.kill_no_reap();
@@ -387,7 +391,7 @@ fn fill_participant_table(scene: &Scene, live_before: usize) -> Vec<Queue> {
         .map(|i| options(scene, WaitStrategy::Block).open(scene.name()).unwrap_or_else(|e| panic!("open {i}: {e}")))
         .collect();
     match options(scene, WaitStrategy::Block).open(scene.name()) {
-        Err(Error::TooManyParticipants { .. }) => {}
+        Err(OpenError::TooManyParticipants { .. }) => {}
         other => panic!("the table should be full now (the dead entry reused), got {other:?}"),
     }
     handles
@@ -433,8 +437,8 @@ fn mpmc_slot_claimed_by_a_sigkilled_producer_is_skipped_and_later_messages_arriv
     }
     // While its claimer lives, the claimed slot holds the messages behind it back (order is kept).
     let mut buf = [0u8; 64];
-    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty)), "a live writer's slot must not be skipped");
-    assert!(matches!(rx.recv_timeout(&mut buf, Duration::from_millis(50)), Err(Error::Timeout)));
+    assert!(matches!(rx.try_recv(&mut buf), Err(TryRecvError::Empty)), "a live writer's slot must not be skipped");
+    assert!(matches!(rx.recv_timeout(&mut buf, Duration::from_millis(50)), Err(RecvTimeoutError::Timeout)));
     child.kill_no_reap(); // a zombie must count as dead too
     for seq in 0..5 {
         assert_eq!(recv_seq(&mut rx, "message committed after the dead producer's claim"), (seq, 7));
@@ -455,7 +459,7 @@ fn mpmc_slot_claimed_by_a_sigkilled_producer_is_skipped_and_later_messages_arriv
 fn mpmc_slot_held_by_a_sigkilled_consumer_is_freed_when_producers_wrap_onto_it() {
     const CAP: u64 = 4;
     let scene = scene("mpmc-killed-consumer");
-    let q = options(&scene, WaitStrategy::Block).capacity(CAP).create(scene.name()).expect("create");
+    let q = options(&scene, WaitStrategy::Block).capacity(CAP as usize).create(scene.name()).expect("create");
     let mut tx = q.producer().expect("producer");
     tx.send_kind_timeout(9, &stamp(1, 0), SOON).expect("send the message the consumer dies with");
     let mut child = spawn(&scene, "queue mpmc-consumer-dies-in-recv-ref", WaitStrategy::Block, &[]);
@@ -468,8 +472,8 @@ fn mpmc_slot_held_by_a_sigkilled_consumer_is_freed_when_producers_wrap_onto_it()
         assert_eq!(recv_seq(&mut rx, "message next to the held one"), (seq, 9));
     }
     // The ring has wrapped onto the slot the live consumer still reads: producers wait.
-    assert!(matches!(tx.try_send(&stamp(1, CAP)), Err(Error::Full)), "a live reader's slot must not be reused");
-    assert!(matches!(tx.send_timeout(&stamp(1, CAP), Duration::from_millis(50)), Err(Error::Timeout)));
+    assert!(matches!(tx.try_send(&stamp(1, CAP)), Err(TrySendError::Full)), "a live reader's slot must not be reused");
+    assert!(matches!(tx.send_timeout(&stamp(1, CAP), Duration::from_millis(50)), Err(SendTimeoutError::Timeout)));
     child.kill();
     tx.send_kind_timeout(9, &stamp(1, CAP), SOON).expect("producers must not stay stuck behind a dead consumer");
     assert_eq!(recv_seq(&mut rx, "message written into the recovered slot"), (CAP, 9));
@@ -569,13 +573,13 @@ fn poll_past_dead_producer(
 #[test]
 fn consumer_polling_with_short_timeouts_gets_past_a_dead_producers_slot() {
     poll_past_dead_producer("poll-recv-timeout", "recv_timeout(1 ms)", |rx, buf| {
-        rx.recv_timeout(buf, Duration::from_millis(1))
+        rx.recv_timeout(buf, Duration::from_millis(1)).map_err(Error::from)
     });
 }
 
 #[test]
 fn consumer_polling_with_try_recv_gets_past_a_dead_producers_slot() {
-    poll_past_dead_producer("poll-try-recv", "try_recv", |rx, buf| rx.try_recv(buf));
+    poll_past_dead_producer("poll-try-recv", "try_recv", |rx, buf| rx.try_recv(buf).map_err(Error::from));
 }
 
 /// Messages a streaming child would send if nobody killed it.
@@ -604,16 +608,27 @@ fn receive_until_killed(
         check(&mut next, m, &buf);
     }
     let pid = child.pid() as libc::pid_t;
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(delay);
-        // SAFETY: kill(2) with a plain pid; the child is not yet reaped, so the pid is still
-        // this child's and cannot name another process.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+    // Set just before the kill: the only producer's death may be reported as `Disconnected`
+    // from then on (once everything it sent was received), never before.
+    let killing = Arc::new(AtomicBool::new(false));
+    let killer = std::thread::spawn({
+        let killing = killing.clone();
+        move || {
+            std::thread::sleep(delay);
+            killing.store(true, Ordering::SeqCst);
+            // SAFETY: kill(2) with a plain pid; the child is not yet reaped, so the pid is
+            // still this child's and cannot name another process.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     });
     while !killer.is_finished() {
         match rx.recv_timeout(&mut buf, Duration::from_millis(1)) {
             Ok(m) => check(&mut next, m, &buf),
-            Err(Error::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => assert!(
+                killing.load(Ordering::SeqCst),
+                "Disconnected after {next} messages, while the producer was alive"
+            ),
             Err(e) => panic!("receiving while the producer is killed: {e}"),
         }
     }
@@ -637,7 +652,9 @@ fn spsc_producer_sigkilled_mid_stream_leaves_an_intact_prefix_and_a_free_role() 
                 assert_eq!((unstamp(&buf[..m.len]).1, m.kind), (next, spsc_kind(next)), "message after the kill");
                 next += 1;
             }
-            Err(Error::Empty) => break,
+            // Nothing left (`Disconnected`: the only producer is dead, and everything it sent
+            // was received).
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             Err(e) => panic!("draining after the kill: {e}"),
         }
     }

@@ -13,7 +13,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions, WaitStrategy};
+use shmq::{AckMode, RecvTimeoutError, Start, SubscriberMode, Topic, TopicOptions, TryRecvError, WaitStrategy};
 use shmq_test_support::payload::{self, read_records, stamp, unstamp, unwide, Sequences, WIDE};
 use shmq_test_support::{
     env, env_opt, env_u64, field, heavy, num, report, result_line, sleep_until_killed, wait_for, ChildProc, Rng, Role,
@@ -75,7 +75,7 @@ fn child_topic() -> Topic {
 }
 
 /// Publishes `COUNT` messages (fan-out payloads of publisher `INDEX`, or wide payloads);
-/// reports the longest single `publish` call.
+/// reports the longest single `send` call.
 fn publisher(wide: bool) {
     let topic = child_topic();
     let mut p = topic.publisher().expect("publisher");
@@ -85,9 +85,9 @@ fn publisher(wide: bool) {
     for seq in 0..n {
         let started = Instant::now();
         let r = if wide {
-            p.publish_timeout(&payload::wide(seq), CHILD_WAIT)
+            p.send_timeout(&payload::wide(seq), CHILD_WAIT)
         } else {
-            p.publish_timeout(&stamp(me, seq), CHILD_WAIT)
+            p.send_timeout(&stamp(me, seq), CHILD_WAIT)
         };
         r.unwrap_or_else(|e| panic!("publisher {me}: publish of message {seq}: {e}"));
         longest = longest.max(started.elapsed());
@@ -120,8 +120,9 @@ fn reliable_subscriber() {
         }
     }
     assert!(seen.counts().iter().all(|&c| c == n), "messages per publisher {:?}, expected {n} each", seen.counts());
+    // Nothing left: `Empty`, or `Disconnected` once every publisher has exited.
     match sub.try_recv(&mut buf) {
-        Err(Error::Empty) => {}
+        Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
         other => panic!("after every message the subscriber must find nothing, got {other:?}"),
     }
     report(&format!("result counts={}", seen.counts_line()));
@@ -180,8 +181,9 @@ fn durable_subscriber() {
             break;
         }
     }
+    // Nothing left: `Empty`, or `Disconnected` once the publisher has exited.
     match sub.try_recv(&mut buf) {
-        Err(Error::Empty) => {}
+        Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
         other => panic!("after the last message the subscriber must find nothing, got {other:?}"),
     }
     report(&format!("result recorded={recorded}"));
@@ -212,7 +214,7 @@ fn lossy_subscriber() {
                 received += 1;
                 std::thread::sleep(delay);
             }
-            Err(Error::Lagged(k)) => {
+            Err(RecvTimeoutError::Lagged(k)) => {
                 assert!(k > 0, "Lagged(0)");
                 expected += k;
                 lagged += k;
@@ -223,8 +225,9 @@ fn lossy_subscriber() {
         }
     }
     assert_eq!(sub.position(), n, "the subscriber's position after every message");
+    // Nothing left: `Empty`, or `Disconnected` once the publisher has exited.
     match sub.try_recv(&mut buf) {
-        Err(Error::Empty) => {}
+        Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
         other => panic!("after every message the lossy subscriber must find nothing, got {other:?}"),
     }
     let me = topic.subscribers().into_iter().find(|s| s.lossy).expect("the lossy subscriber's entry");
@@ -242,7 +245,7 @@ fn scene(name: &str) -> Scene {
 }
 
 /// Creates the scene's topic.
-fn create(scene: &Scene, wait: WaitStrategy, capacity: u64) -> Topic {
+fn create(scene: &Scene, wait: WaitStrategy, capacity: usize) -> Topic {
     TopicOptions::new()
         .dir(scene.path())
         .wait(wait)
@@ -523,7 +526,7 @@ fn durable_subscriber_with_ack_on_next_receive_resumes_at_the_last_message_deliv
 #[test]
 fn slow_lossy_subscriber_process_accounts_for_every_message_and_never_sees_a_torn_payload() {
     const N: u64 = 200_000;
-    const CAP: u64 = 16;
+    const CAP: usize = 16;
     let _heavy = heavy();
     let started = Instant::now();
     let scene = scene("topic-lossy-slow");

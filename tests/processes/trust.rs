@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use shmq::status::Status;
-use shmq::{Error, QueueOptions, SubscriberMode, TopicOptions, WaitStrategy};
+use shmq::{OpenError, QueueOptions, SubscriberMode, TopicOptions, TryRecvError, WaitStrategy};
 use shmq_test_support::{
     children_of, env, exhaust_fds, is_dead, report, sleep_until_killed, wait_for, ChildProc, Role, Scene, Spawn,
 };
@@ -62,7 +62,7 @@ fn emfile_consumer() {
     let end = Instant::now() + Duration::from_millis(200);
     while Instant::now() < end {
         match rx.try_recv(&mut buf) {
-            Err(Error::Empty) => {}
+            Err(TryRecvError::Empty) => {}
             other => report(&format!("early {other:?}")),
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -76,8 +76,8 @@ fn emfile_consumer() {
                 report(&format!("received {}", String::from_utf8_lossy(&buf[..m.len])));
                 break;
             }
-            Err(Error::Empty) if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
-            Err(Error::Empty) => {
+            Err(TryRecvError::Empty) if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
+            Err(TryRecvError::Empty) => {
                 report("received nothing");
                 break;
             }
@@ -207,7 +207,7 @@ fn a_live_peer_in_another_pid_namespace_keeps_its_role() {
         Ok(_) => "Ok (admitted)".to_string(),
         Err(e) => format!("Err({e})"),
     };
-    let refused = matches!(second, Err(Error::RoleTaken { role: "consumer", .. }));
+    let refused = matches!(second, Err(OpenError::RoleTaken { role: "consumer", .. }));
     drop(second);
 
     // The child dies with `unshare` (--kill-child); make sure of it.
@@ -243,7 +243,7 @@ fn join_after_dead_subscribers(test: &str, mode: &str) {
     let topic =
         TopicOptions::new().dir(scene.path()).capacity(16).max_subscribers(2).create("t").expect("create topic");
     let mut publisher = topic.publisher().expect("publisher");
-    publisher.publish(b"one").expect("publish"); // far from full: no publisher blocks
+    publisher.send(b"one").expect("publish"); // far from full: no publisher blocks
     let mut envs = envs(&scene, "t");
     envs.push((MODE_ENV, mode.to_string()));
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -83,7 +83,8 @@ where
 // Using whatever opened
 // ---------------------------------------------------------------------------------------------
 
-fn check_received(r: &Result<shmq::Received, Error>, buf_len: usize, max: usize) {
+/// Checks a receive's result, whatever its operation's error type.
+fn check_received<E>(r: &Result<shmq::Received, E>, buf_len: usize, max: usize) {
     if let Ok(m) = r {
         assert!(m.len <= buf_len && m.len <= max, "received {} bytes into {buf_len} (max message {max})", m.len);
     }
@@ -147,8 +148,8 @@ fn exercise_topic(t: &Topic) {
     for round in 0..6usize {
         if let Some(p) = publisher.as_mut() {
             let m = &msg[..round * 5 % (msg.len() + 1)];
-            let _ = p.try_publish(m);
-            let _ = p.publish_kind_timeout(round as u32 % 3, m, TINY);
+            let _ = p.try_send(m);
+            let _ = p.send_kind_timeout(round as u32 % 3, m, TINY);
             if let Ok(mut loan) = p.try_loan() {
                 loan.set_kind(1);
                 let _ = loan.commit(m.len());

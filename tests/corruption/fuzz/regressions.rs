@@ -31,7 +31,7 @@ fn subscriber_lapped_at_the_top_of_the_sequence_space_reports_lag_without_overfl
         let mut sub = t.subscriber().mode(mode).build().expect("subscriber");
         let mut p = t.publisher().expect("publisher");
         for i in 0..4u8 {
-            let _ = p.try_publish(&[i]);
+            let _ = p.try_send(&[i]);
         }
         let mut buf = [0u8; 8];
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sub.try_recv(&mut buf))) {
@@ -64,7 +64,7 @@ fn resumed_durable_subscriber_with_a_hostile_delivered_count_receives_without_ov
     let delivered = SUBSCRIBER.iter().find(|f| f.name == "delivered").expect("subscriber.delivered").offset;
     RawMap::open(t.path()).store(o.subscribers + delivered, 8, u64::MAX);
     let mut sub = t.subscriber().name("keep").build().expect("resume the durable subscriber");
-    t.publisher().expect("publisher").try_publish(b"x").expect("publish");
+    t.publisher().expect("publisher").try_send(b"x").expect("publish");
     let mut buf = [0u8; 8];
     let r = no_panic("try_recv of a resumed subscriber whose delivered count is u64::MAX", || sub.try_recv(&mut buf));
     assert_eq!(r.expect("the message").len, 1);
@@ -80,7 +80,7 @@ fn new_reliable_subscriber_joining_at_a_hostile_tail_returns_from_try_recv() {
     let t = TopicOptions::new().dir(scene.path()).capacity(4).max_msg_size(8).create("far").expect("create");
     let mut p = t.publisher().expect("publisher");
     for i in 0..12u8 {
-        p.try_publish(&[i]).expect("publish (no reliable subscriber: never full)");
+        p.try_send(&[i]).expect("publish (no reliable subscriber: never full)");
     }
     RawMap::open(t.path()).store(field("control.tail").offset, 8, u64::MAX - (1 << 40));
     let mut sub = t.subscriber().build().expect("reliable subscriber");

@@ -19,7 +19,7 @@ pub const REC: usize = 32;
 /// What a log record says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tag {
-    /// A producer or publisher: `send`/`publish` of (id, inc, seq) returned Ok.
+    /// A producer or publisher: `send` of (id, inc, seq) returned Ok.
     Sent = 1,
     /// A consumer or subscriber received (id, inc, seq); for topics `tseq` is the topic sequence.
     Received = 2,
@@ -267,7 +267,7 @@ pub struct TopicReport {
     pub durable_duplicates: u64,
     /// Topic sequences that subscribers skipped and nobody received (abandoned slots).
     pub holes: u64,
-    /// Received messages whose publish was not logged (publisher killed right after `publish`).
+    /// Received messages whose publish was not logged (publisher killed right after `send`).
     pub unlogged_publishes: u64,
 }
 

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmq::{AckMode, Error, QueueOptions, Start, Topic, TopicOptions, WaitStrategy};
+use shmq::{AckMode, QueueOptions, Start, Topic, TopicOptions, WaitStrategy};
+use shmq::{RecvTimeoutError, SendTimeoutError, TrySendError};
 use shmq_test_support::payload::{decode_incarnation, encode_incarnation, INCARNATION_MAX};
 use shmq_test_support::{check_out_of_fds, env, env_u64, exhaust_fds, Exhausted, Rng, PARENT_ENV, PIDNS_ENV};
 
@@ -341,14 +342,18 @@ fn publisher(cx: &mut Ctx) {
                     loan.commit(len).expect("commit a loan");
                     sent = true;
                 }
-                Err(Error::Full) => {}
+                // Disconnected: every reliable subscriber is between two incarnations.
+                Err(TrySendError::Full | TrySendError::Disconnected) => {}
                 Err(e) => panic!("publisher {} incarnation {}: loan failed: {e}", cx.id, cx.inc),
             }
         }
         if !sent {
-            match publisher.publish_timeout(&buf[..len], TICK) {
+            match publisher.send_timeout(&buf[..len], TICK) {
                 Ok(()) => {}
-                Err(Error::Timeout) => {
+                Err(e @ (SendTimeoutError::Timeout | SendTimeoutError::Disconnected)) => {
+                    if e.is_disconnected() {
+                        std::thread::sleep(TICK); // no reliable subscriber for now: wait for the next one
+                    }
                     if cx.told(STOP_SENDERS) {
                         break;
                     }

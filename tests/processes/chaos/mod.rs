@@ -55,7 +55,7 @@
 //!
 //! Bookkeeping survives SIGKILL: every process appends a 32-byte record per message to its own
 //! log file with one `write(2)` (`check::Log`): producers and publishers after
-//! `send`/`publish` returned Ok (so what is logged was acknowledged by shmq), consumers and
+//! `send` returned Ok (so what is logged was acknowledged by shmq), consumers and
 //! subscribers right after receiving. A kill loses at most the one record in flight. Payloads
 //! carry (producer id, incarnation, seq) and are fully determined by them, so a torn message is
 //! caught by the receiver (which then fails).
@@ -116,7 +116,7 @@ pub const ROLES: &[shmq_test_support::Role] = &[
 const QUEUE: &str = "chaos-queue";
 const TOPIC: &str = "chaos-topic";
 const DURABLE: &str = "durable";
-const CAPACITY: u64 = 256;
+const CAPACITY: usize = 256;
 const PRODUCERS: usize = 4;
 const CONSUMERS: usize = 4;
 const PUBLISHERS: usize = 2;
