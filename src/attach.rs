@@ -12,8 +12,8 @@ use crate::participants::Participants;
 use crate::ring::RingMem;
 use crate::segment::Segment;
 use crate::sync::{AtomicU64, Ordering::Relaxed};
-use std::sync::atomic::AtomicBool;
 use crate::wait::{self, Step, WaitStrategy, PEER_CHECK};
+use std::sync::atomic::AtomicBool;
 
 /// One attachment: detaches (frees its participant entry) on drop.
 #[derive(Debug)]

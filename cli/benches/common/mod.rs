@@ -124,7 +124,7 @@ pub fn start_watchdog(dir: PathBuf, limit: Duration) {
 // shmq across processes.
 
 fn data_options(kind: QueueKind, size: usize) -> QueueOptions {
-    QueueOptions::new().kind(kind).capacity(CAPACITY).max_msg_size(size).wait(WaitStrategy::Spin)
+    QueueOptions::new().kind(kind).capacity(CAPACITY as usize).max_msg_size(size).wait(WaitStrategy::Spin)
 }
 
 fn control_options(wait: WaitStrategy) -> QueueOptions {

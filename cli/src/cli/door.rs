@@ -42,7 +42,7 @@ pub fn count(n: u64, noun: &str) -> String {
 /// `--capacity`: 1 to 2^30 slots (the library rounds it up to a power of two).
 pub fn parse_capacity(s: &str) -> Result<u64, String> {
     let c: u64 = s.parse().map_err(|e| format!("{e}"))?;
-    if c < 1 || c > MAX_CAPACITY {
+    if !(1..=MAX_CAPACITY).contains(&c) {
         return Err(format!("must be from 1 to {MAX_CAPACITY} (2^30) slots; it is rounded up to a power of two"));
     }
     Ok(c)
