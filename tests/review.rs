@@ -13,7 +13,7 @@ const LONG: Duration = Duration::from_secs(10);
 const DIR_ENV: &str = "SHMQ_REVIEW_DIR";
 
 /// Child roles of this binary.
-const ROLES: &[Role] = &[("review-loaner", loaner)];
+const ROLES: &[Role] = &[("review-loaner", loaner), ("review-reader", reader)];
 shmq_test_support::children!(ROLES);
 
 /// Child: opens MPMC queue "q" in `DIR_ENV`, takes a loan (its slot is LOANED under this
@@ -24,6 +24,17 @@ fn loaner() {
     let loan = tx.loan().expect("loan");
     report("loaned");
     std::mem::forget(loan);
+    sleep_until_killed(LONG);
+}
+
+/// Child: opens MPMC queue "q" in `DIR_ENV`, claims the next message in place (its slot is
+/// READING under this process's participant id), says so, and waits to be killed holding it.
+fn reader() {
+    let q = QueueOptions::new().dir(env(DIR_ENV)).open("q").expect("open");
+    let mut rx = q.consumer().expect("consumer");
+    let m = rx.recv_ref().expect("recv_ref");
+    report("reading");
+    std::mem::forget(m);
     sleep_until_killed(LONG);
 }
 
@@ -189,4 +200,33 @@ fn unsupported_converts_into_error_with_the_same_text() {
     let text = e.to_string();
     let as_error: shmq::Error = e.into();
     assert_eq!(as_error.to_string(), text);
+}
+
+/// The producer's batch has the same gap: a slot held by a consumer that died is never
+/// recovered by `try_send_batch`, which says `Disconnected` for ever, while `try_send` on the
+/// same queue recovers the slot and sends.
+#[test]
+fn try_send_batch_recovers_a_dead_readers_slot_as_try_send_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = QueueOptions::new().dir(dir.path()).capacity(2).max_msg_size(64).create("q").unwrap();
+    let mut tx = q.producer().unwrap();
+    tx.send(b"1").unwrap();
+    tx.send(b"2").unwrap();
+    let mut child = ChildProc::spawn("review-reader", &[(DIR_ENV, dir.path().display().to_string())]);
+    child.wait_line("reading", Instant::now() + LONG);
+    child.kill(); // the only consumer died holding message 1: the queue is full but one slot is free
+    let mut results = Vec::new();
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        let r = tx.try_send_batch(&[b"3"]);
+        let sent = r == Ok(1);
+        if results.last() != Some(&r) {
+            results.push(r);
+        }
+        if sent {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert_eq!(results.last(), Some(&Ok(1)), "try_send_batch never used the dead reader's slot: {results:?}");
 }
