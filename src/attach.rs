@@ -229,7 +229,7 @@ impl Attachment {
         // Acquire: pairs with the Release `fetch_or` in `Participants::add_roles`.
         roles != 0
             && self.ring.control().stats.0.roles_seen.load(crate::sync::Ordering::Acquire) & roles != 0
-            && !self.parts.any_alive(roles)
+            && !self.parts.any_alive(roles, self.id)
     }
 
     /// For a `try_*` call that found nothing: whether the other side is gone, checked at most
