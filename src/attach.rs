@@ -120,7 +120,25 @@ pub(crate) fn release_dead(ring: &MappedRing, seg: &Segment, parts: &Participant
     }
 }
 
+/// The last look of a call that found the other side gone: first with the liveness check (a
+/// slot at the head held by a claimer that died meanwhile, or whose check was not due, is
+/// recovered), then once more past what was recovered; `Disconnected` if nothing is there.
+fn last_look<T>(poll: &mut impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
+    for check in [true, false] {
+        if let Step::Ready(v) = poll(check)? {
+            return Ok(v);
+        }
+    }
+    Err(Error::Disconnected)
+}
+
 impl Attachment {
+    /// Whether a `try_*` batch that found a slot held may check the holder's liveness now (at
+    /// most every [`PEER_CHECK`] per attachment, like the first attempt of [`run`](Self::run)).
+    pub(crate) fn peer_check_due(&self) -> bool {
+        take_turn(&self.next_peer_check)
+    }
+
     /// Attaches to `seg` with a new participant entry; when the entry of a dead participant is
     /// taken over, its leftovers are released first and `scrub(ring, dead_id)` recovers its
     /// slot claims.
@@ -211,7 +229,7 @@ impl Attachment {
         // Acquire: pairs with the Release `fetch_or` in `Participants::add_roles`.
         roles != 0
             && self.ring.control().stats.0.roles_seen.load(crate::sync::Ordering::Acquire) & roles != 0
-            && !self.parts.any_alive(roles)
+            && !self.parts.any_alive(roles, self.id)
     }
 
     /// For a `try_*` call that found nothing: whether the other side is gone, checked at most
@@ -309,10 +327,7 @@ impl Attachment {
         let until = match deadline {
             Deadline::Now => {
                 if self.gone_after_polls(watch) {
-                    return match poll(false)? {
-                        Step::Ready(v) => Ok(v),
-                        _ => Err(Error::Disconnected),
-                    };
+                    return last_look(&mut poll);
                 }
                 return Err(on_empty);
             }
@@ -330,10 +345,7 @@ impl Attachment {
             }
             // Nobody is left to send (or receive): one more look, for what they did before
             // they left, and then the end.
-            match poll(false)? {
-                Step::Ready(v) => Ok(Step::Ready(v)),
-                _ => Err(Error::Disconnected),
-            }
+            last_look(&mut poll).map(Step::Ready)
         });
         if let Some(st) = blocked {
             st.blocked_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);

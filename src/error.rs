@@ -140,6 +140,10 @@ pub enum Error {
     /// A timed operation gave up.
     #[error("timed out; the peer may be slow, stopped, or not started yet")]
     Timeout,
+    /// The operation does not exist for this handle (e.g. an in-place read by a lossy
+    /// subscriber, whose slot could be overwritten under the reference).
+    #[error("{0}")]
+    Unsupported(String),
     /// An exclusive role (SPSC producer or consumer) is held by a live process.
     #[error("the {role} role of this SPSC queue is held by live process {pid}; use an MPMC queue for several {role}s")]
     RoleTaken {
@@ -358,7 +362,7 @@ macro_rules! recv_family {
                     $name::Lagged(n) => Error::Lagged(n),
                     $name::BufferTooSmall { len, needed } => Error::BufferTooSmall { len, needed },
                     $name::SizeMismatch { expected, found } => Error::SizeMismatch { expected, found },
-                    $name::Unsupported(s) => Error::InvalidConfig(s),
+                    $name::Unsupported(s) => Error::Unsupported(s),
                     $name::ClaimRevoked => Error::ClaimRevoked,
                     $name::Corrupted(s) => Error::Corrupted(s),
                     #[allow(unreachable_patterns)]
@@ -373,7 +377,7 @@ macro_rules! recv_family {
                     Error::Lagged(n) => $name::Lagged(n),
                     Error::BufferTooSmall { len, needed } => $name::BufferTooSmall { len, needed },
                     Error::SizeMismatch { expected, found } => $name::SizeMismatch { expected, found },
-                    Error::InvalidConfig(s) => $name::Unsupported(s),
+                    Error::Unsupported(s) => $name::Unsupported(s),
                     Error::ClaimRevoked => $name::ClaimRevoked,
                     Error::Corrupted(s) => $name::Corrupted(s),
                     other => Self::from_own(other),

@@ -156,14 +156,18 @@ impl Participants {
     /// Whether a participant with any of `roles` is attached and not certainly dead (asks the
     /// kernel only about entries that hold such a role). The roles of a dead participant found
     /// on the way are cleared (holding its entry, see [`with_dead`](Self::with_dead)), so that
-    /// the next question about it costs no system call.
-    pub(crate) fn any_alive(&self, roles: u32) -> bool {
+    /// the next question about it costs no system call. `me` is the asker's own entry.
+    pub(crate) fn any_alive(&self, roles: u32, me: u16) -> bool {
         (1..=self.count as u16).any(|id| {
             let Some(e) = self.entry(id) else { return false };
             // Acquire: pairs with the Release store of FREE in `detach` (a participant that left
             // has cleared its roles first).
             if entry::state(e.state.load(Acquire)) == PARTICIPANT_FREE || e.roles.load(Acquire) & roles == 0 {
                 return false;
+            }
+            // Our own entry (`me`) lives: no need to ask the kernel.
+            if id == me {
+                return true;
             }
             if self.is_dead(id) {
                 self.with_dead(id, || e.roles.store(0, Relaxed));

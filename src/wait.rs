@@ -136,6 +136,7 @@ pub(crate) fn wait_until<T>(
     let mut now = start;
     let mut next_check = start + PEER_CHECK;
     let mut round: u32 = 0;
+    let mut slept = false;
     loop {
         // The clock is read every 64 spins, and on every round once we yield or sleep.
         let spinning = match strategy {
@@ -172,7 +173,10 @@ pub(crate) fn wait_until<T>(
                 if let Some(d) = deadline {
                     slice = slice.min(d.saturating_duration_since(now));
                 }
-                if let Some(v) = sleep(ev, mark, slice.max(Duration::from_micros(50)), &mut attempt)? {
+                // The re-check before the first sleep checks peers too: a side that left before
+                // this call started wakes nobody, and must not cost a whole slice.
+                let check_first = !std::mem::replace(&mut slept, true);
+                if let Some(v) = sleep(ev, mark, slice.max(Duration::from_micros(50)), check_first, &mut attempt)? {
                     return Ok(v);
                 }
                 // Woken (or the slice ended): check peers on the next attempt, so that a
@@ -184,11 +188,13 @@ pub(crate) fn wait_until<T>(
     }
 }
 
-/// One sleep on `ev`, with the re-check of the handshake. `Some` if the re-check succeeded.
+/// One sleep on `ev`, with the re-check of the handshake (`check`: told to check peers). `Some`
+/// if the re-check succeeded.
 fn sleep<T>(
     ev: &Event,
     mark: SleepMark<'_>,
     slice: Duration,
+    check: bool,
     attempt: &mut impl FnMut(bool) -> Result<Step<T>>,
 ) -> Result<Option<T>> {
     ev.sleepers.fetch_add(1, SeqCst);
@@ -201,7 +207,7 @@ fn sleep<T>(
     let slice = if os::membarrier_global() { slice } else { slice.min(Duration::from_millis(1)) };
     // Acquire: pairs with the notifier's Release bump of `seq` (see `notify`).
     let seq = ev.seq.load(Acquire);
-    let recheck = attempt(false);
+    let recheck = attempt(check);
     if let Ok(Step::Wait | Step::Held | Step::Writing) = recheck {
         os::futex_wait(&ev.seq, seq, slice);
     }

@@ -93,14 +93,40 @@ impl Consumer {
     /// included, are consumed, their slots released, and producers woken; the panic goes on.
     fn recv_batch_now(&mut self, max: usize, mut f: impl FnMut(&[u8], u32)) -> Result<usize> {
         let n = self.batch(max, &mut f)?;
-        if n == 0 && max > 0 && self.shared.gone_after_polls(crate::attach::SENDERS) {
-            // One more look, for what the last sender sent before it left.
-            return match self.batch(max, &mut f)? {
-                0 => Err(Error::Disconnected),
-                n => Ok(n),
-            };
+        if n > 0 || max == 0 {
+            return Ok(n);
         }
-        Ok(n)
+        // Nothing: the head may be held by a writer that died (checked at most every 10 ms, as
+        // a single receive does).
+        if self.shared.peer_check_due() && self.recover_dead_head() {
+            let n = self.batch(max, &mut f)?;
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+        if self.shared.gone_after_polls(crate::attach::SENDERS) {
+            // One more look, for what the last sender sent before it left (past a dead
+            // writer's slot).
+            let mut n = self.batch(max, &mut f)?;
+            if n == 0 && self.recover_dead_head() {
+                n = self.batch(max, &mut f)?;
+            }
+            return if n == 0 { Err(Error::Disconnected) } else { Ok(n) };
+        }
+        Ok(0)
+    }
+
+    /// Recovers the MPMC head slot if a writer that died holds it; whether it did.
+    fn recover_dead_head(&self) -> bool {
+        let s = &*self.shared;
+        let ConsumerSide::Mpmc = self.side else { return false };
+        let Poll::Held { pos, word } = mpmc::peek(&s.ring) else { return false };
+        if s.parts.is_dead(slot::claimer(word)) && mpmc::recover(&s.ring, pos, word) {
+            s.notify_data();
+            s.notify_space();
+            return true;
+        }
+        false
     }
 
     fn batch(&mut self, max: usize, f: &mut impl FnMut(&[u8], u32)) -> Result<usize> {

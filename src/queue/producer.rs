@@ -46,11 +46,56 @@ impl Producer {
         if let Some(m) = msgs.iter().find(|m| m.len() > max) {
             return Err(Error::MessageTooLarge { len: m.len(), max });
         }
-        let ring = &self.shared.ring;
-        let me = self.shared.id;
+        let mut held = None;
+        let n = Self::batch(&self.shared, &mut self.side, msgs, &mut held)?;
+        if n > 0 || msgs.is_empty() {
+            return Ok(n);
+        }
+        // Nothing fit: the slot may be held by a consumer that died (checked at most every
+        // 10 ms, as a single send does).
+        if self.shared.peer_check_due() && self.recover_dead(held.take()) {
+            let n = Self::batch(&self.shared, &mut self.side, msgs, &mut held)?;
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+        if self.shared.gone_after_polls(crate::attach::RECEIVERS) {
+            // One more look, for space the last consumer freed before it left (or left held
+            // when it died).
+            let mut n = Self::batch(&self.shared, &mut self.side, msgs, &mut held)?;
+            if n == 0 && self.recover_dead(held.take()) {
+                n = Self::batch(&self.shared, &mut self.side, msgs, &mut held)?;
+            }
+            return if n == 0 { Err(Error::Disconnected) } else { Ok(n) };
+        }
+        Ok(0)
+    }
+
+    /// Recovers the MPMC slot a batch found `held` (position, state word) if its claimer died;
+    /// whether it did.
+    fn recover_dead(&self, held: Option<(u64, u64)>) -> bool {
+        let s = &*self.shared;
+        let Some((pos, word)) = held else { return false };
+        if s.parts.is_dead(slot::claimer(word)) && mpmc::recover(&s.ring, pos, word) {
+            s.notify_space();
+            return true;
+        }
+        false
+    }
+
+    /// As many of `msgs` as fit now; `held` tells the MPMC slot that stopped it, if a claimer
+    /// holds it.
+    fn batch(
+        shared: &Arc<Attachment>,
+        side: &mut ProducerSide,
+        msgs: &[&[u8]],
+        held: &mut Option<(u64, u64)>,
+    ) -> Result<usize> {
+        let ring = &shared.ring;
+        let me = shared.id;
         // Consumers are woken for what was sent on every way out, errors included.
-        let mut sent = Sent { att: &self.shared, n: 0 };
-        match &mut self.side {
+        let mut sent = Sent { att: shared, n: 0 };
+        match side {
             ProducerSide::Spsc { ring: p, .. } => {
                 let n = (p.free_for(ring, msgs.len() as u64)? as usize).min(msgs.len());
                 for (i, m) in msgs[..n].iter().enumerate() {
@@ -69,13 +114,14 @@ impl Producer {
                             mpmc::commit(ring, pos, me, m.len(), 0)?;
                             sent.n += 1;
                         }
-                        _ => break,
+                        Poll::Held { pos, word } => {
+                            *held = Some((pos, word));
+                            break;
+                        }
+                        Poll::NotReady => break,
                     }
                 }
             }
-        }
-        if sent.n == 0 && !msgs.is_empty() && self.shared.gone_after_polls(crate::attach::RECEIVERS) {
-            return Err(Error::Disconnected);
         }
         Ok(sent.n)
     }

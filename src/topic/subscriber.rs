@@ -138,6 +138,7 @@ impl SubscriberBuilder {
             kinds: self.kinds.map(Vec::into_boxed_slice),
             ack: self.ack,
             delivered,
+            unfinished: false,
             _not_sync: std::marker::PhantomData,
         })
     }
@@ -161,6 +162,10 @@ pub struct Subscriber {
     kinds: Option<Box<[u32]>>,
     ack: AckMode,
     delivered: u64,
+    /// The last message received was borrowed in place by a guard dropped while a panic
+    /// unwound: its handling did not finish, so dropping the subscriber does not acknowledge it
+    /// (the next receive still does, as in the default mode).
+    unfinished: bool,
     _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
@@ -170,7 +175,7 @@ impl Drop for Subscriber {
         // received counts as processed. Not in explicit mode (only `ack` acknowledges), and not
         // while a panic unwinds (the message being handled did not get processed): then, as
         // after a crash, the last message received comes again on restart.
-        if self.durable && self.ack == AckMode::OnNextReceive && !std::thread::panicking() {
+        if self.durable && self.ack == AckMode::OnNextReceive && !std::thread::panicking() && !self.unfinished {
             self.pending_ack = self.next;
             self.store_cursor();
         }
@@ -291,7 +296,7 @@ impl Subscriber {
 
     fn recv_ref_with(&mut self, deadline: Deadline) -> Result<TopicRef<'_>> {
         if self.lossy {
-            return Err(Error::InvalidConfig(
+            return Err(Error::Unsupported(
                 "in-place reads (recv_ref, try_recv_batch) need a reliable subscriber: a lossy subscriber's slot can be overwritten while borrowed; use recv_into".into(),
             ));
         }
@@ -301,6 +306,7 @@ impl Subscriber {
 
     /// Marks message `seq` received: advance, acknowledge per the mode, free space.
     fn consumed(&mut self, seq: u64) {
+        self.unfinished = false;
         self.next = seq.wrapping_add(1);
         self.delivered = self.delivered.wrapping_add(1);
         self.pending_ack = if self.durable && self.ack == AckMode::OnNextReceive {
@@ -461,5 +467,7 @@ impl std::ops::Deref for TopicRef<'_> {
 impl Drop for TopicRef<'_> {
     fn drop(&mut self) {
         self.sub.consumed(self.seq);
+        // Dropped by a panic in the code that handled it: not processed (see `unfinished`).
+        self.sub.unfinished = std::thread::panicking();
     }
 }
