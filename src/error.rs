@@ -686,6 +686,7 @@ impl fmt::Debug for Error {
             Error::TooManyParticipants { .. } => "TooManyParticipants",
             Error::NoSpace { .. } => "NoSpace",
             Error::PermissionDenied { .. } => "PermissionDenied",
+            Error::Unsupported(_) => "Unsupported",
             Error::Io { .. } => "Io",
         };
         write!(f, "{variant}: {self}")

@@ -1,5 +1,7 @@
-//! Reproducers found while reviewing issue 9 (disconnect, per-operation errors, durable ack on
-//! drop). Each test states the promise it checks; see the review report.
+//! The edges of disconnect, of the durable ack on drop and of error conversion, where a review
+//! found each of these failing: `Disconnected` is never said while a message waits behind a dead
+//! peer's slot, blocking calls that start after the other side left return at once, batches
+//! recover dead claimers as single calls do, a panic keeps its message unacknowledged.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -10,10 +12,10 @@ use shmq::{
 use shmq_test_support::{env, report, sleep_until_killed, ChildProc, Role};
 
 const LONG: Duration = Duration::from_secs(10);
-const DIR_ENV: &str = "SHMQ_REVIEW_DIR";
+const DIR_ENV: &str = "SHMQ_EDGES_DIR";
 
 /// Child roles of this binary.
-const ROLES: &[Role] = &[("review-loaner", loaner), ("review-reader", reader)];
+const ROLES: &[Role] = &[("edges-loaner", loaner), ("edges-reader", reader)];
 shmq_test_support::children!(ROLES);
 
 /// Child: opens MPMC queue "q" in `DIR_ENV`, takes a loan (its slot is LOANED under this
@@ -43,7 +45,7 @@ fn mpmc(dir: &tempfile::TempDir) -> shmq::Queue {
 }
 
 fn spawn_loaner(dir: &tempfile::TempDir) -> ChildProc {
-    let mut c = ChildProc::spawn("review-loaner", &[(DIR_ENV, dir.path().display().to_string())]);
+    let mut c = ChildProc::spawn("edges-loaner", &[(DIR_ENV, dir.path().display().to_string())]);
     c.wait_line("loaned", Instant::now() + LONG);
     c
 }
@@ -212,7 +214,7 @@ fn try_send_batch_recovers_a_dead_readers_slot_as_try_send_does() {
     let mut tx = q.producer().unwrap();
     tx.send(b"1").unwrap();
     tx.send(b"2").unwrap();
-    let mut child = ChildProc::spawn("review-reader", &[(DIR_ENV, dir.path().display().to_string())]);
+    let mut child = ChildProc::spawn("edges-reader", &[(DIR_ENV, dir.path().display().to_string())]);
     child.wait_line("reading", Instant::now() + LONG);
     child.kill(); // the only consumer died holding message 1: the queue is full but one slot is free
     let mut results = Vec::new();
