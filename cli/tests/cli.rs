@@ -199,13 +199,15 @@ fn stat_shows_indices_counters_and_the_live_consumer_holding_the_role() {
     let dir = tempfile::tempdir().unwrap();
     ok(shmq(dir.path(), &["send", "watched", "--spsc", "--count", "5"]));
     ok(shmq(dir.path(), &["recv", "watched", "--count", "2", "--timeout", "10000"]));
-    // A consumer that waits for the 4th message stays attached while we look.
-    let waiting = command(dir.path(), &["recv", "watched", "--count", "4", "--timeout", "60000"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // A consumer that waits for the 4th message (for a producer to come back: the only one
+    // left) stays attached while we look.
+    let waiting =
+        command(dir.path(), &["recv", "watched", "--count", "4", "--timeout", "60000", "--wait-for-producer"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let pid = waiting.id() as u64;
     let deadline = Instant::now() + WATCHDOG;
     let v = loop {

@@ -214,7 +214,8 @@ fn list_and_stat_show_a_topics_subscribers_with_mode_cursor_lag_and_liveness() {
     ok(shmq_in(dir.path(), &["sub", "prices", "--name", "billing", "--count", "0"], b""));
     ok(shmq_in(dir.path(), &["pub", "prices"], b"1.08\n1.09\n1.10\n"));
     ok(shmq(dir.path(), &["sub", "prices", "--name", "billing", "--count", "1", "--timeout", "10000"]));
-    let live = Background::spawn(dir.path(), &["sub", "prices", "--lossy", "--timeout", "60000"]);
+    let live =
+        Background::spawn(dir.path(), &["sub", "prices", "--lossy", "--timeout", "60000", "--wait-for-publisher"]);
     let v = wait_for_live_subscribers(dir.path(), "prices", 1);
     assert_eq!(v["kind"], "topic");
     assert_eq!(v["published"], 3);
@@ -284,7 +285,8 @@ fn rm_subscriber_removes_a_durable_subscriber_so_publishers_stop_waiting_for_it(
     assert!(segment_files(dir.path()).contains(&"shmq.jobs".to_string()), "the topic itself stays");
 
     // A durable subscriber held by a live process cannot be removed; once it is dead, it can.
-    let live = Background::spawn(dir.path(), &["sub", "jobs", "--name", "live", "--timeout", "60000"]);
+    let live =
+        Background::spawn(dir.path(), &["sub", "jobs", "--name", "live", "--timeout", "60000", "--wait-for-publisher"]);
     wait_for_live_subscribers(dir.path(), "jobs", 1);
     let line = one_line_error(&shmq(dir.path(), &["rm", "jobs", "--subscriber", "live"]));
     assert!(line.contains("held by live process") && line.contains(&live.pid().to_string()), "{line}");
