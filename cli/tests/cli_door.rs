@@ -10,7 +10,7 @@ mod cli_support;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cli_support::*;
@@ -146,13 +146,22 @@ fn a_missing_segment_directory_is_a_one_line_error_naming_it_for_every_command()
 fn a_directory_that_refuses_new_files_is_named_as_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Root writes anywhere: run the commands as nobody then.
+    // Root writes anywhere: run the commands as nobody then, from a copy of the binary that
+    // nobody can reach (the build directory may be private to its owner).
     let as_root = std::fs::metadata(d).unwrap().uid() == 0;
+    let exe_dir = tempfile::tempdir().unwrap();
+    let exe = exe_dir.path().join("shmq");
+    if as_root {
+        std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_shmq"), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let run = |args: &[&str]| {
         let mut c = command(d, args);
         if as_root {
             use std::os::unix::process::CommandExt;
-            c.uid(65534).gid(65534);
+            c = Command::new(&exe);
+            c.args(args).env("SHMQ_DIR", d).uid(65534).gid(65534);
         }
         let child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         finish(child, &args.join(" "))
