@@ -242,7 +242,10 @@ impl Attachment {
             }
             self.gone_seen.store(false, Relaxed); // a peer came (back)
         }
-        let polls = self.empty_polls.fetch_add(1, Relaxed);
+        // A load and a store, not a read-modify-write: this is the polling path, and a count
+        // lost to a race between threads only delays the check by a poll.
+        let polls = self.empty_polls.load(Relaxed);
+        self.empty_polls.store(polls.wrapping_add(1), Relaxed);
         let gone = polls % GONE_POLLS == GONE_POLLS - 1 && take_turn(&self.next_gone_check) && self.peers_gone(watch);
         if gone {
             self.gone_seen.store(true, Relaxed);
