@@ -3,12 +3,13 @@
 //! Every run gets its own segment directory (`SHMQ_DIR`, a temporary directory) and must leave
 //! it empty. No assertion here is about speed.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+
+mod cli_support;
 
 /// Longest a single bench may run before the test fails (a generous watchdog, not a timing check).
 const WATCHDOG: Duration = Duration::from_secs(300);
@@ -27,7 +28,7 @@ fn bench(args: &[&str]) -> Output {
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmq"))
+    let child = Command::new(env!("CARGO_BIN_EXE_shmq"))
         .arg("bench")
         .args(args)
         .env("SHMQ_DIR", dir)
@@ -35,32 +36,8 @@ fn run(dir: &Path, args: &[&str]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn shmq");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + WATCHDOG;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("watchdog: `shmq bench {}` still running after {WATCHDOG:?}; killed", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
+        .expect("spawn shmq bench");
+    cli_support::finish_within(child, &format!("bench {}", args.join(" ")), WATCHDOG)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -20,7 +20,12 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
 }
 
 /// Waits for `child` under the watchdog, collecting its output.
-pub fn finish(mut child: Child, what: &str) -> Output {
+pub fn finish(child: Child, what: &str) -> Output {
+    finish_within(child, what, WATCHDOG)
+}
+
+/// Waits for `child` at most `limit` (then kills it and fails the test), collecting its output.
+pub fn finish_within(mut child: Child, what: &str, limit: Duration) -> Output {
     let mut stdout = child.stdout.take().expect("stdout piped");
     let mut stderr = child.stderr.take().expect("stderr piped");
     let out_reader = std::thread::spawn(move || {
@@ -33,7 +38,7 @@ pub fn finish(mut child: Child, what: &str) -> Output {
         let _ = stderr.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + WATCHDOG;
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
             break s;
@@ -41,7 +46,7 @@ pub fn finish(mut child: Child, what: &str) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("watchdog: `shmq {what}` still running after {WATCHDOG:?}; killed");
+            panic!("watchdog: `shmq {what}` still running after {limit:?}; killed");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
