@@ -1,0 +1,372 @@
+//! The shmq rows, both sides: queues and topics opened as a user opens them, messages sent
+//! and received with the public API.
+//!
+//! - Round trips (spinning): the parent sends on segment `a` and receives on `b`; the peer
+//!   echoes each message back. Both sides busy-poll `try_send`/`try_recv`
+//!   ([`WaitStrategy::Spin`]).
+//! - Throughput: the peer sends `count` messages on `a`, the parent receives and checks them.
+//! - Batches: `try_send_batch` of up to 64 messages, `try_recv_batch` of up to 64.
+//! - Block: both sides use the blocking `send`/`recv_into` under [`WaitStrategy::Block`]; the
+//!   parent lets the peer fall asleep before each ping ([`asleep_round_trips`]).
+//!
+//! Every queue and topic has [`CAPACITY`] slots (as the bare ring) and a maximum message size
+//! equal to the payload size. The parent creates the segments under unique names and removes
+//! the names as soon as the peer has attached (and on every error path).
+
+use std::time::Instant;
+
+use shmq::{
+    Consumer, Producer, QueueOptions, Receiver, Sender, TopicOptions, TryRecvError, TrySendError, WaitStrategy,
+};
+
+use crate::payload;
+use crate::peer::{Handshake, Peer, PeerArgs};
+use crate::rows::{Plan, Rep, Unit};
+use crate::stats::{new_hist, RttRep, TputRep};
+use crate::watch::{asleep_round_trips, Patience, PeerStat};
+use crate::Res;
+
+/// Slots of every queue and topic.
+pub const CAPACITY: usize = crate::bare_ring::SLOTS;
+/// Messages per batch in the batch row.
+pub const BATCH: usize = 64;
+
+fn err(what: &str) -> impl Fn(shmq::OpenError) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+fn queue(spsc: bool, wait: WaitStrategy, size: usize) -> QueueOptions {
+    let o = QueueOptions::new().capacity(CAPACITY).max_msg_size(size).wait(wait);
+    if spsc {
+        o.spsc()
+    } else {
+        o.kind(shmq::QueueKind::Mpmc)
+    }
+}
+
+fn topic(size: usize) -> TopicOptions {
+    TopicOptions::new().capacity(CAPACITY).max_msg_size(size).wait(WaitStrategy::Spin)
+}
+
+/// The segments of one repetition; their names are removed when dropped (or earlier).
+enum Seg {
+    Queue(shmq::Queue),
+    Topic(shmq::Topic),
+}
+
+struct Segs(Vec<Seg>);
+
+impl Segs {
+    fn unlink(&self) -> Res<()> {
+        for s in &self.0 {
+            match s {
+                Seg::Queue(q) => q.unlink(),
+                Seg::Topic(t) => t.unlink(),
+            }
+            .map_err(|e| format!("unlink: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Segs {
+    fn drop(&mut self) {
+        let _ = self.unlink();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending and receiving, busy-polling
+
+#[inline(always)]
+fn send_spin(tx: &mut impl Sender, msg: &[u8], p: &Patience) -> Res<()> {
+    let mut spins = 0;
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full) => p.spin(&mut spins)?,
+            Err(e) => return Err(format!("try_send: {e}")),
+        }
+    }
+}
+
+#[inline(always)]
+fn recv_spin(rx: &mut impl Receiver, buf: &mut [u8], p: &Patience) -> Res<usize> {
+    let mut spins = 0;
+    loop {
+        match rx.try_recv(buf) {
+            Ok(m) => return Ok(m.len),
+            Err(TryRecvError::Empty) => p.spin(&mut spins)?,
+            Err(e) => return Err(format!("try_recv: {e}")),
+        }
+    }
+}
+
+/// `warmup + rounds` round trips of stamped `size`-byte messages; the last `rounds` recorded.
+fn requester(
+    tx: &mut impl Sender,
+    rx: &mut impl Receiver,
+    size: usize,
+    warmup: u64,
+    rounds: u64,
+    p: &Patience,
+) -> Res<RttRep> {
+    let mut hist = new_hist();
+    let mut out = payload::message(size);
+    let mut back = vec![0u8; size];
+    for i in 0..warmup + rounds {
+        payload::stamp(&mut out, i);
+        let t = Instant::now();
+        send_spin(tx, &out, p)?;
+        let len = recv_spin(rx, &mut back, p)?;
+        let ns = t.elapsed().as_nanos() as u64;
+        if !payload::is(&back[..len], size, i) {
+            return Err(payload::wrong("pong", &back[..len], size, i));
+        }
+        if i >= warmup {
+            hist.saturating_record(ns);
+        }
+    }
+    Ok(RttRep::of(&hist))
+}
+
+/// Checks and echoes `total` messages.
+fn responder(rx: &mut impl Receiver, tx: &mut impl Sender, size: usize, total: u64, p: &Patience) -> Res<()> {
+    let mut buf = vec![0u8; size];
+    for i in 0..total {
+        let len = recv_spin(rx, &mut buf, p)?;
+        if !payload::is(&buf[..len], size, i) {
+            return Err(payload::wrong("ping", &buf[..len], size, i));
+        }
+        send_spin(tx, &buf[..len], p)?;
+    }
+    Ok(())
+}
+
+/// Sends `count` stamped messages.
+fn produce(tx: &mut impl Sender, size: usize, count: u64, p: &Patience) -> Res<()> {
+    let mut msg = payload::message(size);
+    for seq in 0..count {
+        payload::stamp(&mut msg, seq);
+        send_spin(tx, &msg, p)?;
+    }
+    Ok(())
+}
+
+/// Receives and checks `count` messages; timed from the first to the last.
+fn consume(rx: &mut impl Receiver, size: usize, count: u64, p: &Patience) -> Res<TputRep> {
+    let mut buf = vec![0u8; size];
+    let mut t0 = Instant::now();
+    for seq in 0..count {
+        let len = recv_spin(rx, &mut buf, p)?;
+        if seq == 0 {
+            t0 = Instant::now();
+        }
+        if !payload::is(&buf[..len], size, seq) {
+            return Err(payload::wrong("queue", &buf[..len], size, seq));
+        }
+    }
+    Ok(TputRep::new(count, t0.elapsed()))
+}
+
+/// Sends `count` stamped messages in batches of up to [`BATCH`] (`try_send_batch`).
+fn produce_batches(tx: &mut Producer, size: usize, count: u64, p: &Patience) -> Res<()> {
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| payload::message(size)).collect();
+    let mut seq = 0;
+    while seq < count {
+        let k = (count - seq).min(BATCH as u64) as usize;
+        for (j, b) in bufs[..k].iter_mut().enumerate() {
+            payload::stamp(b, seq + j as u64);
+        }
+        let refs: [&[u8]; BATCH] = std::array::from_fn(|j| &bufs[j][..]);
+        let (mut sent, mut spins) = (0, 0);
+        while sent < k {
+            match tx.try_send_batch(&refs[sent..k]) {
+                Ok(0) | Err(TrySendError::Full) => p.spin(&mut spins)?,
+                Ok(n) => sent += n,
+                Err(e) => return Err(format!("try_send_batch: {e}")),
+            }
+        }
+        seq += k as u64;
+    }
+    Ok(())
+}
+
+/// Receives and checks `count` messages in batches of up to [`BATCH`] (`try_recv_batch`).
+fn consume_batches(rx: &mut Consumer, size: usize, count: u64, p: &Patience) -> Res<TputRep> {
+    let (mut next, mut bad) = (0u64, None);
+    let mut t0 = Instant::now();
+    let mut spins = 0;
+    while next < count {
+        let first = next == 0;
+        let check = |msg: &[u8], _kind: u32| {
+            if bad.is_none() && !payload::is(msg, size, next) {
+                bad = Some(payload::wrong("batch", msg, size, next));
+            }
+            next += 1;
+        };
+        match rx.try_recv_batch(BATCH, check) {
+            Ok(0) | Err(TryRecvError::Empty) => p.spin(&mut spins)?,
+            Ok(_) if first => t0 = Instant::now(),
+            Ok(_) => {}
+            Err(e) => return Err(format!("try_recv_batch: {e}")),
+        }
+        if let Some(b) = bad.take() {
+            return Err(b);
+        }
+    }
+    if next != count {
+        return Err(format!("batch: received {next} messages, expected {count}"));
+    }
+    Ok(TputRep::new(count, t0.elapsed()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent's side of a repetition
+
+/// Creates the segments, starts the peer, removes the names once it has attached, tells it to
+/// go and runs `run`; then waits for the peer to finish.
+fn with_peer(plan: &Plan, unit: Unit, n_peer: u64, segs: Segs, run: impl FnOnce(&Peer) -> Res<Rep>) -> Res<Rep> {
+    let names = segs
+        .0
+        .iter()
+        .map(|s| match s {
+            Seg::Queue(q) => q.name().to_string(),
+            Seg::Topic(t) => t.name().to_string(),
+        })
+        .collect();
+    let mut peer = Peer::spawn(&plan.peer_args(unit, n_peer, None, names))?;
+    peer.ready()?;
+    segs.unlink()?;
+    peer.go()?;
+    let r = run(&peer)?;
+    peer.finish()?;
+    drop(segs);
+    Ok(r)
+}
+
+/// One repetition of a shmq measurement (the parent's side).
+pub fn run(plan: &Plan, unit: Unit, rep: usize) -> Res<Rep> {
+    let name = |end: &str| format!("perf-{}-{rep}-{}-{end}", std::process::id(), unit.name());
+    let (warm, rounds, count) = (plan.warmup(unit), plan.rounds(unit), plan.count);
+    let total = warm + rounds;
+    match unit {
+        Unit::SpscRtt8 | Unit::SpscRtt64 | Unit::BlockRtt8 => {
+            let size = unit.size();
+            let wait = if unit == Unit::BlockRtt8 { WaitStrategy::Block } else { WaitStrategy::Spin };
+            let a = queue(true, wait, size).create(&name("a")).map_err(err("create"))?;
+            let b = queue(true, wait, size).create(&name("b")).map_err(err("create"))?;
+            let (mut tx, mut rx) = (a.producer().map_err(err("producer"))?, b.consumer().map_err(err("consumer"))?);
+            let segs = Segs(vec![Seg::Queue(a), Seg::Queue(b)]);
+            with_peer(plan, unit, total, segs, |peer| {
+                let p = Patience::new(Some(peer.pid()));
+                if unit != Unit::BlockRtt8 {
+                    return requester(&mut tx, &mut rx, size, warm, rounds, &p).map(Rep::Rtt);
+                }
+                let stat = PeerStat::open(peer.pid())?;
+                let (mut out, mut back) = (payload::message(size), vec![0u8; size]);
+                asleep_round_trips(&stat, plan.gap, warm, rounds, &p, |i| {
+                    payload::stamp(&mut out, i);
+                    tx.send(&out).map_err(|e| format!("send: {e}"))?;
+                    let m = rx.recv_into(&mut back).map_err(|e| format!("recv: {e}"))?;
+                    match payload::is(&back[..m.len], size, i) {
+                        true => Ok(()),
+                        false => Err(payload::wrong("pong", &back[..m.len], size, i)),
+                    }
+                })
+                .map(Rep::Rtt)
+            })
+        }
+        Unit::TopicRtt8 | Unit::TopicRtt64 => {
+            let size = unit.size();
+            let a = topic(size).create(&name("a")).map_err(err("create"))?;
+            let b = topic(size).create(&name("b")).map_err(err("create"))?;
+            let mut tx = a.publisher().map_err(err("publisher"))?;
+            let mut rx = b.subscriber().build().map_err(err("subscriber"))?;
+            let segs = Segs(vec![Seg::Topic(a), Seg::Topic(b)]);
+            with_peer(plan, unit, total, segs, |peer| {
+                requester(&mut tx, &mut rx, size, warm, rounds, &Patience::new(Some(peer.pid()))).map(Rep::Rtt)
+            })
+        }
+        Unit::SpscTput8 | Unit::SpscTput64 | Unit::MpmcTput64 | Unit::BatchTput64 => {
+            let size = unit.size();
+            let a =
+                queue(unit != Unit::MpmcTput64, WaitStrategy::Spin, size).create(&name("a")).map_err(err("create"))?;
+            let mut rx = a.consumer().map_err(err("consumer"))?;
+            with_peer(plan, unit, count, Segs(vec![Seg::Queue(a)]), |peer| {
+                let p = Patience::new(Some(peer.pid()));
+                match unit {
+                    Unit::BatchTput64 => consume_batches(&mut rx, size, count, &p),
+                    _ => consume(&mut rx, size, count, &p),
+                }
+                .map(Rep::Tput)
+            })
+        }
+        Unit::TopicTput64 => {
+            let size = unit.size();
+            let a = topic(size).create(&name("a")).map_err(err("create"))?;
+            let mut rx = a.subscriber().build().map_err(err("subscriber"))?;
+            with_peer(plan, unit, count, Segs(vec![Seg::Topic(a)]), |peer| {
+                consume(&mut rx, size, count, &Patience::new(Some(peer.pid()))).map(Rep::Tput)
+            })
+        }
+        Unit::FloorRtt | Unit::BareTput64 | Unit::FutexRtt => Err(format!("{} is not a shmq row", unit.name())),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The peer's side
+
+/// The peer's side of a shmq measurement: attach, `ready`, then echo, send or answer.
+pub fn peer(unit: Unit, a: &PeerArgs, hs: &mut Handshake) -> Res<()> {
+    let p = Patience::new(None);
+    let size = unit.size();
+    let names = &a.name;
+    let need = |i: usize| names.get(i).map(String::as_str).ok_or_else(|| "missing --name".to_string());
+    match unit {
+        Unit::SpscRtt8 | Unit::SpscRtt64 | Unit::BlockRtt8 => {
+            let block = unit == Unit::BlockRtt8;
+            let wait = if block { WaitStrategy::Block } else { WaitStrategy::Spin };
+            let qa = queue(true, wait, size).open(need(0)?).map_err(err("open"))?;
+            let qb = queue(true, wait, size).open(need(1)?).map_err(err("open"))?;
+            let (mut rx, mut tx) = (qa.consumer().map_err(err("consumer"))?, qb.producer().map_err(err("producer"))?);
+            hs.ready()?;
+            if !block {
+                return responder(&mut rx, &mut tx, size, a.n, &p);
+            }
+            let mut buf = vec![0u8; size];
+            for i in 0..a.n {
+                let m = rx.recv_into(&mut buf).map_err(|e| format!("recv: {e}"))?;
+                if !payload::is(&buf[..m.len], size, i) {
+                    return Err(payload::wrong("ping", &buf[..m.len], size, i));
+                }
+                tx.send(&buf[..m.len]).map_err(|e| format!("send: {e}"))?;
+            }
+            Ok(())
+        }
+        Unit::TopicRtt8 | Unit::TopicRtt64 => {
+            let ta = topic(size).open(need(0)?).map_err(err("open"))?;
+            let tb = topic(size).open(need(1)?).map_err(err("open"))?;
+            let mut rx = ta.subscriber().build().map_err(err("subscriber"))?;
+            let mut tx = tb.publisher().map_err(err("publisher"))?;
+            hs.ready()?;
+            responder(&mut rx, &mut tx, size, a.n, &p)
+        }
+        Unit::SpscTput8 | Unit::SpscTput64 | Unit::MpmcTput64 | Unit::BatchTput64 => {
+            let q = queue(unit != Unit::MpmcTput64, WaitStrategy::Spin, size).open(need(0)?).map_err(err("open"))?;
+            let mut tx = q.producer().map_err(err("producer"))?;
+            hs.ready()?;
+            match unit {
+                Unit::BatchTput64 => produce_batches(&mut tx, size, a.n, &p),
+                _ => produce(&mut tx, size, a.n, &p),
+            }
+        }
+        Unit::TopicTput64 => {
+            let t = topic(size).open(need(0)?).map_err(err("open"))?;
+            let mut tx = t.publisher().map_err(err("publisher"))?;
+            hs.ready()?;
+            produce(&mut tx, size, a.n, &p)
+        }
+        Unit::FloorRtt | Unit::BareTput64 | Unit::FutexRtt => Err(format!("{} is not a shmq row", unit.name())),
+    }
+}

@@ -1,0 +1,154 @@
+//! Watching the other process: never waiting forever on a peer that died or stalled, and, for
+//! the sleeping rows, knowing that the peer really sleeps.
+//!
+//! - [`Patience`]: every busy-wait loop calls [`Patience::spin`]; every 2^20 spins it checks a
+//!   deadline and whether the peer still lives. The fast path is an increment and a branch.
+//! - [`wait_until_asleep`]: reads the peer's state in `/proc/PID/stat` until it is `S` (in an
+//!   interruptible sleep: for our peers, only `FUTEX_WAIT` in the timed loop).
+//! - [`voluntary_switches`], [`own_voluntary_switches`]: how often a process or this thread
+//!   went to sleep.
+//! - [`asleep_round_trips`]: the requester's loop of the sleeping rows (futex, Block), built on
+//!   the three.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use crate::stats::{RttRep, Sleeps};
+use crate::Res;
+
+/// How long one repetition may take before it counts as stalled.
+pub const REP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Deadline and peer check for busy-wait loops.
+pub struct Patience {
+    deadline: Instant,
+    peer: Option<u32>,
+}
+
+impl Patience {
+    /// Gives up after [`REP_LIMIT`], or as soon as process `peer` has exited.
+    pub fn new(peer: Option<u32>) -> Patience {
+        Patience { deadline: Instant::now() + REP_LIMIT, peer }
+    }
+
+    /// One round of a busy-wait loop: a spin hint, and the checks every 2^20 rounds.
+    #[inline(always)]
+    pub fn spin(&self, spins: &mut u32) -> Res<()> {
+        *spins = spins.wrapping_add(1);
+        if *spins & 0xF_FFFF == 0 {
+            self.check()?;
+        }
+        std::hint::spin_loop();
+        Ok(())
+    }
+
+    /// The deadline and the peer's liveness (for loops that sleep instead of spinning).
+    #[cold]
+    pub fn check(&self) -> Res<()> {
+        if Instant::now() > self.deadline {
+            return Err(format!("no progress within {} s: stalled", REP_LIMIT.as_secs()));
+        }
+        if let Some(pid) = self.peer {
+            if matches!(state(pid), None | Some(b'Z' | b'X')) {
+                return Err(format!("the peer process {pid} exited"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The state letter of process `pid` (`R`, `S`, `D`, `Z`, ...), `None` if it is gone.
+pub fn state(pid: u32) -> Option<u8> {
+    let f = File::open(format!("/proc/{pid}/stat")).ok()?;
+    stat_state(&f)
+}
+
+/// The state letter from an open `/proc/PID/stat` (read again at offset 0 each time).
+fn stat_state(f: &File) -> Option<u8> {
+    let mut buf = [0u8; 512];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    // "pid (comm) S ...": the command may contain ')' and spaces; the state follows the last ')'.
+    let close = buf[..n].iter().rposition(|&b| b == b')')?;
+    buf.get(close + 2).copied()
+}
+
+/// The peer's `/proc/PID/stat`, kept open for [`wait_until_asleep`].
+pub struct PeerStat {
+    file: File,
+    pid: u32,
+}
+
+impl PeerStat {
+    /// Opens process `pid`'s stat file.
+    pub fn open(pid: u32) -> Res<PeerStat> {
+        let file = File::open(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+        Ok(PeerStat { file, pid })
+    }
+}
+
+/// Sleeps `gap`, then until the peer is asleep (`S`), checking every 20 µs. Returns how many
+/// extra checks it took (0: asleep after the gap).
+pub fn wait_until_asleep(stat: &PeerStat, gap: Duration, patience: &Patience) -> Res<u32> {
+    std::thread::sleep(gap);
+    let mut extra = 0;
+    loop {
+        match stat_state(&stat.file) {
+            Some(b'S') => return Ok(extra),
+            Some(b'Z' | b'X') | None => return Err("the peer process exited".into()),
+            Some(_) => {}
+        }
+        extra += 1;
+        patience.check()?;
+        std::thread::sleep(Duration::from_micros(20));
+    }
+}
+
+/// Voluntary context switches (times it went to sleep) of process `pid`'s main thread so far.
+pub fn voluntary_switches(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Voluntary context switches of the calling thread so far (one `getrusage` call).
+#[inline]
+pub fn own_voluntary_switches() -> u64 {
+    // SAFETY: all-zero bytes are a valid rusage (plain integers).
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid out-pointer; RUSAGE_THREAD is supported since Linux 2.6.26.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    ru.ru_nvcsw as u64
+}
+
+/// `warmup + rounds` round trips to a peer that sleeps before each ping: before each, sleeps
+/// `gap` and waits until the peer is asleep (not timed); then times `round(i)` (ping `i`, wait
+/// for pong `i`, `i` from 0) and counts whether this thread slept in it. The last `rounds` are
+/// recorded.
+pub fn asleep_round_trips(
+    peer: &PeerStat,
+    gap: Duration,
+    warmup: u64,
+    rounds: u64,
+    p: &Patience,
+    mut round: impl FnMut(u64) -> Res<()>,
+) -> Res<RttRep> {
+    let mut sleeps = Sleeps::new();
+    let mut peer_start = 0;
+    for i in 0..warmup + rounds {
+        if i == warmup {
+            peer_start = voluntary_switches(peer.pid).unwrap_or(0);
+        }
+        let extra = wait_until_asleep(peer, gap, p)?;
+        let before = own_voluntary_switches();
+        let t = Instant::now();
+        round(i)?;
+        let ns = t.elapsed().as_nanos() as u64;
+        let slept = own_voluntary_switches() - before;
+        if i >= warmup {
+            sleeps.record(ns, slept, extra);
+        }
+    }
+    let peer_end = voluntary_switches(peer.pid).unwrap_or(peer_start);
+    sleeps.set_responder_sleeps(peer_end.saturating_sub(peer_start));
+    Ok(sleeps.finish())
+}
