@@ -47,6 +47,7 @@ pub fn wake(word: &AtomicU32) {
 
 /// Sleeps on `word` until it holds `i`; anything but `i - 1` or `i` is an error.
 fn sleep_for(word: &AtomicU32, i: u32, p: &Patience, what: &str) -> Res<()> {
+    let mut sleeps = 0;
     loop {
         let v = word.load(Acquire);
         if v == i {
@@ -56,7 +57,7 @@ fn sleep_for(word: &AtomicU32, i: u32, p: &Patience, what: &str) -> Res<()> {
             return Err(format!("futex {what}: expected {i}, found {v}"));
         }
         wait(word, v, SLICE);
-        p.check()?;
+        p.slept(&mut sleeps)?;
     }
 }
 

@@ -1,8 +1,10 @@
 //! Watching the other process: never waiting forever on a peer that died or stalled, and, for
 //! the sleeping rows, knowing that the peer really sleeps.
 //!
-//! - [`Patience`]: every busy-wait loop calls [`Patience::spin`]; every 2^20 spins it checks a
-//!   deadline and whether the peer still lives. The fast path is an increment and a branch.
+//! - [`Patience`]: every wait loop calls [`Patience::spin`] or [`Patience::slept`]; once a wait
+//!   takes unusually long (2^20 spins, a second sleep) they check whether it has stalled and
+//!   whether the peer still lives. The normal path is an increment and a branch: no clock read,
+//!   no system call.
 //! - [`wait_until_asleep`]: reads the peer's state in `/proc/PID/stat` until it is `S` (in an
 //!   interruptible sleep: for our peers, only `FUTEX_WAIT` in the timed loop).
 //! - [`voluntary_switches`], [`own_voluntary_switches`]: how often a process or this thread
@@ -10,6 +12,7 @@
 //! - [`asleep_round_trips`]: the requester's loop of the sleeping rows (futex, Block), built on
 //!   the three.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
@@ -17,37 +20,54 @@ use std::time::{Duration, Instant};
 use crate::stats::{RttRep, Sleeps};
 use crate::Res;
 
-/// How long one repetition may take before it counts as stalled.
-pub const REP_LIMIT: Duration = Duration::from_secs(60);
+/// How long a single wait may go without progress before it counts as stalled.
+pub const STALL: Duration = Duration::from_secs(60);
 
-/// Deadline and peer check for busy-wait loops.
+/// Stall and peer checks for wait loops: [`spin`](Self::spin) in busy-wait loops,
+/// [`slept`](Self::slept) in loops that sleep. Each wait keeps its own round counter (from 0);
+/// the checks start once a wait takes unusually long, so they never run on the normal path.
 pub struct Patience {
-    deadline: Instant,
+    since: Cell<Instant>,
     peer: Option<u32>,
 }
 
 impl Patience {
-    /// Gives up after [`REP_LIMIT`], or as soon as process `peer` has exited.
+    /// Gives up when a wait makes no progress for [`STALL`], or once process `peer` (if any)
+    /// has exited.
     pub fn new(peer: Option<u32>) -> Patience {
-        Patience { deadline: Instant::now() + REP_LIMIT, peer }
+        Patience { since: Cell::new(Instant::now()), peer }
     }
 
     /// One round of a busy-wait loop: a spin hint, and the checks every 2^20 rounds.
     #[inline(always)]
-    pub fn spin(&self, spins: &mut u32) -> Res<()> {
-        *spins = spins.wrapping_add(1);
-        if *spins & 0xF_FFFF == 0 {
-            self.check()?;
+    pub fn spin(&self, rounds: &mut u32) -> Res<()> {
+        *rounds = rounds.wrapping_add(1);
+        if *rounds & 0xF_FFFF == 0 {
+            self.check(*rounds >> 20)?;
         }
         std::hint::spin_loop();
         Ok(())
     }
 
-    /// The deadline and the peer's liveness (for loops that sleep instead of spinning).
+    /// After a sleep in a wait loop: the checks, from the wait's second sleep on (the first is
+    /// the normal case: a wake-up, then the condition holds).
+    #[inline]
+    pub fn slept(&self, sleeps: &mut u32) -> Res<()> {
+        *sleeps = sleeps.wrapping_add(1);
+        if *sleeps >= 2 {
+            self.check(*sleeps - 1)?;
+        }
+        Ok(())
+    }
+
+    /// The `nth` check of a wait: the first starts its clock; each checks the peer.
     #[cold]
-    pub fn check(&self) -> Res<()> {
-        if Instant::now() > self.deadline {
-            return Err(format!("no progress within {} s: stalled", REP_LIMIT.as_secs()));
+    fn check(&self, nth: u32) -> Res<()> {
+        let now = Instant::now();
+        if nth == 1 {
+            self.since.set(now);
+        } else if now.duration_since(self.since.get()) > STALL {
+            return Err(format!("no progress for {} s: stalled", STALL.as_secs()));
         }
         if let Some(pid) = self.peer {
             if matches!(state(pid), None | Some(b'Z' | b'X')) {
@@ -91,7 +111,7 @@ impl PeerStat {
 /// extra checks it took (0: asleep after the gap).
 pub fn wait_until_asleep(stat: &PeerStat, gap: Duration, patience: &Patience) -> Res<u32> {
     std::thread::sleep(gap);
-    let mut extra = 0;
+    let (mut extra, mut sleeps) = (0, 0);
     loop {
         match stat_state(&stat.file) {
             Some(b'S') => return Ok(extra),
@@ -99,8 +119,8 @@ pub fn wait_until_asleep(stat: &PeerStat, gap: Duration, patience: &Patience) ->
             Some(_) => {}
         }
         extra += 1;
-        patience.check()?;
         std::thread::sleep(Duration::from_micros(20));
+        patience.slept(&mut sleeps)?;
     }
 }
 
