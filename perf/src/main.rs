@@ -45,16 +45,18 @@ pub type Res<T> = Result<T, String>;
 #[derive(Debug, Parser)]
 #[command(name = "shmq-perf", version, about)]
 struct Args {
-    /// Repetitions of every measurement; each statistic is the median across them.
+    /// Repetitions of every measurement; each statistic is the median across them [default: 5;
+    /// --smoke: 1].
     #[arg(long)]
     reps: Option<usize>,
-    /// Messages per throughput repetition [default: 10000000].
+    /// Messages per throughput repetition [default: 10000000; --smoke: 5000].
     #[arg(long)]
     count: Option<u64>,
-    /// Timed round trips per spinning round-trip repetition [default: 100000].
+    /// Timed round trips per spinning round-trip repetition [default: 100000; --smoke: 2000].
     #[arg(long)]
     rounds: Option<u64>,
-    /// Timed round trips per repetition of the sleeping rows (futex, block) [default: 2000].
+    /// Timed round trips per repetition of the sleeping rows (futex, block) [default: 2000;
+    /// --smoke: 50].
     #[arg(long)]
     sleep_rounds: Option<u64>,
     /// The requester's sleep before each ping of the sleeping rows, in microseconds (not timed;
