@@ -21,7 +21,7 @@
 //!          Slots: capacity x slot_stride                          see below
 //!          (file size rounded up to 4096)
 //!
-//!  Slot (slot_stride = round_up(16 + max_msg, 64) bytes):
+//!  Slot (slot_stride = 16 + max_msg rounded up to 16, 32 or 64, or to a multiple of 64):
 //!     +0  state  u64  [ seq: 48 bits | tag: 4 bits | claimer: 12 bits ]
 //!     +8  len    u32  payload length, <= max_msg (validated by every reader)
 //!    +12  kind   u32  user tag, returned to the receiver
@@ -32,7 +32,12 @@
 //! `seq` is a position modulo 2^48 (compared with wrapping arithmetic, so it never runs out);
 //! `tag` is one of the [`slot`] constants; `claimer` is the participant id (table index + 1,
 //! 0 = none) of the process that claimed the slot, so that a claim left by a dead process can
-//! be recovered (issue: crash safety). SPSC queues do not use the state word.
+//! be recovered (see the crash safety section of the README). SPSC queues use only
+//! [`slot::COMMITTED`] (`seq` = the position, claimer 0): the consumer polls it instead of
+//! `tail` (see [`crate::ring::spsc`]).
+//!
+//! Small slots share a line (a 32-byte slot for messages of up to 16 bytes: two per line) and
+//! never straddle two; larger ones are whole lines.
 //!
 //! ## Liveness
 //! Every participant and subscriber entry is paired with an open-file-description lock on its
@@ -48,12 +53,13 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"SHMQSEG\0"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
 /// Layout version; bump on any change to this file.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// The line size every shared structure is aligned and padded to.
 pub const LINE: usize = 128;
 /// Bytes of slot header before the payload.
 pub const SLOT_HEADER: usize = 16;
-/// Slots are padded to a multiple of this.
+/// Slots larger than this are padded to a multiple of it (one cache line); smaller ones to the
+/// next power of two, so that no slot straddles two lines.
 pub const SLOT_ALIGN: usize = 64;
 /// Size of one participant entry.
 pub const PARTICIPANT_SIZE: usize = 64;
@@ -459,6 +465,9 @@ pub mod slot {
     /// (a reliable subscriber that joined meanwhile may be reading the message the slot still
     /// holds, intact; see `topic::publisher`). Then back to [`WRITING`] or [`LOANED`].
     pub const PENDING: u64 = 6;
+    /// SPSC queues: the message for position `seq` is committed (the only state an SPSC slot
+    /// takes; never zero, so a slot never written reads as empty at any position).
+    pub const COMMITTED: u64 = 7;
 
     /// Whether `tag` is a writer's claim ([`WRITING`], [`LOANED`] or [`PENDING`]).
     #[inline]
@@ -500,9 +509,16 @@ pub const fn round_up(n: usize, to: usize) -> usize {
     (n + to - 1) & !(to - 1)
 }
 
-/// Bytes per slot for a maximum message size.
+/// Bytes per slot for a maximum message size: the header and payload rounded up to a power of
+/// two up to one line (so 2 or 4 small messages share a line, and none straddles two), and to a
+/// whole number of lines above that.
 pub const fn slot_stride(max_msg: usize) -> usize {
-    round_up(SLOT_HEADER + max_msg, SLOT_ALIGN)
+    let n = SLOT_HEADER + max_msg;
+    if n <= SLOT_ALIGN {
+        n.next_power_of_two()
+    } else {
+        round_up(n, SLOT_ALIGN)
+    }
 }
 
 /// Where everything lives in a segment of a given configuration.

@@ -90,6 +90,47 @@ fn spsc_consumer_sees_three_messages_in_order_with_their_bytes() {
     });
 }
 
+#[test]
+fn spsc_batch_consumer_trusts_tail_and_finds_every_slot_committed() {
+    // The producer commits two messages and publishes them with one store of `tail`; the
+    // consumer counts ready messages from `tail` (a batch) and reads each slot: the slots'
+    // states and bytes are visible whenever `tail` is (its Release follows the states').
+    model(|| {
+        let m = Arc::new(HeapRing::new(CAP, MAX));
+        let producer = {
+            let m = m.clone();
+            thread::spawn(move || {
+                let mut p = SpscProducer::attach(&*m).unwrap();
+                assert!(p.free_for(&*m, 2).unwrap() >= 2);
+                for n in 0..2u8 {
+                    // SAFETY: the ring's only producer, writing slots it counted free.
+                    unsafe { p.write(&*m, n as u64, n as u32, &payload(1, n)) }.unwrap();
+                }
+                p.publish(&*m, 2);
+            })
+        };
+        let mut c = SpscConsumer::attach(&*m).unwrap();
+        let mut got = 0u8;
+        while got < 2 {
+            let ready = c.available_for(&*m, 2).unwrap();
+            if ready == 0 {
+                thread::yield_now();
+                continue;
+            }
+            for i in 0..ready {
+                let (len, kind) = c.peek(&*m, i).expect("a slot below tail is committed");
+                // SAFETY: message i is ready (below tail) and not yet released.
+                let bytes = unsafe { read(&m, c.position(i), len) };
+                let n = got + i as u8;
+                assert_eq!((kind, &bytes[..]), (n as u32, &payload(1, n)[..]), "message {n} torn");
+            }
+            c.release(&*m, ready);
+            got += ready as u8;
+        }
+        producer.join().unwrap();
+    });
+}
+
 /// Tries to send messages `0..count` of producer `id` (participant id `id`), in order, making at
 /// most `attempts` claims per message (yielding while full); returns how many it sent. Bounded so
 /// that loom never models an endless spin; the test sends the rest once the threads are joined.

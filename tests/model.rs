@@ -82,6 +82,11 @@ enum SpscOp {
     Pop,
     PushBatch(Vec<Message>),
     PopBatch(usize),
+    /// The producer commits these (each readable from its slot at once), dies before it
+    /// advances `tail`, and a new producer attaches: they must be delivered, not overwritten.
+    CrashAfterCommit(Vec<Message>),
+    /// The consumer is replaced by a new one (between messages).
+    ReattachConsumer,
 }
 
 fn spsc_op() -> impl Strategy<Value = SpscOp> {
@@ -90,6 +95,8 @@ fn spsc_op() -> impl Strategy<Value = SpscOp> {
         4 => Just(SpscOp::Pop),
         1 => prop::collection::vec(msg_of(MAX), 0..10).prop_map(SpscOp::PushBatch),
         1 => (0usize..10).prop_map(SpscOp::PopBatch),
+        1 => prop::collection::vec(msg_of(MAX), 0..10).prop_map(SpscOp::CrashAfterCommit),
+        1 => Just(SpscOp::ReattachConsumer),
     ]
 }
 
@@ -144,6 +151,20 @@ fn run_spsc_ring(cap: u64, start: u64, ops: &[SpscOp]) {
                 p.publish(&m, n as u64);
                 model.extend(msgs[..n].iter().cloned());
             }
+            SpscOp::CrashAfterCommit(msgs) => {
+                let n = (p.free(&m).unwrap() as usize).min(msgs.len());
+                for (i, msg) in msgs[..n].iter().enumerate() {
+                    // SAFETY: the ring's only producer, writing a slot it counted free.
+                    unsafe { p.write(&m, i as u64, msg.kind, &msg.bytes) }.unwrap();
+                }
+                if n > 0 {
+                    // Committed slots are readable before `tail` moves.
+                    assert!(c.available(&m).unwrap() > 0);
+                }
+                p = SpscProducer::attach(&m).unwrap();
+                model.extend(msgs[..n].iter().cloned());
+            }
+            SpscOp::ReattachConsumer => c = SpscConsumer::attach(&m).unwrap(),
             SpscOp::PopBatch(k) => {
                 let ready = c.available(&m).unwrap();
                 assert_eq!(ready == 0, model.is_empty());

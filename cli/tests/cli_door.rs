@@ -275,7 +275,7 @@ fn counts_in_messages_agree_with_their_numbers() {
     let line = one_line_error(&shmq_in(d, &["send", "one-byte", "--max-msg", "1"], b"ab\n"));
     assert!(line.contains("line 1 is 2 bytes, over the queue's maximum of 1 byte; sent 0 lines"), "{line}");
     let text = ok(shmq(d, &["stat", "one-byte"]));
-    assert!(text.contains("max_msg       1 byte (slot stride 64 bytes)"), "{text}");
+    assert!(text.contains("max_msg       1 byte (slot stride 32 bytes)"), "{text}");
 }
 
 // 5. send and pub stopped by a line that does not fit -------------------------------------------

@@ -9,7 +9,6 @@ use crate::error::{Error, Result, SendError};
 use crate::layout::slot;
 use crate::mapped_ring::MappedRing;
 use crate::ring::{mpmc, Poll, RingMem};
-use crate::sync::Ordering::Relaxed;
 use crate::wait::Step;
 
 /// Sends messages into a queue. `Send`, not `Sync`: one thread at a time.
@@ -131,6 +130,18 @@ impl Producer {
         if payload.len() > max {
             return Err(Error::MessageTooLarge { len: payload.len(), max });
         }
+        // The common case first, straight: an SPSC queue with room (no closure, no wait
+        // machinery; the general path below polls again).
+        if let ProducerSide::Spsc { ring: p, .. } = &mut self.side {
+            let ring = &self.shared.ring;
+            if p.free(ring)? > 0 {
+                // SAFETY: this producer holds the SPSC producer role, and slot 0 is free.
+                unsafe { p.write(ring, 0, kind, payload) }?;
+                p.publish(ring, 1);
+                self.shared.notify_data();
+                return Ok(());
+            }
+        }
         let pos = self.reserve(deadline, false)?;
         let ring = &self.shared.ring;
         copy_in(ring, pos, payload);
@@ -166,9 +177,10 @@ impl Producer {
         let ring = &self.shared.ring;
         match &mut self.side {
             ProducerSide::Spsc { ring: p, .. } => {
-                let slot = ring.slot(pos);
-                slot.len.store(len as u32, Relaxed);
-                slot.kind.store(kind, Relaxed);
+                debug_assert_eq!(pos, p.position(0));
+                // SAFETY: this producer holds the SPSC producer role and slot 0 was free when
+                // reserved (`reserve`); len <= max_msg (checked by every caller).
+                unsafe { p.commit(ring, 0, len, kind) };
                 p.publish(ring, 1);
             }
             ProducerSide::Mpmc if loan => mpmc::commit_loan(ring, pos, self.shared.id, len, kind)?,

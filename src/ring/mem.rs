@@ -87,3 +87,4 @@ unsafe impl RingMem for HeapRing {
         unsafe { UnsafeCell::raw_get(self.data.as_ptr().add(i)) }
     }
 }
+
