@@ -458,8 +458,8 @@ impl Segment {
     pub(crate) fn ring(&self) -> MappedRing {
         // SAFETY: `config.validate()` checked the capacity (power of two) and computed
         // `offsets` so that slots_offset + capacity * stride <= total, and the mapping is
-        // exactly `total` bytes (both at creation and at open); stride = round_up(16 + max_msg,
-        // 64) is a multiple of 8; the control block ends at 768 <= slots_offset. The fields are
+        // exactly `total` bytes (both at creation and at open); stride = `slot_stride(max_msg)`
+        // is a multiple of 16; the control block ends at 768 <= slots_offset. The fields are
         // private to the crate and never change after construction.
         unsafe {
             MappedRing::new(
