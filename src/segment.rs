@@ -456,11 +456,9 @@ impl Segment {
 
     /// The ring of this segment.
     pub(crate) fn ring(&self) -> MappedRing {
-        // SAFETY: `config.validate()` checked the capacity (power of two) and computed
-        // `offsets` so that slots_offset + capacity * stride <= total, and the mapping is
-        // exactly `total` bytes (both at creation and at open); stride = `slot_stride(max_msg)`
-        // is a multiple of 16; the control block ends at 768 <= slots_offset. The fields are
-        // private to the crate and never change after construction.
+        // The fields are private to the crate and never change after construction.
+        // SAFETY: validated config (capacity a power of two); slots_offset + capacity * stride
+        // <= total == the mapping's length; stride (`slot_stride`) a multiple of 16; 768 <= slots_offset.
         unsafe {
             MappedRing::new(
                 self.map.clone(),

@@ -109,27 +109,43 @@ pub fn send(ctx: &Ctx, a: &SendArgs) -> CliResult {
     let timeout = a.timeout.map(Duration::from_millis);
     let mut sent: u64 = 0;
     let send_one = |payload: &[u8]| -> CliResult {
-        let r = match timeout {
-            Some(t) => tx.send_kind_timeout(a.kind, payload, t).map_err(Error::from),
-            None => tx.send_kind(a.kind, payload).map_err(Error::from),
-        };
-        match r {
-            Ok(()) => {
-                sent += 1;
-                Ok(())
-            }
-            Err(Error::Timeout) => Err(CliError::msg(format!(
+        send_counted(&mut tx, a.kind, payload, timeout, &mut sent, &t, |sent| {
+            format!(
                 "timed out after {} ms waiting for space in queue {:?} ({} sent); is a consumer running? (see `shmq stat {}`)",
                 a.timeout.unwrap_or(0),
                 a.name,
                 count(sent, "message"),
                 a.name
-            ))),
-            Err(e) => Err(t.error(e)),
-        }
+            )
+        })
     };
     let sink = Sink { what: "queue", max: q.max_msg_size(), verb: "sent" };
     each_message(Source::of(a.count, a.size, a.raw), &sink, send_one)
+}
+
+/// Sends one message of `send` or `pub` (waiting at most `timeout`, or as long as it takes)
+/// and counts it in `sent`; a timeout is told with `timed_out(sent)`.
+pub(super) fn send_counted(
+    tx: &mut impl shmq::Sender,
+    kind: u32,
+    payload: &[u8],
+    timeout: Option<Duration>,
+    sent: &mut u64,
+    t: &Target,
+    timed_out: impl FnOnce(u64) -> String,
+) -> CliResult {
+    let r = match timeout {
+        Some(d) => tx.send_kind_timeout(kind, payload, d).map_err(Error::from),
+        None => tx.send_kind(kind, payload).map_err(Error::from),
+    };
+    match r {
+        Ok(()) => {
+            *sent += 1;
+            Ok(())
+        }
+        Err(Error::Timeout) => Err(CliError::msg(timed_out(*sent))),
+        Err(e) => Err(t.error(e)),
+    }
 }
 
 /// Prints messages from a queue, one per line.

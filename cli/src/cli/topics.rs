@@ -13,12 +13,12 @@
 
 use std::time::{Duration, Instant};
 
-use shmq::{AckMode, Error, Start, SubscriberMode, Topic, TopicOptions};
+use shmq::{AckMode, Start, SubscriberMode, Topic, TopicOptions};
 
 use super::door::{self, count, Target, Want};
-use super::io::{check_size, print_messages, OutputArgs, Show};
+use super::io::{check_size, print_messages, send_counted, OutputArgs, Show};
 use super::payload::{check_generated, each_message, Sink, Source};
-use super::{report, CliError, CliResult, Ctx, Out, WaitArg};
+use super::{report, CliResult, Ctx, Out, WaitArg};
 
 /// Options for opening or creating a topic, shared by pub and sub.
 #[derive(Debug, Clone, clap::Args)]
@@ -194,24 +194,15 @@ pub fn publish(ctx: &Ctx, a: &PubArgs) -> CliResult {
                 std::thread::sleep(due - now);
             }
         }
-        let r = match timeout {
-            Some(t) => publisher.send_kind_timeout(a.kind, payload, t).map_err(Error::from),
-            None => publisher.send_kind(a.kind, payload).map_err(Error::from),
-        };
-        match r {
-            Ok(()) => {
-                sent += 1;
-                Ok(())
-            }
-            Err(Error::Timeout) => Err(CliError::msg(format!(
+        send_counted(&mut publisher, a.kind, payload, timeout, &mut sent, &t, |sent| {
+            format!(
                 "timed out after {} ms waiting for a reliable subscriber of topic {:?} to make room ({} published); see `shmq stat {}`",
                 a.timeout.unwrap_or(0),
                 a.topic,
                 count(sent, "message"),
                 a.topic
-            ))),
-            Err(e) => Err(t.error(e)),
-        }
+            )
+        })
     };
     let sink = Sink { what: "topic", max: topic.max_msg_size(), verb: "published" };
     each_message(Source::of(a.count, a.size, a.raw), &sink, publish_one)
