@@ -19,13 +19,19 @@
 //!     768  Participant table: max_participants x 64 B            each process its own entry
 //!          Subscriber table (topics): max_subscribers x 256 B   each subscriber its own entry
 //!          Slots: capacity x slot_stride                          see below
+//!          (split slots: then, from the next 128-byte line,
+//!           payloads: capacity x payload_stride)
 //!          (file size rounded up to 4096)
 //!
-//!  Slot (slot_stride = 16 + max_msg rounded up to 16, 32 or 64, or to a multiple of 64):
+//!  Inline slot (slot_stride = 16 + max_msg rounded up to 16, 32 or 64, or to a multiple of 64):
 //!     +0  state  u64  [ seq: 48 bits | tag: 4 bits | claimer: 12 bits ]
 //!     +8  len    u32  payload length, <= max_msg (validated by every reader)
 //!    +12  kind   u32  user tag, returned to the receiver
 //!    +16  payload, max_msg bytes
+//!
+//!  Split slot (when the 16-byte header would cost one more line, e.g. max_msg = 64, 256, 4096):
+//!     header array, slot_stride = 16:   state, len, kind as above, 4 headers per line
+//!     payload array, payload_stride = max_msg rounded up to 64: each payload starts a line
 //! ```
 //!
 //! ## Slot state word
@@ -37,7 +43,8 @@
 //! `tail` (see [`crate::ring::spsc`]).
 //!
 //! Small slots share a line (a 32-byte slot for messages of up to 16 bytes: two per line) and
-//! never straddle two; larger ones are whole lines.
+//! never straddle two; larger ones are whole lines, or split ([`slot_layout`]): a 64-byte
+//! message then moves 1.25 lines instead of 2.
 //!
 //! ## Liveness
 //! Every participant and subscriber entry is paired with an open-file-description lock on its
@@ -53,7 +60,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"SHMQSEG\0"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
 /// Layout version; bump on any change to this file.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// The line size every shared structure is aligned and padded to.
 pub const LINE: usize = 128;
 /// Bytes of slot header before the payload.
@@ -509,15 +516,26 @@ pub const fn round_up(n: usize, to: usize) -> usize {
     (n + to - 1) & !(to - 1)
 }
 
-/// Bytes per slot for a maximum message size: the header and payload rounded up to a power of
-/// two up to one line (so 2 or 4 small messages share a line, and none straddles two), and to a
-/// whole number of lines above that.
-pub const fn slot_stride(max_msg: usize) -> usize {
+/// How the slots of a ring are laid out for a maximum message size: `(header_stride,
+/// payload_stride, split)`.
+///
+/// - Inline (`split` false): each slot is its 16-byte header followed by its payload, rounded
+///   up to a power of two up to one line (2 or 4 small slots share a line, none straddles two)
+///   and to a whole number of lines above that. Both strides are the slot's size.
+/// - Split (`split` true), when the header would cost a payload of whole lines one more line
+///   (max_msg a multiple of 64, or 49 to 63 more than one): the headers form their own array (16
+///   bytes each, 4 per line) and the payloads another, each payload on its own lines. A 64-byte
+///   message then moves one payload line and a quarter of a header line instead of two lines.
+pub const fn slot_layout(max_msg: usize) -> (usize, usize, bool) {
     let n = SLOT_HEADER + max_msg;
     if n <= SLOT_ALIGN {
-        n.next_power_of_two()
+        let s = n.next_power_of_two();
+        (s, s, false)
+    } else if round_up(n, SLOT_ALIGN) > round_up(max_msg, SLOT_ALIGN) {
+        (SLOT_HEADER, round_up(max_msg, SLOT_ALIGN), true)
     } else {
-        round_up(n, SLOT_ALIGN)
+        let s = round_up(n, SLOT_ALIGN);
+        (s, s, false)
     }
 }
 
@@ -528,10 +546,14 @@ pub struct Offsets {
     pub participants: u64,
     /// Offset of the subscriber table.
     pub subscribers: u64,
-    /// Offset of slot 0.
+    /// Offset of slot 0 (its header).
     pub slots: u64,
-    /// Bytes per slot.
+    /// Bytes from one slot header to the next (recorded in the header as `slot_stride`).
     pub stride: u64,
+    /// Offset of slot 0's payload: `slots + 16` inline, the payload array when split.
+    pub payloads: u64,
+    /// Bytes from one payload to the next (`stride` inline).
+    pub payload_stride: u64,
     /// Size of the file.
     pub total: u64,
 }
@@ -542,17 +564,27 @@ pub const CONTROL_OFFSET: usize = LINE;
 impl Offsets {
     /// Computes the layout; `None` if it overflows or exceeds [`MAX_SEGMENT`].
     pub fn compute(capacity: u64, max_msg: u32, participants: u32, subscribers: u32) -> Option<Offsets> {
-        let stride = slot_stride(max_msg as usize) as u64;
+        let (stride, payload_stride, split) = slot_layout(max_msg as usize);
+        let (stride, payload_stride) = (stride as u64, payload_stride as u64);
         let participants_off = (CONTROL_OFFSET + CONTROL_SIZE) as u64;
         let subscribers_off =
             round_up_u64(participants_off + participants as u64 * PARTICIPANT_SIZE as u64, LINE as u64)?;
         let slots = round_up_u64(subscribers_off + subscribers as u64 * SUBSCRIBER_SIZE as u64, LINE as u64)?;
-        let total = round_up_u64(slots.checked_add(capacity.checked_mul(stride)?)?, 4096)?;
+        let headers_end = slots.checked_add(capacity.checked_mul(stride)?)?;
+        let (payloads, end) = if split {
+            let payloads = round_up_u64(headers_end, LINE as u64)?;
+            (payloads, payloads.checked_add(capacity.checked_mul(payload_stride)?)?)
+        } else {
+            (slots + SLOT_HEADER as u64, headers_end)
+        };
+        let total = round_up_u64(end, 4096)?;
         (total <= MAX_SEGMENT).then_some(Offsets {
             participants: participants_off,
             subscribers: subscribers_off,
             slots,
             stride,
+            payloads,
+            payload_stride,
             total,
         })
     }
@@ -628,13 +660,25 @@ mod tests {
 
     #[test]
     fn offsets_are_line_aligned_and_reject_overflow() {
-        let o = Offsets::compute(1024, 64, 64, 16).unwrap();
-        assert_eq!(o.stride, 128);
+        let o = Offsets::compute(1024, 100, 64, 16).unwrap();
+        assert_eq!((o.stride, o.payload_stride, o.payloads), (128, 128, o.slots + 16));
         assert_eq!(o.participants % LINE as u64, 0);
         assert_eq!(o.subscribers % LINE as u64, 0);
         assert_eq!(o.slots % LINE as u64, 0);
         assert_eq!(o.total % 4096, 0);
         assert!(o.total >= o.slots + 1024 * 128);
+        // Split: 16-byte headers, then line-aligned 64-byte payloads.
+        let o = Offsets::compute(1000, 64, 64, 16).unwrap();
+        assert_eq!((o.stride, o.payload_stride), (16, 64));
+        assert_eq!(o.payloads, o.slots + 16_000); // 16,000 is a multiple of the 128-byte line
+        let o = Offsets::compute(1001, 64, 64, 16).unwrap();
+        assert_eq!(o.payloads, (o.slots + 16_016).div_ceil(128) * 128);
+        assert!(o.total >= o.payloads + 1000 * 64);
+        assert_eq!(slot_layout(8), (32, 32, false));
+        assert_eq!(slot_layout(48), (64, 64, false));
+        assert_eq!(slot_layout(49), (16, 64, true));
+        assert_eq!(slot_layout(112), (128, 128, false));
+        assert_eq!(slot_layout(4096), (16, 4096, true));
         assert!(Offsets::compute(1 << 30, MAX_MSG, 64, 0).is_none());
     }
 }

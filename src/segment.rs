@@ -457,17 +457,10 @@ impl Segment {
     /// The ring of this segment.
     pub(crate) fn ring(&self) -> MappedRing {
         // The fields are private to the crate and never change after construction.
-        // SAFETY: validated config (capacity a power of two); slots_offset + capacity * stride
-        // <= total == the mapping's length; stride (`slot_stride`) a multiple of 16; 768 <= slots_offset.
-        unsafe {
-            MappedRing::new(
-                self.map.clone(),
-                self.offsets.slots as usize,
-                self.offsets.stride as usize,
-                self.config.capacity,
-                self.config.max_msg as usize,
-            )
-        }
+        // SAFETY: validated config (capacity a power of two); `Offsets::compute` puts the
+        // headers (16-byte multiples, from a 128-aligned slots offset >= 768) and then the
+        // payloads (each payload_stride >= max_msg) below total == the mapping's length.
+        unsafe { MappedRing::new(self.map.clone(), &self.offsets, self.config.capacity, self.config.max_msg as usize) }
     }
 
     /// The participant table.

@@ -31,8 +31,11 @@ pub struct Status {
     pub capacity: u64,
     /// Largest message.
     pub max_msg: u32,
-    /// Bytes per slot.
+    /// Bytes of memory per slot, header included.
     pub slot_stride: u64,
+    /// Whether slot headers and payloads are two arrays (see the layout docs: when a 16-byte
+    /// header in front of the payload would cost one more cache line per message).
+    pub split_slots: bool,
     /// Size of the file.
     pub memory_bytes: u64,
     /// Messages waiting (queues; tail - head, clamped).
@@ -80,6 +83,7 @@ impl Status {
         };
         let h = seg.header();
         let c = seg.config;
+        let split = seg.offsets.payloads != seg.offsets.slots + crate::layout::SLOT_HEADER as u64;
         let (producer_holder, consumer_holder) = if c.kind == Kind::Spsc {
             (holder(h.producer_holder.load(Relaxed)), holder(h.consumer_holder.load(Relaxed)))
         } else {
@@ -91,7 +95,8 @@ impl Status {
             kind: c.kind,
             capacity: c.capacity,
             max_msg: c.max_msg,
-            slot_stride: seg.offsets.stride,
+            slot_stride: if split { seg.offsets.stride + seg.offsets.payload_stride } else { seg.offsets.stride },
+            split_slots: split,
             memory_bytes: seg.offsets.total,
             depth: if c.kind == Kind::Topic { 0 } else { counters.tail.saturating_sub(counters.head).min(c.capacity) },
             creator_pid: seg.creator.0,

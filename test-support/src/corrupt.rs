@@ -145,6 +145,10 @@ pub struct Geometry {
     pub max_subscribers: u64,
     /// Offset of slot 0.
     pub slots: u64,
+    /// Offset of slot 0's payload (right after its header, or the payload array of split slots).
+    pub payloads: u64,
+    /// Bytes from one payload to the next.
+    pub payload_stride: u64,
     /// Bytes mapped.
     pub size: u64,
 }
@@ -156,7 +160,7 @@ impl Geometry {
             let f = field(name);
             map.load(f.offset, f.width)
         };
-        Geometry {
+        let mut g = Geometry {
             capacity: get("header.capacity"),
             max_msg: get("header.max_msg"),
             stride: get("header.slot_stride"),
@@ -165,8 +169,24 @@ impl Geometry {
             subscribers: get("header.subscribers_offset"),
             max_subscribers: get("header.max_subscribers"),
             slots: get("header.slots_offset"),
+            payloads: 0,
+            payload_stride: 0,
             size: map.len() as u64,
+        };
+        // Where the payloads are follows from the configuration (as `open` derives it); a header
+        // too broken to compute it from is taken as inline slots.
+        let computed =
+            layout::Offsets::compute(g.capacity, g.max_msg as u32, g.max_participants as u32, g.max_subscribers as u32);
+        match computed {
+            Some(o) => (g.payloads, g.payload_stride) = (o.payloads, o.payload_stride),
+            None => (g.payloads, g.payload_stride) = (g.slots + layout::SLOT_HEADER as u64, g.stride),
         }
+        g
+    }
+
+    /// Offset of slot `i`'s payload.
+    pub fn payload(&self, i: u64) -> u64 {
+        self.payloads + i * self.payload_stride
     }
 
     /// Offset of slot `i`.
@@ -374,7 +394,7 @@ impl Corrupter {
             8 => {
                 let i = rng.below(cap);
                 let into = rng.below(g.max_msg.max(1));
-                let at = g.slot(i) + layout::SLOT_HEADER as u64 + into;
+                let at = g.payload(i) + into;
                 let n = (1 + rng.below(g.max_msg.clamp(1, 32))).min(g.size.saturating_sub(at));
                 let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                 self.write("payload", format!("slot[{i}].payload+{into}"), at, &bytes)

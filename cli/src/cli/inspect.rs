@@ -117,7 +117,13 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
     writeln!(out, "path          {}", s.path)?;
     writeln!(out, "kind          {}", s.kind.name())?;
     writeln!(out, "capacity      {} slots", s.capacity)?;
-    writeln!(out, "max_msg       {} (slot stride {})", count(s.max_msg.into(), "byte"), count(s.slot_stride, "byte"))?;
+    let layout = if s.split_slots { ", header and payload in separate arrays" } else { "" };
+    writeln!(
+        out,
+        "max_msg       {} (slot stride {}{layout})",
+        count(s.max_msg.into(), "byte"),
+        count(s.slot_stride, "byte")
+    )?;
     writeln!(out, "memory        {} ({} bytes)", bytes(s.memory_bytes), s.memory_bytes)?;
     writeln!(out, "created       {} ago by pid {}", duration(age), s.creator_pid)?;
     if s.kind == Kind::Topic {
@@ -269,6 +275,7 @@ fn status_json(s: &Status) -> Value {
         "capacity": s.capacity,
         "max_msg": s.max_msg,
         "slot_stride": s.slot_stride,
+        "split_slots": s.split_slots,
         "memory_bytes": s.memory_bytes,
         "depth": s.depth,
         "head": c.head,

@@ -146,7 +146,15 @@ impl Image {
                 }
             }
         }
-        let o = offsets.unwrap_or(Offsets { participants: 768, subscribers: 768, slots: 768, stride: 64, total });
+        let o = offsets.unwrap_or(Offsets {
+            participants: 768,
+            subscribers: 768,
+            slots: 768,
+            stride: 64,
+            payloads: 784,
+            payload_stride: 64,
+            total,
+        });
         let start_time = if self.creator_pid == std::process::id() { shmq::os::own_start_time() } else { 7 };
         let header: [u64; 19] = [
             MAGIC,
@@ -188,7 +196,8 @@ impl Image {
 /// returns `None` or a layout that fits (no overflow, nothing overlaps, within `MAX_SEGMENT`).
 #[test]
 fn offsets_of_any_configuration_are_none_or_a_layout_that_fits() {
-    let max_msg = prop_oneof![1 => any::<u32>(), 1 => prop::sample::select(vec![0u32, 48, 112, 4080])];
+    let max_msg =
+        prop_oneof![1 => any::<u32>(), 1 => prop::sample::select(vec![0u32, 48, 49, 64, 112, 256, 4080, 4096])];
     let table = prop_oneof![1 => any::<u32>(), 1 => 0..100u32];
     // `Far(d)`: the capacity whose slots end `d` bytes before 2^64, where rounding the file
     // size up to a page could overflow.
@@ -216,7 +225,19 @@ fn offsets_of_any_configuration_are_none_or_a_layout_that_fits() {
             assert!(o.total <= layout::MAX_SEGMENT && slots_end <= o.total as u128, "{o:?}");
             assert!(o.participants + participants as u64 * layout::PARTICIPANT_SIZE as u64 <= o.subscribers, "{o:?}");
             assert!(o.subscribers + subscribers as u64 * layout::SUBSCRIBER_SIZE as u64 <= o.slots, "{o:?}");
-            assert!(o.stride >= layout::SLOT_HEADER as u64 + max_msg as u64, "{o:?}");
+            let payloads_end = (capacity as u128 - 1) * o.payload_stride as u128 + o.payloads as u128 + max_msg as u128;
+            assert!(payloads_end <= o.total as u128 && o.payload_stride >= max_msg as u64, "{o:?}");
+            if o.payloads == o.slots + layout::SLOT_HEADER as u64 {
+                // Inline: each payload follows its header inside the slot.
+                assert!(
+                    o.stride >= layout::SLOT_HEADER as u64 + max_msg as u64 && o.payload_stride == o.stride,
+                    "{o:?}"
+                );
+            } else {
+                // Split: the payload array starts after the header array, on a line.
+                assert!(o.stride == layout::SLOT_HEADER as u64 && slots_end <= o.payloads as u128, "{o:?}");
+                assert!(o.payloads % layout::LINE as u64 == 0 && o.payload_stride % 64 == 0, "{o:?}");
+            }
         }
     });
 }
