@@ -5,6 +5,8 @@
 //!   ratio to it.
 //! - **uds**: a Unix domain socket pair (`SOCK_SEQPACKET`, so message boundaries are kept).
 //! - **pipe**: a pair of pipes.
+//! - **bare ring**: the simplest fast shared-memory SPSC ring (throughput only): what shmq's
+//!   queues cost over the algorithm alone.
 //!
 //! Each function forks a child that echoes (or drains) and exits. Between `fork` and `_exit`
 //! the child only makes async-signal-safe calls (`read`, `write`, `sched_setaffinity`,
@@ -512,6 +514,113 @@ fn floor(rounds: usize, size: usize, peer_cpu: Option<libc::cpu_set_t>) -> io::R
         return Err(io::Error::other("floor echo returned wrong bytes"));
     }
     Ok(samples)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bare ring
+
+/// Slots of the bare ring.
+const BARE_SLOTS: usize = 1024;
+
+/// One-way messages per second through a bare shared-memory SPSC ring (Lamport's, with cached
+/// indices, the `rtrb` design) from a forked producer child to this thread: `head` and `tail`
+/// on their own 128-byte lines, 1024 slots of `size` bytes rounded up to 64, each side reloading
+/// the other's index only when its copy says full or empty. No validation, no peers, no
+/// wake-ups: the algorithm alone, to tell what shmq's queues cost over it. Every message
+/// carries its sequence number in its first (up to) 8 bytes, checked on receipt. Timed from
+/// the first message received to the last; the rate counts the messages after the first.
+pub fn bare_ring_throughput(count: usize, size: usize, pin: Pin) -> io::Result<f64> {
+    let peer = pin.map(|[_, peer]| cpu_set(peer)).transpose()?;
+    let _guard = pin.map(|[me, _]| pin_thread(me)).transpose()?;
+    const LINE: usize = std::mem::size_of::<FloorLine>();
+    let size = size.max(1);
+    let stride = size.div_ceil(64) * 64;
+    let len = 2 * LINE + BARE_SLOTS * stride;
+    // SAFETY: an anonymous shared mapping, populated; checked for failure below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let base = base.cast::<u8>();
+    // SAFETY: the mapping is page aligned, zeroed and `len` bytes long: two FloorLines (head:
+    // next write, tail: next read; atomics are valid when zeroed), then the slots.
+    let (head, tail) = unsafe { (&*base.cast::<FloorLine>(), &*base.cast::<FloorLine>().add(1)) };
+    // SAFETY: inside the mapping, after the two lines.
+    let slots = unsafe { base.add(2 * LINE) };
+    let slot = move |i: u64| {
+        // SAFETY: (i % BARE_SLOTS) * stride + stride <= BARE_SLOTS * stride, inside the mapping.
+        unsafe { slots.add((i as usize % BARE_SLOTS) * stride) }
+    };
+    let stamp = size.min(8);
+    let mut msg = vec![0u8; size];
+    let pid = fork_child(move || {
+        if !pin_child(peer) {
+            return 3;
+        }
+        let (mut h, mut t) = (0u64, 0u64);
+        for i in 0..count as u64 {
+            while h - t == BARE_SLOTS as u64 {
+                // Acquire pairs with the consumer's Release store: it is done with the slot.
+                t = tail.seq.load(Ordering::Acquire);
+                std::hint::spin_loop();
+            }
+            msg[..stamp].copy_from_slice(&i.to_le_bytes()[..stamp]);
+            // SAFETY: slot h is below t + BARE_SLOTS: the consumer released it and will not
+            // read it before our Release store of head past it.
+            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), slot(h), size) };
+            h += 1;
+            head.seq.store(h, Ordering::Release);
+        }
+        0
+    });
+    let pid = match pid {
+        Ok(p) => p,
+        Err(e) => {
+            // SAFETY: unmapping our own mapping.
+            unsafe { libc::munmap(base.cast(), len) };
+            return Err(e);
+        }
+    };
+    let mut buf = vec![0u8; size];
+    let (mut t, mut h) = (0u64, 0u64);
+    let mut ok = true;
+    let mut started = None;
+    while t < count as u64 {
+        if t == h {
+            // Acquire pairs with the producer's Release store: the slots below it are written.
+            h = head.seq.load(Ordering::Acquire);
+            if t == h {
+                std::hint::spin_loop();
+                continue;
+            }
+        }
+        // SAFETY: slot t is below the producer's head: written, and not rewritten before our
+        // Release store of tail past it.
+        unsafe { std::ptr::copy_nonoverlapping(slot(t), buf.as_mut_ptr(), size) };
+        ok &= buf[..stamp] == t.to_le_bytes()[..stamp];
+        started.get_or_insert_with(Instant::now);
+        t += 1;
+        tail.seq.store(t, Ordering::Release);
+    }
+    let elapsed = started.map(|s| s.elapsed());
+    let r = reap(pid);
+    // SAFETY: the child has exited; nobody uses the mapping any more.
+    unsafe { libc::munmap(base.cast(), len) };
+    r?;
+    if !ok {
+        return Err(io::Error::other("the bare ring delivered wrong bytes"));
+    }
+    let secs = elapsed.map_or(0.0, |e| e.as_secs_f64());
+    Ok(if count > 1 && secs > 0.0 { (count - 1) as f64 / secs } else { 0.0 })
 }
 
 /// Percentile `p` (0..=100) of `samples` (sorted in place). 0 if empty.

@@ -101,18 +101,29 @@ fn spsc_json_has_the_issue_schema_with_every_baseline() {
     check_schema(&v, "spsc", 64, &ALL);
     assert_eq!((v["count"].as_u64(), v["reps"].as_u64(), v["wait"].as_str()), (Some(20000), Some(2), Some("spin")));
     assert!(v["idle_cpu"].is_null(), "idle CPU is measured only with --wait block: {}", v["idle_cpu"]);
-    for k in ["shmq_over_floor_p50", "shmq_over_floor_p999", "uds_over_shmq_p50", "pipe_over_shmq_p50"] {
+    for k in [
+        "shmq_over_floor_p50",
+        "shmq_over_floor_p999",
+        "uds_over_shmq_p50",
+        "pipe_over_shmq_p50",
+        "throughput_shmq_over_bare_ring",
+    ] {
         positive(&v["ratios"][k], k);
     }
+    positive(&v["bare_ring_throughput_msgs_per_s"], "bare ring throughput");
     // Each rep's values are reported beside the medians, so the spread is visible.
     for name in ALL {
         let p50 = v["per_rep"][name]["rtt_p50_ns"].as_array().unwrap_or_else(|| panic!("per_rep.{name}: {v}"));
         assert_eq!(p50.len(), 2, "per_rep.{name}.rtt_p50_ns: one value per rep");
     }
     assert_eq!(v["shmq_over_floor_p50_per_rep"].as_array().map(Vec::len), Some(2));
-    // The issue's three spin targets are checked against this run (met or not: no speed assertion).
+    // The four spin targets of a 64-byte SPSC run are checked against this run (met or not: no
+    // speed assertion): p50 and p99.9 against the floor, against the socket pair, throughput
+    // against the bare ring.
     let targets = v["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), 3, "{targets:?}");
+    let names: Vec<&str> = targets.iter().filter_map(|t| t["target"].as_str()).collect();
+    assert_eq!(names.len(), 4, "{targets:?}");
+    assert!(names[0].contains("1.5x of the floor (64 B)") && names[3].contains("bare ring"), "{names:?}");
     assert!(targets.iter().all(|t| t["met"].is_boolean()), "{targets:?}");
 }
 
@@ -134,6 +145,9 @@ fn topic_json_with_two_subscribers_has_the_issue_schema() {
     let v = json(&o, "topic");
     check_schema(&v, "topic", 64, &ALL);
     assert_eq!(v["subscribers"].as_u64(), Some(2));
+    // Two subscribers: the 1-subscriber throughput target does not apply; the round-trip ones do.
+    let targets = v["targets"].as_array().expect("targets");
+    assert_eq!(targets.len(), 3, "{targets:?}");
     assert!(v["producers"].is_null() && v["consumers"].is_null(), "{v}");
 }
 

@@ -1,5 +1,5 @@
 //! `shmq bench`: round-trip latency and throughput of shmq between real processes, beside the
-//! baselines ([`shmq_cli::baseline`]: floor, Unix socket pair, pipe pair) in the same run.
+//! baselines ([`shmq_cli::baseline`]: floor, Unix socket pair, pipe pair, bare ring) in the same run.
 //!
 //! Method (each repetition, in this order, so that drifting machine load hits all alike):
 //! 1. **Round trip.** This process and an echo process (`shmq bench-worker`, hidden) ping-pong
@@ -258,12 +258,13 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs, out: &mut Out) -> CliResult {
         names.extend(Baseline::ALL.map(Baseline::name));
     }
     let mut rows: Vec<Row> = names.iter().map(|&name| Row { name, rtt: Vec::new(), tput: Vec::new() }).collect();
-    let phases = if plan.baselines { 7 } else { 2 };
+    let phases = if plan.baselines { 8 } else { 2 };
     let bar = progress_bar(&plan, plan.reps as u64 * phases);
     // Allocated and touched before any timing.
     let mut stats = Stats::new();
     let mut samples = std::hint::black_box(vec![u64::MAX; plan.count as usize]);
     let mut idle = None;
+    let mut bare = Vec::new();
 
     for rep in 0..plan.reps {
         let step = |what: &str| bar.set_message(format!("rep {}/{}: {what}", rep + 1, plan.reps));
@@ -283,6 +284,15 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs, out: &mut Out) -> CliResult {
         step("shmq throughput");
         rows[0].tput.push(shmq_throughput(ctx, &plan, rep)?);
         bar.inc(1);
+        if plan.baselines {
+            // Right after shmq's throughput, for the same reason as the floor.
+            step("bare ring throughput");
+            let count = plan.count.max(2) as usize;
+            let pin = plan.pin;
+            let r = baseline::bare_ring_throughput(count, plan.size, pin);
+            bare.push(r.map_err(|e| CliError::msg(format!("bare ring baseline: {e}")))?);
+            bar.inc(1);
+        }
         if plan.baselines {
             for (b, row) in [(Baseline::Uds, 2), (Baseline::Pipe, 3)] {
                 step(&format!("{} round trips and throughput", b.name()));
@@ -315,7 +325,8 @@ pub fn bench(ctx: &Ctx, a: &BenchArgs, out: &mut Out) -> CliResult {
         );
         plot::write(path, &title, &series).map_err(CliError::Msg)?;
     }
-    let report = Report { plan: &plan, results: &results, idle, machine: &machine, elapsed: started.elapsed() };
+    let bare = median_f64(&bare);
+    let report = Report { plan: &plan, results: &results, bare, idle, machine: &machine, elapsed: started.elapsed() };
     if plan.json {
         writeln!(out, "{}", report.json())?;
     } else {
