@@ -414,6 +414,38 @@ pub fn pipe_throughput(count: usize, size: usize) -> io::Result<f64> {
 // ---------------------------------------------------------------------------------------------
 // The floor
 
+/// An anonymous shared mapping (inherited by a forked child), populated so that no page fault
+/// lands in a timed loop; unmapped when dropped, after the child has been reaped.
+struct SharedMap(*mut u8, usize);
+
+impl SharedMap {
+    fn new(len: usize) -> io::Result<SharedMap> {
+        // SAFETY: an anonymous shared mapping of `len` bytes; checked for failure below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SharedMap(base.cast(), len))
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping of that length; the child that shared it has exited (or was
+        // never started), and nothing else uses it.
+        unsafe { libc::munmap(self.0.cast(), self.1) };
+    }
+}
+
 /// A sequence counter on its own cache lines (no false sharing with the other counter).
 #[repr(C, align(128))]
 struct FloorLine {
@@ -431,22 +463,8 @@ fn floor(rounds: usize, size: usize, peer_cpu: Option<libc::cpu_set_t>) -> io::R
     // Each payload buffer starts on its own 128-byte line, after the two counter lines.
     let buf_len = size.div_ceil(LINE).max(1) * LINE;
     let len = 2 * LINE + 2 * buf_len;
-    // SAFETY: an anonymous shared mapping, populated (no fault in the timed loop); checked
-    // for failure below.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let base = base.cast::<u8>();
+    let map = SharedMap::new(len)?;
+    let base = map.0;
     // SAFETY: the mapping is page aligned, zeroed and `len` bytes long: two FloorLines
     // (atomics are valid when zeroed) followed by two `buf_len`-byte buffers.
     let (ping, pong) = unsafe { (&*base.cast::<FloorLine>(), &*base.cast::<FloorLine>().add(1)) };
@@ -477,14 +495,7 @@ fn floor(rounds: usize, size: usize, peer_cpu: Option<libc::cpu_set_t>) -> io::R
         }
         0
     });
-    let pid = match pid {
-        Ok(p) => p,
-        Err(e) => {
-            // SAFETY: unmapping our own mapping.
-            unsafe { libc::munmap(base.cast(), len) };
-            return Err(e);
-        }
-    };
+    let pid = pid?;
     // Allocated after the fork: no copy-on-write fault in the timed loop.
     let mut samples = sample_buffer(rounds);
     let mut out = vec![0u8; size];
@@ -506,10 +517,7 @@ fn floor(rounds: usize, size: usize, peer_cpu: Option<libc::cpu_set_t>) -> io::R
         *sample = t.elapsed().as_nanos() as u64;
         ok &= back == out;
     }
-    let r = reap(pid);
-    // SAFETY: the child has exited; nobody uses the mapping any more.
-    unsafe { libc::munmap(base.cast(), len) };
-    r?;
+    reap(pid)?;
     if !ok {
         return Err(io::Error::other("floor echo returned wrong bytes"));
     }
@@ -536,21 +544,8 @@ pub fn bare_ring_throughput(count: usize, size: usize, pin: Pin) -> io::Result<f
     let size = size.max(1);
     let stride = size.div_ceil(64) * 64;
     let len = 2 * LINE + BARE_SLOTS * stride;
-    // SAFETY: an anonymous shared mapping, populated; checked for failure below.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let base = base.cast::<u8>();
+    let map = SharedMap::new(len)?;
+    let base = map.0;
     // SAFETY: the mapping is page aligned, zeroed and `len` bytes long: two FloorLines (head:
     // next write, tail: next read; atomics are valid when zeroed), then the slots.
     let (head, tail) = unsafe { (&*base.cast::<FloorLine>(), &*base.cast::<FloorLine>().add(1)) };
@@ -582,14 +577,7 @@ pub fn bare_ring_throughput(count: usize, size: usize, pin: Pin) -> io::Result<f
         }
         0
     });
-    let pid = match pid {
-        Ok(p) => p,
-        Err(e) => {
-            // SAFETY: unmapping our own mapping.
-            unsafe { libc::munmap(base.cast(), len) };
-            return Err(e);
-        }
-    };
+    let pid = pid?;
     let mut buf = vec![0u8; size];
     let (mut t, mut h) = (0u64, 0u64);
     let mut ok = true;
@@ -612,10 +600,7 @@ pub fn bare_ring_throughput(count: usize, size: usize, pin: Pin) -> io::Result<f
         tail.seq.store(t, Ordering::Release);
     }
     let elapsed = started.map(|s| s.elapsed());
-    let r = reap(pid);
-    // SAFETY: the child has exited; nobody uses the mapping any more.
-    unsafe { libc::munmap(base.cast(), len) };
-    r?;
+    reap(pid)?;
     if !ok {
         return Err(io::Error::other("the bare ring delivered wrong bytes"));
     }
