@@ -276,6 +276,15 @@ fn counts_in_messages_agree_with_their_numbers() {
     assert!(line.contains("line 1 is 2 bytes, over the queue's maximum of 1 byte; sent 0 lines"), "{line}");
     let text = ok(shmq(d, &["stat", "one-byte"]));
     assert!(text.contains("max_msg       1 byte (slot stride 32 bytes)"), "{text}");
+    // 64-byte messages: split slots, 16 header bytes + 64 payload bytes per message.
+    ok(shmq(d, &["send", "wide", "--max-msg", "64", "--count", "0"]));
+    let text = ok(shmq(d, &["stat", "wide"]));
+    assert!(
+        text.contains("max_msg       64 bytes (slot stride 80 bytes, header and payload in separate arrays)"),
+        "{text}"
+    );
+    let json = ok(shmq(d, &["stat", "wide", "--json"]));
+    assert!(json.contains("\"split_slots\":true") && json.contains("\"slot_stride\":80"), "{json}");
 }
 
 // 5. send and pub stopped by a line that does not fit -------------------------------------------
