@@ -51,6 +51,24 @@ impl Drop for Attachment {
     }
 }
 
+/// A counted reference to an attachment, whichever handle holds it (a queue's, or a topic's
+/// inside its shared state): what a `WaitSet` keeps to sleep on a stream's event.
+#[derive(Clone, Debug)]
+pub(crate) enum AttRef {
+    Queue(std::sync::Arc<Attachment>),
+    Topic(std::sync::Arc<crate::topic::TopicShared>),
+}
+
+impl std::ops::Deref for AttRef {
+    type Target = Attachment;
+    fn deref(&self) -> &Attachment {
+        match self {
+            AttRef::Queue(a) => a,
+            AttRef::Topic(t) => &t.att,
+        }
+    }
+}
+
 /// Roles whose absence means that no message will come (receivers watch these).
 pub(crate) const SENDERS: u32 = layout::ROLE_PRODUCER | layout::ROLE_PUBLISHER;
 /// Roles whose absence means that no space will come (queue senders watch these; a topic's
@@ -354,6 +372,22 @@ impl Attachment {
             st.blocked_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         }
         r
+    }
+
+    /// Whether every sender of this segment has gone (no message will come but those in the
+    /// ring); if so, also tells this attachment's `try_*` receives at once (see `gone_seen`).
+    pub(crate) fn sender_gone(&self) -> bool {
+        let gone = self.peers_gone(SENDERS);
+        if gone {
+            self.gone_seen.store(true, Relaxed);
+        }
+        gone
+    }
+
+    /// The event receivers sleep on, and this participant's mark for it.
+    pub(crate) fn data_sleep(&self) -> (&Event, wait::SleepMark<'_>) {
+        let entry = self.parts.entry(self.id).expect("own participant entry");
+        (&self.ring.control().data.0, &entry.sleeping_data)
     }
 
     /// A producer or publisher waits for space.

@@ -118,6 +118,7 @@ pub mod status;
 pub mod topic;
 #[cfg(not(loom))]
 mod wait;
+pub mod waitset;
 
 /// The derive macros and traits of the typed helpers (`send_value`, `recv_value`): derive
 /// `Pod` and `Zeroable` for your message structs with this crate's re-export, so that your

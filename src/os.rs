@@ -416,6 +416,71 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     }
 }
 
+/// Most futex words one [`futex_waitv`] waits on (`FUTEX_WAITV_MAX`).
+pub const FUTEX_WAITV_MAX: usize = 128;
+
+/// `struct futex_waitv` (linux/futex.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`: a 32-bit futex word. (Not `FUTEX2_PRIVATE`: the words are shared.)
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// Whether the kernel has `futex_waitv` (Linux 5.16+), asked once.
+pub fn futex_waitv_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        // SAFETY: zero waiters and no timeout: the kernel reads nothing and answers EINVAL if
+        // it has the call, ENOSYS if not.
+        let r = unsafe { libc::syscall(libc::SYS_futex_waitv, std::ptr::null::<FutexWaitv>(), 0u32, 0u32, 0usize, 0u32) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
+    })
+}
+
+/// Sleeps until one of the futex words in `waits` no longer holds its expected value (or is
+/// woken), or `timeout` passes: `futex_waitv(2)`, at most [`FUTEX_WAITV_MAX`] words, shared
+/// (not private) futexes. Returns false if the kernel refused (an unsupported kernel, or too
+/// many words): the caller falls back to sleeping on one word at a time.
+pub fn futex_waitv<'a>(waits: impl ExactSizeIterator<Item = (&'a AtomicU32, u32)>, timeout: Duration) -> bool {
+    let n = waits.len();
+    if n == 0 || n > FUTEX_WAITV_MAX {
+        return false;
+    }
+    let mut v = [FutexWaitv { val: 0, uaddr: 0, flags: 0, reserved: 0 }; FUTEX_WAITV_MAX];
+    for (slot, (word, expected)) in v.iter_mut().zip(waits) {
+        *slot = FutexWaitv { val: u64::from(expected), uaddr: word.as_ptr() as u64, flags: FUTEX2_SIZE_U32, reserved: 0 };
+    }
+    // futex_waitv takes an absolute timeout on the given clock.
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let end = Duration::new(now.tv_sec as u64, now.tv_nsec as u32).saturating_add(timeout);
+    let ts = libc::timespec {
+        tv_sec: end.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: end.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: the first `n` entries of `v` hold the addresses of valid, aligned 32-bit words,
+    // borrowed (`'a`) for the duration of the call; the kernel only reads them. `ts` is a valid timespec. A bad value in shared memory only makes the call return
+    // EAGAIN at once.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            v.as_ptr(),
+            n as u32,
+            0u32,
+            &ts as *const libc::timespec,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    r >= 0 || !matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENOSYS | libc::EINVAL))
+}
+
 /// Wakes every process sleeping in [`futex_wait`] on `word`.
 pub fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: `word` is a valid, aligned 32-bit location; FUTEX_WAKE does not touch memory.

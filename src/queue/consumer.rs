@@ -65,27 +65,41 @@ impl Consumer {
     /// takes; `Timeout` after `timeout`, `Disconnected` when nothing more can come.
     #[doc(hidden)]
     pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<(), crate::RecvTimeoutError> {
+        let deadline = timeout.map_or(Deadline::Forever, Deadline::after);
+        let shared = self.shared.clone();
+        shared.run_consumer(deadline, |check| self.probe(check)).map_err(crate::RecvTimeoutError::from_internal)
+    }
+
+    /// Whether a message is probably ready, without taking it (a `WaitSet`'s and
+    /// [`wait_ready`](Self::wait_ready)'s poll). `check`: also recover a slot held by a writer
+    /// that died.
+    pub(crate) fn probe(&mut self, check: bool) -> Result<Step<()>> {
         let s = &*self.shared;
         let ring = &s.ring;
-        let deadline = timeout.map_or(Deadline::Forever, Deadline::after);
-        let r = match &mut self.side {
+        Ok(match &mut self.side {
             ConsumerSide::Spsc { ring: c, .. } => {
-                s.run_consumer(deadline, |_| Ok(if c.available(ring)? > 0 { Step::Ready(()) } else { Step::Wait }))
+                if c.available(ring)? > 0 {
+                    Step::Ready(())
+                } else {
+                    Step::Wait
+                }
             }
-            ConsumerSide::Mpmc => s.run_consumer(deadline, |check| {
-                Ok(match mpmc::peek(ring) {
-                    Poll::Ready(()) => Step::Ready(()),
-                    Poll::NotReady => Step::Wait,
-                    Poll::Held { pos, word } => {
-                        if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
-                            s.notify_data();
-                        }
-                        Step::held_by(word)
+            ConsumerSide::Mpmc => match mpmc::peek(ring) {
+                Poll::Ready(()) => Step::Ready(()),
+                Poll::NotReady => Step::Wait,
+                Poll::Held { pos, word } => {
+                    if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
+                        s.notify_data();
                     }
-                })
-            }),
-        };
-        r.map_err(crate::RecvTimeoutError::from_internal)
+                    Step::held_by(word)
+                }
+            },
+        })
+    }
+
+    /// The attachment this consumer waits through.
+    pub(crate) fn attachment(&self) -> crate::attach::AttRef {
+        crate::attach::AttRef::Queue(self.shared.clone())
     }
 
     /// The batch of [`try_recv_batch`](Self::try_recv_batch). An SPSC queue releases it with

@@ -243,24 +243,33 @@ impl Subscriber {
     /// `Timeout` after `timeout`, `Disconnected` when nothing more can come.
     #[doc(hidden)]
     pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<(), crate::RecvTimeoutError> {
+        let deadline = timeout.map_or(Deadline::Forever, Deadline::after);
+        let shared = self.shared.clone();
+        shared.att.run_consumer(deadline, |check| self.probe(check)).map_err(crate::RecvTimeoutError::from_internal)
+    }
+
+    /// Whether a message is probably ready, without receiving it (a `WaitSet`'s and
+    /// [`wait_ready`](Self::wait_ready)'s poll): something to look at (a receive reports errors
+    /// itself). `check`: also recover a slot held by a writer that died.
+    pub(crate) fn probe(&mut self, check: bool) -> Result<Step<()>> {
         let s = &*self.shared;
         let ring = &s.att.ring;
         let (seq, awaited) = (self.next, self.awaited());
-        let deadline = timeout.map_or(Deadline::Forever, Deadline::after);
-        let r = s.att.run_consumer(deadline, |check| {
-            Ok(match broadcast::read(ring, seq, awaited) {
-                Ok(Read::NotReady) => Step::Wait,
-                Ok(Read::Held { word }) => {
-                    if check && s.att.parts.is_dead(slot::claimer(word)) && broadcast::recover(ring, seq, word) {
-                        s.att.notify_data();
-                    }
-                    Step::held_by(word)
+        Ok(match broadcast::read(ring, seq, awaited) {
+            Ok(Read::NotReady) => Step::Wait,
+            Ok(Read::Held { word }) => {
+                if check && s.att.parts.is_dead(slot::claimer(word)) && broadcast::recover(ring, seq, word) {
+                    s.att.notify_data();
                 }
-                // Something to look at (a receive reports errors itself).
-                _ => Step::Ready(()),
-            })
-        });
-        r.map_err(crate::RecvTimeoutError::from_internal)
+                Step::held_by(word)
+            }
+            _ => Step::Ready(()),
+        })
+    }
+
+    /// The attachment this subscriber waits through.
+    pub(crate) fn attachment(&self) -> crate::attach::AttRef {
+        crate::attach::AttRef::Topic(self.shared.clone())
     }
 
     /// Acknowledges every message received so far (durable subscribers; for others every

@@ -1,0 +1,210 @@
+//! `WaitSet`: one thread waiting on many queues, topics and timers, in the kernel while idle.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use shmq::waitset::{Key, Mechanism, Token, WaitSet};
+use shmq::{Consumer, Subscriber};
+use shmq::{QueueKind, QueueOptions, Start, TopicOptions, TryRecvError};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-pointer.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) }, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn ready_sources_are_reported_and_the_wait_consumes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = QueueOptions::new().dir(dir.path()).create("orders").unwrap();
+    let t = TopicOptions::new().dir(dir.path()).create("prices").unwrap();
+    let mut ws = WaitSet::new();
+    let orders = ws.add(q.consumer().unwrap());
+    let prices = ws.add(t.subscriber().build().unwrap());
+    let mut ready = Vec::new();
+    // Nothing yet.
+    assert!(ws.wait_timeout(&mut ready, Duration::from_millis(30)).unwrap_err().is_timeout());
+    assert!(ready.is_empty());
+    // Senders stay attached: a stream whose senders all left is ready too (see below).
+    let (mut tx, mut publisher) = (q.producer().unwrap(), t.publisher().unwrap());
+    tx.send(b"buy").unwrap();
+    ws.wait_timeout(&mut ready, LONG).unwrap();
+    assert_eq!(ready, vec![orders.token()]);
+    // Waiting again reports it again: the wait took nothing.
+    ws.wait(&mut ready).unwrap();
+    assert_eq!(ready, vec![orders.token()]);
+    let mut buf = [0u8; 64];
+    let m = ws[orders].try_recv(&mut buf).unwrap();
+    assert_eq!(&buf[..m.len], b"buy");
+    publisher.send(b"42").unwrap();
+    ws.wait_timeout(&mut ready, LONG).unwrap();
+    assert!(ready.len() == 1 && ready[0] == prices, "{ready:?}");
+    assert_eq!(ws[prices].try_recv(&mut buf).unwrap().len, 2);
+    assert!(ws.wait_timeout(&mut ready, Duration::from_millis(30)).unwrap_err().is_timeout());
+    // A source taken back is not waited on any more.
+    let sub = ws.remove(prices);
+    drop(sub);
+    assert_eq!(ws.len(), 1);
+}
+
+#[test]
+fn deadlines_and_intervals_are_ready_when_due() {
+    let mut ws = WaitSet::new();
+    let start = Instant::now();
+    let tick = ws.add_interval(Duration::from_millis(20));
+    let mut ready = Vec::new();
+    for n in 1..=3u32 {
+        ws.wait(&mut ready).unwrap();
+        assert_eq!(ready, vec![tick.token()]);
+        assert!(start.elapsed() >= Duration::from_millis(20) * n, "tick {n} at {:?}", start.elapsed());
+    }
+    ws.remove(tick);
+    let at = Instant::now() + Duration::from_millis(30);
+    let d = ws.add_deadline(at);
+    ws.wait(&mut ready).unwrap();
+    assert!(ready == vec![d.token()] && Instant::now() >= at);
+    // A deadline stays ready until removed.
+    ws.wait_timeout(&mut ready, Duration::ZERO).unwrap();
+    assert_eq!(ready, vec![d.token()]);
+}
+
+#[test]
+fn a_stream_whose_senders_left_is_ready_and_its_receive_says_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = QueueOptions::new().dir(dir.path()).create("q").unwrap();
+    let mut ws = WaitSet::new();
+    let key = ws.add(q.consumer().unwrap());
+    let tx = q.producer().unwrap();
+    let leaver = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(tx);
+    });
+    let mut ready = Vec::new();
+    let t = Instant::now();
+    ws.wait_timeout(&mut ready, LONG).unwrap();
+    assert!(t.elapsed() < LONG / 2 && ready == vec![key.token()], "{ready:?} after {:?}", t.elapsed());
+    let mut buf = [0u8; 8];
+    assert_eq!(ws[key].try_recv(&mut buf), Err(TryRecvError::Disconnected));
+    leaver.join().unwrap();
+}
+
+#[derive(Clone, Copy)]
+enum Stream {
+    Queue(Key<Consumer>),
+    Topic(Key<Subscriber>),
+}
+
+/// Eight streams (SPSC and MPMC queues, topics), one sender thread each with pauses long
+/// enough for the waiter to fall asleep; one thread waits on all of them: every message
+/// exactly once, in each stream's order.
+fn many_streams(ws: WaitSet, expect: Mechanism) {
+    const STREAMS: usize = 8;
+    const PER_STREAM: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = ws;
+    let mut senders = Vec::new();
+    let mut keys = HashMap::new();
+    for i in 0..STREAMS {
+        let name = format!("s{i}");
+        let pause = Duration::from_micros(if i % 2 == 0 { 0 } else { 300 });
+        if i % 3 == 2 {
+            let t = TopicOptions::new().dir(dir.path()).capacity(64).create(&name).unwrap();
+            let sub = t.subscriber().start(Start::Earliest).build().unwrap();
+            let k = ws.add(sub);
+            keys.insert(k.token(), (i, Stream::Topic(k)));
+            senders.push(std::thread::spawn(move || {
+                let mut p = t.publisher().unwrap();
+                for n in 0..PER_STREAM {
+                    p.send_timeout(&n.to_le_bytes(), LONG).unwrap();
+                    if n % 64 == 0 {
+                        std::thread::sleep(pause);
+                    }
+                }
+            }));
+        } else {
+            let kind = if i % 3 == 0 { QueueKind::Spsc } else { QueueKind::Mpmc };
+            let q = QueueOptions::new().dir(dir.path()).capacity(64).kind(kind).create(&name).unwrap();
+            let k = ws.add(q.consumer().unwrap());
+            keys.insert(k.token(), (i, Stream::Queue(k)));
+            senders.push(std::thread::spawn(move || {
+                let mut p = q.producer().unwrap();
+                for n in 0..PER_STREAM {
+                    p.send_timeout(&n.to_le_bytes(), LONG).unwrap();
+                    if n % 64 == 0 {
+                        std::thread::sleep(pause);
+                    }
+                }
+            }));
+        }
+    }
+    assert_eq!(ws.mechanism(), expect);
+    let mut next = [0u64; STREAMS];
+    let mut ready: Vec<Token> = Vec::with_capacity(STREAMS);
+    let mut buf = [0u8; 64];
+    let mut waits = 0u64;
+    while next.iter().any(|&n| n < PER_STREAM) {
+        ws.wait_timeout(&mut ready, LONG).expect("a message within 20 s: a lost wake-up otherwise");
+        waits += 1;
+        for &token in &ready {
+            let (i, key) = keys[&token];
+            loop {
+                let r = match key {
+                    Stream::Topic(k) => ws[k].try_recv(&mut buf),
+                    Stream::Queue(k) => ws[k].try_recv(&mut buf),
+                };
+                match r {
+                    Ok(m) => {
+                        let n = u64::from_le_bytes(buf[..m.len].try_into().unwrap());
+                        assert_eq!(n, next[i], "stream {i}: out of order or duplicated");
+                        next[i] += 1;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    Err(e) => panic!("stream {i}: {e}"),
+                }
+            }
+        }
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    eprintln!("{expect:?}: {} messages in {waits} waits", STREAMS as u64 * PER_STREAM);
+}
+
+#[test]
+fn one_thread_waits_on_eight_streams_and_gets_every_message_once_in_order() {
+    many_streams(
+        WaitSet::new(),
+        if shmq::waitset::futex_waitv_supported() { Mechanism::FutexWaitv } else { Mechanism::Fallback },
+    );
+}
+
+#[test]
+fn the_fallback_also_gets_every_message_once_in_order() {
+    many_streams(WaitSet::new().with_fallback(), Mechanism::Fallback);
+}
+
+#[test]
+fn an_idle_wait_on_eight_streams_sleeps_in_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = WaitSet::new();
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let q = QueueOptions::new().dir(dir.path()).create(&format!("q{i}")).unwrap();
+        ws.add(q.consumer().unwrap());
+        handles.push(q.producer().unwrap()); // senders stay, so nothing is disconnected
+    }
+    let cpu = thread_cpu();
+    let t = Instant::now();
+    let mut ready = Vec::new();
+    assert!(ws.wait_timeout(&mut ready, Duration::from_secs(1)).unwrap_err().is_timeout());
+    let (used, waited) = (thread_cpu() - cpu, t.elapsed());
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    eprintln!("{:?}: {used:?} of CPU in {waited:?}", ws.mechanism());
+    if ws.mechanism() == Mechanism::FutexWaitv {
+        assert!(used < Duration::from_millis(10), "{used:?} of CPU while idle for {waited:?}");
+    }
+}
