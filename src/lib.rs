@@ -100,6 +100,7 @@ pub mod error;
 mod mapped_ring;
 pub(crate) mod sync;
 
+pub mod dispatch;
 #[cfg(not(loom))]
 pub mod limits;
 #[cfg(not(loom))]

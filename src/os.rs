@@ -447,14 +447,16 @@ pub fn futex_waitv_supported() -> bool {
 /// woken), or `timeout` passes: `futex_waitv(2)`, at most [`FUTEX_WAITV_MAX`] words, shared
 /// (not private) futexes. Returns false if the kernel refused (an unsupported kernel, or too
 /// many words): the caller falls back to sleeping on one word at a time.
-pub fn futex_waitv<'a>(waits: impl ExactSizeIterator<Item = (&'a AtomicU32, u32)>, timeout: Duration) -> bool {
-    let n = waits.len();
-    if n == 0 || n > FUTEX_WAITV_MAX {
-        return false;
-    }
+pub fn futex_waitv<'a>(waits: impl IntoIterator<Item = (&'a AtomicU32, u32)>, timeout: Duration) -> bool {
     let mut v = [FutexWaitv { val: 0, uaddr: 0, flags: 0, reserved: 0 }; FUTEX_WAITV_MAX];
-    for (slot, (word, expected)) in v.iter_mut().zip(waits) {
+    let mut n = 0;
+    for (word, expected) in waits {
+        let Some(slot) = v.get_mut(n) else { return false };
         *slot = FutexWaitv { val: u64::from(expected), uaddr: word.as_ptr() as u64, flags: FUTEX2_SIZE_U32, reserved: 0 };
+        n += 1;
+    }
+    if n == 0 {
+        return false;
     }
     // futex_waitv takes an absolute timeout on the given clock.
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -31,6 +31,8 @@
 //! says which one runs.
 
 use std::ops::{Index, IndexMut};
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::attach::AttRef;
@@ -103,12 +105,41 @@ pub struct Interval {
     next: Instant,
 }
 
+/// A wake-up source attached to a [`WaitSet`] ([`WaitSet::add_waker`]): ready once after each
+/// [`Waker::wake`] from any thread.
+#[derive(Debug)]
+pub struct Wake(Arc<WakeWord>);
+
+/// Wakes a [`WaitSet`] from another thread; `Clone`, `Send`, `Sync`.
+#[derive(Clone, Debug)]
+pub struct Waker(Arc<WakeWord>);
+
+#[derive(Debug, Default)]
+struct WakeWord {
+    /// Set by `wake`, cleared by the poll that reports it.
+    pending: AtomicBool,
+    /// The futex word: bumped after `pending` is set.
+    seq: AtomicU32,
+}
+
+impl Waker {
+    /// Makes the wait (the current one, or the next) return with this waker's token ready.
+    pub fn wake(&self) {
+        // Set, then bump the futex word: a waiter that read the word before the bump either
+        // sees `pending` when it polls or finds the word changed when it sleeps.
+        self.0.pending.store(true, SeqCst);
+        self.0.seq.fetch_add(1, SeqCst);
+        os::futex_wake_all(&self.0.seq);
+    }
+}
+
 #[derive(Debug)]
 enum Source {
     Consumer(Consumer),
     Subscriber(Subscriber),
     Deadline(Deadline),
     Interval(Interval),
+    Wake(Wake),
 }
 
 impl Source {
@@ -165,6 +196,7 @@ mod private {
     impl Sealed for crate::topic::Subscriber {}
     impl Sealed for super::Deadline {}
     impl Sealed for super::Interval {}
+    impl Sealed for super::Wake {}
 }
 
 macro_rules! attach {
@@ -198,6 +230,7 @@ attach!(Consumer, Consumer);
 attach!(Subscriber, Subscriber);
 attach!(Deadline, Deadline);
 attach!(Interval, Interval);
+attach!(Wake, Wake);
 
 /// Which kernel mechanism a [`WaitSet`] sleeps with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,6 +297,9 @@ pub struct WaitSet {
     /// `wait` allocates nothing.
     sleep_on: Vec<AttRef>,
     seqs: Vec<u32>,
+    /// The wake-up words of the attached wakers, and their values read before a sleep.
+    wakers: Vec<Arc<WakeWord>>,
+    waker_seqs: Vec<u32>,
     next_check: Instant,
 }
 
@@ -284,6 +320,8 @@ impl WaitSet {
             force_fallback: false,
             sleep_on: Vec::new(),
             seqs: Vec::new(),
+            wakers: Vec::new(),
+            waker_seqs: Vec::new(),
             next_check: Instant::now(),
         }
     }
@@ -303,7 +341,8 @@ impl WaitSet {
 
     /// The mechanism `wait` sleeps with now.
     pub fn mechanism(&self) -> Mechanism {
-        if self.force_fallback || !os::futex_waitv_supported() || self.sleep_on.len() > os::FUTEX_WAITV_MAX {
+        let words = self.sleep_on.len() + self.wakers.len();
+        if self.force_fallback || !os::futex_waitv_supported() || words > os::FUTEX_WAITV_MAX {
             Mechanism::Fallback
         } else {
             Mechanism::FutexWaitv
@@ -333,6 +372,13 @@ impl WaitSet {
         self.add(Interval { period, next: Instant::now() + period })
     }
 
+    /// Attaches a wake-up source: its token is ready once after each [`Waker::wake`] (from any
+    /// thread), which also ends a sleep at once.
+    pub fn add_waker(&mut self) -> (Key<Wake>, Waker) {
+        let word = Arc::new(WakeWord::default());
+        (self.add(Wake(word.clone())), Waker(word))
+    }
+
     /// Takes a source back out of the set; its key is not valid any more (its token is not
     /// reused).
     ///
@@ -343,6 +389,19 @@ impl WaitSet {
         let s = self.sources[key.token.0].take().expect("the key's source was removed already");
         self.rebuild();
         T::take(s).expect("a key's type matches its source")
+    }
+
+    /// The source of type `T` at `token`, if it is one.
+    pub(crate) fn by_token_mut<T: Attach>(&mut self, token: Token) -> Option<&mut T> {
+        T::from_source_mut(self.sources.get_mut(token.0)?.as_mut()?)
+    }
+
+    /// Drops the source at `token`.
+    pub(crate) fn remove_token(&mut self, token: Token) {
+        if let Some(s) = self.sources.get_mut(token.0) {
+            *s = None;
+        }
+        self.rebuild();
     }
 
     /// Number of sources attached.
@@ -439,7 +498,11 @@ impl WaitSet {
     /// Recomputes the distinct segments to sleep on.
     fn rebuild(&mut self) {
         self.sleep_on.clear();
+        self.wakers.clear();
         for s in self.sources.iter_mut().flatten() {
+            if let Source::Wake(w) = &s.0 {
+                self.wakers.push(w.0.clone());
+            }
             let Some(st) = s.0.stream() else { continue };
             let att = st.attachment();
             let ev = att.data_sleep().0;
@@ -448,6 +511,7 @@ impl WaitSet {
             }
         }
         self.seqs = vec![0; self.sleep_on.len()];
+        self.waker_seqs = vec![0; self.wakers.len()];
     }
 
     /// Polls every source once, pushing the ready ones; returns whether a stream's next slot
@@ -471,11 +535,6 @@ impl WaitSet {
     /// One sleep on every stream's data event (see the module docs), for at most `slice`.
     fn sleep(&mut self, ready: &mut Vec<Token>, slice: Duration) -> Result<()> {
         let mechanism = self.mechanism();
-        if self.sleep_on.is_empty() {
-            // Only timers: sleep until the next one.
-            std::thread::sleep(slice);
-            return Ok(());
-        }
         // Counted first, marked second (and unmarked before uncounting, below), as a single
         // receive does (`wait::sleep`).
         for att in &self.sleep_on {
@@ -485,18 +544,29 @@ impl WaitSet {
         }
         // Pairs with the notifiers' fence (Dekker handshake, see `wait`).
         fence(SeqCst);
-        let slice = if os::membarrier_global() { slice } else { slice.min(FALLBACK_SLICE) };
+        let slice = if self.sleep_on.is_empty() || os::membarrier_global() { slice } else { slice.min(FALLBACK_SLICE) };
         for (att, seq) in self.sleep_on.iter().zip(self.seqs.iter_mut()) {
             // Acquire: pairs with the notifier's Release bump of `seq`.
             *seq = att.data_sleep().0.seq.load(Acquire);
         }
+        for (w, seq) in self.wakers.iter().zip(self.waker_seqs.iter_mut()) {
+            *seq = w.seq.load(SeqCst);
+        }
         let recheck = poll_sources(&mut self.sources, ready, false);
         if recheck.is_ok() && ready.is_empty() {
-            let words = self.sleep_on.iter().map(|a| &a.data_sleep().0.seq).zip(self.seqs.iter().copied());
+            let streams = self.sleep_on.iter().map(|a| &a.data_sleep().0.seq).zip(self.seqs.iter().copied());
+            let wakers = self.wakers.iter().map(|w| &w.seq).zip(self.waker_seqs.iter().copied());
+            let words = streams.chain(wakers);
             let slept = mechanism == Mechanism::FutexWaitv && os::futex_waitv(words, slice);
             if !slept {
-                let first = &self.sleep_on[0];
-                os::futex_wait(&first.data_sleep().0.seq, self.seqs[0], slice.min(FALLBACK_SLICE));
+                // One word at a time: a waker's if there is one (wakes at once), else the first
+                // stream's; every source is polled again after at most FALLBACK_SLICE.
+                let short = if self.sleep_on.is_empty() { slice } else { slice.min(FALLBACK_SLICE) };
+                match (self.wakers.first(), self.sleep_on.first()) {
+                    (Some(w), _) => os::futex_wait(&w.seq, self.waker_seqs[0], short),
+                    (None, Some(a)) => os::futex_wait(&a.data_sleep().0.seq, self.seqs[0], short),
+                    (None, None) => std::thread::sleep(slice), // only timers
+                }
             }
         }
         for att in &self.sleep_on {
@@ -524,6 +594,7 @@ fn poll_sources(sources: &mut [Option<SourceBox>], ready: &mut Vec<Token>, check
                 }
                 due
             }
+            Source::Wake(w) => w.0.pending.swap(false, SeqCst),
             Source::Consumer(_) | Source::Subscriber(_) => {
                 let mut st = s.stream().expect("a stream");
                 match st.probe(check)? {

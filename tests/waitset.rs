@@ -208,3 +208,106 @@ fn an_idle_wait_on_eight_streams_sleeps_in_the_kernel() {
         assert!(used < Duration::from_millis(10), "{used:?} of CPU while idle for {waited:?}");
     }
 }
+
+#[test]
+fn a_waker_ends_a_wait_from_another_thread() {
+    let mut ws = WaitSet::new();
+    let (key, waker) = ws.add_waker();
+    let t = Instant::now();
+    let w = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        waker.wake();
+    });
+    let mut ready = Vec::new();
+    ws.wait_timeout(&mut ready, LONG).unwrap();
+    assert!(ready == vec![key.token()] && t.elapsed() < LONG / 2, "{ready:?} after {:?}", t.elapsed());
+    // Reported once per wake.
+    assert!(ws.wait_timeout(&mut ready, Duration::from_millis(20)).unwrap_err().is_timeout());
+    w.join().unwrap();
+}
+
+mod dispatcher {
+    use super::*;
+    use shmq::dispatch::{DispatchErrorKind, Dispatcher};
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn handlers_run_per_message_errors_go_to_the_callback_and_another_thread_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = QueueOptions::new().dir(dir.path()).create("jobs").unwrap();
+        let t = TopicOptions::new().dir(dir.path()).create("news").unwrap();
+        let (jobs, news, errors, ticks) =
+            (Mutex::new(Vec::new()), Mutex::new(Vec::new()), Mutex::new(Vec::new()), Mutex::new(0));
+        let mut d = Dispatcher::new()
+            .on(q.consumer().unwrap(), |m, kind| {
+                jobs.lock().unwrap().push((m.to_vec(), kind));
+                Ok(())
+            })
+            .on(t.subscriber().build().unwrap(), |m, _| {
+                news.lock().unwrap().push(m.to_vec());
+                if m == b"bad" {
+                    return Err("cannot handle bad news".into());
+                }
+                Ok(())
+            })
+            .every(Duration::from_millis(5), || {
+                *ticks.lock().unwrap() += 1;
+                Ok(())
+            })
+            .on_error(|e| {
+                errors.lock().unwrap().push((
+                    e.stream.clone(),
+                    e.to_string(),
+                    matches!(e.kind, DispatchErrorKind::Handler { .. }),
+                ))
+            });
+        let stop = d.stopper();
+        let (qc, tc) = (q.clone(), t.clone());
+        let feeder = std::thread::spawn(move || {
+            let (mut tx, mut p) = (qc.producer().unwrap(), tc.publisher().unwrap());
+            for i in 0..100u32 {
+                tx.send_kind(i, &i.to_le_bytes()).unwrap();
+            }
+            p.send(b"good").unwrap();
+            p.send(b"bad").unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            stop.stop();
+            (tx, p) // kept until stopped: the streams do not end on their own
+        });
+        d.run().unwrap();
+        let _senders = feeder.join().unwrap();
+        drop(d);
+        let jobs = jobs.into_inner().unwrap();
+        assert_eq!(jobs.len(), 100);
+        assert!(jobs.iter().enumerate().all(|(i, (m, k))| *k == i as u32 && m[..] == (i as u32).to_le_bytes()));
+        assert_eq!(news.into_inner().unwrap(), [b"good".to_vec(), b"bad".to_vec()]);
+        let errors = errors.into_inner().unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].0 == "news" && errors[0].1.contains("cannot handle bad news") && errors[0].2, "{errors:?}");
+        assert!(*ticks.lock().unwrap() >= 5, "the 5 ms timer ran {} times in 100 ms", ticks.lock().unwrap());
+    }
+
+    #[test]
+    fn run_returns_when_every_stream_has_ended_and_no_timer_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = QueueOptions::new().dir(dir.path()).create("q").unwrap();
+        let count = Arc::new(Mutex::new(0));
+        let c = count.clone();
+        let mut d = Dispatcher::new().on(q.consumer().unwrap(), move |_, _| {
+            *c.lock().unwrap() += 1;
+            Ok(())
+        });
+        let qc = q.clone();
+        let sender = std::thread::spawn(move || {
+            let mut tx = qc.producer().unwrap();
+            for _ in 0..1000 {
+                tx.send(b"x").unwrap();
+            }
+        });
+        let t = Instant::now();
+        d.run().unwrap();
+        sender.join().unwrap();
+        assert_eq!(*count.lock().unwrap(), 1000);
+        assert!(t.elapsed() < LONG);
+    }
+}
