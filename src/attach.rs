@@ -390,6 +390,13 @@ impl Attachment {
         (&self.ring.control().data.0, &entry.sleeping_data)
     }
 
+    /// The event senders sleep on (waiting for space), and this participant's mark for it.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub(crate) fn space_sleep(&self) -> (&Event, wait::SleepMark<'_>) {
+        let entry = self.parts.entry(self.id).expect("own participant entry");
+        (&self.ring.control().space.0, &entry.sleeping_space)
+    }
+
     /// A producer or publisher waits for space.
     pub(crate) fn run_producer<T>(&self, deadline: Deadline, poll: impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
         let ctl = self.ring.control();

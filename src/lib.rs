@@ -101,6 +101,8 @@ mod mapped_ring;
 pub(crate) mod sync;
 
 pub mod dispatch;
+#[cfg(feature = "async")]
+pub mod future;
 #[cfg(not(loom))]
 pub mod limits;
 #[cfg(not(loom))]
@@ -113,6 +115,8 @@ mod options;
 pub(crate) mod participants;
 #[cfg(not(loom))]
 pub mod queue;
+#[cfg(feature = "async")]
+mod reactor;
 #[cfg(not(loom))]
 pub mod status;
 #[cfg(not(loom))]

@@ -35,6 +35,12 @@ impl Producer {
         Producer { shared, side, _not_sync: PhantomData }
     }
 
+    /// The attachment this sender waits through.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub(crate) fn attachment(&self) -> crate::attach::AttRef {
+        crate::attach::AttRef::Queue(self.shared.clone())
+    }
+
     crate::methods::sender_methods!(Loan);
 
     /// The batch of [`try_send_batch`](Self::try_send_batch). An SPSC queue publishes it with

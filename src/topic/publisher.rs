@@ -39,6 +39,12 @@ impl Publisher {
         Ok(Publisher { shared, gate, epoch, _not_sync: std::marker::PhantomData })
     }
 
+    /// The attachment this sender waits through.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub(crate) fn attachment(&self) -> crate::attach::AttRef {
+        crate::attach::AttRef::Topic(self.shared.clone())
+    }
+
     crate::methods::sender_methods!(TopicLoan);
 
     fn loan_with(&mut self, deadline: Deadline) -> Result<TopicLoan<'_>> {
