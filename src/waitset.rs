@@ -292,6 +292,10 @@ pub struct WaitSet {
     id: u64,
     strategy: WaitStrategy,
     force_fallback: bool,
+    /// `Block`'s spin and yield budgets, and its longest sleep (tests shorten or lengthen them).
+    spin_budget: Duration,
+    yield_budget: Duration,
+    max_slice: Duration,
     /// The attachments of the streams, one per distinct segment (what `sleep` counts itself
     /// on), and the futex values read before a sleep: rebuilt when sources change, so that
     /// `wait` allocates nothing.
@@ -318,6 +322,9 @@ impl WaitSet {
             id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             strategy: WaitStrategy::Block,
             force_fallback: false,
+            spin_budget: SPIN_BUDGET,
+            yield_budget: YIELD_BUDGET,
+            max_slice: MAX_SLICE,
             sleep_on: Vec::new(),
             seqs: Vec::new(),
             wakers: Vec::new(),
@@ -336,6 +343,16 @@ impl WaitSet {
     /// comparisons).
     pub fn with_fallback(mut self) -> WaitSet {
         self.force_fallback = true;
+        self
+    }
+
+    /// For tests: `Block` sleeps at once (no spinning, no yielding), and each sleep lasts up to
+    /// `max_slice` when nothing wakes it (so that a lost wake-up shows as a stall that long).
+    #[doc(hidden)]
+    pub fn sleep_at_once(mut self, max_slice: Duration) -> WaitSet {
+        self.spin_budget = Duration::ZERO;
+        self.yield_budget = Duration::ZERO;
+        self.max_slice = max_slice;
         self
     }
 
@@ -473,10 +490,10 @@ impl WaitSet {
             match self.strategy {
                 WaitStrategy::Spin => crate::sync::spin_hint(),
                 WaitStrategy::Yield => crate::sync::yield_now(),
-                WaitStrategy::Block if waited < SPIN_BUDGET => crate::sync::spin_hint(),
-                WaitStrategy::Block if waited < SPIN_BUDGET + YIELD_BUDGET => crate::sync::yield_now(),
+                WaitStrategy::Block if waited < self.spin_budget => crate::sync::spin_hint(),
+                WaitStrategy::Block if waited < self.spin_budget + self.yield_budget => crate::sync::yield_now(),
                 WaitStrategy::Block => {
-                    let mut slice = if held { PEER_CHECK } else { MAX_SLICE };
+                    let mut slice = if held { PEER_CHECK } else { self.max_slice };
                     if let Some(t) = self.next_timer() {
                         slice = slice.min(t.saturating_duration_since(now));
                     }

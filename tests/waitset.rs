@@ -311,3 +311,60 @@ mod dispatcher {
         assert!(t.elapsed() < LONG);
     }
 }
+
+/// The handshake under fire: two threads ping-pong through two queues, each waiting on a
+/// `WaitSet` that sleeps at once (no spinning), so that every message races a sleep. A lost
+/// wake-up would stall its waiter to the end of its 5 s wait (the slice is 10 s): any message
+/// that takes over 2.5 s fails the test. `SHMQ_WAKE_CYCLES` sets the number of round trips (default 50,000; the
+/// README quotes a run of 10,000,000).
+#[test]
+fn no_wake_up_is_lost_between_a_waiters_last_look_and_its_sleep() {
+    if !shmq::waitset::futex_waitv_supported() {
+        eprintln!("skipped: no futex_waitv (the fallback sleeps in 1 ms slices, which would hide a lost wake-up)");
+        return;
+    }
+    let cycles: u64 = std::env::var("SHMQ_WAKE_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let dir = tempfile::tempdir().unwrap();
+    let ping = QueueOptions::new().dir(dir.path()).capacity(2).spsc().create("ping").unwrap();
+    let pong = QueueOptions::new().dir(dir.path()).capacity(2).spsc().create("pong").unwrap();
+    let watchdog = Duration::from_secs(5);
+    let (pi, po) = (ping.clone(), pong.clone());
+    let echo = std::thread::spawn(move || {
+        let mut ws = WaitSet::new().sleep_at_once(Duration::from_secs(10));
+        let rx = ws.add(pi.consumer().unwrap());
+        let mut tx = po.producer().unwrap();
+        let (mut ready, mut buf) = (Vec::new(), [0u8; 8]);
+        for i in 0..cycles {
+            let t = Instant::now();
+            loop {
+                // A lost wake-up sleeps to the end of the wait (5 s) and then finds the message.
+                let _ = ws.wait_timeout(&mut ready, watchdog);
+                assert!(t.elapsed() < watchdog / 2, "echo: ping {i} took {:?}: a lost wake-up", t.elapsed());
+                if ws[rx].try_recv(&mut buf).is_ok() {
+                    break;
+                }
+            }
+            assert_eq!(u64::from_le_bytes(buf), i);
+            tx.send(&i.to_le_bytes()).unwrap();
+        }
+    });
+    let mut ws = WaitSet::new().sleep_at_once(Duration::from_secs(10));
+    let rx = ws.add(pong.consumer().unwrap());
+    let mut tx = ping.producer().unwrap();
+    let (mut ready, mut buf) = (Vec::new(), [0u8; 8]);
+    let t = Instant::now();
+    for i in 0..cycles {
+        tx.send(&i.to_le_bytes()).unwrap();
+        let t = Instant::now();
+        loop {
+            let _ = ws.wait_timeout(&mut ready, watchdog);
+            assert!(t.elapsed() < watchdog / 2, "requester: pong {i} took {:?}: a lost wake-up", t.elapsed());
+            if ws[rx].try_recv(&mut buf).is_ok() {
+                break;
+            }
+        }
+        assert_eq!(u64::from_le_bytes(buf), i);
+    }
+    echo.join().unwrap();
+    eprintln!("{cycles} round trips, each side asleep before each message, in {:?}", t.elapsed());
+}
