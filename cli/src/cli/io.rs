@@ -39,8 +39,10 @@ pub struct SendArgs {
 /// Arguments of `shmq recv`.
 #[derive(Debug, clap::Args)]
 pub struct RecvArgs {
-    /// Queue name.
-    name: String,
+    /// Queue name; several follow them all in one process (each line then starts with the
+    /// queue's name and a tab).
+    #[arg(required = true, value_name = "QUEUE")]
+    names: Vec<String>,
     /// Exit 0 after this many messages.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
@@ -68,7 +70,7 @@ pub struct OutputArgs {
     /// Write each payload as a raw frame instead of a line: its length as a u32, little-endian,
     /// then its bytes, nothing between frames (`send --raw` and `pub --raw` read them back).
     #[arg(long, conflicts_with = "hex")]
-    raw: bool,
+    pub(super) raw: bool,
     /// Write each payload as one line of lowercase hex (two digits a byte).
     #[arg(long)]
     hex: bool,
@@ -148,16 +150,20 @@ pub(super) fn send_counted(
     }
 }
 
-/// Prints messages from a queue, one per line.
+/// Prints messages from a queue (or several), one per line.
 pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
-    let (q, made) = a.open.open(ctx, "recv", &a.name, || Ok(()))?;
-    if let Some(notice) = made.notice("queue", &a.name, &ctx.dir) {
+    if a.names.len() > 1 {
+        return recv_many(ctx, a, out);
+    }
+    let name = &a.names[0];
+    let (q, made) = a.open.open(ctx, "recv", name, || Ok(()))?;
+    if let Some(notice) = made.notice("queue", name, &ctx.dir) {
         super::report(&notice);
     }
-    let t = Target { cmd: "recv", name: &a.name, dir: &ctx.dir, want: Want::Queue };
+    let t = Target { cmd: "recv", name, dir: &ctx.dir, want: Want::Queue };
     let mut rx = q.consumer().map_err(|e| t.error(e))?;
     let mut buf = vec![0u8; q.max_msg_size()];
-    let what = format!("queue {:?}", a.name);
+    let what = format!("queue {name:?}");
     let show = Show {
         count: a.count,
         timeout_ms: a.timeout,
@@ -176,6 +182,49 @@ pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
         |rx, timeout| Ok(rx.wait_ready(timeout)?),
         |rx, buf| Ok(rx.try_recv(buf)?),
         |_| Ok(()),
+        |_, _| Ok(()),
+    )
+}
+
+/// `recv` of several queues, on one `WaitSet` (see `follow`).
+fn recv_many(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
+    let names = super::follow::check_names(&a.names, a.output.raw, "queue", "recv")?;
+    let joined = names.join(", ");
+    let t = Target { cmd: "recv", name: &joined, dir: &ctx.dir, want: Want::Queue };
+    let mut handles = Vec::new();
+    let mut max = 0;
+    for name in &a.names {
+        let (q, made) = a.open.open(ctx, "recv", name, || Ok(()))?;
+        if let Some(notice) = made.notice("queue", name, &ctx.dir) {
+            super::report(&notice);
+        }
+        let t = Target { cmd: "recv", name, dir: &ctx.dir, want: Want::Queue };
+        handles.push((name.clone(), q.consumer().map_err(|e| t.error(e))?));
+        max = max.max(q.max_msg_size());
+    }
+    let mut multi = super::follow::Multi::new(handles, a.wait_for_producer);
+    super::report(&format!("following {} queues ({joined}), waiting with {}", a.names.len(), multi.mechanism()));
+    let mut buf = vec![0u8; max];
+    let what = format!("queues {joined}");
+    let show = Show {
+        count: a.count,
+        timeout_ms: a.timeout,
+        format: a.output.format(a.show_kind),
+        what: &what,
+        durable: false,
+        target: &t,
+        keep_waiting: a.wait_for_producer,
+        sender: "producer",
+    };
+    print_messages(
+        out,
+        &mut buf,
+        &show,
+        &mut multi,
+        |m, timeout| m.ready(timeout, |c| !matches!(c.wait_ready(Some(Duration::ZERO)), Err(e) if e.is_disconnected())),
+        |m, buf| m.take(buf),
+        |_| Ok(()),
+        |m, out| write!(out, "{}\t", m.current_name()),
     )
 }
 
@@ -203,7 +252,8 @@ pub(super) struct Show<'a> {
 /// The receive loop of `recv` and `sub`: waits until a message is ready (`ready`, which takes
 /// nothing), checks that stdout can still take a line, takes the message (`take`, without
 /// waiting), writes its line and flushes it, and only then takes the next one; `after_line`
-/// runs after each line is out (`sub --name` acknowledges there). So a message is taken off the
+/// runs after each line is out (`sub --name` acknowledges there); `prefix` writes what starts
+/// each line (the stream's name when several are followed). So a message is taken off the
 /// queue only once the previous one has reached stdout, and a reader that goes away
 /// (`shmq recv q | head -2`) costs no message: the loop sees the closed stdout before it takes
 /// the next one, and ends with an error naming how many were written. (A reader that exits in
@@ -214,6 +264,7 @@ pub(super) struct Show<'a> {
 /// reported on stderr (`shmq: missed N messages`) and the loop goes on; gaps that follow each
 /// other with no message between them make one line with their sum, written before the next
 /// message, before the loop waits, or when it ends.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn print_messages<R>(
     out: &mut Out,
     buf: &mut [u8],
@@ -222,9 +273,10 @@ pub(super) fn print_messages<R>(
     ready: impl FnMut(&mut R, Option<Duration>) -> shmq::Result<()>,
     take: impl FnMut(&mut R, &mut [u8]) -> shmq::Result<shmq::Received>,
     after_line: impl FnMut(&mut R) -> CliResult,
+    prefix: impl FnMut(&R, &mut Out) -> std::io::Result<()>,
 ) -> CliResult {
     let mut missed = Missed(0);
-    let r = receive_loop(out, buf, show, rx, ready, take, after_line, &mut missed);
+    let r = receive_loop(out, buf, show, rx, ready, take, after_line, prefix, &mut missed);
     missed.report();
     r
 }
@@ -251,6 +303,7 @@ fn receive_loop<R>(
     mut ready: impl FnMut(&mut R, Option<Duration>) -> shmq::Result<()>,
     mut take: impl FnMut(&mut R, &mut [u8]) -> shmq::Result<shmq::Received>,
     mut after_line: impl FnMut(&mut R) -> CliResult,
+    mut prefix: impl FnMut(&R, &mut Out) -> std::io::Result<()>,
     missed: &mut Missed,
 ) -> CliResult {
     let timeout = show.timeout_ms.map(Duration::from_millis);
@@ -305,6 +358,7 @@ fn receive_loop<R>(
         };
         missed.report();
         let line = (|| {
+            prefix(rx, out)?;
             show.format.write(out, m.kind, &buf[..m.len])?;
             out.flush()
         })();

@@ -13,6 +13,7 @@
 mod bench;
 mod demo;
 mod door;
+mod follow;
 mod gc;
 mod inspect;
 mod io;

@@ -117,8 +117,10 @@ pub enum FromArg {
 /// Arguments of `shmq sub`.
 #[derive(Debug, clap::Args)]
 pub struct SubArgs {
-    /// Topic name.
-    topic: String,
+    /// Topic name; several follow them all in one process (each line then starts with the
+    /// topic's name and a tab).
+    #[arg(required = true, value_name = "TOPIC")]
+    topics: Vec<String>,
     /// Exit 0 after this many messages.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
@@ -208,43 +210,20 @@ pub fn publish(ctx: &Ctx, a: &PubArgs) -> CliResult {
     each_message(Source::of(a.count, a.size, a.raw), &sink, publish_one)
 }
 
-/// Prints messages from a topic, one per line.
+/// Prints messages from a topic (or several), one per line.
 pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     if let Some(n) = &a.name {
         door::check_subscriber_name(n)?;
     }
-    let t = Target { cmd: "sub", name: &a.topic, dir: &ctx.dir, want: Want::Topic };
-    let (topic, made) = a.open.open(&t, ctx, || Ok(()))?;
-    if let Some(notice) = made.notice("topic", &a.topic, &ctx.dir) {
-        report(&notice);
+    if a.topics.len() > 1 {
+        return subscribe_many(ctx, a, out);
     }
-    let mut b = topic
-        .subscriber()
-        .start(match a.from {
-            Some(FromArg::Earliest) => Start::Earliest,
-            Some(FromArg::Latest) | None => Start::Latest,
-        })
-        .mode(if a.lossy { SubscriberMode::Lossy } else { SubscriberMode::Reliable })
-        .ack(AckMode::Explicit);
-    if let Some(n) = &a.name {
-        b = b.name(n);
-        let returning = topic.subscribers().into_iter().find(|s| s.name.as_deref() == Some(n.as_str()) && !s.alive);
-        if let (Some(from), Some(s)) = (a.from, returning) {
-            let from = if from == FromArg::Earliest { "earliest" } else { "latest" };
-            report(&format!(
-                "durable subscriber {n:?} continues where it stopped (message {}), not from the {from}: --from applies \
-                 to a new subscriber (`shmq rm {} --subscriber {n}` forgets this one)",
-                s.cursor, a.topic
-            ));
-        }
-    }
-    if !a.kinds.is_empty() {
-        b = b.kinds(&a.kinds);
-    }
-    let mut sub = b.build().map_err(|e| t.error(e))?;
+    let name = &a.topics[0];
+    let t = Target { cmd: "sub", name, dir: &ctx.dir, want: Want::Topic };
+    let (mut sub, max) = join(ctx, a, name, &t)?;
     let durable = a.name.is_some();
-    let mut buf = vec![0u8; topic.max_msg_size()];
-    let what = format!("topic {:?}", a.topic);
+    let mut buf = vec![0u8; max];
+    let what = format!("topic {name:?}");
     let show = Show {
         count: a.count,
         timeout_ms: a.timeout,
@@ -271,5 +250,86 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
             }
             Ok(())
         },
+        |_, _| Ok(()),
     )
+}
+
+/// `sub` of several topics, on one `WaitSet` (see `follow`); `--name` makes each subscriber
+/// durable under that name in its topic.
+fn subscribe_many(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
+    let names = super::follow::check_names(&a.topics, a.output.raw, "topic", "sub")?;
+    let joined = names.join(", ");
+    let t = Target { cmd: "sub", name: &joined, dir: &ctx.dir, want: Want::Topic };
+    let mut handles = Vec::new();
+    let mut max = 0;
+    for name in &a.topics {
+        let t = Target { cmd: "sub", name, dir: &ctx.dir, want: Want::Topic };
+        let (sub, m) = join(ctx, a, name, &t)?;
+        handles.push((name.clone(), sub));
+        max = max.max(m);
+    }
+    let mut multi = super::follow::Multi::new(handles, a.wait_for_publisher);
+    report(&format!("following {} topics ({joined}), waiting with {}", a.topics.len(), multi.mechanism()));
+    let durable = a.name.is_some();
+    let mut buf = vec![0u8; max];
+    let what = format!("topics {joined}");
+    let show = Show {
+        count: a.count,
+        timeout_ms: a.timeout,
+        format: a.output.format(a.show_kind),
+        what: &what,
+        durable,
+        target: &t,
+        keep_waiting: a.wait_for_publisher,
+        sender: "publisher",
+    };
+    print_messages(
+        out,
+        &mut buf,
+        &show,
+        &mut multi,
+        |m, timeout| m.ready(timeout, |s| !matches!(s.wait_ready(Some(Duration::ZERO)), Err(e) if e.is_disconnected())),
+        |m, buf| m.take(buf),
+        |m| {
+            if let (true, Some(sub)) = (durable, m.current()) {
+                sub.ack(); // as for one topic: only what stdout has taken
+            }
+            Ok(())
+        },
+        |m, out| std::io::Write::write_fmt(out, format_args!("{}\t", m.current_name())),
+    )
+}
+
+/// Opens topic `name` and joins it as `a` asks; returns the subscriber and the topic's largest
+/// message.
+fn join(ctx: &Ctx, a: &SubArgs, name: &str, t: &Target<'_>) -> Result<(shmq::Subscriber, usize), super::CliError> {
+    let (topic, made) = a.open.open(t, ctx, || Ok(()))?;
+    if let Some(notice) = made.notice("topic", name, &ctx.dir) {
+        report(&notice);
+    }
+    let mut b = topic
+        .subscriber()
+        .start(match a.from {
+            Some(FromArg::Earliest) => Start::Earliest,
+            Some(FromArg::Latest) | None => Start::Latest,
+        })
+        .mode(if a.lossy { SubscriberMode::Lossy } else { SubscriberMode::Reliable })
+        .ack(AckMode::Explicit);
+    if let Some(n) = &a.name {
+        b = b.name(n);
+        let returning = topic.subscribers().into_iter().find(|s| s.name.as_deref() == Some(n.as_str()) && !s.alive);
+        if let (Some(from), Some(s)) = (a.from, returning) {
+            let from = if from == FromArg::Earliest { "earliest" } else { "latest" };
+            report(&format!(
+                "durable subscriber {n:?} continues where it stopped (message {}), not from the {from}: --from applies \
+                 to a new subscriber (`shmq rm {name} --subscriber {n}` forgets this one)",
+                s.cursor
+            ));
+        }
+    }
+    if !a.kinds.is_empty() {
+        b = b.kinds(&a.kinds);
+    }
+    let sub = b.build().map_err(|e| t.error(e))?;
+    Ok((sub, topic.max_msg_size()))
 }
