@@ -9,7 +9,9 @@
 //! - [`trust`]: the trust suite's promises that need a second process (liveness under EMFILE
 //!   and across pid namespaces, dead subscribers and sleepers); the rest is `tests/trust.rs`;
 //! - [`disconnect`]: a consumer or subscriber blocked in `recv_timeout` returns `Disconnected`
-//!   soon after its only sender, a child process, is SIGKILLed.
+//!   soon after its only sender, a child process, is SIGKILLed;
+//! - [`waitset`]: one thread on a `WaitSet` takes a million messages from eight producer
+//!   processes, and uses no CPU while they are idle.
 //!
 //! Every test works in a private temporary directory under a watchdog; children die with the
 //! test, however it ends. The CPU-heavy tests take `shmq_test_support::heavy()`, so that they
@@ -23,8 +25,9 @@ mod disconnect;
 mod queue;
 mod topic;
 mod trust;
+mod waitset;
 
-shmq_test_support::children!(queue::ROLES, topic::ROLES, chaos::ROLES, trust::ROLES, disconnect::ROLES);
+shmq_test_support::children!(queue::ROLES, topic::ROLES, chaos::ROLES, trust::ROLES, disconnect::ROLES, waitset::ROLES);
 
 /// Environment of a queue or topic child: the segment directory, the segment's name, the wait
 /// strategy (`spin`, `yield` or `block`).
