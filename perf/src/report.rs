@@ -31,6 +31,7 @@ impl Ratio {
         let base = match self.base {
             Unit::FloorRtt => "floor",
             Unit::FutexRtt => "futex",
+            Unit::BlockRtt8 => "block",
             _ => "bare_ring",
         };
         match self.stat {
@@ -45,7 +46,7 @@ const fn ratio(unit: Unit, stat: &'static str, base: Unit) -> Ratio {
 }
 
 /// Every ratio the table shows.
-const RATIOS: [Ratio; 14] = [
+const RATIOS: [Ratio; 17] = [
     ratio(Unit::SpscRtt8, "p50", Unit::FloorRtt),
     ratio(Unit::SpscRtt8, "p999", Unit::FloorRtt),
     ratio(Unit::SpscRtt64, "p50", Unit::FloorRtt),
@@ -60,6 +61,9 @@ const RATIOS: [Ratio; 14] = [
     ratio(Unit::BatchTput64, "tput", Unit::BareTput64),
     ratio(Unit::BlockRtt8, "p50", Unit::FutexRtt),
     ratio(Unit::BlockRtt8, "p999", Unit::FutexRtt),
+    ratio(Unit::WaitRtt1, "p50", Unit::BlockRtt8),
+    ratio(Unit::WaitRtt8, "p50", Unit::BlockRtt8),
+    ratio(Unit::WaitRtt64, "p50", Unit::BlockRtt8),
 ];
 
 /// A target: `ratio <= limit` (`at_most`) or `ratio >= limit`.
@@ -219,7 +223,7 @@ impl Results {
                 out += &format!("  {:<4} {name:<36} {v:>6.2}x {op} {limit}x\n", if met { "ok" } else { "MISS" });
             }
         }
-        for unit in [Unit::FutexRtt, Unit::BlockRtt8] {
+        for unit in [Unit::FutexRtt, Unit::BlockRtt8, Unit::WaitRtt1, Unit::WaitRtt8, Unit::WaitRtt64] {
             let reps = self.rtts(unit);
             let facts: Vec<_> = reps.iter().filter_map(|r| r.sleeps.map(|s| (r.rounds, s))).collect();
             if facts.is_empty() {

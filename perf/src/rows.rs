@@ -28,11 +28,14 @@ pub enum Unit {
     BareTput64,
     FutexRtt,
     BlockRtt8,
+    WaitRtt1,
+    WaitRtt8,
+    WaitRtt64,
 }
 
 impl Unit {
     /// Every measurement, in table order.
-    pub const ALL: [Unit; 13] = [
+    pub const ALL: [Unit; 16] = [
         Unit::FloorRtt,
         Unit::SpscRtt8,
         Unit::SpscTput8,
@@ -46,6 +49,9 @@ impl Unit {
         Unit::BareTput64,
         Unit::FutexRtt,
         Unit::BlockRtt8,
+        Unit::WaitRtt1,
+        Unit::WaitRtt8,
+        Unit::WaitRtt64,
     ];
 
     /// The name in `--json` and on the peer's command line.
@@ -64,6 +70,9 @@ impl Unit {
             Unit::BareTput64 => "bare_ring_tput_64",
             Unit::FutexRtt => "futex_rtt",
             Unit::BlockRtt8 => "block_rtt_8",
+            Unit::WaitRtt1 => "waitset_rtt_1",
+            Unit::WaitRtt8 => "waitset_rtt_8",
+            Unit::WaitRtt64 => "waitset_rtt_64",
         }
     }
 
@@ -77,6 +86,7 @@ impl Unit {
         match self {
             Unit::FutexRtt => 4,
             Unit::FloorRtt | Unit::SpscRtt8 | Unit::SpscTput8 | Unit::TopicRtt8 | Unit::BlockRtt8 => 8,
+            Unit::WaitRtt1 | Unit::WaitRtt8 | Unit::WaitRtt64 => 8,
             _ => 64,
         }
     }
@@ -92,12 +102,25 @@ impl Unit {
                 | Unit::TopicRtt64
                 | Unit::FutexRtt
                 | Unit::BlockRtt8
+                | Unit::WaitRtt1
+                | Unit::WaitRtt8
+                | Unit::WaitRtt64
         )
+    }
+
+    /// For a WaitSet round trip: the number of streams the peer waits on.
+    pub fn streams(self) -> Option<usize> {
+        match self {
+            Unit::WaitRtt1 => Some(1),
+            Unit::WaitRtt8 => Some(8),
+            Unit::WaitRtt64 => Some(64),
+            _ => None,
+        }
     }
 
     /// A round trip to a sleeping peer.
     pub fn sleeps(self) -> bool {
-        matches!(self, Unit::FutexRtt | Unit::BlockRtt8)
+        matches!(self, Unit::FutexRtt | Unit::BlockRtt8 | Unit::WaitRtt1 | Unit::WaitRtt8 | Unit::WaitRtt64)
     }
 
     /// The row it belongs to.
@@ -118,11 +141,13 @@ pub enum RowId {
     Bare,
     Futex,
     Block,
+    Waitset,
 }
 
 impl RowId {
-    /// Every row, in table order.
-    pub const ALL: [RowId; 9] = [
+    /// The rows of the default table, in table order (the rows; `waitset` runs only
+    /// when asked for with `--only`).
+    pub const DEFAULT: [RowId; 9] = [
         RowId::Floor,
         RowId::Spsc8,
         RowId::Spsc64,
@@ -132,6 +157,20 @@ impl RowId {
         RowId::Bare,
         RowId::Futex,
         RowId::Block,
+    ];
+
+    /// Every row, in table order.
+    pub const ALL: [RowId; 10] = [
+        RowId::Floor,
+        RowId::Spsc8,
+        RowId::Spsc64,
+        RowId::Topic,
+        RowId::Mpmc,
+        RowId::Batch,
+        RowId::Bare,
+        RowId::Futex,
+        RowId::Block,
+        RowId::Waitset,
     ];
 
     /// The name in `--only` and `--json`.
@@ -146,6 +185,7 @@ impl RowId {
             RowId::Bare => "bare",
             RowId::Futex => "futex",
             RowId::Block => "block",
+            RowId::Waitset => "waitset",
         }
     }
 
@@ -161,6 +201,7 @@ impl RowId {
             RowId::Bare => "a bare shared-memory SPSC ring, 64 B, cached indices",
             RowId::Futex => "futex ping-pong on shared memory (FUTEX_WAIT/FUTEX_WAKE)",
             RowId::Block => "shmq SPSC 8 B, WaitStrategy::Block, peer asleep",
+            RowId::Waitset => "shmq WaitSet over 1 / 8 / 64 SPSC queues, 8 B, peer asleep",
         }
     }
 
@@ -176,6 +217,7 @@ impl RowId {
             RowId::Bare => &[Unit::BareTput64],
             RowId::Futex => &[Unit::FutexRtt],
             RowId::Block => &[Unit::BlockRtt8],
+            RowId::Waitset => &[Unit::WaitRtt1, Unit::WaitRtt8, Unit::WaitRtt64],
         }
     }
 }

@@ -15,6 +15,7 @@
 
 use std::time::Instant;
 
+use shmq::waitset::WaitSet;
 use shmq::{
     Consumer, Producer, QueueOptions, Receiver, Sender, TopicOptions, TryRecvError, TrySendError, WaitStrategy,
 };
@@ -310,6 +311,35 @@ pub fn run(plan: &Plan, unit: Unit, rep: usize) -> Res<Rep> {
                 consume(&mut rx, size, count, &Patience::new(Some(peer.pid()))).map(Rep::Tput)
             })
         }
+        Unit::WaitRtt1 | Unit::WaitRtt8 | Unit::WaitRtt64 => {
+            // Ping i goes to queue i % n of the n the peer's WaitSet waits on; one pong queue.
+            let (n, size) = (unit.streams().unwrap_or(1), unit.size());
+            let mut pings = Vec::new();
+            let mut segs = Vec::new();
+            for j in 0..n {
+                let q = queue(true, WaitStrategy::Block, size).create(&name(&format!("p{j}"))).map_err(err("create"))?;
+                pings.push(q.producer().map_err(err("producer"))?);
+                segs.push(Seg::Queue(q));
+            }
+            let b = queue(true, WaitStrategy::Block, size).create(&name("b")).map_err(err("create"))?;
+            let mut rx = b.consumer().map_err(err("consumer"))?;
+            segs.push(Seg::Queue(b));
+            with_peer(plan, unit, total, Segs(segs), |peer| {
+                let p = Patience::new(Some(peer.pid()));
+                let stat = PeerStat::open(peer.pid())?;
+                let (mut out, mut back) = (payload::message(size), vec![0u8; size]);
+                asleep_round_trips(&stat, plan.gap, warm, rounds, &p, |i| {
+                    payload::stamp(&mut out, i);
+                    pings[i as usize % n].send(&out).map_err(|e| format!("send: {e}"))?;
+                    let m = rx.recv_into(&mut back).map_err(|e| format!("recv: {e}"))?;
+                    match payload::is(&back[..m.len], size, i) {
+                        true => Ok(()),
+                        false => Err(payload::wrong("pong", &back[..m.len], size, i)),
+                    }
+                })
+                .map(Rep::Rtt)
+            })
+        }
         Unit::FloorRtt | Unit::BareTput64 | Unit::FutexRtt => Err(format!("{} is not a shmq row", unit.name())),
     }
 }
@@ -366,6 +396,36 @@ pub fn peer(unit: Unit, a: &PeerArgs, hs: &mut Handshake) -> Res<()> {
             let mut tx = t.publisher().map_err(err("publisher"))?;
             hs.ready()?;
             produce(&mut tx, size, a.n, &p)
+        }
+        Unit::WaitRtt1 | Unit::WaitRtt8 | Unit::WaitRtt64 => {
+            // One WaitSet over the n ping queues: take ping i wherever it is, answer on pong.
+            let n = unit.streams().unwrap_or(1);
+            let mut ws = WaitSet::new();
+            let mut keys = Vec::new();
+            for j in 0..n {
+                let q = queue(true, WaitStrategy::Block, size).open(need(j)?).map_err(err("open"))?;
+                keys.push(ws.add(q.consumer().map_err(err("consumer"))?));
+            }
+            let qb = queue(true, WaitStrategy::Block, size).open(need(n)?).map_err(err("open"))?;
+            let mut tx = qb.producer().map_err(err("producer"))?;
+            hs.ready()?;
+            let (mut ready, mut buf) = (Vec::with_capacity(n), vec![0u8; size]);
+            for i in 0..a.n {
+                let key = keys[i as usize % n];
+                let m = loop {
+                    ws.wait(&mut ready).map_err(|e| format!("wait: {e}"))?;
+                    if ready.contains(&key.token()) {
+                        if let Ok(m) = ws[key].try_recv(&mut buf) {
+                            break m;
+                        }
+                    }
+                };
+                if !payload::is(&buf[..m.len], size, i) {
+                    return Err(payload::wrong("ping", &buf[..m.len], size, i));
+                }
+                tx.send(&buf[..m.len]).map_err(|e| format!("send: {e}"))?;
+            }
+            Ok(())
         }
         Unit::FloorRtt | Unit::BareTput64 | Unit::FutexRtt => Err(format!("{} is not a shmq row", unit.name())),
     }
