@@ -82,7 +82,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let total: u64 = counts.iter().sum();
     let secs = started.elapsed().as_secs_f64();
-    println!("{TOPICS} tasks received {total} messages ({per} per topic, in order) in {secs:.2} s: {:.0} msg/s", total as f64 / secs);
+    println!(
+        "{TOPICS} tasks received {total} messages ({per} per topic, in order) in {secs:.2} s: {:.0} msg/s",
+        total as f64 / secs
+    );
     for t in &topics {
         t.unlink()?;
     }

@@ -286,7 +286,6 @@ impl Mechanism {
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
 pub struct WaitSet {
     sources: Vec<Option<SourceBox>>,
     id: u64,
@@ -305,6 +304,17 @@ pub struct WaitSet {
     wakers: Vec<Arc<WakeWord>>,
     waker_seqs: Vec<u32>,
     next_check: Instant,
+}
+
+impl std::fmt::Debug for WaitSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitSet")
+            .field("sources", &self.len())
+            .field("segments", &self.sleep_on.len())
+            .field("strategy", &self.strategy)
+            .field("mechanism", &self.mechanism().name())
+            .finish()
+    }
 }
 
 impl Default for WaitSet {

@@ -368,3 +368,15 @@ fn no_wake_up_is_lost_between_a_waiters_last_look_and_its_sleep() {
     echo.join().unwrap();
     eprintln!("{cycles} round trips, each side asleep before each message, in {:?}", t.elapsed());
 }
+
+#[test]
+fn debug_output_says_which_mechanism_sleeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = QueueOptions::new().dir(dir.path()).create("q").unwrap();
+    let mut ws = WaitSet::new();
+    ws.add(q.consumer().unwrap());
+    let text = format!("{ws:?}");
+    assert!(text.contains(&format!("mechanism: {:?}", ws.mechanism().name())), "{text}");
+    let fallback = format!("{:?}", WaitSet::new().with_fallback());
+    assert!(fallback.contains("fallback (1 ms slices)"), "{fallback}");
+}

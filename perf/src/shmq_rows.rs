@@ -317,7 +317,8 @@ pub fn run(plan: &Plan, unit: Unit, rep: usize) -> Res<Rep> {
             let mut pings = Vec::new();
             let mut segs = Vec::new();
             for j in 0..n {
-                let q = queue(true, WaitStrategy::Block, size).create(&name(&format!("p{j}"))).map_err(err("create"))?;
+                let q =
+                    queue(true, WaitStrategy::Block, size).create(&name(&format!("p{j}"))).map_err(err("create"))?;
                 pings.push(q.producer().map_err(err("producer"))?);
                 segs.push(Seg::Queue(q));
             }
