@@ -33,6 +33,13 @@ use crate::error::{Error, RecvError, SendError, TryRecvError, TrySendError};
 use crate::message::{Message, Received};
 use crate::queue::{Consumer, Producer};
 use crate::reactor::Registration;
+
+/// For tests: how long the reactor may sleep before it polls every pending future again
+/// (100 ms; a lost wake-up would then stall a future that long).
+#[doc(hidden)]
+pub fn set_reactor_slice_for_tests(slice: std::time::Duration) {
+    crate::reactor::set_slice_for_tests(slice);
+}
 use crate::topic::{Publisher, Subscriber};
 
 macro_rules! receiver {

@@ -29,8 +29,19 @@ use crate::attach::AttRef;
 use crate::os;
 use crate::sync::{fence, Ordering::Acquire, Ordering::Relaxed};
 
-/// Longest reactor sleep: pending futures are polled again at least this often.
+/// Longest reactor sleep: pending futures are polled again at least this often (tests
+/// lengthen it, so that a lost wake-up shows as a stall: [`set_slice_for_tests`]).
 const MAX_SLICE: Duration = Duration::from_millis(100);
+static SLICE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(MAX_SLICE.as_millis() as u64);
+
+/// For tests: the reactor's longest sleep.
+pub fn set_slice_for_tests(slice: Duration) {
+    SLICE_MS.store(slice.as_millis().max(1) as u64, SeqCst);
+}
+
+fn slice() -> Duration {
+    Duration::from_millis(SLICE_MS.load(SeqCst))
+}
 /// The reactor's sleep without `futex_waitv`.
 const FALLBACK_SLICE: Duration = Duration::from_millis(1);
 
@@ -96,13 +107,13 @@ impl Reactor {
                 live.extend(w.iter().cloned());
             }
             let words = std::iter::once((&self.bell, bell)).chain(live.iter().map(|w| (w.seq(), w.seq0.load(SeqCst))));
-            let slept = os::futex_waitv_supported() && os::futex_waitv(words, MAX_SLICE);
+            let slept = os::futex_waitv_supported() && os::futex_waitv(words, slice());
             if !slept {
                 os::futex_wait(&self.bell, bell, FALLBACK_SLICE);
             }
             // Fire the watches whose word moved, and every watch at least every MAX_SLICE (so
             // that futures notice senders that died).
-            let all = last_all.elapsed() >= MAX_SLICE;
+            let all = last_all.elapsed() >= slice();
             if all {
                 last_all = std::time::Instant::now();
             }

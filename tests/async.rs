@@ -128,3 +128,45 @@ async fn a_subscriber_stream_yields_every_message_and_ends_when_publishers_leave
         assert_eq!((m.kind, &m.data[..]), (i as u32, &(i as u32).to_le_bytes()[..]));
     }
 }
+
+/// The reactor's handshake under fire: two tasks ping-pong through two queues with
+/// `recv_async`, on two runtimes (two threads), so that every message races a future going
+/// pending. The reactor's own sleep is stretched to 10 s, so a lost wake-up would stall a
+/// message that long: any message slower than 2.5 s fails the test. (This is the only test of
+/// the binary that changes the reactor's slice; the others do not depend on it.)
+#[test]
+fn no_wake_up_is_lost_between_a_futures_last_look_and_pending() {
+    shmq::future::set_reactor_slice_for_tests(Duration::from_secs(10));
+    let rounds: u64 = std::env::var("SHMQ_WAKE_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let ping = QueueOptions::new().dir(dir.path()).capacity(2).spsc().create("ping").unwrap();
+    let pong = QueueOptions::new().dir(dir.path()).capacity(2).spsc().create("pong").unwrap();
+    let watchdog = Duration::from_millis(2500);
+    let rt = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (pi, po) = (ping.clone(), pong.clone());
+    let echo = std::thread::spawn(move || {
+        rt().block_on(async move {
+            let (mut rx, mut tx) = (pi.consumer().unwrap(), po.producer().unwrap());
+            let mut buf = [0u8; 8];
+            for i in 0..rounds {
+                let t = Instant::now();
+                let m = rx.recv_async(&mut buf).await.unwrap();
+                assert!(t.elapsed() < watchdog, "echo: ping {i} took {:?}: a lost wake-up", t.elapsed());
+                assert_eq!(buf[..m.len], i.to_le_bytes());
+                tx.send_async(&i.to_le_bytes()).await.unwrap();
+            }
+        })
+    });
+    rt().block_on(async move {
+        let (mut tx, mut rx) = (ping.producer().unwrap(), pong.consumer().unwrap());
+        let mut buf = [0u8; 8];
+        for i in 0..rounds {
+            tx.send_async(&i.to_le_bytes()).await.unwrap();
+            let t = Instant::now();
+            let m = rx.recv_async(&mut buf).await.unwrap();
+            assert!(t.elapsed() < watchdog, "requester: pong {i} took {:?}: a lost wake-up", t.elapsed());
+            assert_eq!(buf[..m.len], i.to_le_bytes());
+        }
+    });
+    echo.join().unwrap();
+}
