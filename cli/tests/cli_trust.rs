@@ -15,6 +15,16 @@ use shmq_test_support::Watchdog;
 /// Watchdog of every test.
 const WATCHDOG: Duration = Duration::from_secs(120);
 
+/// The tests run one at a time: the gc test forks `shmq gc` in a loop, and a child between its
+/// fork and its exec holds a copy of every descriptor of this process, the read end of the
+/// closed-pipe test's pipe from `shmq recv` included, so that recv's stdout would still count
+/// as open after that test closed its end.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A private segment directory and a watchdog.
 struct Scene {
     // Field order is drop order: stop the watchdog, then remove the directory.
@@ -56,6 +66,7 @@ fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 /// can open by name.
 #[test]
 fn gc_does_not_remove_a_segment_its_live_creator_is_still_initialising() {
+    let _alone = one_at_a_time();
     let scene = Scene::on_tmpfs("gc-vs-create");
     let dir = scene.path().to_path_buf();
     let stop = Arc::new(AtomicBool::new(false));
@@ -133,6 +144,7 @@ fn gc_does_not_remove_a_segment_its_live_creator_is_still_initialising() {
 /// that.)
 #[test]
 fn shmq_recv_into_a_closed_pipe_fails_and_leaves_later_messages_queued() {
+    let _alone = one_at_a_time();
     let scene = Scene::new("recv-head");
     let shmq = env!("CARGO_BIN_EXE_shmq");
     let dir = scene.path();
