@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  counts itself as a sleeper on the stream's event (sleepers += 1, the participant's mark)
-//!  fence(SeqCst); membarrier(GLOBAL_EXPEDITED)       -- the single-receive handshake (`wait`)
+//!  fence(SeqCst); membarrier(GLOBAL_EXPEDITED)       -- the single-receive handshake (`wait`);
+//!                                                       count and barrier once while pending
 //!  s0 = seq (Acquire)
 //!  tries again; if it can, it is done (and uncounts itself)
 //!  hands (seq, s0, waker) to the reactor and returns Pending
@@ -21,7 +22,7 @@
 //! in 1 ms slices and compares every watched word after each.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -75,17 +76,25 @@ struct Reactor {
     bell: AtomicU32,
 }
 
+/// This process's reactor, started on first use. A child forked from a process that had one
+/// has no reactor thread (fork copies only the calling thread): it starts its own.
 fn reactor() -> &'static Reactor {
-    static REACTOR: OnceLock<&'static Reactor> = OnceLock::new();
-    REACTOR.get_or_init(|| {
-        let r: &'static Reactor =
-            Box::leak(Box::new(Reactor { watches: Mutex::new(Vec::new()), bell: AtomicU32::new(0) }));
-        std::thread::Builder::new()
-            .name("shmq-reactor".into())
-            .spawn(move || r.run())
-            .expect("starting the shmq reactor thread");
-        r
-    })
+    static REACTOR: Mutex<Option<(u32, &'static Reactor)>> = Mutex::new(None);
+    let mut r = REACTOR.lock().unwrap_or_else(PoisonError::into_inner);
+    let pid = std::process::id();
+    match *r {
+        Some((p, reactor)) if p == pid => reactor,
+        _ => {
+            let reactor: &'static Reactor =
+                Box::leak(Box::new(Reactor { watches: Mutex::new(Vec::new()), bell: AtomicU32::new(0) }));
+            std::thread::Builder::new()
+                .name("shmq-reactor".into())
+                .spawn(move || reactor.run())
+                .expect("starting the shmq reactor thread");
+            *r = Some((pid, reactor));
+            reactor
+        }
+    }
 }
 
 impl Reactor {
@@ -164,7 +173,10 @@ impl Registration {
             }
             Some(w) => {
                 // Fired (the word moved, or the reactor's slice ran out): re-arm below, still
-                // counted as a sleeper.
+                // counted as a sleeper. No new barrier: a sender that publishes after our last
+                // try sees our count, long visible (the barrier followed the count), and bumps
+                // `seq`; `s0` is read (Acquire) before the try, so either we read the old value,
+                // which the bump changes, or the try sees the message.
                 let w = Arc::new(Watch {
                     att: w.att.clone(),
                     space,
@@ -187,13 +199,14 @@ impl Registration {
                 let (ev, mark) = if space { w.att.space_sleep() } else { w.att.data_sleep() };
                 ev.sleepers.fetch_add(1, SeqCst);
                 mark.fetch_add(1, Relaxed);
+                // Pairs with the notifiers' fence (the Dekker handshake of `wait`): once per
+                // registration, right after the count.
+                fence(SeqCst);
+                os::membarrier_global();
                 self.watch = Some(w.clone());
                 w
             }
         };
-        // Pairs with the notifiers' fence (the Dekker handshake of `wait`).
-        fence(SeqCst);
-        os::membarrier_global();
         // Acquire: pairs with the notifier's Release bump of `seq`.
         watch.seq0.store(watch.seq().load(Acquire), SeqCst);
         if let Some(v) = attempt() {
