@@ -56,6 +56,12 @@
 //!   exactly one consumer.
 //! - [`topic`]: [`Topic`], its [`Publisher`]s and [`Subscriber`]s: every subscriber sees every
 //!   message.
+//! - [`waitset`]: [`WaitSet`](waitset::WaitSet), one thread waiting on many consumers,
+//!   subscribers and timers at once, asleep in the kernel while nothing comes.
+//! - [`dispatch`]: [`Dispatcher`](dispatch::Dispatcher), a handler per stream, run on one thread
+//!   as messages arrive.
+//! - `future` (the `async` feature): `recv_async`, `send_async` and `into_stream`, for any
+//!   async runtime.
 //! - [`error`]: the errors, and what to do about each.
 //! - [`status`]: read-only snapshots of segments for tools (what `shmq list` and `shmq stat`
 //!   show), and removing segments.
@@ -100,8 +106,9 @@ pub mod error;
 mod mapped_ring;
 pub(crate) mod sync;
 
+#[cfg(not(loom))]
 pub mod dispatch;
-#[cfg(feature = "async")]
+#[cfg(all(feature = "async", not(loom)))]
 pub mod future;
 #[cfg(not(loom))]
 pub mod limits;
@@ -115,7 +122,7 @@ mod options;
 pub(crate) mod participants;
 #[cfg(not(loom))]
 pub mod queue;
-#[cfg(feature = "async")]
+#[cfg(all(feature = "async", not(loom)))]
 mod reactor;
 #[cfg(not(loom))]
 pub mod status;
@@ -123,6 +130,7 @@ pub mod status;
 pub mod topic;
 #[cfg(not(loom))]
 mod wait;
+#[cfg(not(loom))]
 pub mod waitset;
 
 /// The derive macros and traits of the typed helpers (`send_value`, `recv_value`): derive
