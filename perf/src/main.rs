@@ -140,7 +140,7 @@ fn run(args: &Args) -> Res<ExitCode> {
     let rows: Vec<RowId> = if args.only.is_empty() {
         RowId::DEFAULT.to_vec()
     } else {
-        RowId::ALL.into_iter().filter(|r| args.only.contains(r)).collect()
+        RowId::all().filter(|r| args.only.contains(r)).collect()
     };
     let units: Vec<Unit> = rows.iter().flat_map(|r| r.units().iter().copied()).collect();
     let plan = Plan { cpus: pin(), ..plan };

@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use shmq::waitset::{Attach, Key, Token, WaitSet};
 use shmq::{Error, Received, Receiver};
 
-/// The names to follow, checked: no name twice, and no `--raw` (frames carry no name).
+/// The names to follow, checked: no name twice, and, for several, no `--raw` (frames carry
+/// no name).
 pub(super) fn check_names<'a>(
     names: &'a [String],
     raw: bool,
     what: &str,
     cmd: &str,
 ) -> Result<Vec<&'a str>, super::CliError> {
-    if raw {
+    if raw && names.len() > 1 {
         return Err(super::CliError::msg(format!(
             "--raw frames carry no {what} name: follow one {what} per `shmq {cmd} --raw`, or leave out --raw (lines then \
              start with the {what}'s name)"

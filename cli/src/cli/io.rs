@@ -150,47 +150,10 @@ pub(super) fn send_counted(
     }
 }
 
-/// Prints messages from a queue (or several), one per line.
+/// Prints messages from a queue, one per line; from several, on one `WaitSet` (see `follow`),
+/// each line starting with its queue's name.
 pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
-    if a.names.len() > 1 {
-        return recv_many(ctx, a, out);
-    }
-    let name = &a.names[0];
-    let (q, made) = a.open.open(ctx, "recv", name, || Ok(()))?;
-    if let Some(notice) = made.notice("queue", name, &ctx.dir) {
-        super::report(&notice);
-    }
-    let t = Target { cmd: "recv", name, dir: &ctx.dir, want: Want::Queue };
-    let mut rx = q.consumer().map_err(|e| t.error(e))?;
-    let mut buf = vec![0u8; q.max_msg_size()];
-    let what = format!("queue {name:?}");
-    let show = Show {
-        count: a.count,
-        timeout_ms: a.timeout,
-        format: a.output.format(a.show_kind),
-        what: &what,
-        durable: false,
-        target: &t,
-        keep_waiting: a.wait_for_producer,
-        sender: "producer",
-    };
-    print_messages(
-        out,
-        &mut buf,
-        &show,
-        &mut rx,
-        |rx, timeout| Ok(rx.wait_ready(timeout)?),
-        |rx, buf| Ok(rx.try_recv(buf)?),
-        |_| Ok(()),
-        |_, _| Ok(()),
-    )
-}
-
-/// `recv` of several queues, on one `WaitSet` (see `follow`).
-fn recv_many(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
     let names = super::follow::check_names(&a.names, a.output.raw, "queue", "recv")?;
-    let joined = names.join(", ");
-    let t = Target { cmd: "recv", name: &joined, dir: &ctx.dir, want: Want::Queue };
     let mut handles = Vec::new();
     let mut max = 0;
     for name in &a.names {
@@ -202,10 +165,9 @@ fn recv_many(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
         handles.push((name.clone(), q.consumer().map_err(|e| t.error(e))?));
         max = max.max(q.max_msg_size());
     }
-    let mut multi = super::follow::Multi::new(handles, a.wait_for_producer);
-    super::report(&format!("following {} queues ({joined}), waiting with {}", a.names.len(), multi.mechanism()));
-    let mut buf = vec![0u8; max];
-    let what = format!("queues {joined}");
+    let joined = names.join(", ");
+    let t = Target { cmd: "recv", name: &joined, dir: &ctx.dir, want: Want::Queue };
+    let what = if names.len() == 1 { format!("queue {joined:?}") } else { format!("queues {joined}") };
     let show = Show {
         count: a.count,
         timeout_ms: a.timeout,
@@ -216,6 +178,22 @@ fn recv_many(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
         keep_waiting: a.wait_for_producer,
         sender: "producer",
     };
+    let mut buf = vec![0u8; max];
+    if handles.len() == 1 {
+        let (_, mut rx) = handles.pop().expect("one queue");
+        return print_messages(
+            out,
+            &mut buf,
+            &show,
+            &mut rx,
+            |rx, timeout| Ok(rx.wait_ready(timeout)?),
+            |rx, buf| Ok(rx.try_recv(buf)?),
+            |_| Ok(()),
+            |_, _| Ok(()),
+        );
+    }
+    let mut multi = super::follow::Multi::new(handles, a.wait_for_producer);
+    super::report(&format!("following {} queues ({joined}), waiting with {}", names.len(), multi.mechanism()));
     print_messages(
         out,
         &mut buf,

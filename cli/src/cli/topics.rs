@@ -210,56 +210,14 @@ pub fn publish(ctx: &Ctx, a: &PubArgs) -> CliResult {
     each_message(Source::of(a.count, a.size, a.raw), &sink, publish_one)
 }
 
-/// Prints messages from a topic (or several), one per line.
+/// Prints messages from a topic, one per line; from several, on one `WaitSet` (see `follow`),
+/// each line starting with its topic's name (`--name` makes each subscriber durable under that
+/// name in its topic).
 pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     if let Some(n) = &a.name {
         door::check_subscriber_name(n)?;
     }
-    if a.topics.len() > 1 {
-        return subscribe_many(ctx, a, out);
-    }
-    let name = &a.topics[0];
-    let t = Target { cmd: "sub", name, dir: &ctx.dir, want: Want::Topic };
-    let (mut sub, max) = join(ctx, a, name, &t)?;
-    let durable = a.name.is_some();
-    let mut buf = vec![0u8; max];
-    let what = format!("topic {name:?}");
-    let show = Show {
-        count: a.count,
-        timeout_ms: a.timeout,
-        format: a.output.format(a.show_kind),
-        what: &what,
-        durable,
-        target: &t,
-        keep_waiting: a.wait_for_publisher,
-        sender: "publisher",
-    };
-    print_messages(
-        out,
-        &mut buf,
-        &show,
-        &mut sub,
-        |sub, timeout| Ok(sub.wait_ready(timeout)?),
-        |sub, buf| Ok(sub.try_recv(buf)?),
-        |sub| {
-            if durable {
-                // Acknowledge only what stdout has taken: a message whose line could not be
-                // written is delivered again to the next `sub --name`. (An anonymous
-                // subscriber's messages count as acknowledged on receipt.)
-                sub.ack();
-            }
-            Ok(())
-        },
-        |_, _| Ok(()),
-    )
-}
-
-/// `sub` of several topics, on one `WaitSet` (see `follow`); `--name` makes each subscriber
-/// durable under that name in its topic.
-fn subscribe_many(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     let names = super::follow::check_names(&a.topics, a.output.raw, "topic", "sub")?;
-    let joined = names.join(", ");
-    let t = Target { cmd: "sub", name: &joined, dir: &ctx.dir, want: Want::Topic };
     let mut handles = Vec::new();
     let mut max = 0;
     for name in &a.topics {
@@ -268,11 +226,10 @@ fn subscribe_many(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
         handles.push((name.clone(), sub));
         max = max.max(m);
     }
-    let mut multi = super::follow::Multi::new(handles, a.wait_for_publisher);
-    report(&format!("following {} topics ({joined}), waiting with {}", a.topics.len(), multi.mechanism()));
+    let joined = names.join(", ");
+    let t = Target { cmd: "sub", name: &joined, dir: &ctx.dir, want: Want::Topic };
+    let what = if names.len() == 1 { format!("topic {joined:?}") } else { format!("topics {joined}") };
     let durable = a.name.is_some();
-    let mut buf = vec![0u8; max];
-    let what = format!("topics {joined}");
     let show = Show {
         count: a.count,
         timeout_ms: a.timeout,
@@ -283,6 +240,30 @@ fn subscribe_many(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
         keep_waiting: a.wait_for_publisher,
         sender: "publisher",
     };
+    let mut buf = vec![0u8; max];
+    if handles.len() == 1 {
+        let (_, mut sub) = handles.pop().expect("one topic");
+        return print_messages(
+            out,
+            &mut buf,
+            &show,
+            &mut sub,
+            |sub, timeout| Ok(sub.wait_ready(timeout)?),
+            |sub, buf| Ok(sub.try_recv(buf)?),
+            |sub| {
+                if durable {
+                    // Acknowledge only what stdout has taken: a message whose line could not be
+                    // written is delivered again to the next `sub --name`. (An anonymous
+                    // subscriber's messages count as acknowledged on receipt.)
+                    sub.ack();
+                }
+                Ok(())
+            },
+            |_, _| Ok(()),
+        );
+    }
+    let mut multi = super::follow::Multi::new(handles, a.wait_for_publisher);
+    report(&format!("following {} topics ({joined}), waiting with {}", names.len(), multi.mechanism()));
     print_messages(
         out,
         &mut buf,
