@@ -295,11 +295,18 @@ pub struct WaitSet {
     spin_budget: Duration,
     yield_budget: Duration,
     max_slice: Duration,
+    /// How often every stream's peers are checked (a syscall per stream).
+    check_period: Duration,
     /// The attachments of the streams, one per distinct segment (what `sleep` counts itself
     /// on), and the futex values read before a sleep: rebuilt when sources change, so that
     /// `wait` allocates nothing.
     sleep_on: Vec<AttRef>,
     seqs: Vec<u32>,
+    /// Per `sleep_on` entry: whether its futex word moved during the last sleep (a message, or
+    /// a sender that left: only those segments' senders are checked after a wake-up).
+    moved: Vec<bool>,
+    /// Per source: its index in `sleep_on` (`usize::MAX` for timers and wakers).
+    seg_of: Vec<usize>,
     /// The wake-up words of the attached wakers, and their values read before a sleep.
     wakers: Vec<Arc<WakeWord>>,
     waker_seqs: Vec<u32>,
@@ -335,8 +342,11 @@ impl WaitSet {
             spin_budget: SPIN_BUDGET,
             yield_budget: YIELD_BUDGET,
             max_slice: MAX_SLICE,
+            check_period: PEER_CHECK,
             sleep_on: Vec::new(),
             seqs: Vec::new(),
+            moved: Vec::new(),
+            seg_of: Vec::new(),
             wakers: Vec::new(),
             waker_seqs: Vec::new(),
             next_check: Instant::now(),
@@ -356,13 +366,16 @@ impl WaitSet {
         self
     }
 
-    /// For tests: `Block` sleeps at once (no spinning, no yielding), and each sleep lasts up to
-    /// `max_slice` when nothing wakes it (so that a lost wake-up shows as a stall that long).
+    /// For tests: `Block` sleeps at once (no spinning, no yielding), each sleep lasts up to
+    /// `max_slice` when nothing wakes it, and every stream's peers are checked only that often
+    /// (so that a lost wake-up, or a departure not understood on its wake-up, shows as a stall
+    /// that long).
     #[doc(hidden)]
     pub fn sleep_at_once(mut self, max_slice: Duration) -> WaitSet {
         self.spin_budget = Duration::ZERO;
         self.yield_budget = Duration::ZERO;
         self.max_slice = max_slice;
+        self.check_period = max_slice;
         self
     }
 
@@ -474,7 +487,11 @@ impl WaitSet {
     /// `Corrupted` as for `wait`.
     pub fn poll(&mut self, ready: &mut Vec<Token>) -> std::result::Result<(), crate::RecvError> {
         ready.clear();
-        self.poll_all(ready, true).map(|_| ()).map_err(crate::RecvError::from_internal)
+        let check = self.check_due(Instant::now());
+        let checks = Check::new(check, &self.seg_of, &self.moved);
+        poll_sources(&mut self.sources, ready, checks).map_err(crate::RecvError::from_internal)?;
+        self.moved.fill(false);
+        Ok(())
     }
 
     fn wait_until(&mut self, ready: &mut Vec<Token>, deadline: Option<Instant>) -> Result<()> {
@@ -484,11 +501,9 @@ impl WaitSet {
         loop {
             let now =
                 if round % 64 == 0 || !matches!(self.strategy, WaitStrategy::Spin) { Instant::now() } else { start };
-            let check = now >= self.next_check;
-            if check {
-                self.next_check = now + PEER_CHECK;
-            }
-            let held = self.poll_all(ready, check)?;
+            let check = self.check_due(now);
+            let held = poll_sources(&mut self.sources, ready, Check::new(check, &self.seg_of, &self.moved))?;
+            self.moved.fill(false);
             if !ready.is_empty() {
                 return Ok(());
             }
@@ -514,9 +529,9 @@ impl WaitSet {
                     if !ready.is_empty() {
                         return Ok(());
                     }
-                    // Woken, or the slice ended: check peers on the next poll, so that a
-                    // wake-up from a sender that left is understood at once.
-                    self.next_check = Instant::now();
+                    // The next poll checks the senders of the segments whose word moved (a
+                    // sender that leaves wakes its receivers), so that such a wake-up is
+                    // understood at once; the others wait for their turn (`PEER_CHECK`).
                 }
             }
         }
@@ -526,25 +541,38 @@ impl WaitSet {
     fn rebuild(&mut self) {
         self.sleep_on.clear();
         self.wakers.clear();
-        for s in self.sources.iter_mut().flatten() {
-            if let Source::Wake(w) = &s.0 {
+        self.seg_of.clear();
+        for s in self.sources.iter_mut() {
+            let s = s.as_mut().map(|s| &mut s.0);
+            if let Some(Source::Wake(w)) = &s {
                 self.wakers.push(w.0.clone());
             }
-            let Some(st) = s.0.stream() else { continue };
+            let Some(st) = s.and_then(Source::stream) else {
+                self.seg_of.push(usize::MAX);
+                continue;
+            };
             let att = st.attachment();
             let ev = att.data_sleep().0;
-            if !self.sleep_on.iter().any(|a| std::ptr::eq(a.data_sleep().0, ev)) {
-                self.sleep_on.push(att);
+            match self.sleep_on.iter().position(|a| std::ptr::eq(a.data_sleep().0, ev)) {
+                Some(i) => self.seg_of.push(i),
+                None => {
+                    self.seg_of.push(self.sleep_on.len());
+                    self.sleep_on.push(att);
+                }
             }
         }
         self.seqs = vec![0; self.sleep_on.len()];
+        self.moved = vec![false; self.sleep_on.len()];
         self.waker_seqs = vec![0; self.wakers.len()];
     }
 
-    /// Polls every source once, pushing the ready ones; returns whether a stream's next slot
-    /// is held by a peer (its liveness is then checked every [`PEER_CHECK`]).
-    fn poll_all(&mut self, ready: &mut Vec<Token>, check: bool) -> Result<bool> {
-        poll_sources(&mut self.sources, ready, check)
+    /// Whether it is time to check the peers of every stream (every [`PEER_CHECK`]).
+    fn check_due(&mut self, now: Instant) -> bool {
+        let due = now >= self.next_check;
+        if due {
+            self.next_check = now + self.check_period;
+        }
+        due
     }
 
     fn next_timer(&self) -> Option<Instant> {
@@ -579,7 +607,7 @@ impl WaitSet {
         for (w, seq) in self.wakers.iter().zip(self.waker_seqs.iter_mut()) {
             *seq = w.seq.load(SeqCst);
         }
-        let recheck = poll_sources(&mut self.sources, ready, false);
+        let recheck = poll_sources(&mut self.sources, ready, Check::new(false, &[], &[]));
         if recheck.is_ok() && ready.is_empty() {
             let streams = self.sleep_on.iter().map(|a| &a.data_sleep().0.seq).zip(self.seqs.iter().copied());
             let wakers = self.wakers.iter().map(|w| &w.seq).zip(self.waker_seqs.iter().copied());
@@ -596,21 +624,44 @@ impl WaitSet {
                 }
             }
         }
-        for att in &self.sleep_on {
+        for ((att, seq), moved) in self.sleep_on.iter().zip(&self.seqs).zip(self.moved.iter_mut()) {
             let (ev, mark) = att.data_sleep();
             mark.fetch_sub(1, Relaxed);
             ev.sleepers.fetch_sub(1, SeqCst);
+            // Relaxed: only decides which senders the next poll checks (a hint; every
+            // segment's are checked every PEER_CHECK anyway).
+            *moved = ev.seq.load(Relaxed) != *seq;
         }
         recheck.map(|_| ())
     }
 }
 
-/// Polls every source once (see [`WaitSet::poll_all`]).
-fn poll_sources(sources: &mut [Option<SourceBox>], ready: &mut Vec<Token>, check: bool) -> Result<bool> {
+/// Which streams a poll checks the liveness of their peers for (a syscall each): all of them,
+/// or those of the segments whose futex word moved during the last sleep.
+#[derive(Clone, Copy)]
+struct Check<'a> {
+    all: bool,
+    seg_of: &'a [usize],
+    moved: &'a [bool],
+}
+
+impl<'a> Check<'a> {
+    fn new(all: bool, seg_of: &'a [usize], moved: &'a [bool]) -> Self {
+        Check { all, seg_of, moved }
+    }
+    fn source(&self, i: usize) -> bool {
+        self.all || self.seg_of.get(i).and_then(|&seg| self.moved.get(seg)).copied().unwrap_or(false)
+    }
+}
+
+/// Polls every source once, pushing the ready ones; returns whether a stream's next slot is
+/// held by a peer (its liveness is then checked every [`PEER_CHECK`]).
+fn poll_sources(sources: &mut [Option<SourceBox>], ready: &mut Vec<Token>, checks: Check<'_>) -> Result<bool> {
     let now = Instant::now();
     let mut held = false;
     for (i, s) in sources.iter_mut().enumerate() {
         let Some(SourceBox(s)) = s else { continue };
+        let check = checks.source(i);
         let is_ready = match s {
             Source::Deadline(d) => now >= d.0,
             Source::Interval(iv) => {

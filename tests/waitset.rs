@@ -92,6 +92,49 @@ fn a_stream_whose_senders_left_is_ready_and_its_receive_says_disconnected() {
     leaver.join().unwrap();
 }
 
+/// The system call a thread of this process is in now (`/proc/self/task/TID/syscall`).
+fn syscall_of(tid: libc::pid_t) -> Option<i64> {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Among many streams, one whose sender leaves while the set sleeps: the wake-up is understood
+/// at once. The set checks every stream's peers only every `max_slice` here (20 s), so only
+/// the check of the streams whose word moved during the sleep can report it in time.
+#[test]
+fn a_departure_that_wakes_the_set_is_understood_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = WaitSet::new().sleep_at_once(LONG);
+    let mut senders = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..16 {
+        let q = QueueOptions::new().dir(dir.path()).create(&format!("q{i}")).unwrap();
+        keys.push(ws.add(q.consumer().unwrap()));
+        senders.push(q.producer().unwrap());
+    }
+    let leaving = senders.remove(9);
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let leaver = std::thread::spawn(move || {
+        // Until the waiter sleeps in futex_waitv (or futex, without it), then leave.
+        let t = Instant::now();
+        while !matches!(syscall_of(tid), Some(n) if n == libc::SYS_futex_waitv || n == libc::SYS_futex) {
+            assert!(t.elapsed() < LONG, "the waiter never slept");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(leaving);
+        Instant::now()
+    });
+    let mut ready = Vec::new();
+    ws.wait_timeout(&mut ready, LONG * 2).unwrap();
+    let left = leaver.join().unwrap();
+    assert!(left.elapsed() < LONG / 4, "the departure was understood {:?} after it", left.elapsed());
+    assert_eq!(ready, vec![keys[9].token()]);
+    let mut buf = [0u8; 8];
+    assert_eq!(ws[keys[9]].try_recv(&mut buf), Err(TryRecvError::Disconnected));
+    assert_eq!(ws[keys[3]].try_recv(&mut buf), Err(TryRecvError::Empty));
+}
+
 #[derive(Clone, Copy)]
 enum Stream {
     Queue(Key<Consumer>),
