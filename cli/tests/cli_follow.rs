@@ -25,7 +25,16 @@ fn recv_of_two_queues_prefixes_each_line_keeps_each_queues_order_and_ends_when_t
     assert_eq!(lines_of(&out, "b"), ["b1", "b2"], "{out}");
     assert_eq!(out.lines().count(), 5, "{out}");
     let err = stderr(&o);
-    assert!(err.contains("following 2 queues (a, b), waiting with "), "{err}");
+    // The mechanism is this kernel's, in the follower's report and in `stat`.
+    let (name, short) = match shmq::waitset::futex_waitv_supported() {
+        true => ("futex_waitv", "futex_waitv"),
+        false => ("fallback (1 ms slices)", "fallback"),
+    };
+    assert!(err.contains(&format!("following 2 queues (a, b), waiting with {name}\n")), "{err}");
+    let text = ok(shmq(d, &["stat", "a"]));
+    assert!(text.contains(&format!("\nwaitset       {short} (how a WaitSet")), "{text}");
+    let json = ok(shmq(d, &["stat", "a", "--json"]));
+    assert!(json.contains(&format!("\"waitset_mechanism\":\"{short}\"")), "{json}");
     assert!(
         err.contains("every producer of queues a, b has left and all its messages were received (5 messages written)"),
         "{err}"

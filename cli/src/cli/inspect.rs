@@ -104,6 +104,15 @@ pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
     Ok(())
 }
 
+/// How a `WaitSet` sleeps on this kernel: `futex_waitv` (Linux 5.16+) or `fallback`.
+fn waitset_mechanism() -> &'static str {
+    if shmq::waitset::futex_waitv_supported() {
+        "futex_waitv"
+    } else {
+        "fallback"
+    }
+}
+
 /// Shows one segment in detail.
 pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
     let s = Status::read(&ctx.dir, &a.name).map_err(|e| target(ctx, "stat", &a.name).error(e))?;
@@ -147,6 +156,7 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
         "  sleepers        {:>12}   sleeping for data / for space",
         format!("{} / {}", c.sleepers.0, c.sleepers.1)
     )?;
+    writeln!(out, "waitset       {} (how a WaitSet on this host sleeps on many streams)", waitset_mechanism())?;
     if s.participants.is_empty() {
         writeln!(out, "participants  none")?;
     } else {
@@ -293,6 +303,7 @@ fn status_json(s: &Status) -> Value {
             "blocked_ns": c.blocked_ns,
             "sleepers": { "data": c.sleepers.0, "space": c.sleepers.1 },
         },
+        "waitset_mechanism": waitset_mechanism(),
     });
     match s.kind {
         Kind::Topic => {
