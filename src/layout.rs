@@ -60,7 +60,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"SHMQSEG\0"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
 /// Layout version; bump on any change to this file.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// The line size every shared structure is aligned and padded to.
 pub const LINE: usize = 128;
 /// Bytes of slot header before the payload.
@@ -98,6 +98,8 @@ pub enum Kind {
     Mpmc = 2,
     /// Broadcast topic.
     Topic = 3,
+    /// Request-response service (see [`service`]).
+    Service = 4,
 }
 
 impl Kind {
@@ -107,6 +109,7 @@ impl Kind {
             1 => Some(Kind::Spsc),
             2 => Some(Kind::Mpmc),
             3 => Some(Kind::Topic),
+            4 => Some(Kind::Service),
             _ => None,
         }
     }
@@ -117,6 +120,7 @@ impl Kind {
             Kind::Spsc => "spsc",
             Kind::Mpmc => "mpmc",
             Kind::Topic => "topic",
+            Kind::Service => "service",
         }
     }
 }
@@ -171,6 +175,10 @@ pub struct Header {
     pub producer_holder: AtomicU32,
     /// SPSC: the consumer role, like `producer_holder`.
     pub consumer_holder: AtomicU32,
+    /// Services: maximum payload bytes per response (0 for queues and topics).
+    pub max_response: AtomicU32,
+    /// Reserved, zero.
+    pub reserved: [AtomicU32; 3],
 }
 
 /// Futex word plus the number of processes sleeping on it.
@@ -316,6 +324,10 @@ pub const ROLE_CONSUMER: u32 = 2;
 pub const ROLE_PUBLISHER: u32 = 4;
 /// Role bit: subscribes to a topic.
 pub const ROLE_SUBSCRIBER: u32 = 8;
+/// Role bit: serves a service's requests.
+pub const ROLE_SERVER: u32 = 16;
+/// Role bit: calls a service.
+pub const ROLE_CLIENT: u32 = 32;
 
 /// One subscriber of a topic: a hot line written by the subscriber, a cold line of identity.
 #[derive(Debug)]
@@ -364,6 +376,98 @@ pub const MODE_RELIABLE: u32 = 0;
 pub const MODE_LOSSY: u32 = 1;
 /// Longest durable subscriber name (bytes of `Subscriber::name`).
 pub const MAX_SUBSCRIBER_NAME: usize = 64;
+
+/// A service's identity: written by its creator before the segment is marked ready, read once
+/// (and validated) by every opener.
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub struct ServiceInfo {
+    /// The user's version of the service's protocol (clients may require an exact one).
+    pub version: AtomicU32,
+    /// Bytes of `description` in use, at most [`MAX_DESCRIPTION`].
+    pub description_len: AtomicU32,
+    /// Reserved, zero.
+    pub reserved: [AtomicU32; 30],
+    /// What the service does, UTF-8.
+    pub description: [AtomicU64; MAX_DESCRIPTION / 8],
+}
+
+/// Size of [`ServiceInfo`].
+pub const SERVICE_INFO_SIZE: usize = 3 * LINE;
+/// Longest service description.
+pub const MAX_DESCRIPTION: usize = 256;
+
+/// One participant's line in a service: the event its client threads sleep on for responses,
+/// and its counters (written Relaxed by the participant itself, except `responses`, which
+/// servers notify).
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub struct Channel {
+    /// Client threads of this participant sleep here for responses.
+    pub responses: Event,
+    /// Requests sent (as a client).
+    pub calls: AtomicU64,
+    /// Calls that ended with a response (as a client).
+    pub answered: AtomicU64,
+    /// Calls that ended in an error: the server died or dropped the request, or the call was
+    /// given up (as a client).
+    pub failed: AtomicU64,
+    /// Requests answered (as a server).
+    pub served: AtomicU64,
+    /// Requests dropped without an answer (as a server).
+    pub dropped: AtomicU64,
+    /// Reserved, zero.
+    pub reserved: [AtomicU64; 10],
+}
+
+/// Size of [`Channel`].
+pub const CHANNEL_SIZE: usize = LINE;
+
+/// What precedes a response's payload.
+#[derive(Debug)]
+#[repr(C)]
+pub struct ResponseHeader {
+    /// Payload length, at most the service's max response (validated by the client).
+    pub len: AtomicU32,
+    /// [`call::STATUS_OK`] or [`call::STATUS_DROPPED`].
+    pub status: AtomicU32,
+}
+
+/// Size of [`ResponseHeader`].
+pub const RESPONSE_HEADER: usize = 8;
+
+/// Call slots of a service: the state word of slot `i` (participant `i / K + 1`'s call
+/// `i % K`, K calls in flight per participant) is `[corr:48 | tag:4 | server:12]`, packed with
+/// [`slot::pack`]. `corr` counts the calls made in the slot (a request's correlation id).
+///
+/// ```text
+///  FREE(c) --client--> WRITING(c+1) --client, Release--> REQUESTED(c+1) --server CAS--> TAKEN(c+1, s)
+///                                         |                                  |
+///                      client gives up: FREE(c+1)      server answers (CAS, Release): ANSWERED(c+1, s)
+///                                                      client gives up: CANCELLED(c+1, s) --server--> FREE
+///                                                      server died: FAILED(c+1) (or FREE by the client)
+///  ANSWERED / FAILED --client, after reading--> FREE(c+1)
+/// ```
+pub mod call {
+    /// No call; `corr` is the last one made.
+    pub const FREE: u64 = 0;
+    /// The client writes the request.
+    pub const WRITING: u64 = 1;
+    /// The request waits for a server.
+    pub const REQUESTED: u64 = 8;
+    /// Server `claimer` handles the request and writes the response.
+    pub const TAKEN: u64 = 9;
+    /// The response is there, from server `claimer`.
+    pub const ANSWERED: u64 = 10;
+    /// The client gave up while server `claimer` handled it; that server frees the slot.
+    pub const CANCELLED: u64 = 11;
+    /// The server died holding the request (set by whoever took over its entry).
+    pub const FAILED: u64 = 12;
+    /// Response status: the server answered.
+    pub const STATUS_OK: u32 = 0;
+    /// Response status: the server dropped the request without answering.
+    pub const STATUS_DROPPED: u32 = 1;
+}
 
 /// State words of table entries (participants, subscribers): `[generation:30 | state:2]`.
 ///
@@ -498,6 +602,12 @@ pub mod slot {
         (w >> TAG_SHIFT) & 0xF
     }
 
+    /// The `seq` of a state word (48 bits).
+    #[inline]
+    pub fn seq(w: u64) -> u64 {
+        w >> SEQ_SHIFT
+    }
+
     /// The claimer of a state word.
     #[inline]
     pub fn claimer(w: u64) -> u16 {
@@ -554,29 +664,71 @@ pub struct Offsets {
     pub payloads: u64,
     /// Bytes from one payload to the next (`stride` inline).
     pub payload_stride: u64,
+    /// Services: where their parts live (`None` for queues and topics).
+    pub service: Option<ServiceOffsets>,
     /// Size of the file.
     pub total: u64,
+}
+
+/// Where the parts of a service segment live (see [`service`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceOffsets {
+    /// The [`ServiceInfo`].
+    pub info: u64,
+    /// The pending bitmap: one bit per participant with requests waiting (bit `(id - 1) % 64`
+    /// of word `(id - 1) / 64`).
+    pub pending: u64,
+    /// Words in the pending bitmap.
+    pub pending_words: u64,
+    /// The [`Channel`] table, one per participant.
+    pub channels: u64,
+    /// Response 0 (its [`ResponseHeader`], then the payload).
+    pub responses: u64,
+    /// Bytes from one response to the next.
+    pub response_stride: u64,
 }
 
 /// Offset of the ring control block.
 pub const CONTROL_OFFSET: usize = LINE;
 
 impl Offsets {
-    /// Computes the layout; `None` if it overflows or exceeds [`MAX_SEGMENT`].
-    pub fn compute(capacity: u64, max_msg: u32, participants: u32, subscribers: u32) -> Option<Offsets> {
+    /// Computes the layout; `None` if it overflows or exceeds [`MAX_SEGMENT`]. `max_response` is
+    /// 0 for queues and topics; a service's parts go between the subscriber table (empty) and
+    /// the slots, and its responses after the payloads.
+    pub fn compute(
+        capacity: u64,
+        max_msg: u32,
+        participants: u32,
+        subscribers: u32,
+        max_response: u32,
+    ) -> Option<Offsets> {
         let (stride, payload_stride, split) = slot_layout(max_msg as usize);
         let (stride, payload_stride) = (stride as u64, payload_stride as u64);
+        let line = LINE as u64;
         let participants_off = (CONTROL_OFFSET + CONTROL_SIZE) as u64;
-        let subscribers_off =
-            round_up_u64(participants_off + participants as u64 * PARTICIPANT_SIZE as u64, LINE as u64)?;
-        let slots = round_up_u64(subscribers_off + subscribers as u64 * SUBSCRIBER_SIZE as u64, LINE as u64)?;
+        let subscribers_off = round_up_u64(participants_off + participants as u64 * PARTICIPANT_SIZE as u64, line)?;
+        let mut slots = round_up_u64(subscribers_off + subscribers as u64 * SUBSCRIBER_SIZE as u64, line)?;
+        let mut service = None;
+        if max_response > 0 {
+            let info = slots;
+            let pending = info + SERVICE_INFO_SIZE as u64;
+            let pending_words = (participants as u64).div_ceil(64);
+            let channels = round_up_u64(pending + pending_words * 8, line)?;
+            slots = channels.checked_add((participants as u64).checked_mul(CHANNEL_SIZE as u64)?)?;
+            let response_stride = round_up_u64(RESPONSE_HEADER as u64 + max_response as u64, SLOT_ALIGN as u64)?;
+            service = Some(ServiceOffsets { info, pending, pending_words, channels, responses: 0, response_stride });
+        }
         let headers_end = slots.checked_add(capacity.checked_mul(stride)?)?;
-        let (payloads, end) = if split {
-            let payloads = round_up_u64(headers_end, LINE as u64)?;
+        let (payloads, mut end) = if split {
+            let payloads = round_up_u64(headers_end, line)?;
             (payloads, payloads.checked_add(capacity.checked_mul(payload_stride)?)?)
         } else {
             (slots + SLOT_HEADER as u64, headers_end)
         };
+        if let Some(sv) = service.as_mut() {
+            sv.responses = round_up_u64(end, line)?;
+            end = sv.responses.checked_add(capacity.checked_mul(sv.response_stride)?)?;
+        }
         let total = round_up_u64(end, 4096)?;
         (total <= MAX_SEGMENT).then_some(Offsets {
             participants: participants_off,
@@ -585,6 +737,7 @@ impl Offsets {
             stride,
             payloads,
             payload_stride,
+            service,
             total,
         })
     }
@@ -619,6 +772,11 @@ const _: () = {
     assert!(size_of::<Subscriber>() == SUBSCRIBER_SIZE);
     assert!(offset_of!(Subscriber, state) == LINE);
     assert!(CONTROL_OFFSET + CONTROL_SIZE == 768);
+    assert!(offset_of!(Header, max_response) == 112);
+    assert!(size_of::<ServiceInfo>() == SERVICE_INFO_SIZE);
+    assert!(offset_of!(ServiceInfo, description) == LINE);
+    assert!(size_of::<Channel>() == CHANNEL_SIZE);
+    assert!(size_of::<ResponseHeader>() == RESPONSE_HEADER);
 };
 
 #[cfg(test)]
@@ -660,7 +818,7 @@ mod tests {
 
     #[test]
     fn offsets_are_line_aligned_and_reject_overflow() {
-        let o = Offsets::compute(1024, 100, 64, 16).unwrap();
+        let o = Offsets::compute(1024, 100, 64, 16, 0).unwrap();
         assert_eq!((o.stride, o.payload_stride, o.payloads), (128, 128, o.slots + 16));
         assert_eq!(o.participants % LINE as u64, 0);
         assert_eq!(o.subscribers % LINE as u64, 0);
@@ -668,10 +826,10 @@ mod tests {
         assert_eq!(o.total % 4096, 0);
         assert!(o.total >= o.slots + 1024 * 128);
         // Split: 16-byte headers, then line-aligned 64-byte payloads.
-        let o = Offsets::compute(1000, 64, 64, 16).unwrap();
+        let o = Offsets::compute(1000, 64, 64, 16, 0).unwrap();
         assert_eq!((o.stride, o.payload_stride), (16, 64));
         assert_eq!(o.payloads, o.slots + 16_000); // 16,000 is a multiple of the 128-byte line
-        let o = Offsets::compute(1001, 64, 64, 16).unwrap();
+        let o = Offsets::compute(1001, 64, 64, 16, 0).unwrap();
         assert_eq!(o.payloads, (o.slots + 16_016).div_ceil(128) * 128);
         assert!(o.total >= o.payloads + 1000 * 64);
         assert_eq!(slot_layout(8), (32, 32, false));
@@ -679,6 +837,6 @@ mod tests {
         assert_eq!(slot_layout(49), (16, 64, true));
         assert_eq!(slot_layout(112), (128, 128, false));
         assert_eq!(slot_layout(4096), (16, 4096, true));
-        assert!(Offsets::compute(1 << 30, MAX_MSG, 64, 0).is_none());
+        assert!(Offsets::compute(1 << 30, MAX_MSG, 64, 0, 0).is_none());
     }
 }

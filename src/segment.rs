@@ -93,6 +93,8 @@ pub struct Config {
     pub max_participants: u32,
     /// Subscriber table entries (topics).
     pub max_subscribers: u32,
+    /// Maximum response payload bytes (services; 0 for queues and topics).
+    pub max_response: u32,
 }
 
 impl Config {
@@ -127,7 +129,27 @@ impl Config {
                 self.max_subscribers
             )));
         }
-        Offsets::compute(self.capacity, self.max_msg, self.max_participants, self.max_subscribers)
+        if self.kind == Kind::Service {
+            if self.max_response == 0 || self.max_response > MAX_MSG {
+                return Err(Error::InvalidConfig(format!(
+                    "max response size {} must be from 1 to {MAX_MSG} bytes",
+                    self.max_response
+                )));
+            }
+            if !self.max_participants.is_power_of_two() || self.capacity % self.max_participants as u64 != 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "a service's {} call slots must be a whole number per participant ({} participants, a power \
+                     of two)",
+                    self.capacity, self.max_participants
+                )));
+            }
+        } else if self.max_response != 0 {
+            return Err(Error::InvalidConfig(format!(
+                "max response size {} is for services; 0 for queues and topics",
+                self.max_response
+            )));
+        }
+        Offsets::compute(self.capacity, self.max_msg, self.max_participants, self.max_subscribers, self.max_response)
             .ok_or_else(|| Error::InvalidConfig(format!("a segment of this size would exceed {MAX_SEGMENT} bytes")))
     }
 }
@@ -359,6 +381,7 @@ impl Segment {
         h.slot_stride.store(offsets.stride, Relaxed);
         h.max_participants.store(config.max_participants, Relaxed);
         h.max_subscribers.store(config.max_subscribers, Relaxed);
+        h.max_response.store(config.max_response, Relaxed);
         h.participants_offset.store(offsets.participants, Relaxed);
         h.subscribers_offset.store(offsets.subscribers, Relaxed);
         h.slots_offset.store(offsets.slots, Relaxed);
@@ -553,7 +576,7 @@ fn read_header(file: &File, size: u64, expect: &Expect) -> Result<Found> {
     }
     let raw_kind = field!(raw, u32, kind);
     let kind = Kind::from_u32(raw_kind)
-        .ok_or_else(|| incompatible("kind", "spsc, mpmc or topic".into(), raw_kind.to_string()))?;
+        .ok_or_else(|| incompatible("kind", "spsc, mpmc, topic or service".into(), raw_kind.to_string()))?;
     if !expect.kinds.is_empty() && !expect.kinds.contains(&kind) {
         let names: Vec<_> = expect.kinds.iter().map(|k| k.name()).collect();
         return Err(incompatible("kind", names.join(" or "), kind.name().into()));
@@ -564,6 +587,7 @@ fn read_header(file: &File, size: u64, expect: &Expect) -> Result<Found> {
         max_msg: field!(raw, u32, max_msg),
         max_participants: field!(raw, u32, max_participants),
         max_subscribers: field!(raw, u32, max_subscribers),
+        max_response: field!(raw, u32, max_response),
     };
     let offsets =
         config.validate().map_err(|e| Error::corrupted(format!("header holds an invalid configuration: {e}")))?;

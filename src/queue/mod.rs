@@ -81,6 +81,7 @@ impl QueueOptions {
             max_msg: self.common.max_msg_u32()?,
             max_participants: DEFAULT_PARTICIPANTS,
             max_subscribers: 0,
+            max_response: 0,
         })
     }
 

@@ -2,7 +2,8 @@
 
 use std::cell::UnsafeCell;
 
-use crate::layout::{RingControl, SlotHeader};
+use crate::layout::{Channel, Event, ResponseHeader, RingControl, SlotHeader};
+use crate::sync::{AtomicU32, AtomicU64};
 
 /// The memory of one ring: its control block and `capacity` slots of `max_msg` payload bytes.
 ///
@@ -88,3 +89,101 @@ unsafe impl RingMem for HeapRing {
     }
 }
 
+
+/// A service's memory on the heap, for loom models and unit tests: a [`HeapRing`] of call
+/// slots plus the pending bitmap, channels and responses.
+pub struct HeapService {
+    ring: HeapRing,
+    clients: u16,
+    per_client: u64,
+    pending: Box<[AtomicU64]>,
+    channels: Box<[Channel]>,
+    responses: Box<[ResponseHeader]>,
+    response_data: Box<[UnsafeCell<u8>]>,
+    max_response: usize,
+}
+
+// SAFETY: as for HeapRing: response bytes are only accessed through raw pointers under the call
+// protocol, which orders them with the slot atomics; everything else is atomics.
+unsafe impl Sync for HeapService {}
+// SAFETY: as above; it owns all its memory.
+unsafe impl Send for HeapService {}
+
+impl HeapService {
+    /// A service of `clients` participants with `per_client` call slots each.
+    ///
+    /// # Panics
+    /// If `clients * per_client` is not a power of two, or `clients` is 0 or above 4095.
+    pub fn new(clients: u16, per_client: u64, max_msg: usize, max_response: usize) -> Self {
+        assert!((1..=4095).contains(&clients), "1 to 4095 clients");
+        let cap = clients as u64 * per_client;
+        let zero64 = || AtomicU64::new(0);
+        let channel = || Channel {
+            responses: Event { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) },
+            calls: zero64(),
+            answered: zero64(),
+            failed: zero64(),
+            served: zero64(),
+            dropped: zero64(),
+            reserved: std::array::from_fn(|_| zero64()),
+        };
+        HeapService {
+            ring: HeapRing::new(cap, max_msg),
+            clients,
+            per_client,
+            pending: (0..(clients as usize).div_ceil(64)).map(|_| zero64()).collect(),
+            channels: (0..clients).map(|_| channel()).collect(),
+            responses: (0..cap).map(|_| ResponseHeader { len: AtomicU32::new(0), status: AtomicU32::new(0) }).collect(),
+            response_data: (0..cap as usize * max_response).map(|_| UnsafeCell::new(0)).collect(),
+            max_response,
+        }
+    }
+}
+
+// SAFETY: delegates to the HeapRing (whose contract holds).
+unsafe impl RingMem for HeapService {
+    fn control(&self) -> &RingControl {
+        self.ring.control()
+    }
+    fn capacity(&self) -> u64 {
+        self.ring.capacity()
+    }
+    fn max_msg(&self) -> usize {
+        self.ring.max_msg()
+    }
+    fn slot(&self, pos: u64) -> &SlotHeader {
+        self.ring.slot(pos)
+    }
+    fn payload(&self, pos: u64) -> *mut u8 {
+        self.ring.payload(pos)
+    }
+}
+
+// SAFETY: capacity == clients * per_client (the ring was built so); the pending words, channels
+// and responses are allocated for exactly those counts, and the indexing below panics rather
+// than leave them.
+unsafe impl super::call::CallMem for HeapService {
+    fn clients(&self) -> u16 {
+        self.clients
+    }
+    fn per_client(&self) -> u64 {
+        self.per_client
+    }
+    fn pending(&self, w: usize) -> &AtomicU64 {
+        &self.pending[w]
+    }
+    fn channel(&self, id: u16) -> &Channel {
+        &self.channels[id as usize - 1]
+    }
+    fn response(&self, i: u64) -> (&ResponseHeader, *mut u8) {
+        let i = i as usize;
+        let at = i * self.max_response;
+        assert!(at + self.max_response <= self.response_data.len());
+        // SAFETY: at + max_response <= len (checked), so the pointer and its max_response
+        // bytes are inside the allocation; derived from the whole slice, as in HeapRing.
+        (&self.responses[i], unsafe { UnsafeCell::raw_get(self.response_data.as_ptr().add(at)) })
+    }
+    fn max_response(&self) -> usize {
+        self.max_response
+    }
+}

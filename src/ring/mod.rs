@@ -5,13 +5,14 @@
 //! [`crate::wait`].
 
 pub mod broadcast;
+pub mod call;
 pub mod mem;
 pub mod mpmc;
 pub mod spsc;
 
 #[cfg(any(test, loom, feature = "internals"))]
 #[cfg_attr(loom, allow(unused_imports))] // used by the loom models, outside the crate
-pub use mem::HeapRing;
+pub use mem::{HeapRing, HeapService};
 pub use mem::RingMem;
 
 /// Result of a non-blocking claim on a ring.

@@ -118,6 +118,7 @@ impl TopicOptions {
             max_msg: self.common.max_msg_u32()?,
             max_participants: DEFAULT_PARTICIPANTS,
             max_subscribers,
+            max_response: 0,
         })
     }
 

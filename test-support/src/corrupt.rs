@@ -175,8 +175,13 @@ impl Geometry {
         };
         // Where the payloads are follows from the configuration (as `open` derives it); a header
         // too broken to compute it from is taken as inline slots.
-        let computed =
-            layout::Offsets::compute(g.capacity, g.max_msg as u32, g.max_participants as u32, g.max_subscribers as u32);
+        let computed = layout::Offsets::compute(
+            g.capacity,
+            g.max_msg as u32,
+            g.max_participants as u32,
+            g.max_subscribers as u32,
+            0,
+        );
         match computed {
             Some(o) => (g.payloads, g.payload_stride) = (o.payloads, o.payload_stride),
             None => (g.payloads, g.payload_stride) = (g.slots + layout::SLOT_HEADER as u64, g.stride),

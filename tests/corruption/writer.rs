@@ -113,7 +113,7 @@ fn segment_name(k: u64) -> String {
 /// Where everything is in the segments of a case.
 fn offsets(kind: &str) -> Offsets {
     let subscribers = if kind == "topic" { SUBSCRIBERS } else { 0 };
-    Offsets::compute(CAPACITY as u64, MAX_MSG as u32, layout::DEFAULT_PARTICIPANTS, subscribers).expect("layout")
+    Offsets::compute(CAPACITY as u64, MAX_MSG as u32, layout::DEFAULT_PARTICIPANTS, subscribers, 0).expect("layout")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ impl Image {
     fn bytes(&self) -> Vec<u8> {
         let subscribers = self.subscribers.unwrap_or(if self.kind == 3 { 4 } else { 0 });
         let offsets =
-            Offsets::compute(self.capacity, self.max_msg, self.participants.min(1 << 20), subscribers.min(1 << 20));
+            Offsets::compute(self.capacity, self.max_msg, self.participants.min(1 << 20), subscribers.min(1 << 20), 0);
         let total = offsets.map_or(MAX_IMAGE, |o| o.total);
         let len = match self.size {
             FileSize::Total => total.min(MAX_IMAGE),
@@ -153,6 +153,7 @@ impl Image {
             stride: 64,
             payloads: 784,
             payload_stride: 64,
+            service: None,
             total,
         });
         let start_time = if self.creator_pid == std::process::id() { shmq::os::own_start_time() } else { 7 };
@@ -212,7 +213,7 @@ fn offsets_of_any_configuration_are_none_or_a_layout_that_fits() {
         2 => (1..8192u64).prop_map(Cap::Far),
     ];
     let strategy = (cap, max_msg, table.clone(), table).prop_map(|(cap, max_msg, participants, subscribers)| {
-        let capacity = match (cap, Offsets::compute(2, max_msg, participants, subscribers)) {
+        let capacity = match (cap, Offsets::compute(2, max_msg, participants, subscribers, 0)) {
             (Cap::Far(d), Some(o)) => (u64::MAX - o.slots).saturating_sub(d) / o.stride,
             (Cap::Far(d), None) => u64::MAX - d,
             (Cap::Any(c), _) => c,
@@ -220,7 +221,7 @@ fn offsets_of_any_configuration_are_none_or_a_layout_that_fits() {
         (capacity, max_msg, participants, subscribers)
     });
     check("offsets", 1000, None, strategy, |(capacity, max_msg, participants, subscribers)| {
-        if let Some(o) = Offsets::compute(capacity, max_msg, participants, subscribers) {
+        if let Some(o) = Offsets::compute(capacity, max_msg, participants, subscribers, 0) {
             let slots_end = capacity as u128 * o.stride as u128 + o.slots as u128;
             assert!(o.total <= layout::MAX_SEGMENT && slots_end <= o.total as u128, "{o:?}");
             assert!(o.participants + participants as u64 * layout::PARTICIPANT_SIZE as u64 <= o.subscribers, "{o:?}");

@@ -200,7 +200,8 @@ fn used_segment(dir: &Path, name: &str, case: &Mutated) -> (PathBuf, Offsets) {
             let _ = durable.try_recv(&mut buf);
             let _ = lossy.try_recv(&mut buf);
         }
-        let o = Offsets::compute(case.capacity, case.max_msg as u32, layout::DEFAULT_PARTICIPANTS, 4).expect("layout");
+        let o =
+            Offsets::compute(case.capacity, case.max_msg as u32, layout::DEFAULT_PARTICIPANTS, 4, 0).expect("layout");
         return (t.path().to_path_buf(), o);
     }
     let kind = if case.kind == 0 { QueueKind::Spsc } else { QueueKind::Mpmc };
@@ -220,7 +221,7 @@ fn used_segment(dir: &Path, name: &str, case: &Mutated) -> (PathBuf, Offsets) {
     for _ in 0..case.received {
         let _ = rx.try_recv(&mut buf);
     }
-    let o = Offsets::compute(case.capacity, case.max_msg as u32, layout::DEFAULT_PARTICIPANTS, 0).expect("layout");
+    let o = Offsets::compute(case.capacity, case.max_msg as u32, layout::DEFAULT_PARTICIPANTS, 0, 0).expect("layout");
     (q.path().to_path_buf(), o)
 }
 

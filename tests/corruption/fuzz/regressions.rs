@@ -60,7 +60,7 @@ fn resumed_durable_subscriber_with_a_hostile_delivered_count_receives_without_ov
         .create("resume")
         .expect("create");
     drop(t.subscriber().name("keep").build().expect("durable subscriber"));
-    let o = Offsets::compute(4, 8, layout::DEFAULT_PARTICIPANTS, 4).expect("layout");
+    let o = Offsets::compute(4, 8, layout::DEFAULT_PARTICIPANTS, 4, 0).expect("layout");
     let delivered = SUBSCRIBER.iter().find(|f| f.name == "delivered").expect("subscriber.delivered").offset;
     RawMap::open(t.path()).store(o.subscribers + delivered, 8, u64::MAX);
     let mut sub = t.subscriber().name("keep").build().expect("resume the durable subscriber");
