@@ -40,7 +40,7 @@ pub(crate) struct Attachment {
     /// Live handles of each role on this attachment (index: the role bit's position). The
     /// entry shows a role while at least one handle has it: handles of one queue or topic
     /// share the attachment, and a producer that is dropped must stop counting as one.
-    handles: Mutex<[u32; 4]>,
+    handles: Mutex<[u32; 6]>,
 }
 
 impl Drop for Attachment {
@@ -123,7 +123,13 @@ fn take_turn(next: &AtomicU64) -> bool {
 pub(crate) fn release_dead(ring: &MappedRing, seg: &Segment, parts: &Participants, dead: u16) {
     if let Some(e) = parts.entry(dead) {
         let ctl = ring.control();
-        for (mine, ev) in [(&e.sleeping_data, &ctl.data.0), (&e.sleeping_space, &ctl.space.0)] {
+        // A service's clients sleep for responses on their own channel's event, not on `space`.
+        let service = seg.service();
+        let space = match &service {
+            Some(sv) => &crate::ring::call::CallMem::channel(sv, dead).responses,
+            None => &ctl.space.0,
+        };
+        for (mine, ev) in [(&e.sleeping_data, &ctl.data.0), (&e.sleeping_space, space)] {
             let n = mine.swap(0, Relaxed);
             // Never below zero: a hostile count must not wrap the shared one.
             let _ = ev.sleepers.fetch_update(Relaxed, Relaxed, |s| Some(s.saturating_sub(n)));
@@ -206,14 +212,14 @@ impl Attachment {
             next_gone_check: AtomicU64::new(0),
             empty_polls: AtomicU64::new(0),
             gone_seen: AtomicBool::new(false),
-            handles: Mutex::new([0; 4]),
+            handles: Mutex::new([0; 6]),
         })
     }
 
     /// A handle of `role` (one `ROLE_*` bit) starts: the entry shows the role from the first.
     pub(crate) fn join_role(&self, role: u32) {
         let mut h = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = &mut h[role.trailing_zeros() as usize % 4];
+        let n = &mut h[role.trailing_zeros() as usize % 6];
         *n += 1;
         if *n == 1 {
             self.parts.add_roles(self.id, role, &self.ring.control().stats.0.roles_seen);
@@ -224,7 +230,7 @@ impl Attachment {
     /// wait are woken, so that they see whether anybody is left on our side.
     pub(crate) fn leave_role(&self, role: u32) {
         let mut h = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = &mut h[role.trailing_zeros() as usize % 4];
+        let n = &mut h[role.trailing_zeros() as usize % 6];
         *n = n.saturating_sub(1);
         if *n == 0 {
             self.parts.remove_roles(self.id, role);
@@ -406,6 +412,17 @@ impl Attachment {
     /// A consumer or subscriber waits for data.
     pub(crate) fn run_consumer<T>(&self, deadline: Deadline, poll: impl FnMut(bool) -> Result<Step<T>>) -> Result<T> {
         self.run(&self.ring.control().data.0, true, deadline, Error::Empty, SENDERS, None, poll)
+    }
+
+    /// A service client waits on its channel's event `ev` (its sleeper mark is the entry's
+    /// `sleeping_space`, which `release_dead` undoes against that event).
+    pub(crate) fn run_client<T>(
+        &self,
+        ev: &Event,
+        deadline: Deadline,
+        poll: impl FnMut(bool) -> Result<Step<T>>,
+    ) -> Result<T> {
+        self.run(ev, false, deadline, Error::Empty, 0, None, poll)
     }
 
     /// Wakes consumers sleeping for data (after publishing a message).

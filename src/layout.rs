@@ -405,19 +405,22 @@ pub const MAX_DESCRIPTION: usize = 256;
 pub struct Channel {
     /// Client threads of this participant sleep here for responses.
     pub responses: Event,
+    /// Pads the event to its own 64-byte half: servers read it on every answer, the counters
+    /// below change on every call.
+    pub pad: [AtomicU32; 14],
     /// Requests sent (as a client).
     pub calls: AtomicU64,
     /// Calls that ended with a response (as a client).
     pub answered: AtomicU64,
-    /// Calls that ended in an error: the server died or dropped the request, or the call was
-    /// given up (as a client).
+    /// Calls that ended in an error: the server died or dropped the request, no server was
+    /// there, or the call was given up (as a client).
     pub failed: AtomicU64,
     /// Requests answered (as a server).
     pub served: AtomicU64,
     /// Requests dropped without an answer (as a server).
     pub dropped: AtomicU64,
     /// Reserved, zero.
-    pub reserved: [AtomicU64; 10],
+    pub reserved: [AtomicU64; 3],
 }
 
 /// Size of [`Channel`].
@@ -776,6 +779,7 @@ const _: () = {
     assert!(size_of::<ServiceInfo>() == SERVICE_INFO_SIZE);
     assert!(offset_of!(ServiceInfo, description) == LINE);
     assert!(size_of::<Channel>() == CHANNEL_SIZE);
+    assert!(offset_of!(Channel, calls) == 64);
     assert!(size_of::<ResponseHeader>() == RESPONSE_HEADER);
 };
 

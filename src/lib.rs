@@ -60,6 +60,8 @@
 //!   subscribers and timers at once, asleep in the kernel while nothing comes.
 //! - [`dispatch`]: [`Dispatcher`](dispatch::Dispatcher), a handler per stream, run on one thread
 //!   as messages arrive.
+//! - [`service`]: request-response: a named [`Service`](service::Service) that
+//!   [`Server`](service::Server)s offer and [`Client`](service::Client)s call.
 //! - `future` (the `async` feature): `recv_async`, `send_async` and `into_stream`, for any
 //!   async runtime.
 //! - [`error`]: the errors, and what to do about each.
@@ -124,6 +126,8 @@ pub(crate) mod participants;
 pub mod queue;
 #[cfg(all(feature = "async", not(loom)))]
 mod reactor;
+#[cfg(not(loom))]
+pub mod service;
 #[cfg(not(loom))]
 pub mod status;
 #[cfg(not(loom))]

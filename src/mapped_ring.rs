@@ -3,9 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::layout::{Offsets, RingControl, SlotHeader, CONTROL_OFFSET};
+use crate::layout::{
+    Channel, Offsets, ResponseHeader, RingControl, ServiceOffsets, SlotHeader, CHANNEL_SIZE, CONTROL_OFFSET,
+    RESPONSE_HEADER,
+};
 use crate::os::Mapping;
+use crate::ring::call::CallMem;
 use crate::ring::RingMem;
+use crate::sync::AtomicU64;
 
 /// A ring inside a mapped segment: slot headers at `headers + i * header_stride`, payloads at
 /// `payloads + i * payload_stride` (inline slots: the payload right after its header; split
@@ -79,5 +84,118 @@ unsafe impl RingMem for MappedRing {
         let i = (pos & (self.capacity - 1)) as usize;
         // SAFETY: i < capacity, so payload i and its max_msg bytes are inside the mapping.
         unsafe { self.payloads.add(i * self.payload_stride) }
+    }
+}
+
+/// A service's memory inside a mapped segment: its call slots as a [`MappedRing`], plus the
+/// pending bitmap, the channels and the responses (see [`crate::layout::ServiceOffsets`]).
+#[derive(Debug, Clone)]
+pub struct MappedService {
+    ring: MappedRing,
+    clients: u16,
+    per_client: u64,
+    pending: *mut u8,
+    pending_words: usize,
+    channels: *mut u8,
+    responses: *mut u8,
+    response_stride: usize,
+    max_response: usize,
+}
+
+// SAFETY: the raw pointers point into the ring's mapping, which is Send + Sync and kept alive
+// by the ring's Arc.
+unsafe impl Send for MappedService {}
+// SAFETY: as above.
+unsafe impl Sync for MappedService {}
+
+impl MappedService {
+    /// A view of the service parts of a segment laid out as `o`, around its call slots `ring`.
+    ///
+    /// # Safety
+    /// As for [`MappedRing::new`] (which built `ring` from the same `map` and `o`), and: `o`
+    /// came from `Offsets::compute` with these `clients` (1 to 4095) and `max_response`, and
+    /// `ring`'s capacity is `clients * per_client`; so the bitmap (`pending_words` words), the
+    /// `clients` channels and `capacity` responses of `response_stride >= 8 + max_response`
+    /// bytes lie inside the mapping, 8-byte (bitmap, responses) and 128-byte (channels) aligned,
+    /// and overlap nothing else.
+    pub unsafe fn new(map: &Mapping, ring: MappedRing, o: &ServiceOffsets, clients: u16, max_response: usize) -> Self {
+        let per_client = ring.capacity() / clients as u64;
+        // SAFETY: the offsets are inside the mapping (caller's contract).
+        let (pending, channels, responses) = unsafe {
+            (
+                map.as_ptr().add(o.pending as usize),
+                map.as_ptr().add(o.channels as usize),
+                map.as_ptr().add(o.responses as usize),
+            )
+        };
+        MappedService {
+            ring,
+            clients,
+            per_client,
+            pending,
+            pending_words: o.pending_words as usize,
+            channels,
+            responses,
+            response_stride: o.response_stride as usize,
+            max_response,
+        }
+    }
+}
+
+// SAFETY: delegates to the MappedRing, whose contract holds.
+unsafe impl RingMem for MappedService {
+    fn control(&self) -> &RingControl {
+        self.ring.control()
+    }
+    fn capacity(&self) -> u64 {
+        self.ring.capacity()
+    }
+    fn max_msg(&self) -> usize {
+        self.ring.max_msg()
+    }
+    #[inline]
+    fn slot(&self, pos: u64) -> &SlotHeader {
+        self.ring.slot(pos)
+    }
+    #[inline]
+    fn payload(&self, pos: u64) -> *mut u8 {
+        self.ring.payload(pos)
+    }
+}
+
+// SAFETY: the constructor's contract places every part inside the mapping; the indices are
+// bounded below (a bad one panics rather than leave the part), and all parts are atomics or
+// raw bytes, valid for any bit pattern.
+unsafe impl CallMem for MappedService {
+    fn clients(&self) -> u16 {
+        self.clients
+    }
+    fn per_client(&self) -> u64 {
+        self.per_client
+    }
+    #[inline]
+    fn pending(&self, w: usize) -> &AtomicU64 {
+        assert!(w < self.pending_words, "pending word {w} out of range");
+        // SAFETY: w < pending_words, inside the bitmap; 8-byte aligned (contract); an atomic.
+        unsafe { &*self.pending.add(w * 8).cast::<AtomicU64>() }
+    }
+    #[inline]
+    fn channel(&self, id: u16) -> &Channel {
+        assert!(id >= 1 && id <= self.clients, "channel {id} out of range");
+        // SAFETY: 1 <= id <= clients: inside the channel table, 128-byte aligned; all atomics.
+        unsafe { &*self.channels.add((id as usize - 1) * CHANNEL_SIZE).cast::<Channel>() }
+    }
+    #[inline]
+    fn response(&self, i: u64) -> (&ResponseHeader, *mut u8) {
+        let i = (i & (self.ring.capacity() - 1)) as usize;
+        // SAFETY: i < capacity: response i and its header + max_response bytes are inside the
+        // mapping, 8-byte aligned (contract); the header is atomics.
+        unsafe {
+            let at = self.responses.add(i * self.response_stride);
+            (&*at.cast::<ResponseHeader>(), at.add(RESPONSE_HEADER))
+        }
+    }
+    fn max_response(&self) -> usize {
+        self.max_response
     }
 }

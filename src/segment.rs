@@ -486,6 +486,32 @@ impl Segment {
         unsafe { MappedRing::new(self.map.clone(), &self.offsets, self.config.capacity, self.config.max_msg as usize) }
     }
 
+    /// A service's identity block (`None` for queues and topics).
+    pub(crate) fn service_info(&self) -> Option<&crate::layout::ServiceInfo> {
+        let o = self.offsets.service?;
+        // SAFETY: `Offsets::compute` put the info block (SERVICE_INFO_SIZE bytes, 128-byte
+        // aligned) inside the mapping, which is `offsets.total` long; it is all atomics.
+        Some(unsafe { &*self.map.as_ptr().add(o.info as usize).cast::<crate::layout::ServiceInfo>() })
+    }
+
+    /// The service parts of a service segment (`None` for queues and topics).
+    pub(crate) fn service(&self) -> Option<crate::mapped_ring::MappedService> {
+        let o = self.offsets.service?;
+        // SAFETY: the offsets come from `Config::validate` (`Offsets::compute` with this
+        // config's participants and max_response), which for a service also checked that the
+        // capacity is a whole number of call slots per participant; `ring()` is built from the
+        // same map and offsets.
+        Some(unsafe {
+            crate::mapped_ring::MappedService::new(
+                &self.map,
+                self.ring(),
+                &o,
+                self.config.max_participants as u16,
+                self.config.max_response as usize,
+            )
+        })
+    }
+
     /// The participant table.
     pub(crate) fn participants(&self) -> Participants {
         Participants::new(self.map.clone(), self.files.clone(), self.offsets, self.config.max_participants)

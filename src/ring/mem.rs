@@ -120,6 +120,7 @@ impl HeapService {
         let zero64 = || AtomicU64::new(0);
         let channel = || Channel {
             responses: Event { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) },
+            pad: std::array::from_fn(|_| AtomicU32::new(0)),
             calls: zero64(),
             answered: zero64(),
             failed: zero64(),
