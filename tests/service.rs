@@ -150,7 +150,13 @@ fn loans_write_requests_and_responses_in_place() {
 #[test]
 fn bad_input_gets_its_own_error() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = opts(dir.path()).max_request_size(8).max_response_size(4).version(3).description("tiny").create("tiny").unwrap();
+    let svc = opts(dir.path())
+        .max_request_size(8)
+        .max_response_size(4)
+        .version(3)
+        .description("tiny")
+        .create("tiny")
+        .unwrap();
     assert_eq!((svc.version(), svc.description()), (3, "tiny"));
     let mut client = svc.client().unwrap();
     let mut server = svc.server().unwrap();
@@ -177,10 +183,7 @@ fn bad_input_gets_its_own_error() {
         OpenError::Incompatible { what: "kind", found, .. } => assert_eq!(found, "mpmc"),
         e => panic!("{e}"),
     }
-    assert!(matches!(
-        opts(dir.path()).description("x".repeat(257)).create("long"),
-        Err(OpenError::InvalidConfig(_))
-    ));
+    assert!(matches!(opts(dir.path()).description("x".repeat(257)).create("long"), Err(OpenError::InvalidConfig(_))));
     assert!(matches!(opts(dir.path()).max_in_flight(65).create("wide"), Err(OpenError::InvalidConfig(_))));
 }
 

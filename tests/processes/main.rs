@@ -11,7 +11,9 @@
 //! - [`disconnect`]: a consumer or subscriber blocked in `recv_timeout` returns `Disconnected`
 //!   soon after its only sender, a child process, is SIGKILLed;
 //! - [`waitset`]: one thread on a `WaitSet` takes a million messages from eight producer
-//!   processes, and uses no CPU while they are idle.
+//!   processes, and uses no CPU while they are idle;
+//! - [`service`]: four client processes call two server processes; one server is SIGKILLed
+//!   holding a request, a client is SIGKILLed with calls in flight.
 //!
 //! Every test works in a private temporary directory under a watchdog; children die with the
 //! test, however it ends. The CPU-heavy tests take `shmq_test_support::heavy()`, so that they
@@ -23,11 +25,20 @@ use shmq_test_support::{env, ChildProc, Scene};
 mod chaos;
 mod disconnect;
 mod queue;
+mod service;
 mod topic;
 mod trust;
 mod waitset;
 
-shmq_test_support::children!(queue::ROLES, topic::ROLES, chaos::ROLES, trust::ROLES, disconnect::ROLES, waitset::ROLES);
+shmq_test_support::children!(
+    queue::ROLES,
+    topic::ROLES,
+    chaos::ROLES,
+    trust::ROLES,
+    disconnect::ROLES,
+    waitset::ROLES,
+    service::ROLES
+);
 
 /// Environment of a queue or topic child: the segment directory, the segment's name, the wait
 /// strategy (`spin`, `yield` or `block`).
