@@ -17,10 +17,12 @@
 //! take over its participant entry), so a server compares requests by age and a stale word
 //! never matches a new call. Servers find requests through the pending bitmap (one bit per
 //! client): a server clears a client's bit, then scans its slots, takes the oldest request and
-//! sets the bit again if more wait; a client sets the bit after publishing a request unless it
-//! is set. All four steps are SeqCst: either the scan sees the request, or the client's look at
-//! the bit comes after the clear and sets it again (a store-buffer pattern, which needs SeqCst
-//! on both sides).
+//! sets the bit again if more wait; a client sets the bit after publishing a request. Both
+//! changes to the bit are read-modify-writes (AcqRel), so they are ordered: if the server's
+//! clear comes after the client's set, it reads from it and sees the request published before
+//! it; if it comes before, the bit stays set for the next look. (A client that only looked at
+//! the bit and skipped the write when set would need SeqCst on four accesses, a store-buffer
+//! pattern: `tests/loom_call.rs` catches that version.)
 //!
 //! Every exit from a claimed state is a CAS from the exact word, so each call ends exactly
 //! once: answered, given up, or failed with its server.
@@ -32,7 +34,7 @@ use crate::layout::slot::{self, pack};
 use crate::layout::{Channel, ResponseHeader};
 use crate::sync::{
     AtomicU64,
-    Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst},
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
 /// The memory of a service: its call slots (as a ring: `slot(i)` and `payload(i)` are call
@@ -178,24 +180,20 @@ pub fn submit(m: &impl CallMem, me: u16, call: Call, len: usize, kind: u32) -> R
     let s = m.slot(call.i);
     s.len.store(len as u32, Relaxed);
     s.kind.store(kind, Relaxed);
-    // SeqCst (a release): the server's take sees len, kind and payload; and the pending-bit
-    // handshake (module docs).
+    // Release: the server's take (Acquire) sees len, kind and payload; then the bit (module docs).
     s.state
-        .compare_exchange(pack(call.corr, WRITING, me), pack(call.corr, REQUESTED, 0), SeqCst, Relaxed)
+        .compare_exchange(pack(call.corr, WRITING, me), pack(call.corr, REQUESTED, 0), Release, Relaxed)
         .map_err(|_| Error::ClaimRevoked)?;
     mark_pending(m, me);
     Ok(())
 }
 
-/// Makes sure client `client`'s pending bit is set (after publishing a request; and on a
-/// client's periodic check, in case a server died between clearing it and setting it back).
+/// Sets client `client`'s pending bit (after publishing a request; and on a client's periodic
+/// check, in case a server died between clearing it and setting it back).
 pub fn mark_pending(m: &impl CallMem, client: u16) {
     let (w, bit) = pending_bit(client);
-    let word = m.pending(w);
-    // SeqCst: see the module docs.
-    if word.load(SeqCst) & bit == 0 {
-        word.fetch_or(bit, SeqCst);
-    }
+    // AcqRel, and a read-modify-write even when the bit is set: see the module docs.
+    m.pending(w).fetch_or(bit, AcqRel);
 }
 
 /// Server `me` takes the oldest waiting request of the first client with one, looking at
@@ -217,13 +215,13 @@ pub fn take(m: &impl CallMem, me: u16, cursor: &mut usize) -> Result<Option<Take
             n if n == words => !(!0u64 << (start % 64)),
             _ => !0,
         };
-        let mut v = m.pending(w).load(SeqCst) & mask;
+        let mut v = m.pending(w).load(Acquire) & mask;
         while v != 0 {
             let b = v.trailing_zeros() as usize;
             v &= v - 1;
             let client = w * 64 + b + 1;
-            // SeqCst: see the module docs.
-            m.pending(w).fetch_and(!(1u64 << b), SeqCst);
+            // AcqRel: see the module docs.
+            m.pending(w).fetch_and(!(1u64 << b), AcqRel);
             if client > clients {
                 continue; // a bit nobody owns (hostile): cleared
             }
@@ -244,8 +242,8 @@ fn take_from(m: &impl CallMem, me: u16, client: u16) -> Result<Option<Taken>> {
         let mut oldest: Option<(u64, u64)> = None; // (slot, word)
         let mut waiting = 0;
         for k in 0..m.per_client() {
-            // SeqCst: see the module docs.
-            let w = m.slot(base + k).state.load(SeqCst);
+            // Acquire: after the clear of the bit (module docs).
+            let w = m.slot(base + k).state.load(Acquire);
             if slot::tag(w) == REQUESTED {
                 waiting += 1;
                 if oldest.is_none_or(|(_, o)| older(slot::seq(w), slot::seq(o))) {
@@ -398,7 +396,7 @@ pub fn scrub(m: &impl CallMem, dead: u16) {
         let _ = s.state.compare_exchange(w, to, AcqRel, Relaxed);
     }
     let (w, bit) = pending_bit(dead);
-    m.pending(w).fetch_and(!bit, SeqCst);
+    m.pending(w).fetch_and(!bit, AcqRel);
 }
 
 #[cfg(test)]
