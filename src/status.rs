@@ -11,7 +11,9 @@ use crate::error::Result;
 use crate::queue::RingCounters;
 use crate::segment::{self, Expect, Removal, Segment};
 
-pub use crate::layout::{Kind, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SUBSCRIBER};
+pub use crate::layout::{
+    Kind, ROLE_CLIENT, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SERVER, ROLE_SUBSCRIBER,
+};
 pub use crate::os::default_dir;
 pub use crate::participants::ParticipantInfo;
 pub use crate::segment::{list_names, remove, remove_unfinished};
@@ -54,6 +56,8 @@ pub struct Status {
     pub consumer_holder: Option<(u16, u32, bool)>,
     /// Topics: every registered subscriber.
     pub subscribers: Vec<crate::topic::SubscriberInfo>,
+    /// Services: identity, servers and clients.
+    pub service: Option<crate::service::ServiceInfo>,
 }
 
 impl Status {
@@ -102,10 +106,11 @@ impl Status {
             creator_pid: seg.creator.0,
             created_unix_ns: seg.created_unix_ns,
             counters,
-            participants,
             producer_holder,
             consumer_holder,
             subscribers: if c.kind == Kind::Topic { crate::topic::subscribers_of(seg) } else { Vec::new() },
+            service: crate::service::info_of(seg, &participants),
+            participants,
         }
     }
 

@@ -32,6 +32,8 @@ impl Ratio {
             Unit::FloorRtt => "floor",
             Unit::FutexRtt => "futex",
             Unit::BlockRtt8 => "block",
+            Unit::SpscRtt8 => "spsc_rtt_8",
+            Unit::SpscRtt64 => "spsc_rtt_64",
             _ => "bare_ring",
         };
         match self.stat {
@@ -46,7 +48,7 @@ const fn ratio(unit: Unit, stat: &'static str, base: Unit) -> Ratio {
 }
 
 /// Every ratio the table shows.
-const RATIOS: [Ratio; 17] = [
+const RATIOS: [Ratio; 23] = [
     ratio(Unit::SpscRtt8, "p50", Unit::FloorRtt),
     ratio(Unit::SpscRtt8, "p999", Unit::FloorRtt),
     ratio(Unit::SpscRtt64, "p50", Unit::FloorRtt),
@@ -64,6 +66,12 @@ const RATIOS: [Ratio; 17] = [
     ratio(Unit::WaitRtt1, "p50", Unit::BlockRtt8),
     ratio(Unit::WaitRtt8, "p50", Unit::BlockRtt8),
     ratio(Unit::WaitRtt64, "p50", Unit::BlockRtt8),
+    ratio(Unit::CallRtt8, "p50", Unit::SpscRtt8),
+    ratio(Unit::CallRtt8, "p999", Unit::SpscRtt8),
+    ratio(Unit::CallRtt64, "p50", Unit::SpscRtt64),
+    ratio(Unit::CallRtt64, "p999", Unit::SpscRtt64),
+    ratio(Unit::CallRtt8, "p50", Unit::FloorRtt),
+    ratio(Unit::CallRtt64, "p50", Unit::FloorRtt),
 ];
 
 /// A target: `ratio <= limit` (`at_most`) or `ratio >= limit`.
@@ -82,7 +90,7 @@ const fn at_least(ratio: Ratio, limit: f64) -> Target {
 }
 
 /// The targets.
-const TARGETS: [Target; 13] = [
+const TARGETS: [Target; 15] = [
     at_most(RATIOS[0], 1.3),
     at_most(RATIOS[2], 1.5),
     at_most(RATIOS[4], 1.5),
@@ -96,6 +104,8 @@ const TARGETS: [Target; 13] = [
     at_least(RATIOS[9], 0.6),
     at_least(RATIOS[11], 1.5),
     at_most(RATIOS[12], 1.2),
+    at_most(RATIOS[17], 1.5),
+    at_most(RATIOS[19], 1.5),
 ];
 
 impl Results {
@@ -215,7 +225,7 @@ impl Results {
                 out += "\n";
             }
         }
-        out += "\nRTT ratios: to the floor (futex ping-pong for the Block row); throughput ratios: to the bare ring.\n";
+        out += "\nRTT ratios: to the floor (futex ping-pong for the Block row, a blocked recv for the WaitSet, the SPSC round trip of the same size for calls); throughput ratios: to the bare ring.\n";
         let targets = self.targets();
         if !targets.is_empty() {
             out += "\ntargets:\n";

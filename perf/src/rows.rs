@@ -31,11 +31,13 @@ pub enum Unit {
     WaitRtt1,
     WaitRtt8,
     WaitRtt64,
+    CallRtt8,
+    CallRtt64,
 }
 
 impl Unit {
     /// Every measurement, in table order.
-    pub const ALL: [Unit; 16] = [
+    pub const ALL: [Unit; 18] = [
         Unit::FloorRtt,
         Unit::SpscRtt8,
         Unit::SpscTput8,
@@ -52,6 +54,8 @@ impl Unit {
         Unit::WaitRtt1,
         Unit::WaitRtt8,
         Unit::WaitRtt64,
+        Unit::CallRtt8,
+        Unit::CallRtt64,
     ];
 
     /// The name in `--json` and on the peer's command line.
@@ -73,6 +77,8 @@ impl Unit {
             Unit::WaitRtt1 => "waitset_rtt_1",
             Unit::WaitRtt8 => "waitset_rtt_8",
             Unit::WaitRtt64 => "waitset_rtt_64",
+            Unit::CallRtt8 => "call_rtt_8",
+            Unit::CallRtt64 => "call_rtt_64",
         }
     }
 
@@ -86,7 +92,7 @@ impl Unit {
         match self {
             Unit::FutexRtt => 4,
             Unit::FloorRtt | Unit::SpscRtt8 | Unit::SpscTput8 | Unit::TopicRtt8 | Unit::BlockRtt8 => 8,
-            Unit::WaitRtt1 | Unit::WaitRtt8 | Unit::WaitRtt64 => 8,
+            Unit::WaitRtt1 | Unit::WaitRtt8 | Unit::WaitRtt64 | Unit::CallRtt8 => 8,
             _ => 64,
         }
     }
@@ -105,6 +111,8 @@ impl Unit {
                 | Unit::WaitRtt1
                 | Unit::WaitRtt8
                 | Unit::WaitRtt64
+                | Unit::CallRtt8
+                | Unit::CallRtt64
         )
     }
 
@@ -142,11 +150,12 @@ pub enum RowId {
     Futex,
     Block,
     Waitset,
+    Call,
 }
 
 impl RowId {
-    /// The rows of the default table, in table order (the rows; `waitset` runs only
-    /// when asked for with `--only`).
+    /// The rows of the default table, in table order (the rows; `waitset` and `call`
+    /// run only when asked for with `--only`).
     pub const DEFAULT: [RowId; 9] = [
         RowId::Floor,
         RowId::Spsc8,
@@ -161,7 +170,7 @@ impl RowId {
 
     /// Every row, in table order: the default ones, then those run only when asked for.
     pub fn all() -> impl Iterator<Item = RowId> {
-        RowId::DEFAULT.into_iter().chain([RowId::Waitset])
+        RowId::DEFAULT.into_iter().chain([RowId::Waitset, RowId::Call])
     }
 
     /// The name in `--only` and `--json`.
@@ -177,6 +186,7 @@ impl RowId {
             RowId::Futex => "futex",
             RowId::Block => "block",
             RowId::Waitset => "waitset",
+            RowId::Call => "call",
         }
     }
 
@@ -193,6 +203,7 @@ impl RowId {
             RowId::Futex => "futex ping-pong on shared memory (FUTEX_WAIT/FUTEX_WAKE)",
             RowId::Block => "shmq SPSC 8 B, WaitStrategy::Block, peer asleep",
             RowId::Waitset => "shmq WaitSet over 1 / 8 / 64 SPSC queues, 8 B, peer asleep",
+            RowId::Call => "shmq request-response: Client::call, 8 B / 64 B",
         }
     }
 
@@ -209,6 +220,7 @@ impl RowId {
             RowId::Futex => &[Unit::FutexRtt],
             RowId::Block => &[Unit::BlockRtt8],
             RowId::Waitset => &[Unit::WaitRtt1, Unit::WaitRtt8, Unit::WaitRtt64],
+            RowId::Call => &[Unit::CallRtt8, Unit::CallRtt64],
         }
     }
 }

@@ -15,6 +15,7 @@
 
 use std::time::Instant;
 
+use shmq::service::ServiceOptions;
 use shmq::waitset::WaitSet;
 use shmq::{
     Consumer, Producer, QueueOptions, Receiver, Sender, TopicOptions, TryRecvError, TrySendError, WaitStrategy,
@@ -45,6 +46,10 @@ fn queue(spsc: bool, wait: WaitStrategy, size: usize) -> QueueOptions {
     }
 }
 
+fn service(size: usize) -> ServiceOptions {
+    ServiceOptions::new().max_request_size(size).max_response_size(size).wait(WaitStrategy::Spin)
+}
+
 fn topic(size: usize) -> TopicOptions {
     TopicOptions::new().capacity(CAPACITY).max_msg_size(size).wait(WaitStrategy::Spin)
 }
@@ -53,6 +58,7 @@ fn topic(size: usize) -> TopicOptions {
 enum Seg {
     Queue(shmq::Queue),
     Topic(shmq::Topic),
+    Service(shmq::service::Service),
 }
 
 struct Segs(Vec<Seg>);
@@ -63,6 +69,7 @@ impl Segs {
             match s {
                 Seg::Queue(q) => q.unlink(),
                 Seg::Topic(t) => t.unlink(),
+                Seg::Service(sv) => sv.unlink(),
             }
             .map_err(|e| format!("unlink: {e}"))?;
         }
@@ -234,6 +241,7 @@ fn with_peer(plan: &Plan, unit: Unit, n_peer: u64, segs: Segs, run: impl FnOnce(
         .map(|s| match s {
             Seg::Queue(q) => q.name().to_string(),
             Seg::Topic(t) => t.name().to_string(),
+            Seg::Service(sv) => sv.name().to_string(),
         })
         .collect();
     let mut peer = Peer::spawn(&plan.peer_args(unit, n_peer, None, names))?;
@@ -341,6 +349,29 @@ pub fn run(plan: &Plan, unit: Unit, rep: usize) -> Res<Rep> {
                 .map(Rep::Rtt)
             })
         }
+        Unit::CallRtt8 | Unit::CallRtt64 => {
+            // Client::call with the stamped payload; the peer's server answers with the request.
+            let size = unit.size();
+            let sv = service(size).create(&name("svc")).map_err(err("create"))?;
+            let mut client = sv.client().map_err(err("client"))?;
+            with_peer(plan, unit, total, Segs(vec![Seg::Service(sv)]), |_| {
+                let mut hist = new_hist();
+                let mut out = payload::message(size);
+                for i in 0..total {
+                    payload::stamp(&mut out, i);
+                    let t = Instant::now();
+                    let r = client.call(&out).map_err(|e| format!("call: {e}"))?;
+                    let ns = t.elapsed().as_nanos() as u64;
+                    if !payload::is(&r, size, i) {
+                        return Err(payload::wrong("response", &r, size, i));
+                    }
+                    if i >= warm {
+                        hist.saturating_record(ns);
+                    }
+                }
+                Ok(Rep::Rtt(RttRep::of(&hist)))
+            })
+        }
         Unit::FloorRtt | Unit::BareTput64 | Unit::FutexRtt => Err(format!("{} is not a shmq row", unit.name())),
     }
 }
@@ -425,6 +456,23 @@ pub fn peer(unit: Unit, a: &PeerArgs, hs: &mut Handshake) -> Res<()> {
                     return Err(payload::wrong("ping", &buf[..m.len], size, i));
                 }
                 tx.send(&buf[..m.len]).map_err(|e| format!("send: {e}"))?;
+            }
+            Ok(())
+        }
+        Unit::CallRtt8 | Unit::CallRtt64 => {
+            let sv = service(size).open(need(0)?).map_err(err("open"))?;
+            let mut server = sv.server().map_err(err("server"))?;
+            hs.ready()?;
+            for i in 0..a.n {
+                let req = server.recv().map_err(|e| format!("recv: {e}"))?;
+                if !payload::is(&req, size, i) {
+                    return Err(payload::wrong("request", &req, size, i));
+                }
+                req.respond_with(|req, out| {
+                    out[..req.len()].copy_from_slice(req);
+                    req.len()
+                })
+                .map_err(|e| format!("respond: {e}"))?;
             }
             Ok(())
         }

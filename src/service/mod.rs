@@ -51,6 +51,7 @@ use crate::layout::{self, Kind, DEFAULT_PARTICIPANTS, MAX_DESCRIPTION};
 use crate::mapped_ring::MappedService;
 use crate::options::{common_setters, Common};
 use crate::ring::call::{self, CallMem};
+use crate::ring::RingMem;
 use crate::segment::{Config, Expect, Segment};
 use crate::sync::Ordering::Relaxed;
 
@@ -234,6 +235,113 @@ impl ServiceOptions {
     }
 }
 
+/// A service as `shmq list`, `shmq stat` and [`Service::list`] show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// The service's name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Its version.
+    pub version: u32,
+    /// Largest request in bytes.
+    pub max_request_size: usize,
+    /// Largest response in bytes.
+    pub max_response_size: usize,
+    /// Calls one process may have in flight.
+    pub max_in_flight: usize,
+    /// The processes attached as servers (with their counters) or as clients, or with calls
+    /// in flight.
+    pub peers: Vec<ServicePeer>,
+}
+
+impl ServiceInfo {
+    /// The live servers.
+    pub fn live_servers(&self) -> impl Iterator<Item = &ServicePeer> {
+        self.peers.iter().filter(|p| p.server && p.alive)
+    }
+}
+
+/// One process attached to a service (a snapshot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePeer {
+    /// Participant id.
+    pub id: u16,
+    /// Process id (information only).
+    pub pid: u32,
+    /// Whether the process lives.
+    pub alive: bool,
+    /// Whether it serves.
+    pub server: bool,
+    /// Whether it calls.
+    pub client: bool,
+    /// As a server: requests answered, and dropped without an answer.
+    pub served: u64,
+    /// See `served`.
+    pub dropped: u64,
+    /// As a server: requests it is handling now.
+    pub handling: u64,
+    /// As a client: calls made, answered, failed.
+    pub calls: u64,
+    /// See `calls`.
+    pub answered: u64,
+    /// See `calls`.
+    pub failed: u64,
+    /// As a client: calls in flight that no server took yet, and that a server handles.
+    pub waiting: u64,
+    /// See `waiting`.
+    pub in_service: u64,
+}
+
+/// The service part of a segment's snapshot (`None` for queues and topics).
+pub(crate) fn info_of(seg: &Segment, participants: &[crate::participants::ParticipantInfo]) -> Option<ServiceInfo> {
+    let mem = seg.service()?;
+    let (version, description) = read_info(seg).unwrap_or_else(|e| (0, format!("(unreadable: {e})")));
+    let mut handling = vec![0u64; mem.clients() as usize + 1];
+    for i in 0..mem.capacity() {
+        let w = mem.slot(i).state.load(Relaxed);
+        if crate::layout::slot::tag(w) == crate::layout::call::TAKEN {
+            if let Some(n) = handling.get_mut(crate::layout::slot::claimer(w) as usize) {
+                *n += 1;
+            }
+        }
+    }
+    let peers = participants
+        .iter()
+        .filter(|p| p.id >= 1 && p.id <= mem.clients())
+        .filter_map(|p| {
+            let ch = mem.channel(p.id);
+            let (waiting, in_service) = call::in_flight(&mem, p.id);
+            let (server, client) = (p.roles & layout::ROLE_SERVER != 0, p.roles & layout::ROLE_CLIENT != 0);
+            let peer = ServicePeer {
+                id: p.id,
+                pid: p.pid,
+                alive: p.alive,
+                server,
+                client,
+                served: ch.served.load(Relaxed),
+                dropped: ch.dropped.load(Relaxed),
+                handling: handling[p.id as usize],
+                calls: ch.calls.load(Relaxed),
+                answered: ch.answered.load(Relaxed),
+                failed: ch.failed.load(Relaxed),
+                waiting,
+                in_service,
+            };
+            (server || client || waiting + in_service > 0).then_some(peer)
+        })
+        .collect();
+    Some(ServiceInfo {
+        name: seg.name.clone(),
+        description,
+        version,
+        max_request_size: seg.config.max_msg as usize,
+        max_response_size: seg.config.max_response as usize,
+        max_in_flight: mem.per_client() as usize,
+        peers,
+    })
+}
+
 /// The version and description a service's creator wrote (validated).
 fn read_info(seg: &Segment) -> Result<(u32, String)> {
     let info = seg.service_info().ok_or_else(|| Error::corrupted("a service segment without service parts"))?;
@@ -311,6 +419,13 @@ impl Service {
     /// Removes the service's segment file (attached processes keep working on their mapping).
     pub fn unlink(&self) -> Result<bool> {
         self.shared.att.seg.unlink()
+    }
+
+    /// The services in `dir` (default: `$SHMQ_DIR`, else `/dev/shm`), with their servers and
+    /// clients; segments that cannot be read are left out.
+    pub fn list(dir: Option<&Path>) -> Result<Vec<ServiceInfo>> {
+        let dir = dir.map(Path::to_path_buf).unwrap_or_else(crate::os::default_dir);
+        Ok(crate::status::list(&dir)?.into_iter().filter_map(|(_, s)| s.ok()?.service).collect())
     }
 
     /// A server: takes requests and answers them. Any number of servers, in any processes,

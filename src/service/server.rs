@@ -135,6 +135,47 @@ impl<'a> ActiveRequest<'a> {
         self.server.answer(&self.t, response.len(), STATUS_OK)
     }
 
+    /// Answers in place: `f` gets the request and the response buffer (the service's max
+    /// response size) at once, both in shared memory, and returns the response's length.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let svc = shmq::service::ServiceOptions::new().dir(dir.path()).create("echo")?;
+    /// # let (mut server, mut client) = (svc.server()?, svc.client()?);
+    /// # client.send_request(b"ping")?;
+    /// let req = server.recv()?;
+    /// req.respond_with(|request, response| {
+    ///     response[..request.len()].copy_from_slice(request); // an echo, without a copy of our own
+    ///     request.len()
+    /// })?;
+    /// # assert_eq!(&client.recv_response()?[..], b"ping");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ServeError::ResponseTooLarge`] if `f` returns more than the buffer (the request is
+    /// then answered as dropped); `ClaimRevoked`.
+    pub fn respond_with(mut self, f: impl FnOnce(&[u8], &mut [u8]) -> usize) -> Result<(), ServeError> {
+        let mem = &self.server.shared.mem;
+        let max = mem.max_response();
+        // SAFETY: as in `deref` (the request) and `ResponseLoan::deref_mut` (the response
+        // buffer, ours while the call is TAKEN); the two do not overlap (the request is in the
+        // call slot's payload, the response in the response array).
+        let (req, out) = unsafe {
+            (
+                std::slice::from_raw_parts(mem.payload(self.t.call.i), self.t.len),
+                std::slice::from_raw_parts_mut(mem.response(self.t.call.i).1, max),
+            )
+        };
+        let len = f(req, out);
+        self.done = true;
+        if len > max {
+            let _ = self.server.answer(&self.t, 0, STATUS_DROPPED);
+            return Err(ServeError::ResponseTooLarge { len, max });
+        }
+        self.server.answer(&self.t, len, STATUS_OK)
+    }
+
     /// Lends the response buffer (the service's max response size) to write the answer in
     /// place; [`ResponseLoan::send`] delivers it.
     pub fn loan_response(mut self) -> ResponseLoan<'a> {
