@@ -233,3 +233,102 @@ fn two_servers_share_the_requests_and_each_is_handled_once() {
     let served: Vec<u64> = servers.into_iter().map(|s| s.join().unwrap()).collect();
     assert_eq!(served.iter().sum::<u64>(), N, "{served:?}");
 }
+
+/// A process writes garbage into a service's memory (call states, lengths, responses, the
+/// pending bitmap, the description) while a client calls and a server serves (20,000 writes):
+/// every call ends
+/// with a result or a typed error in time, and nothing panics or hangs.
+#[test]
+fn hostile_bytes_in_a_service_give_errors_never_a_panic_or_a_hang() {
+    use shmq::layout::{call, slot};
+    use shmq_test_support::{RawMap, Rng};
+    let dir = tempfile::tempdir().unwrap();
+    let svc = opts(dir.path()).max_in_flight(4).max_request_size(16).max_response_size(16).create("hostile").unwrap();
+    let seg = shmq::segment::Segment::open(dir.path(), "hostile", &Default::default(), Duration::from_secs(1)).unwrap();
+    let o = seg.offsets();
+    let sv = o.service.unwrap();
+    let map = std::sync::Arc::new(RawMap::open(svc.path()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let mut server = svc.server().unwrap();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut answered = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(req) = server.recv_timeout(Duration::from_millis(5)) {
+                    let n = req.len().min(16);
+                    if req
+                        .respond_with(|r, out| {
+                            out[..n].copy_from_slice(&r[..n]);
+                            n
+                        })
+                        .is_ok()
+                    {
+                        answered += 1;
+                    }
+                }
+            }
+            answered
+        })
+    };
+    // The hostile writer: one or two writes among the service's parts, then a pause.
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (stop, map, written) = (stop.clone(), map.clone(), written.clone());
+        let slots = seg.config().capacity;
+        std::thread::spawn(move || {
+            let mut rng = Rng::new(0x5eed);
+            let mut writes = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = rng.below(slots);
+                match rng.below(6) {
+                    0 => {
+                        let tags = [call::FREE, call::WRITING, call::REQUESTED, call::TAKEN, call::ANSWERED, 13, 15];
+                        let w = slot::pack(rng.below(8), *rng.pick(&tags), rng.below(4096) as u16);
+                        map.store(o.slots + i * o.stride, 8, w);
+                    }
+                    1 => map.store(o.slots + i * o.stride + 8, 4, *rng.pick(&[0, 16, 17, u32::MAX as u64])),
+                    2 => map.store(sv.responses + i * sv.response_stride, 4, *rng.pick(&[0, 16, 17, u32::MAX as u64])),
+                    3 => map.store(sv.responses + i * sv.response_stride + 4, 4, rng.below(4)),
+                    4 => map.store(sv.pending, 8, rng.next_u64()),
+                    _ => map.store(sv.info + 4, 4, *rng.pick(&[0, 256, 257, u32::MAX as u64])),
+                }
+                writes += 1;
+                written.store(writes, std::sync::atomic::Ordering::Relaxed);
+                if writes % 4 == 0 {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            }
+            writes
+        })
+    };
+    let mut client = svc.client().unwrap();
+    let started = Instant::now();
+    let (mut ok, mut errors) = (0u64, std::collections::BTreeMap::<String, u64>::new());
+    // At least 3,000 calls, and on until 20,000 hostile writes were made.
+    let mut round = 0u64;
+    while round < 3000 || written.load(std::sync::atomic::Ordering::Relaxed) < 20_000 {
+        round += 1;
+        let body = round.to_le_bytes();
+        match client.call_timeout(&body, Duration::from_millis(20)) {
+            Ok(r) => {
+                assert!(r.len() <= 16);
+                ok += 1;
+            }
+            Err(e) => {
+                *errors.entry(format!("{e:?}").split([' ', '{', '(']).next().unwrap().to_string()).or_default() += 1
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "hung at round {round}");
+    }
+    // Status and listing read the garbage too.
+    let st = shmq::status::Status::read(dir.path(), "hostile").unwrap();
+    assert!(st.service.is_some());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = server.join().expect("the server never panicked");
+    let writes = writer.join().unwrap();
+    eprintln!(
+        "hostile: {writes} hostile writes; {ok} calls answered, errors {errors:?}; the server answered {answered}"
+    );
+    assert!(ok > 0, "some calls still get through");
+}

@@ -27,7 +27,7 @@
 //! Every exit from a claimed state is a CAS from the exact word, so each call ends exactly
 //! once: answered, given up, or failed with its server.
 
-use super::RingMem;
+use super::{RingMem, MAX_CLAIM_ROUNDS};
 use crate::error::{Error, Result};
 use crate::layout::call::{ANSWERED, CANCELLED, FAILED, FREE, REQUESTED, STATUS_DROPPED, STATUS_OK, TAKEN, WRITING};
 use crate::layout::slot::{self, pack};
@@ -171,6 +171,19 @@ pub fn begin(m: &impl CallMem, me: u16, k: u64, corr: u64) -> Option<Call> {
     s.state.compare_exchange(w, pack(corr, WRITING, me), Acquire, Relaxed).ok().map(|_| Call { i, corr })
 }
 
+/// Client `me` finds its slot `k`, which none of its calls uses, not free: a call a live server
+/// is finishing (given up by us, `CANCELLED`, or `TAKEN`) keeps it; anything else (a server that
+/// died, or states another process wrote) is freed. Whether it is free now.
+pub fn reclaim(m: &impl CallMem, me: u16, k: u64, alive: impl Fn(u16) -> bool) -> bool {
+    let s = m.slot(first(m, me) + k);
+    let w = s.state.load(Acquire);
+    match slot::tag(w) {
+        FREE => true,
+        TAKEN | CANCELLED if slot::claimer(w) != 0 && alive(slot::claimer(w)) => false,
+        _ => s.state.compare_exchange(w, pack(slot::seq(w), FREE, 0), AcqRel, Relaxed).is_ok(),
+    }
+}
+
 /// Publishes the request written into call slot `call.i`: `len` bytes (at most max_msg, checked
 /// by the caller), tagged `kind`.
 ///
@@ -238,7 +251,8 @@ pub fn take(m: &impl CallMem, me: u16, cursor: &mut usize) -> Result<Option<Take
 /// again if more wait).
 fn take_from(m: &impl CallMem, me: u16, client: u16) -> Result<Option<Taken>> {
     let base = first(m, client);
-    loop {
+    // Bounded: a process rewriting the states without end makes us give up, not spin.
+    for _ in 0..MAX_CLAIM_ROUNDS {
         let mut oldest: Option<(u64, u64)> = None; // (slot, word)
         let mut waiting = 0;
         for k in 0..m.per_client() {
@@ -270,6 +284,8 @@ fn take_from(m: &impl CallMem, me: u16, client: u16) -> Result<Option<Taken>> {
         }
         return Ok(Some(Taken { call, client, len, kind: s.kind.load(Relaxed) }));
     }
+    mark_pending(m, client); // look again next time
+    Ok(None)
 }
 
 /// Server `me` ends the call it took: the response (`len` bytes, written into
@@ -336,7 +352,7 @@ pub fn finish(m: &impl CallMem, call: Call) {
 /// The client gives up call `call` (a timeout, or the handle dropped).
 pub fn cancel(m: &impl CallMem, call: Call) -> Cancelled {
     let s = m.slot(call.i);
-    loop {
+    for _ in 0..MAX_CLAIM_ROUNDS {
         let w = s.state.load(Acquire);
         if slot::seq(w) != call.corr {
             return Cancelled::Ended; // not ours any more (scrubbed)
@@ -351,6 +367,7 @@ pub fn cancel(m: &impl CallMem, call: Call) -> Cancelled {
             return result;
         }
     }
+    Cancelled::Ended // rewritten without end by another process: not ours to manage any more
 }
 
 /// The client found the server of `call` dead (state `word`, as `progress` gave it): the call

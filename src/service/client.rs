@@ -187,10 +187,18 @@ impl Client {
                 continue;
             }
             let corr = s.next_corr.fetch_add(1, Relaxed);
-            match call::begin(&s.mem, self.me(), k, corr) {
+            let mut began = call::begin(&s.mem, self.me(), k, corr);
+            if began.is_none() {
+                // Not free, though no call of ours uses it: a server finishing a call we gave
+                // up keeps it; a dead server's or garbage is freed (a system call per look).
+                let alive = |id: u16| !s.att.parts.is_dead(id);
+                if call::reclaim(&s.mem, self.me(), k, alive) {
+                    began = call::begin(&s.mem, self.me(), k, corr);
+                }
+            }
+            match began {
                 Some(c) => return Ok((k, c)),
                 None => {
-                    // Still held from an earlier call (a server finishing one we gave up).
                     s.slots.fetch_and(!(1 << k), Release);
                     tried |= 1 << k;
                 }
