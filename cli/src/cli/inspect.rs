@@ -3,13 +3,16 @@
 //! Snapshots come from [`shmq::status`]; they take no participant entry and change nothing.
 //! Topics show their subscribers (count in `list`, one row each in `stat`) and how many
 //! messages were published; `rm TOPIC --subscriber NAME` removes a durable subscriber.
+//! Services show their live servers (count and pids in `list`) and, in `stat`, the counters of
+//! each server and the calls in flight of each client.
 //! Text output is for people; `--json` output (snake_case fields) is for scripts.
 
 use std::io::Write;
 
 use serde_json::{json, Value};
+use shmq::service::{ServiceInfo, ServicePeer};
 use shmq::status::{self, Status};
-use shmq::status::{Kind, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SUBSCRIBER};
+use shmq::status::{Kind, ROLE_CLIENT, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SERVER, ROLE_SUBSCRIBER};
 use shmq::status::{ParticipantInfo, SubscriberInfo};
 
 use super::door::{self, count, describe, Target, Want};
@@ -19,8 +22,9 @@ use super::{report, CliError, CliResult, Ctx, Out};
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Print a JSON array of objects (name, kind, capacity, max_msg, depth, memory_bytes,
-    /// attached (live processes), subscribers (topics; null for queues); or name and error for
-    /// a segment that cannot be read).
+    /// attached (live processes), subscribers (topics; null otherwise), service (services:
+    /// version, description, max_request, max_response, max_in_flight, and servers, each
+    /// {pid, alive}; null otherwise); or name and error for a segment that cannot be read).
     #[arg(long)]
     json: bool,
 }
@@ -28,13 +32,16 @@ pub struct ListArgs {
 /// Arguments of `shmq stat`.
 #[derive(Debug, clap::Args)]
 pub struct StatArgs {
-    /// Queue or topic name.
+    /// Queue, topic or service name.
     name: String,
     /// Print one JSON object (snake_case fields). Queues have `head` and `tail`; SPSC queues add
     /// `producer` and `consumer` (the holder of each role: `{"id", "pid", "alive"}`, or null
     /// when free). Topics have `tail` (= `published`), `subscriber_epoch` and `subscribers`.
     /// `producer_holder` and `consumer_holder` are the older names of the SPSC holders (null for
-    /// MPMC queues and topics, which have no such roles).
+    /// MPMC queues and topics, which have no such roles). `service` is null except for services:
+    /// `description`, `version`, `max_request`, `max_response`, `max_in_flight`, `servers`
+    /// (`id`, `pid`, `alive`, `served`, `dropped`, `handling`) and `clients` (`id`, `pid`,
+    /// `alive`, `calls`, `answered`, `failed`, `waiting`, `in_service`).
     #[arg(long)]
     json: bool,
 }
@@ -67,6 +74,14 @@ pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
                     "memory_bytes": s.memory_bytes,
                     "attached": s.participants.iter().filter(|p| p.alive).count(),
                     "subscribers": if s.kind == Kind::Topic { json!(s.subscribers.len()) } else { Value::Null },
+                    "service": s.service.as_ref().map_or(Value::Null, |v| json!({
+                        "version": v.version,
+                        "description": v.description,
+                        "max_request": v.max_request_size,
+                        "max_response": v.max_response_size,
+                        "max_in_flight": v.max_in_flight,
+                        "servers": servers(v).map(|p| json!({ "pid": p.pid, "alive": p.alive })).collect::<Vec<_>>(),
+                    })),
                 }),
                 Err(e) => json!({ "name": name, "error": describe(e, Some(&target(ctx, "list", name))) }),
             })
@@ -78,9 +93,10 @@ pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
         writeln!(out, "no segments in {}", ctx.dir.display())?;
         return Ok(());
     }
-    let mut rows = vec![["NAME", "KIND", "CAPACITY", "MAX_MSG", "DEPTH", "MEMORY", "ATTACHED", "SUBSCRIBERS"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows =
+        vec![["NAME", "KIND", "CAPACITY", "MAX_MSG", "DEPTH", "MEMORY", "ATTACHED", "SERVERS", "SUBSCRIBERS"]
+            .map(String::from)
+            .to_vec()];
     let mut errors = Vec::new();
     for (name, s) in &all {
         match s {
@@ -89,15 +105,29 @@ pub fn list(ctx: &Ctx, a: &ListArgs, out: &mut Out) -> CliResult {
                 s.kind.name().into(),
                 s.capacity.to_string(),
                 s.max_msg.to_string(),
-                if s.kind == Kind::Topic { "-".into() } else { s.depth.to_string() },
+                if matches!(s.kind, Kind::Topic | Kind::Service) { "-".into() } else { s.depth.to_string() },
                 bytes(s.memory_bytes),
                 s.participants.iter().filter(|p| p.alive).count().to_string(),
+                s.service.as_ref().map_or("-".into(), |v| v.live_servers().count().to_string()),
                 if s.kind == Kind::Topic { s.subscribers.len().to_string() } else { "-".into() },
             ]),
             Err(e) => errors.push((name, e)),
         }
     }
     table(out, &rows)?;
+    for v in all.iter().filter_map(|(_, s)| s.as_ref().ok()?.service.as_ref()) {
+        let live: Vec<String> = v.live_servers().map(|p| format!("pid {}", p.pid)).collect();
+        let live = if live.is_empty() { "none".into() } else { live.join(", ") };
+        let description = if v.description.is_empty() { String::new() } else { format!("; {}", v.description) };
+        writeln!(
+            out,
+            "service {}: version {}, requests <= {}, responses <= {}, live servers: {live}{description}",
+            v.name,
+            v.version,
+            count(v.max_request_size as u64, "byte"),
+            count(v.max_response_size as u64, "byte"),
+        )?;
+    }
     for (name, e) in errors {
         writeln!(out, "{name}: error: {}", describe(e, Some(&target(ctx, "list", name))))?;
     }
@@ -137,6 +167,8 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
     writeln!(out, "created       {} ago by pid {}", duration(age), s.creator_pid)?;
     if s.kind == Kind::Topic {
         writeln!(out, "published     {}", c.tail)?;
+    } else if s.kind == Kind::Service {
+        // A service's slots are call slots: its ring indices count nothing a user waits for.
     } else {
         writeln!(out, "depth         {}", s.depth)?;
         writeln!(out, "head / tail   {} / {}", c.head, c.tail)?;
@@ -202,7 +234,84 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
             indented_table(out, &rows)?;
         }
     }
+    if let Some(v) = &s.service {
+        service_text(out, v)?;
+    }
     Ok(())
+}
+
+/// The service part of `stat`: what it is, its servers and its clients.
+fn service_text(out: &mut Out, v: &ServiceInfo) -> CliResult {
+    let description = if v.description.is_empty() { "(none)" } else { v.description.as_str() };
+    writeln!(out, "description   {description}")?;
+    writeln!(out, "version       {}", v.version)?;
+    writeln!(out, "max_request   {}", count(v.max_request_size as u64, "byte"))?;
+    writeln!(out, "max_response  {}", count(v.max_response_size as u64, "byte"))?;
+    writeln!(out, "max_in_flight {} per process", count(v.max_in_flight as u64, "call"))?;
+    let servers: Vec<&ServicePeer> = servers(v).collect();
+    if servers.is_empty() {
+        writeln!(out, "servers       none (start one with `shmq serve {} --echo` or --exec CMD)", v.name)?;
+    } else {
+        writeln!(out, "servers       served: answered; dropped: without an answer; handling: now")?;
+        let mut rows = vec![["PID", "ALIVE", "SERVED", "DROPPED", "HANDLING"].map(String::from).to_vec()];
+        for p in servers {
+            let n = [p.served, p.dropped, p.handling].map(|n| n.to_string());
+            rows.push([vec![p.pid.to_string(), yes_no(p.alive).into()], n.to_vec()].concat());
+        }
+        indented_table(out, &rows)?;
+    }
+    let clients: Vec<&ServicePeer> = clients(v).collect();
+    if clients.is_empty() {
+        writeln!(out, "clients       none")?;
+    } else {
+        writeln!(out, "clients       in flight: waiting for a server, in service (a server handles it)")?;
+        let mut rows =
+            vec![["PID", "ALIVE", "CALLS", "ANSWERED", "FAILED", "WAITING", "IN_SERVICE"].map(String::from).to_vec()];
+        for p in clients {
+            let n = [p.calls, p.answered, p.failed, p.waiting, p.in_service].map(|n| n.to_string());
+            rows.push([vec![p.pid.to_string(), yes_no(p.alive).into()], n.to_vec()].concat());
+        }
+        indented_table(out, &rows)?;
+    }
+    Ok(())
+}
+
+/// The servers of a service, live or dead.
+fn servers(v: &ServiceInfo) -> impl Iterator<Item = &ServicePeer> {
+    v.peers.iter().filter(|p| p.server)
+}
+
+/// Its clients: processes attached as clients, and any other with calls in flight.
+fn clients(v: &ServiceInfo) -> impl Iterator<Item = &ServicePeer> {
+    v.peers.iter().filter(|p| p.client || !p.server)
+}
+
+fn service_json(v: &ServiceInfo) -> Value {
+    json!({
+        "description": v.description,
+        "version": v.version,
+        "max_request": v.max_request_size,
+        "max_response": v.max_response_size,
+        "max_in_flight": v.max_in_flight,
+        "servers": servers(v).map(|p| json!({
+            "id": p.id,
+            "pid": p.pid,
+            "alive": p.alive,
+            "served": p.served,
+            "dropped": p.dropped,
+            "handling": p.handling,
+        })).collect::<Vec<_>>(),
+        "clients": clients(v).map(|p| json!({
+            "id": p.id,
+            "pid": p.pid,
+            "alive": p.alive,
+            "calls": p.calls,
+            "answered": p.answered,
+            "failed": p.failed,
+            "waiting": p.waiting,
+            "in_service": p.in_service,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Removes every named segment (or, with `--subscriber`, those durable subscribers of every
@@ -304,6 +413,7 @@ fn status_json(s: &Status) -> Value {
             "sleepers": { "data": c.sleepers.0, "space": c.sleepers.1 },
         },
         "waitset_mechanism": waitset_mechanism(),
+        "service": s.service.as_ref().map_or(Value::Null, service_json),
     });
     match s.kind {
         Kind::Topic => {
@@ -365,6 +475,8 @@ fn roles(bits: u32) -> Vec<&'static str> {
         (ROLE_CONSUMER, "consumer"),
         (ROLE_PUBLISHER, "publisher"),
         (ROLE_SUBSCRIBER, "subscriber"),
+        (ROLE_SERVER, "server"),
+        (ROLE_CLIENT, "client"),
     ]
     .into_iter()
     .filter(|&(bit, _)| bits & bit != 0)
