@@ -1,7 +1,8 @@
 //! At the door: what is checked before a command creates anything, and what a user is told when
 //! something goes wrong.
 //!
-//! - Options that shape a segment (`--capacity`, `--max-msg`, `--max-subscribers`, `--mode`)
+//! - Options that shape a segment (`--capacity`, `--max-msg`, `--max-subscribers`, `--mode`,
+//!   and a service's `--max-request`, `--max-response`, `--max-in-flight`, `--description`)
 //!   are checked by clap's value parsers here, before anything runs: a refused option is a
 //!   usage error (exit 2) and leaves nothing behind. Subscriber names are checked before the
 //!   topic is opened ([`check_subscriber_name`]).
@@ -19,6 +20,9 @@ use shmq::{Error, OpenError};
 use super::{CliError, CliResult, Ctx};
 
 pub use shmq::limits::{MAX_MSG, MAX_SUBSCRIBERS, MAX_SUBSCRIBER_NAME};
+
+/// Longest description of a service, in bytes.
+pub const MAX_DESCRIPTION: usize = 256;
 
 /// Largest capacity of a segment.
 pub const MAX_CAPACITY: u64 = shmq::limits::MAX_CAPACITY as u64;
@@ -55,6 +59,34 @@ pub fn parse_max_msg(s: &str) -> Result<usize, String> {
         return Err(format!("must be from 1 to {MAX_MSG} bytes (64 MiB): a queue needs room for a message"));
     }
     Ok(m)
+}
+
+/// `--max-request`, `--max-response`: 1 byte to 64 MiB.
+pub fn parse_max_payload(s: &str) -> Result<usize, String> {
+    let m: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if !(1..=MAX_MSG).contains(&m) {
+        return Err(format!("must be from 1 to {MAX_MSG} bytes (64 MiB)"));
+    }
+    Ok(m)
+}
+
+/// `--max-in-flight`, `call --pipeline`: 1 to 64 calls.
+pub fn parse_max_in_flight(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    let max = shmq::service::MAX_IN_FLIGHT;
+    if !(1..=max).contains(&n) {
+        return Err(format!("must be from 1 to {max} calls"));
+    }
+    Ok(n)
+}
+
+/// `--description`: up to 256 bytes.
+pub fn parse_description(s: &str) -> Result<String, String> {
+    let max = MAX_DESCRIPTION;
+    if s.len() > max {
+        return Err(format!("is {}; a description has at most {max}", count(s.len() as u64, "byte")));
+    }
+    Ok(s.to_string())
 }
 
 /// `--max-subscribers`: 1 to 1024.
@@ -135,6 +167,8 @@ pub enum Want {
     Queue,
     /// `pub`, `sub`, `rm --subscriber`.
     Topic,
+    /// `call`, `serve`.
+    Service,
     /// `stat`, `rm`, `list`.
     Any,
 }
@@ -171,15 +205,29 @@ pub fn describe(e: &Error, t: Option<&Target<'_>>) -> String {
 
 /// Whether `s` names a kind of segment (an unknown kind number is not one).
 fn is_kind(s: &str) -> bool {
-    matches!(s, "spsc" | "mpmc" | "topic")
+    matches!(s, "spsc" | "mpmc" | "topic" | "service")
 }
 
-/// "queue" or "topic" for a kind name as the library writes it.
+/// "queue", "topic" or "service" for a kind name (or kind names: "spsc or mpmc") as the library
+/// writes it.
 fn noun_of_kind(kind: &str) -> &'static str {
-    if kind == "topic" {
-        "topic"
-    } else {
-        "queue"
+    match kind {
+        "topic" => "topic",
+        "service" => "service",
+        _ => "queue",
+    }
+}
+
+/// Whether the error is met by a command that works on a service.
+fn for_service(t: Option<&Target<'_>>) -> bool {
+    t.is_some_and(|t| t.want == Want::Service)
+}
+
+/// The name a service's option has in an `Incompatible` error.
+fn service_field(what: &str) -> &str {
+    match what {
+        "max message size" => "max request size",
+        other => other,
     }
 }
 
@@ -188,6 +236,7 @@ fn what(e: &Error, t: Option<&Target<'_>>) -> String {
     let name = t.map_or("", |t| t.name);
     match e {
         Error::InvalidName { name, reason } => format!("invalid name {name:?}: {reason}"),
+        Error::NotFound { name, dir } if for_service(t) => format!("no service named {name:?} in {dir}"),
         Error::NotFound { name, dir } => format!("no queue or topic named {name:?} in {dir}"),
         Error::AlreadyExists { name } => format!("{name:?} already exists"),
         Error::Incompatible { what: "kind", expected, found } if t.is_some() && is_kind(found) => {
@@ -198,6 +247,9 @@ fn what(e: &Error, t: Option<&Target<'_>>) -> String {
                 let detail = if found == n { String::new() } else { format!(" ({found})") };
                 format!("{name:?} is a {n}{detail}, not a {}", noun_of_kind(expected))
             }
+        }
+        Error::Incompatible { what, expected, found } if for_service(t) => {
+            format!("incompatible service {name:?}: {} is {found}, expected {expected}", service_field(what))
         }
         Error::Incompatible { what, expected, found } => {
             format!("incompatible segment: {what} is {found}, expected {expected}")
@@ -270,6 +322,9 @@ pub fn advice(e: &Error, t: Option<&Target<'_>>) -> Option<String> {
         Error::InvalidName { reason, .. } if !reason.contains("subscriber") => NAME_RULE.into(),
         Error::NotFound { .. } => match cmd {
             "stat" | "rm" => "see `shmq list` for the names there".into(),
+            _ if want == Want::Service => {
+                format!("start one with `shmq serve {name} --echo` (or --exec CMD), or check the name with `shmq list`")
+            }
             _ => format!("check the name with `shmq list`; `shmq send {name}` or `shmq pub {name}` creates one"),
         },
         Error::AlreadyExists { .. } => format!("see it with `shmq stat {name}`"),
@@ -278,19 +333,33 @@ pub fn advice(e: &Error, t: Option<&Target<'_>>) -> Option<String> {
                 format!("read it with `shmq sub {name}` and write to it with `shmq pub {name}`")
             }
             (Want::Topic, _) if cmd == "rm --subscriber" => "--subscriber applies to topics only".into(),
+            (Want::Queue | Want::Topic, "service") => {
+                format!("call it with `shmq call {name}` and serve it with `shmq serve {name} --echo` (or --exec CMD)")
+            }
+            (Want::Service, kind) => {
+                let (read, write) = if kind == "topic" { ("sub", "pub") } else { ("recv", "send") };
+                let other = if cmd == "serve" { "; a service needs a name of its own" } else { "" };
+                format!("read it with `shmq {read} {name}` and write to it with `shmq {write} {name}`{other}")
+            }
             (Want::Topic, _) => format!("read it with `shmq recv {name}` and write to it with `shmq send {name}`"),
             (Want::Queue, _) => "leave out --spsc, which asks for an SPSC queue".into(),
             (Want::Any, _) => return None,
         },
         Error::Incompatible { what, .. } => {
             let flag = match *what {
+                "max message size" if want == Want::Service => Some("--max-request"),
+                "max response size" if want == Want::Service => Some("--max-response"),
+                "service version" if want == Want::Service => Some("--version"),
                 "capacity" => Some("--capacity"),
                 "max message size" => Some("--max-msg"),
                 "max subscribers" => Some("--max-subscribers"),
                 _ => None,
             };
             match flag {
-                Some(flag) => format!("leave out {flag} to use the segment as it is (see `shmq stat {name}`)"),
+                Some(flag) => {
+                    let it = if want == Want::Service { "service" } else { "segment" };
+                    format!("leave out {flag} to use the {it} as it is (see `shmq stat {name}`)")
+                }
                 None => format!(
                     "it was made by another version of shmq, or is not a shmq segment; if nothing uses it, \
                      `shmq rm {name}` removes it (and its messages)"

@@ -1,13 +1,14 @@
 //! The command line: argument definitions, dispatch, error reporting and output.
 //!
-//! One module per command group: [`io`] (send, recv), [`topics`] (pub, sub), [`inspect`]
-//! (list, stat, rm), [`gc`], [`demo`] (demo and its hidden worker). A new group adds a module,
-//! a variant of [`Command`] and a line in [`run`].
+//! One module per command group: [`io`] (send, recv), [`topics`] (pub, sub), [`service`]
+//! (serve, call), [`inspect`] (list, stat, rm), [`gc`], [`demo`] (demo and its hidden worker),
+//! [`bench`] (bench and its hidden worker). A new group adds a module, a variant of [`Command`]
+//! and a line in [`run`].
 //!
 //! Errors: every command returns [`CliResult`]; [`main`] prints one line `shmq: <message>` to
 //! stderr and exits 1. A closed stdout ends `list`, `stat` and the like quietly with status 0;
 //! `recv` and `sub`, which take messages off a queue, stop taking them and exit 1 saying how
-//! many they wrote (see `io::print_messages`). A panic prints one line too (see
+//! many they wrote (see `io::print_messages`); so does `call`, whose calls may have effects. A panic prints one line too (see
 //! [`install_panic_hook`]).
 
 mod bench;
@@ -18,6 +19,7 @@ mod gc;
 mod inspect;
 mod io;
 mod payload;
+mod service;
 mod topics;
 mod units;
 
@@ -43,6 +45,8 @@ use shmq::{QueueKind, QueueOptions, WaitStrategy};
         shmq recv orders --count 3                print them, one per line\n  \
         shmq list                                 every queue with its depth\n  \
         shmq stat orders --json                   indices, participants and counters as JSON\n  \
+        shmq serve upper --exec 'tr a-z A-Z' &    answer requests with a command's output\n  \
+        echo hello | shmq call upper              call it: prints HELLO\n  \
         shmq rm orders                            remove the queue\n\n\
         Exit status: 0 on success, 1 on an error (one line `shmq: ...` on stderr), 2 on invalid usage."
 )]
@@ -145,6 +149,32 @@ enum Command {
     /// segment and that nobody works on. A process attaching meanwhile is never left on a
     /// removed segment.
     Gc(gc::GcArgs),
+    /// Answer the requests of a service: with their own bytes (--echo), or with a command's
+    /// output (--exec CMD).
+    ///
+    /// Opens the service, creating it if needed, and serves it until killed (or --count, or
+    /// --timeout). With --exec, each request is piped to CMD's stdin (`sh -c CMD`, the request
+    /// followed by a newline), its stdout is the response (one trailing newline removed); CMD
+    /// runs once per request. A CMD that exits non-zero, or writes more than the service's
+    /// largest response, drops the request: its client gets an error, and serve says why on
+    /// stderr (one line `shmq: dropped request ...`) and goes on. Any number of serve processes
+    /// may serve one service; each request goes to one of them. Says on stderr when it is ready
+    /// (`shmq: serving "NAME" (pid P): ...`). A request being handled when serve is killed fails
+    /// in its client (it may or may not have been carried out).
+    #[command(disable_version_flag = true)]
+    Serve(service::ServeArgs),
+    /// Send each line of stdin as a request to a service and print each response as a line, in
+    /// order.
+    ///
+    /// Opens the service (it must exist: `shmq serve NAME` creates it). Each response is printed
+    /// as its server sent it, followed by a newline. The first call that fails stops call with
+    /// exit 1 and one line on stderr naming the failure and how many calls were answered before
+    /// it: no live server (within about 10 ms), the server died or dropped the request, --timeout
+    /// passed, or a line is over the service's largest request. With --pipeline N, up to N calls
+    /// are in flight at once, which several servers can answer in parallel; the responses are
+    /// still printed in the order of the lines.
+    #[command(disable_version_flag = true)]
+    Call(service::CallArgs),
 }
 
 /// How blocking operations wait for a peer.
@@ -370,6 +400,8 @@ fn run(command: Command, ctx: &Ctx, out: &mut Out) -> CliResult {
         Command::Pub(a) => topics::publish(ctx, &a),
         Command::Sub(a) => topics::subscribe(ctx, &a, out),
         Command::Gc(a) => gc::gc(ctx, &a, out),
+        Command::Serve(a) => service::serve(ctx, &a),
+        Command::Call(a) => service::call(ctx, &a, out),
     }
 }
 
