@@ -12,3 +12,7 @@ pub const MAX_SUBSCRIBERS: u32 = crate::segment::MAX_SUBSCRIBERS;
 pub const MAX_SUBSCRIBER_NAME: usize = crate::layout::MAX_SUBSCRIBER_NAME;
 /// Longest queue or topic name, in bytes of `[A-Za-z0-9._-]`, not starting with '.'.
 pub const MAX_NAME: usize = crate::segment::MAX_NAME;
+/// Longest service description, in bytes.
+pub const MAX_DESCRIPTION: usize = crate::layout::MAX_DESCRIPTION;
+/// Most calls one process may have in flight on a service.
+pub const MAX_IN_FLIGHT: usize = crate::service::MAX_IN_FLIGHT;

@@ -178,6 +178,12 @@ fn bad_input_gets_its_own_error() {
         e => panic!("{e}"),
     }
     assert!(opts(dir.path()).version(3).open("tiny").is_ok());
+    match opts(dir.path()).max_in_flight(3).open("tiny").unwrap_err() {
+        OpenError::Incompatible { what, expected, found } => {
+            assert_eq!((what, expected.as_str(), found.as_str()), ("max in flight", "4", "16"))
+        }
+        e => panic!("{e}"),
+    }
     QueueOptions::new().dir(dir.path()).create("a-queue").unwrap();
     match opts(dir.path()).open("a-queue").unwrap_err() {
         OpenError::Incompatible { what: "kind", found, .. } => assert_eq!(found, "mpmc"),

@@ -107,7 +107,7 @@ impl ServiceOptions {
         self
     }
     /// Calls one process may have in flight at once, 1 to 64 (default 16), rounded up to a
-    /// power of two.
+    /// power of two; checked against an existing service.
     pub fn max_in_flight(mut self, calls: usize) -> Self {
         self.max_in_flight = Some(calls);
         self
@@ -119,7 +119,7 @@ impl ServiceOptions {
         self
     }
     /// What the service does, for `shmq list` and [`Service::list`] (up to 256 bytes; set when
-    /// creating).
+    /// creating, not checked when opening).
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = text.into();
         self
@@ -207,6 +207,14 @@ impl ServiceOptions {
                 what: "service version",
                 expected: v.to_string(),
                 found: version.to_string(),
+            });
+        }
+        let per_client = seg.config.capacity / seg.config.max_participants as u64;
+        if let Some(k) = self.max_in_flight.map(|k| k.next_power_of_two() as u64).filter(|&k| k != per_client) {
+            return Err(Error::Incompatible {
+                what: "max in flight",
+                expected: k.to_string(),
+                found: per_client.to_string(),
             });
         }
         if let Some(r) = self.max_response.filter(|&r| r != seg.config.max_response as usize) {

@@ -19,10 +19,7 @@ use shmq::{Error, OpenError};
 
 use super::{CliError, CliResult, Ctx};
 
-pub use shmq::limits::{MAX_MSG, MAX_SUBSCRIBERS, MAX_SUBSCRIBER_NAME};
-
-/// Longest description of a service, in bytes.
-pub const MAX_DESCRIPTION: usize = 256;
+pub use shmq::limits::{MAX_DESCRIPTION, MAX_MSG, MAX_SUBSCRIBERS, MAX_SUBSCRIBER_NAME};
 
 /// Largest capacity of a segment.
 pub const MAX_CAPACITY: u64 = shmq::limits::MAX_CAPACITY as u64;
@@ -350,6 +347,7 @@ pub fn advice(e: &Error, t: Option<&Target<'_>>) -> Option<String> {
                 "max message size" if want == Want::Service => Some("--max-request"),
                 "max response size" if want == Want::Service => Some("--max-response"),
                 "service version" if want == Want::Service => Some("--version"),
+                "max in flight" if want == Want::Service => Some("--max-in-flight"),
                 "capacity" => Some("--capacity"),
                 "max message size" => Some("--max-msg"),
                 "max subscribers" => Some("--max-subscribers"),
