@@ -35,7 +35,7 @@ pub struct ServiceOpenArgs {
     #[arg(long, value_name = "BYTES", value_parser = door::parse_max_payload)]
     max_response: Option<usize>,
     /// Calls one process may have in flight at once on a new service, 1 to 64, rounded up to a
-    /// power of two [default: 16].
+    /// power of two [default: 16]; checked against an existing service.
     #[arg(long, value_name = "N", value_parser = door::parse_max_in_flight)]
     max_in_flight: Option<usize>,
     /// What a new service does, shown by `shmq list` and `shmq stat` (up to 256 bytes).
