@@ -1,7 +1,7 @@
 //! Peer comparison: shmq against iceoryx2 0.10 publish-subscribe, with the same two-process
 //! layout for both, in one run. See README.md for what is measured and how to read it.
 //!
-//! `cargo run --release -- [--count N] [--tput-count N] [--reps R] [--sizes 8,64,1024]
+//! `cargo run --profile nolto -- [--count N] [--tput-count N] [--reps R] [--sizes 8,64,1024]
 //!  [--libs floor,shmq-spsc,shmq-topic,iceoryx2,iceoryx2-spin,shmq-spsc-try,shmq-spsc-batch] [--pin] [--timeout SECS]`
 
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -251,6 +251,9 @@ fn main() {
         std::process::exit(2)
     });
     proto::watchdog(o.timeout);
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; its numbers mean nothing (use --profile nolto)");
+    }
     let child_cpu = if o.pin {
         proto::pin_to(0);
         Some(1)
@@ -314,6 +317,57 @@ fn main() {
     print_report(&o, &rtt, &tput, &load_before);
 }
 
+/// How this binary was built (see build.rs).
+struct Build;
+
+impl Build {
+    const DIR: &'static str = env!("PEERS_PROFILE_DIR");
+    const LTO: &'static str = env!("PEERS_LTO");
+    const CODEGEN_UNITS: &'static str = env!("PEERS_CODEGEN_UNITS");
+    const OPT_LEVEL: &'static str = env!("PEERS_OPT_LEVEL");
+    const RUSTFLAGS: &'static str = env!("PEERS_RUSTFLAGS");
+
+    /// Cargo's option that selects this binary's profile.
+    fn cargo_flag() -> String {
+        match Self::DIR {
+            "debug" => String::new(),
+            "release" => " --release".into(),
+            other => format!(" --profile {other}"),
+        }
+    }
+
+    /// Whether this is how a user's application builds shmq: Cargo's default release settings
+    /// (opt-level 3, no LTO, 16 codegen units, no debug assertions, no extra flags).
+    fn as_users_build() -> bool {
+        Self::OPT_LEVEL == "3"
+            && Self::LTO == "false"
+            && Self::CODEGEN_UNITS == "16"
+            && !cfg!(debug_assertions)
+            && Self::RUSTFLAGS.trim().is_empty()
+    }
+
+    /// One line for the report.
+    fn line() -> String {
+        format!(
+            "profile `{}` (cargo's PROFILE {}): lto {}, codegen-units {}, opt-level {}, debuginfo {}, \
+             debug-assertions {}, rustflags {:?}: {}",
+            Self::DIR,
+            env!("PEERS_PROFILE"),
+            Self::LTO,
+            Self::CODEGEN_UNITS,
+            Self::OPT_LEVEL,
+            env!("PEERS_DEBUG"),
+            if cfg!(debug_assertions) { "on" } else { "off" },
+            Self::RUSTFLAGS,
+            if Self::as_users_build() {
+                "as users build (Cargo's default release settings)"
+            } else {
+                "NOT as users build"
+            }
+        )
+    }
+}
+
 fn read_trim(path: &str) -> String {
     std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into())
 }
@@ -337,7 +391,8 @@ fn print_machine(args: &[String]) {
     let clock_ns = x.duration_since(t).as_nanos() as f64 / 1e6;
     println!("# shmq vs iceoryx2 0.10: peer comparison");
     println!();
-    println!("- command: `cargo run --release -- {}`", args.join(" "));
+    println!("- command: `cargo run{} -- {}`", Build::cargo_flag(), args.join(" "));
+    println!("- build: {}", Build::line());
     println!("- cpu: {cpu}, {cores} cores; kernel {}", read_trim("/proc/sys/kernel/osrelease"));
     println!("- clocksource: {}", read_trim("/sys/devices/system/clocksource/clocksource0/current_clocksource"));
     println!("- one clock read: {clock_ns:.1} ns (each round trip includes two)");
