@@ -323,3 +323,20 @@ impl ChildEnd for TryChild {
         self.poll(false)
     }
 }
+
+// ---- shmq-rr: shmq's own request-response (not written yet) ------------------------------
+// When shmq's request-response (`Server` / `Client` service API, issue 12) exists, its row goes
+// here, built like the other rows and like `ice_rr_side.rs` (the iceoryx2 counterpart):
+//
+// - `pub struct RrParent<const N: usize>`: creates the service of `prefix` and a client before
+//   the child exists; `impl ParentEnd`: `connected()` waits until the child's server is there if
+//   the API needs it, `send(seq)` stamps `self.buf` with `seq` and makes the call's request (a
+//   loan or a copy, whichever the API's fast path is), `recv()` busy-polls that call's response
+//   (`WaitStrategy::Spin` or a try-loop, like the pub-sub rows) and returns `seq_of(response)`;
+//   `Drop` removes the service's segments.
+// - `pub struct RrChild`: opens the service and creates the server; `impl ChildEnd`: `echo()`
+//   busy-polls one request and responds with the same `N` bytes, returning `seq_of(request)`;
+//   `drain()` is unreachable (round trips only).
+//
+// Then follow `SHMQ_RR` in main.rs. No API is assumed here until it exists.
+// ------------------------------------------------------------------------------------------
