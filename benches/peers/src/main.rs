@@ -434,7 +434,10 @@ fn print_machine(args: &[String]) {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "?".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    // Online CPUs of the machine (not `available_parallelism`, which with --pin counts only the
+    // parent's cpu).
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     // Cost of the two clock reads around each round trip (included in every round trip).
     let t = Instant::now();
     let mut x = t;
