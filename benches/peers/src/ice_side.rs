@@ -47,7 +47,9 @@ impl Full {
     }
 }
 
-fn node() -> Node<Service> {
+/// An iceoryx2 node for one process (also the request-response rows'): errors-only logging and
+/// no signal handling.
+pub fn node() -> Node<Service> {
     set_log_level(LogLevel::Error); // not the "no config file, using defaults" warning
     NodeBuilder::new()
         .signal_handling_mode(SignalHandlingMode::Disabled)

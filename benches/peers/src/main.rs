@@ -1,41 +1,81 @@
-//! Peer comparison: shmq against iceoryx2 0.10 publish-subscribe, with the same two-process
-//! layout for both, in one run. See README.md for what is measured and how to read it.
+//! Peer comparison: shmq against iceoryx2 0.10 publish-subscribe and request-response, and a
+//! Unix socket request/response, with the same two-process layout for all, in one run. See
+//! README.md for what is measured and how to read it.
 //!
-//! `cargo run --release -- [--count N] [--tput-count N] [--reps R] [--sizes 8,64,1024]
-//!  [--libs floor,shmq-spsc,shmq-topic,iceoryx2,iceoryx2-spin,shmq-spsc-try,shmq-spsc-batch] [--pin] [--timeout SECS]`
+//! `cargo run --profile nolto -- [--count N] [--tput-count N] [--reps R] [--sizes 8,64,1024]
+//!  [--libs floor,shmq-spsc,shmq-topic,iceoryx2,iceoryx2-spin,shmq-spsc-try,shmq-spsc-batch,unix-rr,iceoryx2-rr]
+//!  [--pin] [--timeout SECS]`
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod ice_rr_side;
 mod ice_side;
 mod proto;
 mod shmq_side;
 mod stats;
+mod unix_side;
 
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use ice_rr_side::{IceRrChild, IceRrParent};
 use ice_side::{Full, IceChild, IceParent};
 use proto::{mono_ns, ParentEnd, Peer};
 use shmq_side::{BatchChild, BatchParent, QueueChild, QueueParent, TopicChild, TopicParent, TryChild, TryParent};
 use stats::{Latency, QUANTILES};
+use unix_side::{UnixChild, UnixParent};
 
 /// Slots of every ring: shmq queue/topic capacity and iceoryx2's subscriber buffer.
 pub const CAPACITY: usize = 1024;
 
 /// Every library, in report order. `iceoryx2-spin` differs from `iceoryx2` only when the
 /// subscriber's buffer is full, and `shmq-spsc-batch` only in how it sends and receives many
-/// messages, so both are run for throughput only; `floor` is run for round trips only.
-const LIBS: [&str; 7] =
-    ["floor", "shmq-spsc", "shmq-topic", "iceoryx2", "iceoryx2-spin", "shmq-spsc-try", "shmq-spsc-batch"];
+/// messages, so both are run for throughput only; `floor` and the request-response rows are
+/// run for round trips only.
+const LIBS: [&str; 9] = [
+    "floor",
+    "shmq-spsc",
+    "shmq-topic",
+    "iceoryx2",
+    "iceoryx2-spin",
+    "shmq-spsc-try",
+    "shmq-spsc-batch",
+    "unix-rr",
+    "iceoryx2-rr",
+];
 /// Libraries run for throughput only.
 const TPUT_ONLY: [&str; 2] = ["iceoryx2-spin", "shmq-spsc-batch"];
-/// Run for round trips only: `floor` is `shmq::baseline::Baseline::Floor`, two processes
+/// Run for round trips only: `floor` is `shmq_cli::baseline::Baseline::Floor`, two processes
 /// ping-ponging through two atomics on a shared mapping (payload copied in and out), the
-/// round trip no queue can beat on this machine.
-const RTT_ONLY: [&str; 1] = ["floor"];
+/// round trip no queue can beat on this machine; the request-response rows ([`RR_ROWS`]) are
+/// calls (a request and its response), which have no one-way throughput.
+const RTT_ONLY: [&str; 3] = ["floor", "unix-rr", "iceoryx2-rr"];
+/// Request-response rows, in the order of the report's request-response table (a row is
+/// printed if it was run).
+const RR_ROWS: [&str; 3] = [SHMQ_RR, "unix-rr", "iceoryx2-rr"];
+
+// ---- shmq-rr: shmq's own request-response, to be plugged in here ------------------------
+/// shmq's request-response row (the issue's subject), for when shmq's `Server`/`Client` service
+/// API exists; not written yet, so it is not in [`LIBS`] and `--libs shmq-rr` is refused with
+/// [`SHMQ_RR_MISSING`]. To plug it in:
+/// 1. in `shmq_side.rs` (see the `shmq-rr` section there), write `RrParent<N>`, a [`ParentEnd`]
+///    whose `send(seq)` makes a call's request with the stamped `N`-byte payload and whose
+///    `recv()` busy-polls for its response and returns `seq_of(response)`, and `RrChild`, a
+///    [`proto::ChildEnd`] whose `echo()` receives one request and responds with the same bytes;
+/// 2. add `SHMQ_RR` to [`LIBS`] and [`RTT_ONLY`], and remove the refusal in `Opts::parse`;
+/// 3. add the arms marked `shmq-rr` in [`bench`] and [`child_main`].
+///
+/// The request-response table already has its row: p50 and p99.9 against `floor`, against the
+/// `shmq-spsc` round trip (target p50 <= 1.5x) and `iceoryx2-rr` / `shmq-rr` (target >= 3x).
+const SHMQ_RR: &str = "shmq-rr";
+const SHMQ_RR_MISSING: &str = "--libs: shmq-rr is not available yet: shmq's request-response \
+(Server/Client) is not written; see SHMQ_RR in src/main.rs for where it plugs in";
+// ------------------------------------------------------------------------------------------
+
 const USAGE: &str = "usage: shmq-peers [--count N] [--tput-count N] [--reps R] [--sizes 8,64,1024] \
-[--libs floor,shmq-spsc,shmq-topic,iceoryx2,iceoryx2-spin,shmq-spsc-try,shmq-spsc-batch] [--pin] [--timeout SECS]";
+[--libs floor,shmq-spsc,shmq-topic,iceoryx2,iceoryx2-spin,shmq-spsc-try,shmq-spsc-batch,unix-rr,iceoryx2-rr] \
+[--pin] [--timeout SECS]";
 
 /// Runs `$body` with `const $n: usize` set to `$size`, for the supported payload sizes.
 macro_rules! with_size {
@@ -101,7 +141,11 @@ impl Opts {
                 "--libs" => {
                     o.libs = value()?
                         .split(',')
-                        .map(|s| LIBS.iter().find(|l| **l == s).copied().ok_or(format!("--libs: unknown {s}")))
+                        .map(|s| match LIBS.iter().find(|l| **l == s) {
+                            Some(l) => Ok(*l),
+                            None if s == SHMQ_RR => Err(SHMQ_RR_MISSING.to_string()),
+                            None => Err(format!("--libs: unknown {s}")),
+                        })
                         .collect::<Result<_, _>>()?
                 }
                 "-h" | "--help" => return Err(USAGE.to_string()),
@@ -177,9 +221,12 @@ impl<P: ParentEnd> Bench for Run<P> {
     }
 }
 
-/// The floor: `shmq::baseline`'s two-atomic ping-pong with a forked child, timed the same way.
+/// The floor: `shmq_cli::baseline`'s two-atomic ping-pong with a forked child, timed the same
+/// way (and pinned like the other rows with `--pin`).
 struct Floor {
     size: usize,
+    /// `[parent cpu, child cpu]` with `--pin`.
+    pin: Option<[usize; 2]>,
 }
 
 impl Bench for Floor {
@@ -187,7 +234,8 @@ impl Bench for Floor {
         "floor"
     }
     fn round_trips(&mut self, n: u64, h: Option<&mut Histogram<u64>>) {
-        let samples = shmq::baseline::Baseline::Floor.round_trips(n as usize, self.size, None).expect("floor baseline");
+        let samples =
+            shmq_cli::baseline::Baseline::Floor.round_trips(n as usize, self.size, self.pin).expect("floor baseline");
         if let Some(h) = h {
             for ns in samples {
                 h.saturating_record(ns);
@@ -201,7 +249,8 @@ impl Bench for Floor {
 
 fn bench(lib: &'static str, size: usize, pin: Option<usize>) -> Box<dyn Bench> {
     if lib == "floor" {
-        return Box::new(Floor { size });
+        // The parent runs on cpu 0 when the child is pinned (see `main`).
+        return Box::new(Floor { size, pin: pin.map(|child| [0, child]) });
     }
     // SAFETY: getpid has no preconditions and cannot fail.
     let prefix = format!("peers-{}-{lib}-{size}", unsafe { libc::getpid() });
@@ -212,6 +261,10 @@ fn bench(lib: &'static str, size: usize, pin: Option<usize>) -> Box<dyn Bench> {
         "shmq-spsc-batch" => Box::new(Run::new(lib, size, &prefix, BatchParent::<N>::create(&prefix), pin)),
         "iceoryx2" => Box::new(Run::new(lib, size, &prefix, IceParent::<N>::create(&prefix, Full::Retry), pin)),
         "iceoryx2-spin" => Box::new(Run::new(lib, size, &prefix, IceParent::<N>::create(&prefix, Full::Spin), pin)),
+        "unix-rr" => Box::new(Run::new(lib, size, &prefix, UnixParent::<N>::create(&prefix), pin)),
+        "iceoryx2-rr" => Box::new(Run::new(lib, size, &prefix, IceRrParent::<N>::create(&prefix), pin)),
+        // shmq-rr (see SHMQ_RR):
+        // "shmq-rr" => Box::new(Run::new(lib, size, &prefix, shmq_side::RrParent::<N>::create(&prefix), pin)),
         other => panic!("unknown library {other}"),
     })
 }
@@ -232,6 +285,10 @@ fn child_main(args: &[String]) {
         "shmq-spsc-batch" => proto::serve(&mut BatchChild(QueueChild::open(prefix, N))),
         "iceoryx2" => proto::serve(&mut IceChild::<N>::open(prefix, Full::Retry)),
         "iceoryx2-spin" => proto::serve(&mut IceChild::<N>::open(prefix, Full::Spin)),
+        "unix-rr" => proto::serve(&mut UnixChild::<N>::open(prefix)),
+        "iceoryx2-rr" => proto::serve(&mut IceRrChild::<N>::open(prefix)),
+        // shmq-rr (see SHMQ_RR):
+        // "shmq-rr" => proto::serve(&mut shmq_side::RrChild::open(prefix, N)),
         other => panic!("child: unknown library {other}"),
     })
 }
@@ -246,6 +303,9 @@ fn main() {
         std::process::exit(2)
     });
     proto::watchdog(o.timeout);
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; its numbers mean nothing (use --profile nolto)");
+    }
     let child_cpu = if o.pin {
         proto::pin_to(0);
         Some(1)
@@ -307,6 +367,58 @@ fn main() {
         }
     }
     print_report(&o, &rtt, &tput, &load_before);
+    print_rr(&o, &rtt);
+}
+
+/// How this binary was built (see build.rs).
+struct Build;
+
+impl Build {
+    const DIR: &'static str = env!("PEERS_PROFILE_DIR");
+    const LTO: &'static str = env!("PEERS_LTO");
+    const CODEGEN_UNITS: &'static str = env!("PEERS_CODEGEN_UNITS");
+    const OPT_LEVEL: &'static str = env!("PEERS_OPT_LEVEL");
+    const RUSTFLAGS: &'static str = env!("PEERS_RUSTFLAGS");
+
+    /// Cargo's option that selects this binary's profile.
+    fn cargo_flag() -> String {
+        match Self::DIR {
+            "debug" => String::new(),
+            "release" => " --release".into(),
+            other => format!(" --profile {other}"),
+        }
+    }
+
+    /// Whether this is how a user's application builds shmq: Cargo's default release settings
+    /// (opt-level 3, no LTO, 16 codegen units, no debug assertions, no extra flags).
+    fn as_users_build() -> bool {
+        Self::OPT_LEVEL == "3"
+            && Self::LTO == "false"
+            && Self::CODEGEN_UNITS == "16"
+            && !cfg!(debug_assertions)
+            && Self::RUSTFLAGS.trim().is_empty()
+    }
+
+    /// One line for the report.
+    fn line() -> String {
+        format!(
+            "profile `{}` (cargo's PROFILE {}): lto {}, codegen-units {}, opt-level {}, debuginfo {}, \
+             debug-assertions {}, rustflags {:?}: {}",
+            Self::DIR,
+            env!("PEERS_PROFILE"),
+            Self::LTO,
+            Self::CODEGEN_UNITS,
+            Self::OPT_LEVEL,
+            env!("PEERS_DEBUG"),
+            if cfg!(debug_assertions) { "on" } else { "off" },
+            Self::RUSTFLAGS,
+            if Self::as_users_build() {
+                "as users build (Cargo's default release settings)"
+            } else {
+                "NOT as users build"
+            }
+        )
+    }
 }
 
 fn read_trim(path: &str) -> String {
@@ -322,7 +434,10 @@ fn print_machine(args: &[String]) {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "?".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    // Online CPUs of the machine (not `available_parallelism`, which with --pin counts only the
+    // parent's cpu).
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     // Cost of the two clock reads around each round trip (included in every round trip).
     let t = Instant::now();
     let mut x = t;
@@ -332,7 +447,8 @@ fn print_machine(args: &[String]) {
     let clock_ns = x.duration_since(t).as_nanos() as f64 / 1e6;
     println!("# shmq vs iceoryx2 0.10: peer comparison");
     println!();
-    println!("- command: `cargo run --release -- {}`", args.join(" "));
+    println!("- command: `cargo run{} -- {}`", Build::cargo_flag(), args.join(" "));
+    println!("- build: {}", Build::line());
     println!("- cpu: {cpu}, {cores} cores; kernel {}", read_trim("/proc/sys/kernel/osrelease"));
     println!("- clocksource: {}", read_trim("/sys/devices/system/clocksource/clocksource0/current_clocksource"));
     println!("- one clock read: {clock_ns:.1} ns (each round trip includes two)");
@@ -350,6 +466,9 @@ fn print_report(o: &Opts, rtt: &[(usize, &str, Latency)], tput: &[(usize, &str, 
     for (size, lib, l) in rtt {
         let vals: Vec<String> = l.iter().map(|v| v.to_string()).collect();
         println!("| {size} B | {lib} | {} |", vals.join(" | "));
+    }
+    if tput.is_empty() {
+        return; // round-trip rows only: no throughput, no pub-sub ratios
     }
     println!();
     println!("## One-way throughput (M msg/s), median of {} repetitions x {} messages", o.reps, o.tput_count);
@@ -381,6 +500,45 @@ fn print_report(o: &Opts, rtt: &[(usize, &str, Latency)], tput: &[(usize, &str, 
                 ratio(p50(size, lib), p50(size, "floor")),
                 ratio(rate(size, lib), rate(size, "iceoryx2")),
                 ratio(rate(size, lib), rate(size, "iceoryx2-spin")),
+            );
+        }
+    }
+}
+
+/// The request-response table: each call row's p50 and p99.9, and their ratios to the `floor`
+/// and `shmq-spsc` round trips and of `iceoryx2-rr` to the row, all from this run.
+fn print_rr(o: &Opts, rtt: &[(usize, &str, Latency)]) {
+    if !RR_ROWS.iter().any(|r| o.libs.contains(r)) {
+        return;
+    }
+    let at = |s: usize, lib: &str, col: usize| rtt.iter().find(|r| r.0 == s && r.1 == lib).map(|r| r.2[col] as f64);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    let (p50, p999) = (0, 3);
+    println!();
+    println!("## Request-response: call round trip (ns) and ratios, same run");
+    println!("targets for shmq-rr: p50 / shmq-spsc <= 1.5, iceoryx2-rr / shmq-rr >= 3 (p50)");
+    println!();
+    println!(
+        "| payload | row | p50 | p99.9 | p50 / floor | p99.9 / floor | p50 / shmq-spsc | p99.9 / shmq-spsc \
+         | p50 iceoryx2-rr / row | p99.9 iceoryx2-rr / row |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &size in &o.sizes {
+        for lib in RR_ROWS.iter().filter(|r| o.libs.contains(r)) {
+            let v = |col| at(size, lib, col).map_or("-".into(), |x| format!("{x:.0}"));
+            println!(
+                "| {size} B | {lib} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                v(p50),
+                v(p999),
+                ratio(at(size, lib, p50), at(size, "floor", p50)),
+                ratio(at(size, lib, p999), at(size, "floor", p999)),
+                ratio(at(size, lib, p50), at(size, "shmq-spsc", p50)),
+                ratio(at(size, lib, p999), at(size, "shmq-spsc", p999)),
+                ratio(at(size, "iceoryx2-rr", p50), at(size, lib, p50)),
+                ratio(at(size, "iceoryx2-rr", p999), at(size, lib, p999)),
             );
         }
     }
