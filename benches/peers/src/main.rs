@@ -3,7 +3,7 @@
 //! README.md for what is measured and how to read it.
 //!
 //! `cargo run --profile nolto -- [--count N] [--tput-count N] [--reps R] [--sizes 8,64,1024]
-//!  [--libs floor,shmq-spsc,shmq-topic,iceoryx2,iceoryx2-spin,shmq-spsc-try,shmq-spsc-batch,unix-rr,iceoryx2-rr]
+//!  [--libs floor,shmq-spsc,shmq-topic,iceoryx2,iceoryx2-spin,shmq-spsc-try,shmq-spsc-batch,shmq-rr,unix-rr,iceoryx2-rr]
 //!  [--pin] [--timeout SECS]`
 
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -33,7 +33,7 @@ pub const CAPACITY: usize = 1024;
 /// subscriber's buffer is full, and `shmq-spsc-batch` only in how it sends and receives many
 /// messages, so both are run for throughput only; `floor` and the request-response rows are
 /// run for round trips only.
-const LIBS: [&str; 9] = [
+const LIBS: [&str; 10] = [
     "floor",
     "shmq-spsc",
     "shmq-topic",
@@ -41,6 +41,7 @@ const LIBS: [&str; 9] = [
     "iceoryx2-spin",
     "shmq-spsc-try",
     "shmq-spsc-batch",
+    SHMQ_RR,
     "unix-rr",
     "iceoryx2-rr",
 ];
@@ -50,31 +51,20 @@ const TPUT_ONLY: [&str; 2] = ["iceoryx2-spin", "shmq-spsc-batch"];
 /// ping-ponging through two atomics on a shared mapping (payload copied in and out), the
 /// round trip no queue can beat on this machine; the request-response rows ([`RR_ROWS`]) are
 /// calls (a request and its response), which have no one-way throughput.
-const RTT_ONLY: [&str; 3] = ["floor", "unix-rr", "iceoryx2-rr"];
+const RTT_ONLY: [&str; 4] = ["floor", SHMQ_RR, "unix-rr", "iceoryx2-rr"];
 /// Request-response rows, in the order of the report's request-response table (a row is
 /// printed if it was run).
 const RR_ROWS: [&str; 3] = [SHMQ_RR, "unix-rr", "iceoryx2-rr"];
 
-// ---- shmq-rr: shmq's own request-response, to be plugged in here ------------------------
-/// shmq's request-response row (the issue's subject), for when shmq's `Server`/`Client` service
-/// API exists; not written yet, so it is not in [`LIBS`] and `--libs shmq-rr` is refused with
-/// [`SHMQ_RR_MISSING`]. To plug it in:
-/// 1. in `shmq_side.rs` (see the `shmq-rr` section there), write `RrParent<N>`, a [`ParentEnd`]
-///    whose `send(seq)` makes a call's request with the stamped `N`-byte payload and whose
-///    `recv()` busy-polls for its response and returns `seq_of(response)`, and `RrChild`, a
-///    [`proto::ChildEnd`] whose `echo()` receives one request and responds with the same bytes;
-/// 2. add `SHMQ_RR` to [`LIBS`] and [`RTT_ONLY`], and remove the refusal in `Opts::parse`;
-/// 3. add the arms marked `shmq-rr` in [`bench`] and [`child_main`].
-///
-/// The request-response table already has its row: p50 and p99.9 against `floor`, against the
-/// `shmq-spsc` round trip (target p50 <= 1.5x) and `iceoryx2-rr` / `shmq-rr` (target >= 3x).
+/// shmq's request-response row: a `Client` (send_request + recv_response, as `call` does) and
+/// a `Server` (`recv` + `respond_with`), both `WaitStrategy::Spin`. The request-response table
+/// gives p50 and p99.9 against `floor`, against the `shmq-spsc` round trip (target p50 <= 1.5x)
+/// and `iceoryx2-rr` / `shmq-rr` (target >= 3x).
 const SHMQ_RR: &str = "shmq-rr";
-const SHMQ_RR_MISSING: &str = "--libs: shmq-rr is not available yet: shmq's request-response \
-(Server/Client) is not written; see SHMQ_RR in src/main.rs for where it plugs in";
 // ------------------------------------------------------------------------------------------
 
 const USAGE: &str = "usage: shmq-peers [--count N] [--tput-count N] [--reps R] [--sizes 8,64,1024] \
-[--libs floor,shmq-spsc,shmq-topic,iceoryx2,iceoryx2-spin,shmq-spsc-try,shmq-spsc-batch,unix-rr,iceoryx2-rr] \
+[--libs floor,shmq-spsc,shmq-topic,iceoryx2,iceoryx2-spin,shmq-spsc-try,shmq-spsc-batch,shmq-rr,unix-rr,iceoryx2-rr] \
 [--pin] [--timeout SECS]";
 
 /// Runs `$body` with `const $n: usize` set to `$size`, for the supported payload sizes.
@@ -143,7 +133,6 @@ impl Opts {
                         .split(',')
                         .map(|s| match LIBS.iter().find(|l| **l == s) {
                             Some(l) => Ok(*l),
-                            None if s == SHMQ_RR => Err(SHMQ_RR_MISSING.to_string()),
                             None => Err(format!("--libs: unknown {s}")),
                         })
                         .collect::<Result<_, _>>()?
@@ -263,8 +252,7 @@ fn bench(lib: &'static str, size: usize, pin: Option<usize>) -> Box<dyn Bench> {
         "iceoryx2-spin" => Box::new(Run::new(lib, size, &prefix, IceParent::<N>::create(&prefix, Full::Spin), pin)),
         "unix-rr" => Box::new(Run::new(lib, size, &prefix, UnixParent::<N>::create(&prefix), pin)),
         "iceoryx2-rr" => Box::new(Run::new(lib, size, &prefix, IceRrParent::<N>::create(&prefix), pin)),
-        // shmq-rr (see SHMQ_RR):
-        // "shmq-rr" => Box::new(Run::new(lib, size, &prefix, shmq_side::RrParent::<N>::create(&prefix), pin)),
+        "shmq-rr" => Box::new(Run::new(lib, size, &prefix, shmq_side::RrParent::<N>::create(&prefix), pin)),
         other => panic!("unknown library {other}"),
     })
 }
@@ -287,8 +275,7 @@ fn child_main(args: &[String]) {
         "iceoryx2-spin" => proto::serve(&mut IceChild::<N>::open(prefix, Full::Spin)),
         "unix-rr" => proto::serve(&mut UnixChild::<N>::open(prefix)),
         "iceoryx2-rr" => proto::serve(&mut IceRrChild::<N>::open(prefix)),
-        // shmq-rr (see SHMQ_RR):
-        // "shmq-rr" => proto::serve(&mut shmq_side::RrChild::open(prefix, N)),
+        "shmq-rr" => proto::serve(&mut shmq_side::RrChild::open(prefix, N)),
         other => panic!("child: unknown library {other}"),
     })
 }

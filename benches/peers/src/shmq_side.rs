@@ -324,19 +324,76 @@ impl ChildEnd for TryChild {
     }
 }
 
-// ---- shmq-rr: shmq's own request-response (not written yet) ------------------------------
-// When shmq's request-response (`Server` / `Client` service API, issue 12) exists, its row goes
-// here, built like the other rows and like `ice_rr_side.rs` (the iceoryx2 counterpart):
-//
-// - `pub struct RrParent<const N: usize>`: creates the service of `prefix` and a client before
-//   the child exists; `impl ParentEnd`: `connected()` waits until the child's server is there if
-//   the API needs it, `send(seq)` stamps `self.buf` with `seq` and makes the call's request (a
-//   loan or a copy, whichever the API's fast path is), `recv()` busy-polls that call's response
-//   (`WaitStrategy::Spin` or a try-loop, like the pub-sub rows) and returns `seq_of(response)`;
-//   `Drop` removes the service's segments.
-// - `pub struct RrChild`: opens the service and creates the server; `impl ChildEnd`: `echo()`
-//   busy-polls one request and responds with the same `N` bytes, returning `seq_of(request)`;
-//   `drain()` is unreachable (round trips only).
-//
-// Then follow `SHMQ_RR` in main.rs. No API is assumed here until it exists.
-// ------------------------------------------------------------------------------------------
+// ---- shmq-rr: shmq's own request-response ------------------------------------------------
+
+fn service_options(size: usize) -> shmq::service::ServiceOptions {
+    shmq::service::ServiceOptions::new().max_request_size(size).max_response_size(size).wait(WaitStrategy::Spin)
+}
+
+/// Process A: a client of the service of `prefix`; a round trip is `send_request` then
+/// `recv_response` (what `Client::call` does), both busy-polling (`WaitStrategy::Spin`).
+pub struct RrParent<const N: usize> {
+    client: shmq::service::Client,
+    buf: [u8; N],
+    /// The service, whose name is removed on drop.
+    svc: shmq::service::Service,
+}
+
+impl<const N: usize> RrParent<N> {
+    /// Creates the service of `prefix` and a client, before the child exists.
+    pub fn create(prefix: &str) -> Self {
+        let svc = service_options(N).create(&format!("{prefix}-svc")).expect("creating the shmq service");
+        RrParent { client: svc.client().expect("shmq client"), buf: [0; N], svc }
+    }
+}
+
+impl<const N: usize> Drop for RrParent<N> {
+    fn drop(&mut self) {
+        let _ = self.svc.unlink();
+    }
+}
+
+impl<const N: usize> ParentEnd for RrParent<N> {
+    #[inline]
+    fn send(&mut self, seq: u64) {
+        stamp(&mut self.buf, seq);
+        self.client.send_request(&self.buf).expect("shmq send_request");
+    }
+    #[inline]
+    fn recv(&mut self) -> u64 {
+        let r = self.client.recv_response().expect("shmq recv_response");
+        seq_of(&r)
+    }
+}
+
+/// Process B: a server of the service of `prefix`, answering each request with its bytes,
+/// written straight into the response (`respond_with`).
+pub struct RrChild {
+    server: shmq::service::Server,
+    _svc: shmq::service::Service,
+}
+
+impl RrChild {
+    /// Opens the service the parent created and becomes its server.
+    pub fn open(prefix: &str, size: usize) -> Self {
+        let svc = service_options(size).open(&format!("{prefix}-svc")).expect("opening the shmq service");
+        RrChild { server: svc.server().expect("shmq server"), _svc: svc }
+    }
+}
+
+impl ChildEnd for RrChild {
+    #[inline]
+    fn echo(&mut self) -> u64 {
+        let req = self.server.recv().expect("shmq server recv");
+        let seq = seq_of(&req);
+        req.respond_with(|r, out| {
+            out[..r.len()].copy_from_slice(r);
+            r.len()
+        })
+        .expect("shmq respond");
+        seq
+    }
+    fn drain(&mut self) -> u64 {
+        unreachable!("request-response rows are round trips only")
+    }
+}
