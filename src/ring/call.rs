@@ -162,13 +162,16 @@ pub fn last_corr(m: &impl CallMem, me: u16) -> u64 {
 pub fn begin(m: &impl CallMem, me: u16, k: u64, corr: u64) -> Option<Call> {
     let i = first(m, me) + k;
     let s = m.slot(i);
-    let w = s.state.load(Acquire);
-    if slot::tag(w) != FREE {
+    // Acquire: the server that freed a call we gave up is done with the slot.
+    if slot::tag(s.state.load(Acquire)) != FREE {
         return None;
     }
+    // A store, not a CAS: only the slot's client moves it out of FREE (servers touch only
+    // requested and taken calls; a process that takes over a dead client's entry scrubs it
+    // before it can be ours).
     let corr = corr & SEQ_MASK;
-    // Acquire: the server that freed a cancelled call is done with the slot.
-    s.state.compare_exchange(w, pack(corr, WRITING, me), Acquire, Relaxed).ok().map(|_| Call { i, corr })
+    s.state.store(pack(corr, WRITING, me), Relaxed);
+    Some(Call { i, corr })
 }
 
 /// Client `me` finds its slot `k`, which none of its calls uses, not free: a call a live server
@@ -193,10 +196,13 @@ pub fn submit(m: &impl CallMem, me: u16, call: Call, len: usize, kind: u32) -> R
     let s = m.slot(call.i);
     s.len.store(len as u32, Relaxed);
     s.kind.store(kind, Relaxed);
+    // Only we move the slot out of WRITING (see `begin`); a state that is not ours any more
+    // means another process wrote it.
+    if s.state.load(Relaxed) != pack(call.corr, WRITING, me) {
+        return Err(Error::ClaimRevoked);
+    }
     // Release: the server's take (Acquire) sees len, kind and payload; then the bit (module docs).
-    s.state
-        .compare_exchange(pack(call.corr, WRITING, me), pack(call.corr, REQUESTED, 0), Release, Relaxed)
-        .map_err(|_| Error::ClaimRevoked)?;
+    s.state.store(pack(call.corr, REQUESTED, 0), Release);
     mark_pending(m, me);
     Ok(())
 }

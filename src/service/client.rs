@@ -32,6 +32,13 @@ impl std::fmt::Display for RequestId {
     }
 }
 
+/// Adds one to a counter of our own channel: a load and a store, not a read-modify-write (this
+/// is the per-call path; two threads of one process racing lose a count, nothing else).
+#[inline]
+pub(crate) fn bump(counter: &crate::sync::AtomicU64) {
+    counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
+}
+
 /// A call in flight: its id, its call slot (index `k` among ours) and call.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
@@ -214,7 +221,7 @@ impl Client {
             return Err(CallError::from_internal(e));
         }
         s.att.notify_data();
-        s.mem.channel(self.me()).calls.fetch_add(1, Relaxed);
+        bump(&s.mem.channel(self.me()).calls);
         let id = RequestId(c.corr);
         self.calls.push(Pending { id, k, call: c });
         Ok(id)
@@ -225,11 +232,7 @@ impl Client {
         let s = &*self.shared;
         s.slots.fetch_and(!(1 << p.k), Release);
         let ch = s.mem.channel(self.me());
-        if answered {
-            ch.answered.fetch_add(1, Relaxed);
-        } else {
-            ch.failed.fetch_add(1, Relaxed);
-        }
+        bump(if answered { &ch.answered } else { &ch.failed });
     }
 
     /// Waits for call `which` (or the oldest of any) to end.

@@ -10,7 +10,6 @@ use crate::layout::call::{STATUS_DROPPED, STATUS_OK};
 use crate::layout::ROLE_SERVER;
 use crate::ring::call::{self, CallMem, Taken};
 use crate::ring::RingMem;
-use crate::sync::Ordering::Relaxed;
 use crate::wait::{self, Step};
 
 /// Serves a service: takes its requests one at a time ([`recv`](Self::recv)) and answers each
@@ -74,10 +73,7 @@ impl Server {
         let s = &*self.shared;
         let delivered = call::answer(&s.mem, s.att.id, t.call, len, status).map_err(ServeError::from_internal)?;
         let me = s.mem.channel(s.att.id);
-        match status {
-            STATUS_OK => me.served.fetch_add(1, Relaxed),
-            _ => me.dropped.fetch_add(1, Relaxed),
-        };
+        super::client::bump(if status == STATUS_OK { &me.served } else { &me.dropped });
         if delivered {
             wait::notify(&s.mem.channel(t.client).responses);
         }
