@@ -652,6 +652,28 @@ pub const fn slot_layout(max_msg: usize) -> (usize, usize, bool) {
     }
 }
 
+/// A service's call slot: `(stride, request offset, response header offset, response offset)`
+/// within the slot, whose [`SlotHeader`] is at 0.
+///
+/// - Small calls (header, request rounded up to 8 bytes, [`ResponseHeader`] and response in 64
+///   bytes or less): one record of a power of two bytes, in that order, so that a call moves one
+///   cache line back and forth (8-byte requests and responses: 16 + 8 + 8 + 8 bytes).
+/// - Larger ones: a 64-byte line of the two headers, then the request and then the response,
+///   each from a 64-byte boundary, so that the client writes the request's lines and the server
+///   the response's, and neither shares a line with the other's writes.
+pub const fn call_slot_layout(max_request: usize, max_response: usize) -> (usize, usize, usize, usize) {
+    let request_room = round_up(max_request, 8);
+    let n = SLOT_HEADER + request_room + RESPONSE_HEADER + max_response;
+    if n <= SLOT_ALIGN {
+        let at = SLOT_HEADER + request_room;
+        (n.next_power_of_two(), SLOT_HEADER, at, at + RESPONSE_HEADER)
+    } else {
+        let request = SLOT_ALIGN;
+        let response = request + round_up(max_request, SLOT_ALIGN);
+        (response + round_up(max_response, SLOT_ALIGN), request, SLOT_HEADER, response)
+    }
+}
+
 /// Where everything lives in a segment of a given configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Offsets {
@@ -685,9 +707,11 @@ pub struct ServiceOffsets {
     pub pending_words: u64,
     /// The [`Channel`] table, one per participant.
     pub channels: u64,
-    /// Response 0 (its [`ResponseHeader`], then the payload).
+    /// Response 0's [`ResponseHeader`], inside call slot 0 (see [`call_slot_layout`]).
+    pub response_headers: u64,
+    /// Response 0's payload, inside call slot 0.
     pub responses: u64,
-    /// Bytes from one response to the next.
+    /// Bytes from one response to the next (the slot stride).
     pub response_stride: u64,
 }
 
@@ -705,33 +729,40 @@ impl Offsets {
         subscribers: u32,
         max_response: u32,
     ) -> Option<Offsets> {
-        let (stride, payload_stride, split) = slot_layout(max_msg as usize);
-        let (stride, payload_stride) = (stride as u64, payload_stride as u64);
+        let (mut stride, mut payload_stride, mut split) = slot_layout(max_msg as usize);
+        let mut request_at = SLOT_HEADER as u64;
         let line = LINE as u64;
         let participants_off = (CONTROL_OFFSET + CONTROL_SIZE) as u64;
         let subscribers_off = round_up_u64(participants_off + participants as u64 * PARTICIPANT_SIZE as u64, line)?;
         let mut slots = round_up_u64(subscribers_off + subscribers as u64 * SUBSCRIBER_SIZE as u64, line)?;
         let mut service = None;
         if max_response > 0 {
+            let (call_stride, request, response_header, response) =
+                call_slot_layout(max_msg as usize, max_response as usize);
+            (stride, payload_stride, split, request_at) = (call_stride, call_stride, false, request as u64);
             let info = slots;
             let pending = info + SERVICE_INFO_SIZE as u64;
             let pending_words = (participants as u64).div_ceil(64);
             let channels = round_up_u64(pending + pending_words * 8, line)?;
             slots = channels.checked_add((participants as u64).checked_mul(CHANNEL_SIZE as u64)?)?;
-            let response_stride = round_up_u64(RESPONSE_HEADER as u64 + max_response as u64, SLOT_ALIGN as u64)?;
-            service = Some(ServiceOffsets { info, pending, pending_words, channels, responses: 0, response_stride });
+            service = Some(ServiceOffsets {
+                info,
+                pending,
+                pending_words,
+                channels,
+                response_headers: slots + response_header as u64,
+                responses: slots + response as u64,
+                response_stride: call_stride as u64,
+            });
         }
+        let (stride, payload_stride) = (stride as u64, payload_stride as u64);
         let headers_end = slots.checked_add(capacity.checked_mul(stride)?)?;
-        let (payloads, mut end) = if split {
+        let (payloads, end) = if split {
             let payloads = round_up_u64(headers_end, line)?;
             (payloads, payloads.checked_add(capacity.checked_mul(payload_stride)?)?)
         } else {
-            (slots + SLOT_HEADER as u64, headers_end)
+            (slots + request_at, headers_end)
         };
-        if let Some(sv) = service.as_mut() {
-            sv.responses = round_up_u64(end, line)?;
-            end = sv.responses.checked_add(capacity.checked_mul(sv.response_stride)?)?;
-        }
         let total = round_up_u64(end, 4096)?;
         (total <= MAX_SEGMENT).then_some(Offsets {
             participants: participants_off,
@@ -842,5 +873,32 @@ mod tests {
         assert_eq!(slot_layout(112), (128, 128, false));
         assert_eq!(slot_layout(4096), (16, 4096, true));
         assert!(Offsets::compute(1 << 30, MAX_MSG, 64, 0, 0).is_none());
+    }
+
+    #[test]
+    fn call_slots_keep_small_calls_on_one_line_and_large_ones_on_lines_of_their_own() {
+        // 8-byte requests and responses: header, request, response header, response in 64 bytes.
+        assert_eq!(call_slot_layout(8, 8), (64, 16, 24, 32));
+        assert_eq!(call_slot_layout(1, 1), (64, 16, 24, 32));
+        assert_eq!(call_slot_layout(1, 0), (32, 16, 24, 32));
+        // 64 bytes: a line of headers, then the request's line, then the response's.
+        assert_eq!(call_slot_layout(64, 64), (192, 64, 16, 128));
+        assert_eq!(call_slot_layout(100, 10), (64 + 128 + 64, 64, 16, 192));
+        for (req, resp) in [(1, 1), (8, 8), (9, 31), (24, 16), (64, 64), (100, 3000), (4096, 8)] {
+            let o = Offsets::compute(64 * 16, req, 64, 0, resp).unwrap();
+            let sv = o.service.unwrap();
+            let (i, last) = (0, 64 * 16 - 1);
+            for i in [i, last] {
+                let slot = o.slots + i * o.stride;
+                let (request, rh, response) = (o.payloads + i * o.payload_stride, sv.response_headers + i * o.stride, sv.responses + i * o.stride);
+                // Header, request, response header and response are disjoint and inside the slot.
+                let mut parts = [(slot, 16), (request, req as u64), (rh, 8), (response, resp as u64)];
+                parts.sort();
+                assert!(parts.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0), "{req}/{resp}: {parts:?}");
+                assert!(parts[3].0 + parts[3].1 <= slot + o.stride, "{req}/{resp}");
+                assert_eq!((rh % 8, o.stride % 16, slot % 16), (0, 0, 0));
+            }
+            assert!(o.total >= o.slots + 64 * 16 * o.stride);
+        }
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use crate::layout::{
     Channel, Offsets, ResponseHeader, RingControl, ServiceOffsets, SlotHeader, CHANNEL_SIZE, CONTROL_OFFSET,
-    RESPONSE_HEADER,
 };
 use crate::os::Mapping;
 use crate::ring::call::CallMem;
@@ -97,6 +96,7 @@ pub struct MappedService {
     pending: *mut u8,
     pending_words: usize,
     channels: *mut u8,
+    response_headers: *mut u8,
     responses: *mut u8,
     response_stride: usize,
     max_response: usize,
@@ -114,17 +114,19 @@ impl MappedService {
     /// # Safety
     /// As for [`MappedRing::new`] (which built `ring` from the same `map` and `o`), and: `o`
     /// came from `Offsets::compute` with these `clients` (1 to 4095) and `max_response`, and
-    /// `ring`'s capacity is `clients * per_client`; so the bitmap (`pending_words` words), the
-    /// `clients` channels and `capacity` responses of `response_stride >= 8 + max_response`
-    /// bytes lie inside the mapping, 8-byte (bitmap, responses) and 128-byte (channels) aligned,
-    /// and overlap nothing else.
+    /// `ring`'s capacity is `clients * per_client`; so the bitmap (`pending_words` words) and
+    /// the `clients` channels lie inside the mapping, 8-byte and 128-byte aligned, and overlap
+    /// nothing else; and each of the `capacity` call slots (`response_stride` bytes apart) holds,
+    /// besides its header and its request, a response header (8-byte aligned) and
+    /// `max_response` response bytes that overlap neither those nor each other.
     pub unsafe fn new(map: &Mapping, ring: MappedRing, o: &ServiceOffsets, clients: u16, max_response: usize) -> Self {
         let per_client = ring.capacity() / clients as u64;
         // SAFETY: the offsets are inside the mapping (caller's contract).
-        let (pending, channels, responses) = unsafe {
+        let (pending, channels, response_headers, responses) = unsafe {
             (
                 map.as_ptr().add(o.pending as usize),
                 map.as_ptr().add(o.channels as usize),
+                map.as_ptr().add(o.response_headers as usize),
                 map.as_ptr().add(o.responses as usize),
             )
         };
@@ -135,6 +137,7 @@ impl MappedService {
             pending,
             pending_words: o.pending_words as usize,
             channels,
+            response_headers,
             responses,
             response_stride: o.response_stride as usize,
             max_response,
@@ -188,11 +191,11 @@ unsafe impl CallMem for MappedService {
     #[inline]
     fn response(&self, i: u64) -> (&ResponseHeader, *mut u8) {
         let i = (i & (self.ring.capacity() - 1)) as usize;
-        // SAFETY: i < capacity: response i and its header + max_response bytes are inside the
-        // mapping, 8-byte aligned (contract); the header is atomics.
+        // SAFETY: i < capacity: response i's header and its max_response bytes are inside call
+        // slot i, in the mapping, the header 8-byte aligned (contract); the header is atomics.
         unsafe {
-            let at = self.responses.add(i * self.response_stride);
-            (&*at.cast::<ResponseHeader>(), at.add(RESPONSE_HEADER))
+            let at = i * self.response_stride;
+            (&*self.response_headers.add(at).cast::<ResponseHeader>(), self.responses.add(at))
         }
     }
     fn max_response(&self) -> usize {

@@ -87,7 +87,8 @@ impl Status {
         };
         let h = seg.header();
         let c = seg.config;
-        let split = seg.offsets.payloads != seg.offsets.slots + crate::layout::SLOT_HEADER as u64;
+        let split = seg.offsets.service.is_none()
+            && seg.offsets.payloads != seg.offsets.slots + crate::layout::SLOT_HEADER as u64;
         let (producer_holder, consumer_holder) = if c.kind == Kind::Spsc {
             (holder(h.producer_holder.load(Relaxed)), holder(h.consumer_holder.load(Relaxed)))
         } else {
