@@ -64,13 +64,16 @@ pub struct Client {
     shared: Arc<ServiceShared>,
     /// Our calls in flight, oldest first.
     calls: Vec<Pending>,
+    /// A call slot this client keeps between calls (its bit stays set in the process's pool):
+    /// a client making one call after another takes no slot from the pool and gives none back.
+    spare: Option<u64>,
 }
 
 impl Client {
     pub(crate) fn new(shared: Arc<ServiceShared>) -> Client {
         shared.att.join_role(ROLE_CLIENT);
         let calls = Vec::with_capacity(shared.per_client() as usize);
-        Client { shared, calls }
+        Client { shared, calls, spare: None }
     }
 
     /// Sends `request` and waits for its response (per the service's `WaitStrategy`).
@@ -178,8 +181,15 @@ impl Client {
 
     /// Takes one of our call slots (shared with the other clients of this process) and starts
     /// a call in it.
-    fn alloc(&self) -> Result<(u64, Call), CallError> {
+    fn alloc(&mut self) -> Result<(u64, Call), CallError> {
         let s = &*self.shared;
+        if let Some(k) = self.spare.take() {
+            let corr = s.next_corr.fetch_add(1, Relaxed);
+            if let Some(c) = call::begin(&s.mem, s.att.id, k, corr) {
+                return Ok((k, c));
+            }
+            s.slots.fetch_and(!(1 << k), Release); // still held: back to the pool
+        }
         let k_max = s.per_client();
         let all = if k_max >= 64 { !0 } else { (1u64 << k_max) - 1 };
         let mut tried = 0u64;
@@ -228,9 +238,14 @@ impl Client {
     }
 
     /// A call left our list: its slot goes back to the process's pool; counted.
-    fn end(&self, p: Pending, answered: bool) {
+    fn end(&mut self, p: Pending, answered: bool) {
         let s = &*self.shared;
-        s.slots.fetch_and(!(1 << p.k), Release);
+        match self.spare {
+            None => self.spare = Some(p.k),
+            Some(_) => {
+                s.slots.fetch_and(!(1 << p.k), Release);
+            }
+        }
         let ch = s.mem.channel(self.me());
         bump(if answered { &ch.answered } else { &ch.failed });
     }
@@ -315,6 +330,9 @@ impl Drop for Client {
         for p in std::mem::take(&mut self.calls) {
             call::cancel(&self.shared.mem, p.call);
             self.end(p, false);
+        }
+        if let Some(k) = self.spare.take() {
+            self.shared.slots.fetch_and(!(1 << k), Release);
         }
         self.shared.att.leave_role(ROLE_CLIENT);
     }
