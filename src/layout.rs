@@ -18,7 +18,12 @@
 //!            +512  stats    relaxed counters (aborted, abandoned, lost, ...), roles seen
 //!     768  Participant table: max_participants x 64 B            each process its own entry
 //!          Subscriber table (topics): max_subscribers x 256 B   each subscriber its own entry
+//!          (services: ServiceInfo 384 B (version, description)   creator once
+//!           pending bitmap, a bit per participant                 clients set, servers clear
+//!           Channel table: max_participants x 128 B              each process its own)
 //!          Slots: capacity x slot_stride                          see below
+//!          (services: call slots, `call_slot_layout`: header,
+//!           request, ResponseHeader and response in each)
 //!          (split slots: then, from the next 128-byte line,
 //!           payloads: capacity x payload_stride)
 //!          (file size rounded up to 4096)
