@@ -103,7 +103,7 @@ pub enum Kind {
     Mpmc = 2,
     /// Broadcast topic.
     Topic = 3,
-    /// Request-response service (see [`service`]).
+    /// Request-response service (see [`crate::service`]).
     Service = 4,
 }
 
@@ -700,7 +700,7 @@ pub struct Offsets {
     pub total: u64,
 }
 
-/// Where the parts of a service segment live (see [`service`]).
+/// Where the parts of a service segment live (see [`crate::service`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServiceOffsets {
     /// The [`ServiceInfo`].
