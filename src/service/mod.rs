@@ -16,7 +16,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A service is one segment (see [`crate::layout::call`] for its memory): every participant
+//! A service is one segment (its layout is drawn in the README, "Segment layout"): every participant
 //! owns `max_in_flight` call slots, each with room for a request and its response. A client
 //! writes its request in place and marks it requested; servers take requests (each exactly
 //! once, the oldest of a client first, clients in turn) and write the response into the same
