@@ -16,8 +16,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A service is one segment (its layout is drawn in the README, "Segment layout"): every participant
-//! owns `max_in_flight` call slots, each with room for a request and its response. A client
+//! A service is one segment (the README's "Segment layout" draws it): every participant owns
+//! `max_in_flight` call slots, each with room for a request and its response. A client
 //! writes its request in place and marks it requested; servers take requests (each exactly
 //! once, the oldest of a client first, clients in turn) and write the response into the same
 //! call slot, so it can only reach the client that asked. No queue per client, no file per
