@@ -113,6 +113,8 @@ pub mod dispatch;
 #[cfg(all(feature = "async", not(loom)))]
 pub mod future;
 #[cfg(not(loom))]
+pub mod journal;
+#[cfg(not(loom))]
 pub mod limits;
 #[cfg(not(loom))]
 mod message;

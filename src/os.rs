@@ -69,6 +69,26 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Writes the pages holding bytes `from..to` back to the file and waits for the device
+    /// (`msync(MS_SYNC)`): what a crash of the machine must not lose.
+    pub(crate) fn sync(&self, from: usize, to: usize) -> Result<()> {
+        let page = 4096;
+        let start = from / page * page;
+        let end = to.min(self.len);
+        if end <= start {
+            return Ok(());
+        }
+        // SAFETY: start..end lies inside the mapping (end clamped to len, start page aligned and
+        // below end), which stays mapped while `self` lives.
+        let rc = unsafe { libc::msync(self.ptr.as_ptr().add(start).cast(), end - start, libc::MS_SYNC) };
+        if rc != 0 {
+            return Err(Error::io("msync", io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` came from a successful mmap and are unmapped exactly once.
@@ -258,13 +278,23 @@ impl File {
     /// Maps the first `len` bytes shared and read-write, pre-faulted (`MAP_POPULATE`) so that
     /// the hot path takes no page faults.
     pub(crate) fn map(&self, len: usize) -> Result<Mapping> {
+        self.map_with(len, libc::MAP_POPULATE)
+    }
+
+    /// Maps the first `len` bytes shared and read-write, faulted in as they are touched (a
+    /// journal file: written front to back, most of it not yet).
+    pub(crate) fn map_lazily(&self, len: usize) -> Result<Mapping> {
+        self.map_with(len, 0)
+    }
+
+    fn map_with(&self, len: usize, flags: libc::c_int) -> Result<Mapping> {
         // SAFETY: mapping a file we hold open; the kernel validates fd and length.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
+                libc::MAP_SHARED | flags,
                 self.fd,
                 0,
             )

@@ -1,0 +1,208 @@
+//! Journals on disk: append and read back across file rolls, from a sequence number or a time,
+//! resume after a restart, torn and damaged records, truncated files, retention, and a reader
+//! following a writer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use shmq::journal::{inspect, Fsync, JournalOptions, JournalReader, JournalWriter, Record, ReplayFrom};
+
+const SMALL: u64 = 64 << 10;
+
+fn payload(seq: u64) -> Vec<u8> {
+    // Lengths vary (0 to 300 bytes); the bytes say which message they belong to.
+    let len = (seq * 37 % 301) as usize;
+    (0..len).map(|i| (seq as usize * 31 + i) as u8).collect()
+}
+
+fn write(dir: &Path, topic: &str, seqs: impl IntoIterator<Item = u64>, opts: JournalOptions) -> JournalWriter {
+    let (mut w, damage) = JournalWriter::open(&opts, topic).unwrap();
+    assert!(damage.is_empty(), "{damage:?}");
+    for s in seqs {
+        assert!(w.append(s, 1_000 + s, (s % 5) as u32, &payload(s)).unwrap());
+    }
+    let _ = dir;
+    w
+}
+
+fn read_all(dir: &Path, topic: &str, from: ReplayFrom) -> Vec<Record> {
+    JournalReader::open(dir, topic, from).unwrap().collect::<Result<Vec<_>, _>>().unwrap()
+}
+
+fn check(records: &[Record], seqs: impl IntoIterator<Item = u64>) {
+    let want: Vec<u64> = seqs.into_iter().collect();
+    let got: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(got, want);
+    for r in records {
+        assert_eq!(
+            (r.payload.clone(), r.kind, r.time_ns),
+            (payload(r.seq), (r.seq % 5) as u32, 1_000 + r.seq),
+            "record {}",
+            r.seq
+        );
+    }
+}
+
+#[test]
+fn records_come_back_in_order_across_files_from_any_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = JournalOptions::new(dir.path()).file_size(SMALL).fsync(Fsync::Never);
+    drop(write(dir.path(), "prices", 1..=2000, opts));
+    let report = inspect(dir.path(), "prices").unwrap();
+    assert!(report.files.len() > 3, "{} files: the test wants several rolls", report.files.len());
+    assert_eq!((report.records(), report.seqs(), report.damage.len()), (2000, Some((1, 2000)), 0));
+    check(&read_all(dir.path(), "prices", ReplayFrom::Start), 1..=2000);
+    check(&read_all(dir.path(), "prices", ReplayFrom::Seq(777)), 777..=2000);
+    check(&read_all(dir.path(), "prices", ReplayFrom::Seq(5000)), []);
+    check(&read_all(dir.path(), "prices", ReplayFrom::Time(1_000 + 1500)), 1500..=2000);
+    check(&read_all(dir.path(), "nothing-here", ReplayFrom::Start), []);
+}
+
+#[test]
+fn a_restarted_writer_goes_on_after_its_last_record_and_writes_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = JournalOptions::new(dir.path()).file_size(SMALL).fsync(Fsync::Every);
+    let w = write(dir.path(), "t", 1..=500, opts.clone());
+    assert_eq!((w.last_seq(), w.durable_seq()), (Some(500), Some(500)));
+    drop(w);
+    let (mut w, damage) = JournalWriter::open(&opts, "t").unwrap();
+    assert!(damage.is_empty());
+    assert_eq!(w.last_seq(), Some(500));
+    // A recorder that restarts from an older position offers messages again: skipped.
+    for s in 400..=700 {
+        let appended = w.append(s, 1_000 + s, (s % 5) as u32, &payload(s)).unwrap();
+        assert_eq!(appended, s > 500, "seq {s}");
+    }
+    drop(w);
+    check(&read_all(dir.path(), "t", ReplayFrom::Start), 1..=700);
+}
+
+/// Flips a byte at `offset` of `file`.
+fn flip(file: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, offset).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], offset).unwrap();
+}
+
+#[test]
+fn a_torn_last_record_is_never_read_and_the_next_writer_cuts_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = JournalOptions::new(dir.path()).file_size(SMALL).fsync(Fsync::Never);
+    drop(write(dir.path(), "t", 1..=100, opts.clone()));
+    let report = inspect(dir.path(), "t").unwrap();
+    let last = report.files.last().unwrap().clone();
+    // Tear the last record: a byte of its payload (a crash mid-copy).
+    flip(&last.path, last.used - 3);
+    let r = read_all(dir.path(), "t", ReplayFrom::Start);
+    check(&r, 1..=99);
+    let report = inspect(dir.path(), "t").unwrap();
+    assert_eq!(report.damage.len(), 1, "{:?}", report.damage);
+    assert!(report.damage[0].what.contains("checksum"), "{}", report.damage[0]);
+    // The writer cuts it off, reports it, and goes on from 99.
+    let (mut w, damage) = JournalWriter::open(&opts, "t").unwrap();
+    assert_eq!(damage.len(), 1);
+    assert!(damage[0].cut);
+    assert_eq!(w.last_seq(), Some(99));
+    for s in 100..=150 {
+        assert!(w.append(s, 1_000 + s, (s % 5) as u32, &payload(s)).unwrap());
+    }
+    drop(w);
+    check(&read_all(dir.path(), "t", ReplayFrom::Start), 1..=150);
+    assert!(inspect(dir.path(), "t").unwrap().damage.is_empty());
+}
+
+#[test]
+fn damage_inside_the_journal_is_reported_and_skipped_never_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = JournalOptions::new(dir.path()).file_size(SMALL).fsync(Fsync::Never);
+    drop(write(dir.path(), "t", 1..=2000, opts));
+    let report = inspect(dir.path(), "t").unwrap();
+    let second = report.files[1].clone();
+    let (first_seq, last_seq) = second.seqs.unwrap();
+    // A flipped byte in the middle of the second file.
+    flip(&second.path, second.used / 2);
+    let mut reader = JournalReader::open(dir.path(), "t", ReplayFrom::Start).unwrap();
+    let got: Vec<Record> = reader.by_ref().collect::<Result<_, _>>().unwrap();
+    assert_eq!(reader.damage().len(), 1, "{:?}", reader.damage());
+    // Everything before the damage and everything after the damaged file; nothing damaged.
+    for r in &got {
+        assert_eq!(r.payload, payload(r.seq), "record {}", r.seq);
+    }
+    let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    assert!(seqs.contains(&(first_seq - 1)) && seqs.contains(&(last_seq + 1)) && *seqs.last().unwrap() == 2000);
+    assert!(seqs.len() < 2000);
+    assert_eq!(inspect(dir.path(), "t").unwrap().damage.len(), 1);
+}
+
+#[test]
+fn a_file_cut_short_is_reported_and_the_writer_starts_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = JournalOptions::new(dir.path()).file_size(SMALL).fsync(Fsync::Never);
+    drop(write(dir.path(), "t", 1..=100, opts.clone()));
+    let report = inspect(dir.path(), "t").unwrap();
+    let last = report.files.last().unwrap().clone();
+    // Truncate mid-record.
+    let f = std::fs::OpenOptions::new().write(true).open(&last.path).unwrap();
+    f.set_len(last.used - 5).unwrap();
+    drop(f);
+    check(&read_all(dir.path(), "t", ReplayFrom::Start), 1..=99);
+    let (mut w, damage) = JournalWriter::open(&opts, "t").unwrap();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert!(damage[0].what.contains("cut short"), "{}", damage[0]);
+    assert_eq!(w.last_seq(), Some(99));
+    for s in 100..=120 {
+        assert!(w.append(s, 1_000 + s, (s % 5) as u32, &payload(s)).unwrap());
+    }
+    drop(w);
+    check(&read_all(dir.path(), "t", ReplayFrom::Start), 1..=120);
+}
+
+#[test]
+fn retention_removes_the_oldest_files_and_never_the_one_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = JournalOptions::new(dir.path()).file_size(SMALL).fsync(Fsync::Never).retain_bytes(3 * SMALL);
+    drop(write(dir.path(), "t", 1..=5000, opts));
+    let report = inspect(dir.path(), "t").unwrap();
+    assert!(report.files.len() <= 3, "{} files", report.files.len());
+    let (first, last) = report.seqs().unwrap();
+    assert!(first > 1 && last == 5000);
+    check(&read_all(dir.path(), "t", ReplayFrom::Start), first..=5000);
+}
+
+#[test]
+fn a_reader_follows_a_writer_and_gets_every_record_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = JournalOptions::new(dir.path()).file_size(SMALL).fsync(Fsync::Never);
+    const N: u64 = 20_000;
+    let writer = {
+        let opts = opts.clone();
+        std::thread::spawn(move || {
+            let (mut w, _) = JournalWriter::open(&opts, "live").unwrap();
+            for s in 1..=N {
+                w.append(s, 1_000 + s, (s % 5) as u32, &payload(s)).unwrap();
+                if s % 1000 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })
+    };
+    let mut reader = JournalReader::open(dir.path(), "live", ReplayFrom::Start).unwrap();
+    let mut next = 1;
+    let t = std::time::Instant::now();
+    while next <= N {
+        match reader.next_record().unwrap() {
+            Some(r) => {
+                assert_eq!(r.seq, next);
+                assert_eq!(r.payload, payload(r.seq));
+                next += 1;
+            }
+            None => std::thread::sleep(Duration::from_micros(100)),
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "stuck at {next}");
+    }
+    writer.join().unwrap();
+    assert!(reader.damage().is_empty(), "{:?}", reader.damage());
+}
