@@ -1,7 +1,7 @@
 //! Journals: a topic's messages on disk, to replay from any point.
 //!
 //! A journal is a directory (`DIR/TOPIC/`) of fixed-size files of checksummed records (see
-//! [`format`] for the bytes). [`JournalWriter`] appends (a recorder does: a subscriber of the
+//! [`format`](mod@format) for the bytes). [`JournalWriter`] appends (a recorder does: a subscriber of the
 //! topic like any other), syncs per the [`Fsync`] policy and removes old files per the retention
 //! limits; [`JournalReader`] reads from the start, from a sequence number or from a time, while a
 //! writer appends. A record torn by a crash is found by its checksum: readers report it
