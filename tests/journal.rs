@@ -206,3 +206,54 @@ fn a_reader_follows_a_writer_and_gets_every_record_once_in_order() {
     writer.join().unwrap();
     assert!(reader.damage().is_empty(), "{:?}", reader.damage());
 }
+
+#[test]
+fn a_recorder_journals_every_message_once_across_restarts() {
+    use shmq::journal::Recorder;
+    use shmq::TopicOptions;
+    let seg_dir = tempfile::tempdir().unwrap();
+    let jdir = tempfile::tempdir().unwrap();
+    let topic = TopicOptions::new().dir(seg_dir.path()).capacity(256).create("events").unwrap();
+    let opts = JournalOptions::new(jdir.path()).file_size(SMALL).fsync(Fsync::Interval(Duration::from_millis(5)));
+    const N: u64 = 30_000;
+    // The recorder joins first (it gates the publisher from then on), then restarts 5 times.
+    let (recorder, damage) = Recorder::new(&topic, &opts).unwrap();
+    assert!(damage.is_empty());
+    let publisher = {
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            let mut p = topic.publisher().unwrap();
+            for s in 0..N {
+                p.send_kind((s % 5) as u32, &s.to_le_bytes()).unwrap();
+            }
+        })
+    };
+    let mut recorder = Some(recorder);
+    let mut restarts = 0;
+    loop {
+        let r = recorder.as_mut().unwrap();
+        match r.record_for(Duration::from_millis(50)) {
+            Ok(_) => {}
+            Err(shmq::Error::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+        if r.writer().last_seq().is_some_and(|l| l > (restarts + 1) * N / 6) && restarts < 5 {
+            // A restart: the old recorder goes (unflushed work is acknowledged only if durable).
+            drop(recorder.take());
+            recorder = Some(Recorder::new(&topic, &opts).unwrap().0);
+            restarts += 1;
+        }
+        if publisher.is_finished() && recorder.as_ref().unwrap().writer().last_seq() == Some(N - 1) {
+            break;
+        }
+    }
+    publisher.join().unwrap();
+    drop(recorder);
+    assert_eq!(restarts, 5);
+    let records = read_all(jdir.path(), "events", ReplayFrom::Start);
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (0..N).collect::<Vec<_>>(), "every message once, in order");
+    for r in &records {
+        assert_eq!((r.payload.as_slice(), r.kind), (&r.seq.to_le_bytes()[..], (r.seq % 5) as u32));
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod format;
 mod reader;
+mod recorder;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 pub use reader::{inspect, FileReport, JournalReader, JournalReport, Record, ReplayFrom};
+pub use recorder::{Recorder, DEFAULT_RECORDER_NAME};
 pub use writer::{JournalWriter, DEFAULT_FILE_SIZE, DEFAULT_SYNC_INTERVAL};
 
 /// When appended records are synced to the device.

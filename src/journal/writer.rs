@@ -136,6 +136,11 @@ impl JournalWriter {
         Ok((Current { path, map, end, synced: end, _file: file }, last, cut))
     }
 
+    /// The durability policy.
+    pub fn policy(&self) -> Fsync {
+        self.opts.fsync
+    }
+
     /// The journal's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
