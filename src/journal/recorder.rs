@@ -20,7 +20,10 @@ const BATCH: usize = 4096;
 /// A message is acknowledged to the topic only once the journal holds it durably (per the
 /// [`Fsync`](super::Fsync) policy; with `Never`, once appended), so a recorder that crashes and
 /// restarts under the same name resumes with the first message the journal may not hold, and
-/// the journal skips the ones it does hold: every message once, none missing.
+/// the journal skips the ones it does hold: every message once, none missing. Publishers are
+/// gated by the acknowledged position of a reliable recorder, so they run at most the topic's
+/// capacity ahead of the last sync: give the topic room for what is published in one sync
+/// interval.
 #[derive(Debug)]
 pub struct Recorder {
     sub: Subscriber,
@@ -85,7 +88,10 @@ impl Recorder {
     /// journal; `Corrupted`.
     pub fn record_for(&mut self, timeout: Duration) -> Result<u64> {
         let before = self.recorded;
-        match self.sub.wait_ready(Some(timeout)) {
+        // Not longer than until the next sync is due: what it makes durable is acknowledged
+        // then, which lets reliable publishers (gated by the acknowledged position) go on.
+        let wait = self.writer.sync_due_in().map_or(timeout, |due| due.min(timeout));
+        match self.sub.wait_ready(Some(wait)) {
             Ok(()) => {}
             Err(e) if e.is_timeout() => {
                 self.settle()?;

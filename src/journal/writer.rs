@@ -136,6 +136,15 @@ impl JournalWriter {
         Ok((Current { path, map, end, synced: end, _file: file }, last, cut))
     }
 
+    /// How long until `tick` syncs what is appended but not yet synced (`None`: nothing waits,
+    /// or the policy never syncs).
+    pub fn sync_due_in(&self) -> Option<Duration> {
+        match self.opts.fsync {
+            Fsync::Interval(t) if self.durable_seq != self.last_seq => Some(t.saturating_sub(self.last_sync.elapsed())),
+            _ => None,
+        }
+    }
+
     /// The durability policy.
     pub fn policy(&self) -> Fsync {
         self.opts.fsync
