@@ -257,3 +257,94 @@ fn a_recorder_journals_every_message_once_across_restarts() {
         assert_eq!((r.payload.as_slice(), r.kind), (&r.seq.to_le_bytes()[..], (r.seq % 5) as u32));
     }
 }
+
+#[test]
+fn replay_then_live_under_a_running_publisher_has_no_gap_and_no_duplicate() {
+    use shmq::journal::{Recorder, ReplayThenLive};
+    use shmq::TopicOptions;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    let seg_dir = tempfile::tempdir().unwrap();
+    let jdir = tempfile::tempdir().unwrap();
+    let topic =
+        TopicOptions::new().dir(seg_dir.path()).capacity(512).max_msg_size(512).create("accounts.events").unwrap();
+    let opts = JournalOptions::new(jdir.path()).file_size(SMALL).fsync(Fsync::Interval(Duration::from_millis(2)));
+    const N: u64 = 50_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(AtomicU64::new(0));
+    let (mut recorder, _) = Recorder::new(&topic, &opts).unwrap();
+    let recording = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Relaxed) {
+                match recorder.record_for(Duration::from_millis(5)) {
+                    Ok(_) | Err(shmq::Error::Disconnected) => {}
+                    Err(e) => panic!("recorder: {e}"),
+                }
+            }
+        })
+    };
+    let publishing = {
+        let (topic, published) = (topic.clone(), published.clone());
+        std::thread::spawn(move || {
+            let mut p = topic.publisher().unwrap();
+            for s in 0..N {
+                p.send_kind((s % 5) as u32, &payload(s)).unwrap();
+                published.store(s + 1, Relaxed);
+                if s % 2000 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })
+    };
+    // Join a third of the way in: the first messages are only in the journal by then.
+    while published.load(Relaxed) < N / 3 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut rtl = ReplayThenLive::new(&topic, jdir.path(), ReplayFrom::Start).unwrap();
+    let mut buf = vec![0u8; 512];
+    let (mut from_journal, mut live) = (0u64, 0u64);
+    for want in 0..N {
+        let m = rtl.recv_into(&mut buf).unwrap();
+        assert_eq!(m.seq, want, "a gap or a duplicate");
+        assert_eq!((&buf[..m.len], m.kind), (&payload(want)[..], (want % 5) as u32));
+        if m.from_journal {
+            from_journal += 1;
+        } else {
+            live += 1;
+        }
+    }
+    publishing.join().unwrap();
+    stop.store(true, Relaxed);
+    recording.join().unwrap();
+    eprintln!("replay-then-live: {from_journal} from the journal, then {live} live");
+    assert!(from_journal >= N / 3 - 512 && live > 0, "{from_journal} / {live}");
+    assert!(rtl.journal_damage().is_empty());
+}
+
+#[test]
+fn replay_then_live_reports_what_neither_the_journal_nor_the_topic_holds() {
+    use shmq::journal::ReplayThenLive;
+    use shmq::{TopicOptions, TryRecvError};
+    let seg_dir = tempfile::tempdir().unwrap();
+    let jdir = tempfile::tempdir().unwrap();
+    // No recorder: the topic keeps only its last 8 messages, the journal has the first 10.
+    let topic = TopicOptions::new().dir(seg_dir.path()).capacity(8).max_msg_size(512).create("t").unwrap();
+    let opts = JournalOptions::new(jdir.path()).file_size(SMALL).fsync(Fsync::Never);
+    drop(write(jdir.path(), "t", 0..10, opts));
+    let mut p = topic.publisher().unwrap();
+    for s in 0..100u64 {
+        p.send_kind((s % 5) as u32, &payload(s)).unwrap();
+    }
+    let mut rtl = ReplayThenLive::new(&topic, jdir.path(), ReplayFrom::Start).unwrap();
+    let mut buf = vec![0u8; 512];
+    for want in 0..10 {
+        assert_eq!(rtl.try_recv(&mut buf).unwrap().seq, want);
+    }
+    assert_eq!(rtl.try_recv(&mut buf), Err(TryRecvError::Lagged(82)), "10..92 are nowhere");
+    for want in 92..100 {
+        let m = rtl.try_recv(&mut buf).unwrap();
+        assert_eq!((m.seq, m.from_journal), (want, false));
+    }
+    assert_eq!(rtl.try_recv(&mut buf), Err(TryRecvError::Empty));
+}

@@ -8,6 +8,7 @@
 //! ([`Damage`]) and stop there, never delivering it; the next writer cuts it off.
 
 pub mod format;
+mod live;
 mod reader;
 mod recorder;
 mod writer;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+pub use live::{ReplayThenLive, Replayed};
 pub use reader::{inspect, FileReport, JournalReader, JournalReport, Record, ReplayFrom};
 pub use recorder::{Recorder, DEFAULT_RECORDER_NAME};
 pub use writer::{JournalWriter, DEFAULT_FILE_SIZE, DEFAULT_SYNC_INTERVAL};
