@@ -89,7 +89,7 @@ impl ReplayThenLive {
     }
 
     /// The next message from the journal, if the journal phase is not over.
-    fn from_journal(&mut self, buf: &mut [u8]) -> Result<Option<Replayed>, TryRecvError> {
+    fn next_from_journal(&mut self, buf: &mut [u8]) -> Result<Option<Replayed>, TryRecvError> {
         let Some(j) = self.journal.as_mut() else { return Ok(None) };
         loop {
             let rec = j.next_record().map_err(TryRecvError::from_internal)?;
@@ -129,7 +129,7 @@ impl ReplayThenLive {
     /// `Empty`; `Lagged(n)` once, if `n` messages are in neither the journal nor the topic;
     /// `BufferTooSmall` (nothing consumed); the subscriber's errors.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Replayed, TryRecvError> {
-        if let Some(r) = self.from_journal(buf)? {
+        if let Some(r) = self.next_from_journal(buf)? {
             return Ok(r);
         }
         if let Some(n) = self.gap.take() {

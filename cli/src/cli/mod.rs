@@ -1,14 +1,23 @@
 //! The command line: argument definitions, dispatch, error reporting and output.
 //!
 //! One module per command group: [`io`] (send, recv), [`topics`] (pub, sub), [`service`]
-//! (serve, call), [`inspect`] (list, stat, rm), [`gc`], [`demo`] (demo and its hidden worker),
-//! [`bench`] (bench and its hidden worker). A new group adds a module, a variant of [`Command`]
-//! and a line in [`run`].
+//! (serve, call), [`inspect`] (list, stat, rm), [`gc`], [`journal`] (record, replay, journal),
+//! [`demo`] (demo and its hidden worker), [`bench`] (bench and its hidden worker). A new group
+//! adds a module, a variant of [`Command`] and a line in [`run`].
+//!
+//! Journals (`shmq::journal`): `record TOPIC --journal DIR` keeps a topic's messages on disk,
+//! in `DIR/TOPIC/*.jrnl`, as a durable subscriber of the topic (so it misses nothing, and a
+//! restarted `record` goes on where it stopped); `replay TOPIC --journal DIR` prints them back
+//! exactly as `sub` prints messages, from the start, a sequence number or a time; `journal DIR`
+//! shows what each journal holds and any damage. `replay` and `journal` read files only: they
+//! do not look in the segment directory.
 //!
 //! Errors: every command returns [`CliResult`]; [`main`] prints one line `shmq: <message>` to
 //! stderr and exits 1. A closed stdout ends `list`, `stat` and the like quietly with status 0;
 //! `recv` and `sub`, which take messages off a queue, stop taking them and exit 1 saying how
-//! many they wrote (see `io::print_messages`); so does `call`, whose calls may have effects. A panic prints one line too (see
+//! many they wrote (see `io::print_messages`); so does `call`, whose calls may have effects.
+//! `replay` and `journal` print every damaged place of a journal as a line on stderr, and exit 1
+//! after printing everything readable. A panic prints one line too (see
 //! [`install_panic_hook`]).
 
 mod bench;
@@ -18,6 +27,7 @@ mod follow;
 mod gc;
 mod inspect;
 mod io;
+mod journal;
 mod payload;
 mod service;
 mod topics;
@@ -47,7 +57,9 @@ use shmq::{QueueKind, QueueOptions, WaitStrategy};
         shmq stat orders --json                   indices, participants and counters as JSON\n  \
         shmq serve upper --exec 'tr a-z A-Z' &    answer requests with a command's output\n  \
         echo hello | shmq call upper              call it: prints HELLO\n  \
-        shmq rm orders                            remove the queue\n\n\
+        shmq rm orders                            remove the queue\n  \
+        shmq record prices --journal ./j &        keep every message of topic prices on disk\n  \
+        shmq replay prices --journal ./j          print them back, as `sub` would\n\n\
         Exit status: 0 on success, 1 on an error (one line `shmq: ...` on stderr), 2 on invalid usage."
 )]
 pub struct Cli {
@@ -175,6 +187,40 @@ enum Command {
     /// still printed in the order of the lines.
     #[command(disable_version_flag = true)]
     Call(service::CallArgs),
+    /// Record a topic's messages into its journal on disk (DIR/TOPIC/*.jrnl), to replay them
+    /// later.
+    ///
+    /// Opens the topic, creating it if needed (and says so on stderr, as `sub` does), and
+    /// subscribes durably (as "journal" unless --name; reliable unless --lossy) from the oldest
+    /// message the topic still holds. Each message is appended to the journal and acknowledged
+    /// once the journal holds it durably (per --fsync), so a `record` that is stopped or dies
+    /// and starts again goes on with the first message its journal lacks: every message once,
+    /// none missing. The journal is a series of files of --file-size bytes; --retain-bytes and
+    /// --retain-age remove the oldest. Runs until SIGINT or SIGTERM (syncs, then exits 0), until
+    /// every publisher has left and everything was recorded (says how many, exits 0), or per
+    /// --count and --timeout, which work as for `sub`. A torn record at the end of the journal
+    /// (a crash mid-write) is cut off when it starts, and said on stderr, one line each. On a
+    /// terminal, stderr shows the progress (messages, last sequence, journal size). One
+    /// `record` at a time writes a journal.
+    Record(journal::RecordArgs),
+    /// Print a topic's journaled messages, one per line, exactly as `sub` prints messages.
+    ///
+    /// Reads DIR/TOPIC/*.jrnl from the oldest message kept, from --from SEQ, or from --since
+    /// TIME, to the end of what the journal holds now (a `record` may be writing it), then
+    /// exits 0. --raw, --hex and --show-kind work as for `sub`. A damaged or torn record is
+    /// never printed: each damaged place is one line on stderr (`shmq: damage in the journal
+    /// ...`), the messages after it that can be read are printed, and the exit status is 1. No
+    /// journal there is an error naming the directory looked in.
+    Replay(journal::ReplayArgs),
+    /// Show the journals under a directory: files, records, sequences, times and any damage.
+    ///
+    /// For each topic's journal (each subdirectory holding *.jrnl files) and each of its files:
+    /// records, first and last sequence number and time (RFC 3339 UTC, which `replay --since`
+    /// accepts), and bytes used of the file's size. Reads every record of every file and checks its checksum. Each damaged place is shown as
+    /// `corruption found: FILE at byte N: WHAT`; a record torn at the very end may also be one a
+    /// `record` is writing at this moment. Exits 1 if any damage was found, after printing
+    /// everything.
+    Journal(journal::JournalArgs),
 }
 
 /// How blocking operations wait for a peer.
@@ -383,8 +429,8 @@ pub fn main() -> i32 {
 
 fn run(command: Command, ctx: &Ctx, out: &mut Out) -> CliResult {
     // Every command but the hidden workers (started by demo and bench, which checked) looks in
-    // the segment directory: it must be there.
-    if !matches!(command, Command::DemoWorker(_) | Command::BenchWorker(_)) {
+    // the segment directory: it must be there. (`replay` and `journal` read journal files only.)
+    if !matches!(command, Command::DemoWorker(_) | Command::BenchWorker(_) | Command::Replay(_) | Command::Journal(_)) {
         door::check_dir(ctx)?;
     }
     match command {
@@ -402,6 +448,9 @@ fn run(command: Command, ctx: &Ctx, out: &mut Out) -> CliResult {
         Command::Gc(a) => gc::gc(ctx, &a, out),
         Command::Serve(a) => service::serve(ctx, &a),
         Command::Call(a) => service::call(ctx, &a, out),
+        Command::Record(a) => journal::record(ctx, &a),
+        Command::Replay(a) => journal::replay(&a, out),
+        Command::Journal(a) => journal::journals(&a, out),
     }
 }
 
