@@ -13,7 +13,9 @@
 //! - [`waitset`]: one thread on a `WaitSet` takes a million messages from eight producer
 //!   processes, and uses no CPU while they are idle;
 //! - [`service`]: four client processes call two server processes; one server is SIGKILLed
-//!   holding a request, a client is SIGKILLed with calls in flight.
+//!   holding a request, a client is SIGKILLed with calls in flight;
+//! - [`journal`]: a recorder process SIGKILLed every ~200 ms and restarted while a publisher
+//!   publishes: the journal holds every message once.
 //!
 //! Every test works in a private temporary directory under a watchdog; children die with the
 //! test, however it ends. The CPU-heavy tests take `shmq_test_support::heavy()`, so that they
@@ -24,6 +26,7 @@ use shmq_test_support::{env, ChildProc, Scene};
 
 mod chaos;
 mod disconnect;
+mod journal;
 mod queue;
 mod service;
 mod topic;
@@ -37,7 +40,8 @@ shmq_test_support::children!(
     trust::ROLES,
     disconnect::ROLES,
     waitset::ROLES,
-    service::ROLES
+    service::ROLES,
+    journal::ROLES
 );
 
 /// Environment of a queue or topic child: the segment directory, the segment's name, the wait
