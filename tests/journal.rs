@@ -95,8 +95,11 @@ fn a_torn_last_record_is_never_read_and_the_next_writer_cuts_it_off() {
     let last = report.files.last().unwrap().clone();
     // Tear the last record: a byte of its payload (a crash mid-copy).
     flip(&last.path, last.used - 3);
-    let r = read_all(dir.path(), "t", ReplayFrom::Start);
+    let mut reader = JournalReader::open(dir.path(), "t", ReplayFrom::Start).unwrap();
+    let r: Vec<Record> = reader.by_ref().collect::<Result<_, _>>().unwrap();
     check(&r, 1..=99);
+    let tail = reader.tail().expect("the torn record at the end is pointed out");
+    assert!(tail.what.contains("checksum") && tail.file == last.path, "{tail}");
     let report = inspect(dir.path(), "t").unwrap();
     assert_eq!(report.damage.len(), 1, "{:?}", report.damage);
     assert!(report.damage[0].what.contains("checksum"), "{}", report.damage[0]);
@@ -111,6 +114,10 @@ fn a_torn_last_record_is_never_read_and_the_next_writer_cuts_it_off() {
     drop(w);
     check(&read_all(dir.path(), "t", ReplayFrom::Start), 1..=150);
     assert!(inspect(dir.path(), "t").unwrap().damage.is_empty());
+    // One writer per journal.
+    let (_w, _) = JournalWriter::open(&opts, "t").unwrap();
+    let e = JournalWriter::open(&opts, "t").unwrap_err();
+    assert!(e.to_string().contains("one writer per journal"), "{e}");
 }
 
 #[test]

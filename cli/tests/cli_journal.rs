@@ -523,7 +523,6 @@ fn record_options_are_checked_and_the_commands_are_documented() {
 }
 
 #[test]
-#[ignore = "library: Recorder reads in place (try_recv_ref), which a lossy subscriber refuses (Unsupported)"]
 fn a_lossy_recorder_records_what_the_topic_holds() {
     let d = Dirs::new();
     ok(d.run(&["pub", "fast", "--count", "10"]));

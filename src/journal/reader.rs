@@ -50,6 +50,9 @@ pub struct JournalReader {
     /// Offset of the next record.
     pos: u64,
     damage: Vec<Damage>,
+    /// Where the last `next_record` that found nothing stopped, if at a record that does not
+    /// check (see `tail`).
+    tail: Option<Damage>,
 }
 
 impl JournalReader {
@@ -68,6 +71,7 @@ impl JournalReader {
             buf_at: 0,
             pos: 0,
             damage: Vec::new(),
+            tail: None,
         };
         let files = list_files(&r.dir)?;
         // From a sequence number: the last file that starts at or before it.
@@ -84,6 +88,14 @@ impl JournalReader {
     /// Damage found so far (the reader stopped at each, or skipped to the next file).
     pub fn damage(&self) -> &[Damage] {
         &self.damage
+    }
+
+    /// If the last [`next_record`](Self::next_record) ended at a record that does not check, at
+    /// the end of the journal: where and why. It is a record torn by a crash, or one a writer is
+    /// writing at this moment (then it checks when read again); a reader that does not follow a
+    /// writer reports it as damage.
+    pub fn tail(&self) -> Option<&Damage> {
+        self.tail.as_ref()
     }
 
     fn open_file(&mut self, first: u64, path: PathBuf) -> Result<bool> {
@@ -172,6 +184,7 @@ impl JournalReader {
             }
             match found {
                 Found::Record(h) => {
+                    self.tail = None;
                     let start = (self.pos - self.buf_at) as usize + RECORD_HEADER;
                     let payload = self.buf[start..start + h.len as usize].to_vec();
                     self.pos += format::record_size(h.len as usize) as u64;
@@ -192,6 +205,15 @@ impl JournalReader {
                     // is the journal's end for now (a bad record may be one being written: it is
                     // looked at again next time).
                     let Some((first, path)) = self.next_file()? else {
+                        self.tail = match &found {
+                            Found::Bad(what) => Some(Damage {
+                                file: self.file.as_ref().map(|(_, p, _)| p.clone()).unwrap_or_default(),
+                                offset: self.pos,
+                                what: what.clone(),
+                                cut: false,
+                            }),
+                            _ => None,
+                        };
                         self.buf.clear(); // read again next time: a writer may have appended
                         return Ok(None);
                     };

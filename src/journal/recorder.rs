@@ -28,6 +28,8 @@ const BATCH: usize = 4096;
 pub struct Recorder {
     sub: Subscriber,
     writer: JournalWriter,
+    /// Lossy recorders copy each message out (in-place reads need a reliable subscriber).
+    lossy: Option<Vec<u8>>,
     recorded: u64,
     lagged: u64,
 }
@@ -64,7 +66,8 @@ impl Recorder {
             .ack(AckMode::Explicit)
             .build()
             .map_err(Error::from)?;
-        Ok((Recorder { sub, writer, recorded: 0, lagged: 0 }, damage))
+        let lossy = (mode == SubscriberMode::Lossy).then(|| vec![0u8; topic.max_msg_size()]);
+        Ok((Recorder { sub, writer, lossy, recorded: 0, lagged: 0 }, damage))
     }
 
     /// The journal being written.
@@ -101,10 +104,21 @@ impl Recorder {
         }
         let mut disconnected = false;
         for _ in 0..BATCH {
-            match self.sub.try_recv_ref() {
-                Ok(m) => {
+            let got = match self.lossy.as_mut() {
+                // A lossy subscriber's copy is checked against overwriting; its sequence number
+                // is the one before its position once received.
+                Some(buf) => self.sub.try_recv(buf).map(|m| {
+                    let seq = self.sub.position() - 1;
+                    self.writer.append(seq, crate::os::now_unix_ns(), m.kind, &buf[..m.len])
+                }),
+                None => self.sub.try_recv_ref().map(|m| {
                     let (seq, kind) = (m.sequence(), m.kind());
-                    if self.writer.append(seq, crate::os::now_unix_ns(), kind, &m)? {
+                    self.writer.append(seq, crate::os::now_unix_ns(), kind, &m)
+                }),
+            };
+            match got {
+                Ok(appended) => {
+                    if appended? {
                         self.recorded += 1;
                     }
                 }

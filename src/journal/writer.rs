@@ -31,6 +31,8 @@ pub struct JournalWriter {
     last_seq: Option<u64>,
     durable_seq: Option<u64>,
     last_sync: Instant,
+    /// Holds the journal's writer lock (an open-file-description lock on `.writer.lock`).
+    _lock: File,
 }
 
 impl std::fmt::Debug for JournalWriter {
@@ -56,6 +58,20 @@ impl JournalWriter {
         crate::segment::validate_name(topic)?;
         let dir = opts.dir.join(topic);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        // One writer per journal: two would interleave their records.
+        let lock_path = dir.join(".writer.lock");
+        let lock = match File::create_new(&lock_path, opts.mode)? {
+            Some(f) => f,
+            None => File::open(&lock_path)?.ok_or_else(|| {
+                Error::io(format!("open {}", lock_path.display()), std::io::ErrorKind::NotFound.into())
+            })?,
+        };
+        if !lock.lock(0, crate::os::Lock::Write)? {
+            return Err(Error::io(
+                format!("journal {} is being written by another process (one writer per journal)", dir.display()),
+                std::io::ErrorKind::WouldBlock.into(),
+            ));
+        }
         let mut w = JournalWriter {
             dir,
             topic: topic.to_string(),
@@ -64,6 +80,7 @@ impl JournalWriter {
             last_seq: None,
             durable_seq: None,
             last_sync: Instant::now(),
+            _lock: lock,
         };
         let mut damage = Vec::new();
         if let Some((first, path)) = list_files(&w.dir)?.pop() {
