@@ -31,7 +31,9 @@ pub enum Fsync {
     Never,
     /// At most this long after a record was appended (the default: 100 ms).
     Interval(Duration),
-    /// After every record.
+    /// Before a record is acknowledged: a recorder syncs each batch it took off the topic
+    /// before it acknowledges the batch (group commit); a `JournalWriter` used directly syncs on
+    /// `tick` or `sync`.
     Every,
 }
 

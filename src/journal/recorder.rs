@@ -17,13 +17,13 @@ const BATCH: usize = 4096;
 /// otherwise, so it misses nothing and publishers wait for it like for any reliable subscriber;
 /// the publishers' path is unchanged) whose messages are appended to the journal's files.
 ///
-/// A message is acknowledged to the topic only once the journal holds it durably (per the
-/// [`Fsync`](super::Fsync) policy; with `Never`, once appended), so a recorder that crashes and
-/// restarts under the same name resumes with the first message the journal may not hold, and
-/// the journal skips the ones it does hold: every message once, none missing. Publishers are
-/// gated by the acknowledged position of a reliable recorder, so they run at most the topic's
-/// capacity ahead of the last sync: give the topic room for what is published in one sync
-/// interval.
+/// A message is acknowledged to the topic once it is in the journal's file: written into the
+/// file's shared mapping, so in the page cache, which a crash of the recorder process does not
+/// lose. A recorder that crashes and restarts under the same name resumes with the first
+/// message not acknowledged, and the journal skips the ones it holds already: every message
+/// once, none missing. The [`Fsync`](super::Fsync) policy decides when the records reach the
+/// device, which is what a crash of the machine may lose (the topic, in shared memory, is lost
+/// with the machine anyway).
 #[derive(Debug)]
 pub struct Recorder {
     sub: Subscriber,
@@ -91,8 +91,7 @@ impl Recorder {
     /// journal; `Corrupted`.
     pub fn record_for(&mut self, timeout: Duration) -> Result<u64> {
         let before = self.recorded;
-        // Not longer than until the next sync is due: what it makes durable is acknowledged
-        // then, which lets reliable publishers (gated by the acknowledged position) go on.
+        // Not longer than until the next sync is due, so that an idle journal is synced on time.
         let wait = self.writer.sync_due_in().map_or(timeout, |due| due.min(timeout));
         match self.sub.wait_ready(Some(wait)) {
             Ok(()) => {}
@@ -139,13 +138,16 @@ impl Recorder {
         Ok(self.recorded - before)
     }
 
-    /// Syncs per the policy, and acknowledges to the topic what the journal holds durably.
+    /// Acknowledges to the topic what the journal's file holds, and syncs per the policy
+    /// (with `Every`, the sync comes first: what is acknowledged is on the device).
     fn settle(&mut self) -> Result<()> {
-        self.writer.tick()?;
-        if self.writer.durable_seq() == self.writer.last_seq() || matches!(self.writer.policy(), super::Fsync::Never) {
+        if self.writer.policy() == super::Fsync::Every {
+            self.writer.tick()?;
             self.sub.ack();
+            return Ok(());
         }
-        Ok(())
+        self.sub.ack();
+        self.writer.tick()
     }
 
     /// Syncs everything recorded and acknowledges it (also done on drop).

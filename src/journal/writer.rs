@@ -210,10 +210,10 @@ impl JournalWriter {
         format::encode_record(out, &RecordHeader { len: payload.len() as u32, kind, seq, time_ns }, payload);
         c.end += need;
         self.last_seq = Some(seq);
-        match self.opts.fsync {
-            Fsync::Every => self.sync()?,
-            Fsync::Interval(t) if self.last_sync.elapsed() >= t => self.sync()?,
-            _ => {}
+        if let Fsync::Interval(t) = self.opts.fsync {
+            if self.last_sync.elapsed() >= t {
+                self.sync()?;
+            }
         }
         Ok(true)
     }
@@ -234,13 +234,16 @@ impl JournalWriter {
         Ok(())
     }
 
-    /// Syncs if the policy's interval has passed (a recorder calls it while idle, so that the
-    /// last messages do not wait for the next one to become durable).
+    /// Syncs what the policy says is due: with `Every`, everything appended (group commit: a
+    /// recorder calls it after each batch, before it acknowledges the batch); with `Interval`,
+    /// everything, once the interval has passed (a recorder calls it while idle too, so that the
+    /// last records do not wait for the next one); with `Never`, nothing.
     ///
     /// # Errors
     /// I/O errors.
     pub fn tick(&mut self) -> Result<()> {
         match self.opts.fsync {
+            Fsync::Every if self.durable_seq != self.last_seq => self.sync(),
             Fsync::Interval(t) if self.last_sync.elapsed() >= t => self.sync(),
             _ => Ok(()),
         }
