@@ -2,8 +2,8 @@
 //!
 //! - `record` runs a [`Recorder`]: a durable subscriber of the topic (`journal` unless
 //!   `--name`; reliable unless `--lossy`) that appends every message to the topic's journal,
-//!   `DIR/TOPIC/*.jrnl`, and acknowledges a message only once the journal holds it durably (per
-//!   `--fsync`). It stops on SIGINT or SIGTERM (a flag set by the handler, looked at between
+//!   `DIR/TOPIC/*.jrnl`, and acknowledges a message once it is in the journal's file (a crash of
+//!   the recorder cannot lose it; `--fsync` decides when it reaches the device). It stops on SIGINT or SIGTERM (a flag set by the handler, looked at between
 //!   waits of at most [`POLL`]; the journal is synced, then exit 0), when every publisher has
 //!   left (exit 0, saying how many it recorded), or per `--count`/`--timeout` as `sub` does.
 //!   One `record` writes a journal at a time: it holds an `flock` on the journal's directory.
