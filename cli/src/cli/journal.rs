@@ -42,10 +42,10 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DIR")]
     journal: PathBuf,
     /// When records are synced to the device: `never` (the kernel writes them back in its own
-    /// time: a crash of the machine may lose the last ones), `every` (after each message:
-    /// slowest), or `interval:MS` (at most MS after a message) [default: interval:100]. A message
-    /// is acknowledged to the topic only once synced, so reliable publishers may run at most the
-    /// topic's capacity ahead of the last sync.
+    /// time: a crash of the machine may lose the last ones), `every` (each batch taken off the
+    /// topic is synced before it is acknowledged), or `interval:MS` (at most MS after a message)
+    /// [default: interval:100]. A crash of the recorder loses nothing whatever the policy: a
+    /// message is acknowledged to the topic once it is in the journal's file.
     #[arg(long, value_name = "POLICY", value_parser = parse_fsync)]
     fsync: Option<Fsync>,
     /// Size of each journal file, at least 65536 [default: 67108864, 64 MiB]. A file is
