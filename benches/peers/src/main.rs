@@ -30,7 +30,7 @@ const LIBS: [&str; 7] =
     ["floor", "shmq-spsc", "shmq-topic", "iceoryx2", "iceoryx2-spin", "shmq-spsc-try", "shmq-spsc-batch"];
 /// Libraries run for throughput only.
 const TPUT_ONLY: [&str; 2] = ["iceoryx2-spin", "shmq-spsc-batch"];
-/// Run for round trips only: `floor` is `shmq::baseline::Baseline::Floor`, two processes
+/// Run for round trips only: `floor` is `shmq_cli::baseline::Baseline::Floor`, two processes
 /// ping-ponging through two atomics on a shared mapping (payload copied in and out), the
 /// round trip no queue can beat on this machine.
 const RTT_ONLY: [&str; 1] = ["floor"];
@@ -177,9 +177,12 @@ impl<P: ParentEnd> Bench for Run<P> {
     }
 }
 
-/// The floor: `shmq::baseline`'s two-atomic ping-pong with a forked child, timed the same way.
+/// The floor: `shmq_cli::baseline`'s two-atomic ping-pong with a forked child, timed the same
+/// way (and pinned like the other rows with `--pin`).
 struct Floor {
     size: usize,
+    /// `[parent cpu, child cpu]` with `--pin`.
+    pin: Option<[usize; 2]>,
 }
 
 impl Bench for Floor {
@@ -187,7 +190,8 @@ impl Bench for Floor {
         "floor"
     }
     fn round_trips(&mut self, n: u64, h: Option<&mut Histogram<u64>>) {
-        let samples = shmq::baseline::Baseline::Floor.round_trips(n as usize, self.size, None).expect("floor baseline");
+        let samples =
+            shmq_cli::baseline::Baseline::Floor.round_trips(n as usize, self.size, self.pin).expect("floor baseline");
         if let Some(h) = h {
             for ns in samples {
                 h.saturating_record(ns);
@@ -201,7 +205,8 @@ impl Bench for Floor {
 
 fn bench(lib: &'static str, size: usize, pin: Option<usize>) -> Box<dyn Bench> {
     if lib == "floor" {
-        return Box::new(Floor { size });
+        // The parent runs on cpu 0 when the child is pinned (see `main`).
+        return Box::new(Floor { size, pin: pin.map(|child| [0, child]) });
     }
     // SAFETY: getpid has no preconditions and cannot fail.
     let prefix = format!("peers-{}-{lib}-{size}", unsafe { libc::getpid() });

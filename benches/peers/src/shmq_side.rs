@@ -4,29 +4,24 @@
 //! Both use `WaitStrategy::Spin`, so `send`/`publish` spin while the ring is full and
 //! `recv_ref` busy-polls: no syscall on either side.
 
-use shmq::{Consumer, Producer, Publisher, QueueOptions, Subscriber, TopicOptions, WaitStrategy};
+use shmq::{
+    Consumer, Producer, Publisher, Queue, QueueOptions, Subscriber, Topic, TopicOptions, TryRecvError, TrySendError,
+    WaitStrategy,
+};
 
 use crate::proto::{check_seq, seq_of, stamp, ChildEnd, ParentEnd};
 use crate::CAPACITY;
 
 fn queue_options(size: usize) -> QueueOptions {
-    QueueOptions::new().spsc().capacity(CAPACITY as u64).max_msg_size(size).wait(WaitStrategy::Spin)
+    QueueOptions::new().spsc().capacity(CAPACITY).max_msg_size(size).wait(WaitStrategy::Spin)
 }
 
 fn topic_options(size: usize) -> TopicOptions {
-    TopicOptions::new().capacity(CAPACITY as u64).max_msg_size(size).max_subscribers(1).wait(WaitStrategy::Spin)
+    TopicOptions::new().capacity(CAPACITY).max_msg_size(size).max_subscribers(1).wait(WaitStrategy::Spin)
 }
 
 fn names(prefix: &str) -> (String, String) {
     (format!("{prefix}-ping"), format!("{prefix}-pong"))
-}
-
-/// Removes the segments of `prefix` (both processes hold their mappings until they exit).
-fn unlink(prefix: &str) {
-    let (ping, pong) = names(prefix);
-    for name in [ping, pong] {
-        let _ = shmq::queue::remove(&name);
-    }
 }
 
 /// Process A over two SPSC queues.
@@ -34,7 +29,8 @@ pub struct QueueParent<const N: usize> {
     tx: Producer,
     rx: Consumer,
     buf: [u8; N],
-    prefix: String,
+    /// The two queues, whose names are removed on drop.
+    segs: [Queue; 2],
 }
 
 impl<const N: usize> QueueParent<N> {
@@ -47,14 +43,17 @@ impl<const N: usize> QueueParent<N> {
             tx: ping.producer().expect("ping producer"),
             rx: pong.consumer().expect("pong consumer"),
             buf: [0; N],
-            prefix: prefix.to_string(),
+            segs: [ping, pong],
         }
     }
 }
 
 impl<const N: usize> Drop for QueueParent<N> {
+    /// Removes the queues' names (both processes keep their mappings until they exit).
     fn drop(&mut self) {
-        unlink(&self.prefix);
+        for q in &self.segs {
+            let _ = q.unlink();
+        }
     }
 }
 
@@ -107,7 +106,8 @@ pub struct TopicParent<const N: usize> {
     tx: Publisher,
     rx: Subscriber,
     buf: [u8; N],
-    prefix: String,
+    /// The two topics, whose names are removed on drop.
+    segs: [Topic; 2],
 }
 
 impl<const N: usize> TopicParent<N> {
@@ -121,14 +121,17 @@ impl<const N: usize> TopicParent<N> {
             tx: ping.publisher().expect("ping publisher"),
             rx: pong.subscriber().build().expect("pong subscriber"),
             buf: [0; N],
-            prefix: prefix.to_string(),
+            segs: [ping, pong],
         }
     }
 }
 
 impl<const N: usize> Drop for TopicParent<N> {
+    /// Removes the topics' names (both processes keep their mappings until they exit).
     fn drop(&mut self) {
-        unlink(&self.prefix);
+        for t in &self.segs {
+            let _ = t.unlink();
+        }
     }
 }
 
@@ -136,7 +139,7 @@ impl<const N: usize> ParentEnd for TopicParent<N> {
     #[inline]
     fn send(&mut self, seq: u64) {
         stamp(&mut self.buf, seq);
-        self.tx.publish(&self.buf).expect("shmq publish");
+        self.tx.send(&self.buf).expect("shmq publish");
     }
     #[inline]
     fn recv(&mut self) -> u64 {
@@ -169,7 +172,7 @@ impl ChildEnd for TopicChild {
     fn echo(&mut self) -> u64 {
         let m = self.rx.recv_ref().expect("shmq topic recv");
         let seq = seq_of(&m);
-        self.tx.publish(&m).expect("shmq publish");
+        self.tx.send(&m).expect("shmq publish");
         seq
     }
     #[inline]
@@ -239,16 +242,14 @@ impl ChildEnd for BatchChild {
         let end = first + n;
         while next < end {
             let max = (end - next).min(BATCH as u64) as usize;
-            let got = self
-                .0
-                .rx
-                .try_recv_batch(max, |payload, _| {
-                    check_seq(seq_of(payload), next);
-                    next += 1;
-                })
-                .expect("shmq try_recv_batch");
-            if got == 0 {
-                std::hint::spin_loop();
+            let got = self.0.rx.try_recv_batch(max, |payload, _| {
+                check_seq(seq_of(payload), next);
+                next += 1;
+            });
+            match got {
+                Ok(0) | Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                Ok(_) => {}
+                Err(e) => panic!("shmq try_recv_batch: {e}"),
             }
         }
     }
@@ -271,7 +272,7 @@ impl<const N: usize> ParentEnd for TryParent<N> {
         loop {
             match self.0.rx.try_recv_ref() {
                 Ok(m) => return seq_of(&m),
-                Err(shmq::Error::Empty) => std::hint::spin_loop(),
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
                 Err(e) => panic!("shmq try_recv_ref: {e}"),
             }
         }
@@ -283,7 +284,7 @@ fn try_send(tx: &mut Producer, payload: &[u8]) {
     loop {
         match tx.try_send(payload) {
             Ok(()) => return,
-            Err(shmq::Error::Full) => std::hint::spin_loop(),
+            Err(TrySendError::Full) => std::hint::spin_loop(),
             Err(e) => panic!("shmq try_send: {e}"),
         }
     }
@@ -305,7 +306,7 @@ impl TryChild {
                     }
                     return seq;
                 }
-                Err(shmq::Error::Empty) => std::hint::spin_loop(),
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
                 Err(e) => panic!("shmq try_recv_ref: {e}"),
             }
         }
