@@ -97,25 +97,21 @@ mod private {
     impl Sealed for crate::topic::Subscriber {}
 }
 
-impl Stream for Consumer {
-    fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<crate::Received, TryRecvError> {
-        self.try_recv(buf)
-    }
-    fn info(&self) -> (String, usize) {
-        let a = self.attachment();
-        (a.seg.name.clone(), a.seg.config.max_msg as usize)
-    }
+macro_rules! stream {
+    ($t:ty) => {
+        impl Stream for $t {
+            fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<crate::Received, TryRecvError> {
+                self.try_recv(buf)
+            }
+            fn info(&self) -> (String, usize) {
+                let a = self.attachment();
+                (a.seg.name.clone(), a.seg.config.max_msg as usize)
+            }
+        }
+    };
 }
-
-impl Stream for Subscriber {
-    fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<crate::Received, TryRecvError> {
-        self.try_recv(buf)
-    }
-    fn info(&self) -> (String, usize) {
-        let a = self.attachment();
-        (a.seg.name.clone(), a.seg.config.max_msg as usize)
-    }
-}
+stream!(Consumer);
+stream!(Subscriber);
 
 type MessageHandler<'h> = Box<dyn FnMut(&[u8], u32) -> HandlerResult + 'h>;
 type Recv = fn(&mut WaitSet, Token, &mut [u8]) -> Option<Result<crate::Received, TryRecvError>>;

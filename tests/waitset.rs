@@ -6,16 +6,9 @@ use std::time::{Duration, Instant};
 use shmq::waitset::{Key, Mechanism, Token, WaitSet};
 use shmq::{Consumer, Subscriber};
 use shmq::{QueueKind, QueueOptions, Start, TopicOptions, TryRecvError};
+use shmq_test_support::thread_cpu;
 
 const LONG: Duration = Duration::from_secs(20);
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid out-pointer.
-    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) }, 0);
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 #[test]
 fn ready_sources_are_reported_and_the_wait_consumes_nothing() {

@@ -51,7 +51,7 @@ pub use child::{
 };
 pub use corrupt::{Corrupter, Field, Geometry, Hit, Weights};
 pub use fds::{check_out_of_fds, exhaust_fds, Exhausted};
-pub use procfs::{children_of, is_dead, processes_with_env, wait_zombie};
+pub use procfs::{children_of, is_dead, processes_with_env, thread_cpu, wait_zombie};
 pub use raw::RawMap;
 pub use rng::Rng;
 pub use scene::{heavy, poll_until, wait_for, Scene};

@@ -1,4 +1,5 @@
-//! What `/proc` says about processes: their state, their children, their environment.
+//! What `/proc` (and the kernel's clocks) say about processes: their state, their children,
+//! their environment, the CPU time a thread used.
 
 use std::time::{Duration, Instant};
 
@@ -65,4 +66,12 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<(u32, String)> {
         Some((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
     })
     .collect()
+}
+
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer for the call.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) }, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

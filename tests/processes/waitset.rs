@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use shmq::waitset::{Key, Mechanism, WaitSet};
 use shmq::{Consumer, QueueKind, QueueOptions, Start, Subscriber, TopicOptions, TryRecvError};
-use shmq_test_support::{report, sleep_until_killed, ChildProc, Role, Scene};
+use shmq_test_support::{report, sleep_until_killed, thread_cpu, ChildProc, Role, Scene};
 
 use crate::{DIR_ENV, NAME_ENV};
 
@@ -61,13 +61,6 @@ fn feeder() {
 enum K {
     Q(Key<Consumer>),
     T(Key<Subscriber>),
-}
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid out-pointer.
-    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) }, 0);
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 #[test]
