@@ -60,6 +60,8 @@
 //!   subscribers and timers at once, asleep in the kernel while nothing comes.
 //! - [`dispatch`]: [`Dispatcher`](dispatch::Dispatcher), a handler per stream, run on one thread
 //!   as messages arrive.
+//! - [`deadletter`]: rejecting a message, redelivery, and the dead-letter queue of a queue
+//!   with `max_deliveries`.
 //! - [`service`]: request-response: a named [`Service`](service::Service) that
 //!   [`Server`](service::Server)s offer and [`Client`](service::Client)s call.
 //! - `future` (the `async` feature): `recv_async`, `send_async` and `into_stream`, for any
@@ -108,6 +110,8 @@ pub mod error;
 mod mapped_ring;
 pub(crate) mod sync;
 
+#[cfg(not(loom))]
+pub mod deadletter;
 #[cfg(not(loom))]
 pub mod dispatch;
 #[cfg(all(feature = "async", not(loom)))]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::layout::{
-    Channel, Offsets, ResponseHeader, RingControl, ServiceOffsets, SlotHeader, CHANNEL_SIZE, CONTROL_OFFSET,
+    DeliveryEntry, DELIVERY_ENTRY_SIZE, Channel, Offsets, ResponseHeader, RingControl, ServiceOffsets, SlotHeader, CHANNEL_SIZE, CONTROL_OFFSET,
 };
 use crate::os::Mapping;
 use crate::ring::call::CallMem;
@@ -23,6 +23,8 @@ pub struct MappedRing {
     payload_stride: usize,
     capacity: u64,
     max_msg: usize,
+    /// The delivery counts of a queue with dead letters (null: none).
+    deliveries: *mut u8,
 }
 
 // SAFETY: the raw pointers point into `map`, which is Send + Sync and kept alive by the Arc.
@@ -38,12 +40,18 @@ impl MappedRing {
     /// power of two; that `o.slots` is 16-byte aligned, `o.stride` a multiple of 16 and
     /// `o.slots + capacity * o.stride <= map.len()`; that `o.payload_stride >= max_msg` and
     /// `o.payloads + (capacity - 1) * o.payload_stride + max_msg <= map.len()`; that no payload
-    /// overlaps a slot header; and that the control block at `CONTROL_OFFSET` lies inside the
-    /// mapping.
+    /// overlaps a slot header; that the control block at `CONTROL_OFFSET` lies inside the
+    /// mapping; and, if `o.dead_letters` has a delivery table, that its `capacity` 32-byte
+    /// entries lie inside the mapping, 32-byte aligned, overlapping nothing else.
     pub unsafe fn new(map: Arc<Mapping>, o: &Offsets, capacity: u64, max_msg: usize) -> Self {
         // SAFETY: both offsets are inside the mapping (caller's contract).
         let (headers, payloads) =
             unsafe { (map.as_ptr().add(o.slots as usize), map.as_ptr().add(o.payloads as usize)) };
+        let deliveries = match o.dead_letters.and_then(|d| d.deliveries) {
+            // SAFETY: inside the mapping (caller's contract).
+            Some(at) => unsafe { map.as_ptr().add(at as usize) },
+            None => std::ptr::null_mut(),
+        };
         MappedRing {
             map,
             headers,
@@ -52,6 +60,7 @@ impl MappedRing {
             payload_stride: o.payload_stride as usize,
             capacity,
             max_msg,
+            deliveries,
         }
     }
 }
@@ -83,6 +92,16 @@ unsafe impl RingMem for MappedRing {
         let i = (pos & (self.capacity - 1)) as usize;
         // SAFETY: i < capacity, so payload i and its max_msg bytes are inside the mapping.
         unsafe { self.payloads.add(i * self.payload_stride) }
+    }
+    #[inline]
+    fn delivery(&self, pos: u64) -> Option<&DeliveryEntry> {
+        if self.deliveries.is_null() {
+            return None;
+        }
+        let i = (pos & (self.capacity - 1)) as usize;
+        // SAFETY: the table holds `capacity` entries inside the mapping, aligned (constructor
+        // contract), and i < capacity; an entry is all atomics, valid for any bit pattern.
+        Some(unsafe { &*self.deliveries.add(i * DELIVERY_ENTRY_SIZE).cast::<DeliveryEntry>() })
     }
 }
 

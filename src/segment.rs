@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    lock, Header, Kind, Offsets, CONTROL_OFFSET, CONTROL_SIZE, INIT_BUSY, INIT_READY, LINE, MAGIC, MAX_CAPACITY,
+    lock, DeadLetterParts, Header, Kind, Offsets, FLAG_DEAD_LETTER_QUEUE, MAX_DELIVERIES, CONTROL_OFFSET, CONTROL_SIZE, INIT_BUSY, INIT_READY, LINE, MAGIC, MAX_CAPACITY,
     MAX_MSG, MAX_PARTICIPANTS, MAX_SEGMENT, VERSION,
 };
 use crate::os::{self, File, Holder, Lock, Mapping};
@@ -95,6 +95,10 @@ pub struct Config {
     pub max_subscribers: u32,
     /// Maximum response payload bytes (services; 0 for queues and topics).
     pub max_response: u32,
+    /// MPMC queues: deliveries before a message is dead-lettered (0: no dead letters).
+    pub max_deliveries: u32,
+    /// [`FLAG_DEAD_LETTER_QUEUE`] or 0.
+    pub flags: u32,
 }
 
 impl Config {
@@ -149,8 +153,40 @@ impl Config {
                 self.max_response
             )));
         }
-        Offsets::compute(self.capacity, self.max_msg, self.max_participants, self.max_subscribers, self.max_response)
-            .ok_or_else(|| Error::InvalidConfig(format!("a segment of this size would exceed {MAX_SEGMENT} bytes")))
+        if self.flags & !FLAG_DEAD_LETTER_QUEUE != 0 {
+            return Err(Error::InvalidConfig(format!("unknown flags {:#x}", self.flags)));
+        }
+        if self.max_deliveries > MAX_DELIVERIES {
+            return Err(Error::InvalidConfig(format!(
+                "max deliveries {} exceeds the limit of {MAX_DELIVERIES}",
+                self.max_deliveries
+            )));
+        }
+        let parts = match (self.max_deliveries, self.flags & FLAG_DEAD_LETTER_QUEUE != 0) {
+            (0, false) => DeadLetterParts::None,
+            (0, true) => DeadLetterParts::Queue,
+            (_, false) => DeadLetterParts::Origin,
+            (_, true) => {
+                return Err(Error::InvalidConfig(
+                    "a dead-letter queue has no dead-letter queue of its own (max deliveries must be 0)".into(),
+                ))
+            }
+        };
+        if parts != DeadLetterParts::None && self.kind != Kind::Mpmc {
+            return Err(Error::InvalidConfig(format!(
+                "dead letters need an MPMC queue (this is {}): create it with QueueOptions::new() (MPMC by default)",
+                self.kind.name()
+            )));
+        }
+        Offsets::compute_with(
+            self.capacity,
+            self.max_msg,
+            self.max_participants,
+            self.max_subscribers,
+            self.max_response,
+            parts,
+        )
+        .ok_or_else(|| Error::InvalidConfig(format!("a segment of this size would exceed {MAX_SEGMENT} bytes")))
     }
 }
 
@@ -242,6 +278,8 @@ pub struct Expect {
     pub max_msg: Option<u32>,
     /// Exact subscriber table size.
     pub max_subscribers: Option<u32>,
+    /// Exact `max_deliveries` (queues).
+    pub max_deliveries: Option<u32>,
 }
 
 fn header(map: &Mapping) -> &Header {
@@ -382,6 +420,8 @@ impl Segment {
         h.max_participants.store(config.max_participants, Relaxed);
         h.max_subscribers.store(config.max_subscribers, Relaxed);
         h.max_response.store(config.max_response, Relaxed);
+        h.max_deliveries.store(config.max_deliveries, Relaxed);
+        h.flags.store(config.flags, Relaxed);
         h.participants_offset.store(offsets.participants, Relaxed);
         h.subscribers_offset.store(offsets.subscribers, Relaxed);
         h.slots_offset.store(offsets.slots, Relaxed);
@@ -492,6 +532,14 @@ impl Segment {
         // SAFETY: `Offsets::compute` put the info block (SERVICE_INFO_SIZE bytes, 128-byte
         // aligned) inside the mapping, which is `offsets.total` long; it is all atomics.
         Some(unsafe { &*self.map.as_ptr().add(o.info as usize).cast::<crate::layout::ServiceInfo>() })
+    }
+
+    /// The dead-letter info block of a queue with dead letters, or of a dead-letter queue.
+    pub(crate) fn dead_letter_info(&self) -> Option<&crate::layout::DeadLetterInfo> {
+        let o = self.offsets.dead_letters?;
+        // SAFETY: `Offsets::compute_with` put the info block (DEAD_LETTER_INFO_SIZE bytes,
+        // 128-byte aligned) inside the mapping, which is `offsets.total` long; all atomics.
+        Some(unsafe { &*self.map.as_ptr().add(o.info as usize).cast::<crate::layout::DeadLetterInfo>() })
     }
 
     /// The service parts of a service segment (`None` for queues and topics).
@@ -614,6 +662,8 @@ fn read_header(file: &File, size: u64, expect: &Expect) -> Result<Found> {
         max_participants: field!(raw, u32, max_participants),
         max_subscribers: field!(raw, u32, max_subscribers),
         max_response: field!(raw, u32, max_response),
+        max_deliveries: field!(raw, u32, max_deliveries),
+        flags: field!(raw, u32, flags),
     };
     let offsets =
         config.validate().map_err(|e| Error::corrupted(format!("header holds an invalid configuration: {e}")))?;
@@ -622,6 +672,9 @@ fn read_header(file: &File, size: u64, expect: &Expect) -> Result<Found> {
     }
     if let Some(m) = expect.max_msg.filter(|&m| m != config.max_msg) {
         return Err(incompatible("max message size", m.to_string(), config.max_msg.to_string()));
+    }
+    if let Some(m) = expect.max_deliveries.filter(|&m| m != config.max_deliveries) {
+        return Err(incompatible("max deliveries", m.to_string(), config.max_deliveries.to_string()));
     }
     if let Some(s) = expect.max_subscribers.filter(|&s| s != config.max_subscribers) {
         return Err(incompatible("max subscribers", s.to_string(), config.max_subscribers.to_string()));

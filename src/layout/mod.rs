@@ -62,6 +62,12 @@
 
 use crate::sync::{AtomicU32, AtomicU64};
 
+mod deadletter;
+pub use deadletter::{
+    letter, DeadLetterInfo, DeadLetterOffsets, DeliveryEntry, CAUSE_CONSUMER_DIED, CAUSE_DLQ_FULL, CAUSE_REJECTED,
+    DEAD_LETTER_INFO_SIZE, DELIVERY_ENTRY_SIZE, FLAG_DEAD_LETTER_QUEUE, LETTER_HEADER, LETTER_MAGIC, MAX_DELIVERIES,
+    MAX_REASON, REC_MOVING, REC_NONE,
+};
 mod service;
 pub use service::{
     call, call_slot_layout, Channel, ResponseHeader, ServiceInfo, CHANNEL_SIZE, MAX_DESCRIPTION, RESPONSE_HEADER,
@@ -71,7 +77,7 @@ pub use service::{
 /// `"SHMQSEG\0"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
 /// Layout version; bump on any change to this file.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 /// The line size every shared structure is aligned and padded to.
 pub const LINE: usize = 128;
 /// Bytes of slot header before the payload.
@@ -188,8 +194,13 @@ pub struct Header {
     pub consumer_holder: AtomicU32,
     /// Services: maximum payload bytes per response (0 for queues and topics).
     pub max_response: AtomicU32,
+    /// MPMC queues: deliveries a message gets before it is moved to the dead-letter queue (0:
+    /// no dead letters).
+    pub max_deliveries: AtomicU32,
+    /// [`FLAG_DEAD_LETTER_QUEUE`] for a dead-letter queue.
+    pub flags: AtomicU32,
     /// Reserved, zero.
-    pub reserved: [AtomicU32; 3],
+    pub reserved: AtomicU32,
 }
 
 /// Futex word plus the number of processes sleeping on it.
@@ -224,6 +235,16 @@ pub struct Stats {
     /// participant's own `roles`; never cleared): "disconnected" needs a peer that was once
     /// there (see `Attachment::peers_gone`).
     pub roles_seen: AtomicU32,
+    /// MPMC: messages rejected (or left by a consumer that died, in a queue with dead letters)
+    /// and waiting to be delivered again, in state [`slot::RETRY`]. A hint (consumers look
+    /// for such slots while it is not zero); corrected by a consumer whose look finds none.
+    pub retry_pending: AtomicU64,
+    /// MPMC: deliveries rejected by their consumer.
+    pub rejected: AtomicU64,
+    /// MPMC: messages moved to the dead-letter queue.
+    pub dead_lettered: AtomicU64,
+    /// MPMC with dead letters: messages delivered again because their consumer died.
+    pub redelivered_after_crash: AtomicU64,
 }
 
 /// The hot shared indices and wait words of a ring; each on its own line.
@@ -260,6 +281,10 @@ impl RingControl {
                 full_events: AtomicU64::new(0),
                 blocked_ns: AtomicU64::new(0),
                 roles_seen: AtomicU32::new(0),
+                retry_pending: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                dead_lettered: AtomicU64::new(0),
+                redelivered_after_crash: AtomicU64::new(0),
             }),
         }
     }
@@ -498,6 +523,14 @@ pub mod slot {
     /// SPSC queues: the message for position `seq` is committed (the only state an SPSC slot
     /// takes; never zero, so a slot never written reads as empty at any position).
     pub const COMMITTED: u64 = 7;
+    /// MPMC: the message for position `seq - 1` was rejected (or its consumer died) and waits,
+    /// in place, to be delivered again; consumers find it by scanning (see
+    /// `Stats::retry_pending`), producers treat it as unconsumed.
+    pub const RETRY: u64 = 8;
+    /// MPMC: the message for position `seq - 1` is being moved to the dead-letter queue by
+    /// `claimer` under the queue's move lock (see [`crate::deadletter`]); only the lock's holder
+    /// touches it.
+    pub const MOVING: u64 = 9;
 
     /// Whether `tag` is a writer's claim ([`WRITING`], [`LOANED`] or [`PENDING`]).
     #[inline]
@@ -585,6 +618,8 @@ pub struct Offsets {
     pub payload_stride: u64,
     /// Services: where their parts live (`None` for queues and topics).
     pub service: Option<ServiceOffsets>,
+    /// MPMC queues with dead letters, and dead-letter queues: where their parts live.
+    pub dead_letters: Option<DeadLetterOffsets>,
     /// Size of the file.
     pub total: u64,
 }
@@ -623,12 +658,36 @@ impl Offsets {
         subscribers: u32,
         max_response: u32,
     ) -> Option<Offsets> {
+        Self::compute_with(capacity, max_msg, participants, subscribers, max_response, DeadLetterParts::None)
+    }
+
+    /// [`compute`](Self::compute) for a queue with dead-letter parts (between the subscriber
+    /// table, empty, and the slots).
+    pub fn compute_with(
+        capacity: u64,
+        max_msg: u32,
+        participants: u32,
+        subscribers: u32,
+        max_response: u32,
+        dead_letter_parts: DeadLetterParts,
+    ) -> Option<Offsets> {
         let (mut stride, mut payload_stride, mut split) = slot_layout(max_msg as usize);
         let mut request_at = SLOT_HEADER as u64;
         let line = LINE as u64;
         let participants_off = (CONTROL_OFFSET + CONTROL_SIZE) as u64;
         let subscribers_off = round_up_u64(participants_off + participants as u64 * PARTICIPANT_SIZE as u64, line)?;
         let mut slots = round_up_u64(subscribers_off + subscribers as u64 * SUBSCRIBER_SIZE as u64, line)?;
+        let mut dead_letters = None;
+        if dead_letter_parts != DeadLetterParts::None {
+            let info = slots;
+            slots = info + DEAD_LETTER_INFO_SIZE as u64;
+            let mut deliveries = None;
+            if dead_letter_parts == DeadLetterParts::Origin {
+                deliveries = Some(slots);
+                slots = round_up_u64(slots.checked_add(capacity.checked_mul(DELIVERY_ENTRY_SIZE as u64)?)?, line)?;
+            }
+            dead_letters = Some(DeadLetterOffsets { info, deliveries });
+        }
         let mut service = None;
         if max_response > 0 {
             let (call_stride, request, response_header, response) =
@@ -666,9 +725,21 @@ impl Offsets {
             payloads,
             payload_stride,
             service,
+            dead_letters,
             total,
         })
     }
+}
+
+/// Which dead-letter parts a queue segment has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadLetterParts {
+    /// None (topics, services, queues without dead letters).
+    None,
+    /// A queue with `max_deliveries`: the move lock and the delivery counts.
+    Origin,
+    /// A dead-letter queue: the info block only (its origin's name).
+    Queue,
 }
 
 fn round_up_u64(n: u64, to: u64) -> Option<u64> {
@@ -706,6 +777,13 @@ const _: () = {
     assert!(size_of::<Channel>() == CHANNEL_SIZE);
     assert!(offset_of!(Channel, calls) == 64);
     assert!(size_of::<ResponseHeader>() == RESPONSE_HEADER);
+    assert!(size_of::<DeadLetterInfo>() == DEAD_LETTER_INFO_SIZE);
+    assert!(offset_of!(DeadLetterInfo, rec_reason) == LINE);
+    assert!(offset_of!(DeadLetterInfo, name) == 3 * LINE);
+    assert!(size_of::<DeliveryEntry>() == DELIVERY_ENTRY_SIZE);
+    assert!(offset_of!(Header, max_deliveries) == 116);
+    assert!(offset_of!(Header, flags) == 120);
+    assert!(size_of::<Stats>() <= LINE);
 };
 
 #[cfg(test)]

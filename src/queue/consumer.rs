@@ -18,6 +18,8 @@ use crate::wait::Step;
 pub struct Consumer {
     shared: Arc<Attachment>,
     side: ConsumerSide,
+    /// The dead-letter queue, for a queue with `max_deliveries`.
+    dl: Option<Box<super::dead::DeadLetters>>,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -33,8 +35,12 @@ impl Drop for Consumer {
 crate::methods::impl_receiver!(Consumer);
 
 impl Consumer {
-    pub(super) fn new(shared: Arc<Attachment>, side: ConsumerSide) -> Consumer {
-        Consumer { shared, side, _not_sync: PhantomData }
+    pub(super) fn new(
+        shared: Arc<Attachment>,
+        side: ConsumerSide,
+        dl: Option<Box<super::dead::DeadLetters>>,
+    ) -> Consumer {
+        Consumer { shared, side, dl, _not_sync: PhantomData }
     }
 
     crate::methods::receiver_methods!(RecvRef);
@@ -88,7 +94,7 @@ impl Consumer {
                 Poll::Ready(()) => Step::Ready(()),
                 Poll::NotReady => Step::Wait,
                 Poll::Held { pos, word } => {
-                    if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
+                    if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word, s.id) {
                         s.notify_data();
                     }
                     Step::held_by(word)
@@ -135,7 +141,7 @@ impl Consumer {
         let s = &*self.shared;
         let ConsumerSide::Mpmc = self.side else { return false };
         let Poll::Held { pos, word } = mpmc::peek(&s.ring) else { return false };
-        if s.parts.is_dead(slot::claimer(word)) && mpmc::recover(&s.ring, pos, word) {
+        if s.parts.is_dead(slot::claimer(word)) && mpmc::recover(&s.ring, pos, word, s.id) {
             s.notify_data();
             s.notify_space();
             return true;
@@ -170,6 +176,7 @@ impl Consumer {
                 let mut done = MpmcBatch { att: &self.shared, held: None, n: 0, freed: 0 };
                 while done.n < max {
                     match mpmc::claim_read(ring, me, usize::MAX, &mut done.freed)? {
+                        Poll::Ready(msg) if self.dl.as_ref().is_some_and(|dl| super::dead::screen(&self.shared, dl, msg.pos)) => {}
                         Poll::Ready(msg) => {
                             // Released by the guard if `f` panics.
                             done.held = Some(msg.pos);
@@ -219,7 +226,7 @@ impl Consumer {
 
     fn recv_ref_with(&mut self, deadline: Deadline) -> Result<RecvRef<'_>> {
         let (pos, len, kind) = self.claim(usize::MAX, deadline)?;
-        Ok(RecvRef { consumer: self, pos, len, kind })
+        Ok(RecvRef { consumer: self, pos, len, kind, done: false })
     }
 
     /// Waits for the next message of at most `max_len` bytes and claims it; returns its
@@ -243,17 +250,35 @@ impl Consumer {
             }),
             ConsumerSide::Mpmc => s.run_consumer(deadline, |check| {
                 let mut freed = 0;
-                let r = mpmc::claim_read(ring, s.id, max_len, &mut freed);
+                let mut r = mpmc::claim_read(ring, s.id, max_len, &mut freed);
+                if let Some(dl) = &mut self.dl {
+                    // A message that already failed its deliveries goes to the dead-letter
+                    // queue instead of to us; look again (boundedly) after each.
+                    for _ in 0..64 {
+                        match r {
+                            Ok(Poll::Ready(msg)) if super::dead::screen(s, dl, msg.pos) => {
+                                r = mpmc::claim_read(ring, s.id, max_len, &mut freed);
+                            }
+                            _ => break,
+                        }
+                    }
+                    if !matches!(r, Ok(Poll::Ready(_))) && (check || dl.due()) {
+                        super::dead::housekeeping(s, dl);
+                    }
+                }
                 if freed > 0 {
                     // Skipped slots (aborted, abandoned, corrupted) are free space: producers
                     // blocked on a full queue must hear of it whatever this poll returns.
                     s.notify_space();
                 }
                 Ok(match r? {
+                    Poll::Ready(msg) if self.dl.as_ref().is_some_and(|dl| super::dead::screen(s, dl, msg.pos)) => {
+                        Step::Wait
+                    }
                     Poll::Ready(msg) => Step::Ready((msg.pos, msg.len, msg.kind)),
                     Poll::NotReady => Step::Wait,
                     Poll::Held { pos, word } => {
-                        if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
+                        if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word, s.id) {
                             s.notify_data();
                             s.notify_space();
                         }
@@ -332,12 +357,53 @@ pub struct RecvRef<'a> {
     pos: u64,
     len: usize,
     kind: u32,
+    /// Rejected: the drop leaves the slot alone.
+    done: bool,
 }
 
 impl RecvRef<'_> {
     /// The sender's kind tag.
     pub fn kind(&self) -> u32 {
         self.kind
+    }
+
+    /// Which delivery of this message this is (1 the first time; more after rejections or the
+    /// death of a consumer that held it). `None` in a queue without `max_deliveries`, which
+    /// counts no deliveries.
+    pub fn delivery(&self) -> Option<u32> {
+        match self.consumer.side {
+            ConsumerSide::Mpmc => mpmc::failed_deliveries(&self.consumer.shared.ring, self.pos).map(|n| n.saturating_add(1)),
+            ConsumerSide::Spsc { .. } => None,
+        }
+    }
+
+    /// Rejects the message instead of consuming it: it will be delivered again (before newer
+    /// messages, to any consumer). In a queue with
+    /// [`max_deliveries(n)`](crate::QueueOptions::max_deliveries), the `n`-th failed delivery
+    /// moves it to the dead-letter queue, with `reason` (at most 200 bytes kept) and its
+    /// delivery count (see [`crate::deadletter`]). An SPSC queue delivers it again by not
+    /// consuming it (the next receive returns it).
+    ///
+    /// # Errors
+    /// See [`RejectError`](crate::deadletter::RejectError): the message is then still in the
+    /// queue, to be delivered again, never lost.
+    pub fn reject(mut self, reason: &str) -> Result<crate::deadletter::Rejected, crate::deadletter::RejectError> {
+        use crate::deadletter::Rejected;
+        let pos = self.pos;
+        self.done = true; // whatever happens below, the drop does not release it
+        let c = &mut *self.consumer;
+        match c.side {
+            ConsumerSide::Spsc { .. } => Ok(Rejected::Redelivered { failed: 0 }),
+            ConsumerSide::Mpmc => {
+                let failed = super::dead::count_rejection(&c.shared, pos);
+                match &c.dl {
+                    Some(dl) if failed >= dl.max => super::dead::move_message(&c.shared, dl, pos, failed, reason),
+                    _ => super::dead::put_back(&c.shared, pos)
+                        .map(|()| Rejected::Redelivered { failed })
+                        .map_err(crate::deadletter::RejectError::from_internal),
+                }
+            }
+        }
     }
 }
 
@@ -353,6 +419,8 @@ impl std::ops::Deref for RecvRef<'_> {
 
 impl Drop for RecvRef<'_> {
     fn drop(&mut self) {
-        let _ = self.consumer.finish(self.pos);
+        if !self.done {
+            let _ = self.consumer.finish(self.pos);
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! handles only detaches them.
 
 mod consumer;
+mod dead;
 mod producer;
 
 pub use consumer::{Consumer, RecvRef};
@@ -56,6 +57,11 @@ impl From<QueueKind> for Kind {
 pub struct QueueOptions {
     common: Common,
     kind: Option<QueueKind>,
+    max_deliveries: Option<u32>,
+    dead_letter_queue: Option<String>,
+    flags: u32,
+    /// For a dead-letter queue: its origin's name.
+    origin: Option<String>,
 }
 
 impl QueueOptions {
@@ -74,7 +80,35 @@ impl QueueOptions {
     pub fn spsc(self) -> Self {
         self.kind(QueueKind::Spsc)
     }
+    /// Dead letters (MPMC queues): a message is delivered at most `n` times (from 1 to
+    /// 1,000,000). A delivery fails when its consumer [rejects](RecvRef::reject) it, or dies
+    /// holding it (then, in such a queue, the message is delivered again rather than lost);
+    /// after the `n`-th failure the message is moved, with the reason and its delivery count,
+    /// to the dead-letter queue (see [`dead_letter_queue`](Self::dead_letter_queue)). Checked
+    /// when opening an existing queue. See [`crate::deadletter`].
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.max_deliveries = Some(n);
+        self
+    }
+    /// The dead-letter queue's name (default: this queue's name and `.dlq`). It is created, as
+    /// an MPMC queue of the same capacity with room for the letter's header, by the first
+    /// consumer. Only with [`max_deliveries`](Self::max_deliveries); recorded in the queue.
+    pub fn dead_letter_queue(mut self, name: &str) -> Self {
+        self.dead_letter_queue = Some(name.to_string());
+        self
+    }
     fn config(&self) -> Result<Config> {
+        if self.dead_letter_queue.is_some() && self.max_deliveries.unwrap_or(0) == 0 {
+            return Err(Error::InvalidConfig(
+                "a dead-letter queue needs max_deliveries (from 1): it says when a message goes there".into(),
+            ));
+        }
+        if self.max_deliveries == Some(0) {
+            return Err(Error::InvalidConfig(format!(
+                "max deliveries 0 would never deliver a message; use 1 to {}",
+                crate::layout::MAX_DELIVERIES
+            )));
+        }
         Ok(Config {
             kind: self.kind.unwrap_or_default().into(),
             capacity: self.common.slots_or_default()?,
@@ -82,7 +116,15 @@ impl QueueOptions {
             max_participants: DEFAULT_PARTICIPANTS,
             max_subscribers: 0,
             max_response: 0,
+            max_deliveries: self.max_deliveries.unwrap_or(0),
+            flags: self.flags,
         })
+    }
+
+    /// The dead-letter queue's name for a queue `name` created with these options.
+    fn dlq_name(&self, name: &str) -> Option<String> {
+        self.max_deliveries?;
+        Some(self.dead_letter_queue.clone().unwrap_or_else(|| format!("{name}.dlq")))
     }
 
     fn expect(&self) -> Result<Expect> {
@@ -98,6 +140,7 @@ impl QueueOptions {
             capacity: self.common.slots()?,
             max_msg: self.common.max_msg.map(|m| m.min(u32::MAX as usize) as u32),
             max_subscribers: None,
+            max_deliveries: self.max_deliveries,
         })
     }
 
@@ -126,9 +169,24 @@ impl QueueOptions {
 
     fn create_inner(&self, name: &str) -> Result<Queue> {
         let config = self.config()?;
+        let other = match self.dlq_name(name) {
+            Some(dlq) => {
+                crate::segment::validate_name(&dlq).map_err(|e| {
+                    Error::InvalidConfig(format!("the dead-letter queue's name {dlq:?} is not valid ({e}); give one with dead_letter_queue"))
+                })?;
+                if dlq == name {
+                    return Err(Error::InvalidConfig("a queue cannot be its own dead-letter queue".into()));
+                }
+                Some(dlq)
+            }
+            None => self.origin.clone(),
+        };
         match Segment::create(&self.common.dir_path(), name, config, self.common.mode, |seg| {
             if config.kind == Kind::Mpmc {
                 mpmc::init(&seg.ring());
+            }
+            if let (Some(info), Some(other)) = (seg.dead_letter_info(), &other) {
+                crate::ring::deadletter::store_name(info, other);
             }
         })? {
             Some(seg) => Queue::attach(seg, &self.common),
@@ -185,8 +243,8 @@ impl Queue {
     }
 
     fn attach(seg: Segment, common: &Common) -> Result<Queue> {
-        let kind = seg.config.kind;
-        let att = Attachment::new(seg, common.wait, common.ready_timeout, |ring, dead| scrub(ring, kind, dead))?;
+        let seg2 = seg.clone();
+        let att = Attachment::new(seg, common.wait, common.ready_timeout, |ring, dead| scrub(ring, &seg2, dead))?;
         Ok(Queue { shared: Arc::new(att) })
     }
 
@@ -243,6 +301,17 @@ impl Queue {
 
     fn producer_inner(&self) -> Result<Producer> {
         let s = &self.shared;
+        if self.is_dead_letter_queue() {
+            return Err(Error::Incompatible {
+                what: "queue",
+                expected: "a queue producers may send to".into(),
+                found: format!(
+                    "the dead-letter queue of {:?}, which only its moves write: receive from it, or send its letters \
+                     back with Queue::requeue_dead_letters (shmq dlq NAME --requeue)",
+                    self.dead_letter_link().unwrap_or_default()
+                ),
+            });
+        }
         let side = match s.seg.config.kind {
             Kind::Spsc => {
                 let holder = &s.seg.header().producer_holder;
@@ -285,20 +354,26 @@ impl Queue {
             }
             _ => ConsumerSide::Mpmc,
         };
+        let dl = dead::DeadLetters::of(self)?;
         s.join_role(ROLE_CONSUMER);
-        Ok(Consumer::new(s.clone(), side))
+        Ok(Consumer::new(s.clone(), side, dl))
     }
 }
 
-/// Frees MPMC slots still claimed by a dead participant whose id is being reused.
-fn scrub(ring: &MappedRing, kind: Kind, dead: u16) {
-    if kind != Kind::Mpmc {
+/// Frees MPMC slots still claimed by a dead participant whose id is being reused (a message it
+/// was reading is delivered again in a queue with dead letters), and orphans the dead-letter
+/// move lock if it held it (the lock's next holder resolves its move).
+fn scrub(ring: &MappedRing, seg: &Segment, dead: u16) {
+    if seg.config.kind != Kind::Mpmc {
         return;
+    }
+    if let Some(info) = seg.dead_letter_info() {
+        crate::ring::deadletter::orphan(info, dead);
     }
     for i in 0..ring.capacity() {
         let w = ring.slot(i).state.load(Acquire);
         if slot::claimer(w) == dead && (slot::is_write_claim(slot::tag(w)) || slot::tag(w) == slot::READING) {
-            mpmc::recover(ring, i, w);
+            mpmc::recover(ring, i, w, dead);
         }
     }
 }

@@ -81,7 +81,7 @@ impl Producer {
     fn recover_dead(&self, held: Option<(u64, u64)>) -> bool {
         let s = &*self.shared;
         let Some((pos, word)) = held else { return false };
-        if s.parts.is_dead(slot::claimer(word)) && mpmc::recover(&s.ring, pos, word) {
+        if s.parts.is_dead(slot::claimer(word)) && mpmc::recover(&s.ring, pos, word, s.id) {
             s.notify_space();
             return true;
         }
@@ -168,7 +168,7 @@ impl Producer {
                     Poll::Ready(pos) => Step::Ready(pos),
                     Poll::NotReady => Step::Wait,
                     Poll::Held { pos, word } => {
-                        if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word) {
+                        if check && s.parts.is_dead(slot::claimer(word)) && mpmc::recover(ring, pos, word, s.id) {
                             s.notify_space();
                         }
                         Step::Held

@@ -2,7 +2,7 @@
 
 use std::cell::UnsafeCell;
 
-use crate::layout::{Channel, Event, ResponseHeader, RingControl, SlotHeader};
+use crate::layout::{Channel, DeliveryEntry, Event, ResponseHeader, RingControl, SlotHeader};
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// The memory of one ring: its control block and `capacity` slots of `max_msg` payload bytes.
@@ -23,6 +23,11 @@ pub unsafe trait RingMem {
     fn slot(&self, pos: u64) -> &SlotHeader;
     /// The payload of the slot holding position `pos`.
     fn payload(&self, pos: u64) -> *mut u8;
+    /// The delivery count of the slot holding position `pos`, in a queue with dead letters
+    /// (`None`: the queue counts no deliveries, and a consumer that dies loses its message).
+    fn delivery(&self, _pos: u64) -> Option<&DeliveryEntry> {
+        None
+    }
 }
 
 /// A ring on the heap, for loom models and unit tests.
@@ -32,6 +37,7 @@ pub struct HeapRing {
     data: Box<[UnsafeCell<u8>]>,
     capacity: u64,
     max_msg: usize,
+    deliveries: Option<Box<[DeliveryEntry]>>,
 }
 
 // SAFETY: the payload bytes are only accessed through raw pointers under the ring protocol,
@@ -58,7 +64,15 @@ impl HeapRing {
             data: (0..bytes).map(|_| UnsafeCell::new(0)).collect(),
             capacity,
             max_msg,
+            deliveries: None,
         }
+    }
+
+    /// [`new`](Self::new) with a delivery count per slot (a queue with dead letters).
+    pub fn with_deliveries(capacity: u64, max_msg: usize) -> Self {
+        let mut r = Self::new(capacity, max_msg);
+        r.deliveries = Some((0..capacity).map(|_| DeliveryEntry::new()).collect());
+        r
     }
 }
 
@@ -86,6 +100,10 @@ unsafe impl RingMem for HeapRing {
         // SAFETY: i + max_msg <= capacity * max_msg = data.len(), so the offset stays inside
         // (or one past the end of, when max_msg is 0) the allocation.
         unsafe { UnsafeCell::raw_get(self.data.as_ptr().add(i)) }
+    }
+    fn delivery(&self, pos: u64) -> Option<&DeliveryEntry> {
+        let d = self.deliveries.as_ref()?;
+        Some(&d[(pos & (self.capacity - 1)) as usize])
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod broadcast;
 pub mod call;
+pub mod deadletter;
 pub mod mem;
 pub mod mpmc;
 pub mod spsc;

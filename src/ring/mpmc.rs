@@ -36,7 +36,8 @@
 
 use super::{Msg, Poll, RingMem, MAX_CLAIM_ROUNDS};
 use crate::error::{Error, Result};
-use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, LOANED, READING, WRITING};
+use crate::layout::slot::{self, pack, ABANDONED, ABORTED, IDLE, LOANED, MOVING, READING, RETRY, WRITING};
+use crate::layout::CAUSE_CONSUMER_DIED;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Puts every slot in its initial state (slot `i` free for position `i`). Creator only.
@@ -85,8 +86,12 @@ fn claim_write_as(m: &impl RingMem, me: u16, tag: u64) -> Result<Poll> {
                 pos = advance(&ctl.tail.0, pos);
                 continue;
             }
-            // Last lap's message not yet consumed: full.
-            (d, IDLE | ABORTED | ABANDONED) if d == 1 - cap => return Ok(Poll::NotReady),
+            // Last lap's message not yet consumed (or rejected, waiting to be delivered again):
+            // full.
+            (d, IDLE | ABORTED | ABANDONED | RETRY) if d == 1 - cap => return Ok(Poll::NotReady),
+            // Last lap's message being moved to the dead-letter queue: full, and the mover could
+            // be dead (then the move lock's next holder finishes the move).
+            (d, MOVING) if d == 1 - cap => return Ok(Poll::Held { pos, word: w }),
             // Last lap's message being read, or last lap's writer still writing: full, and the
             // holder could be dead.
             (d, READING) if d == 1 - cap => return Ok(Poll::Held { pos, word: w }),
@@ -175,6 +180,14 @@ fn transition(s: &crate::layout::SlotHeader, from: u64, to: u64) -> Result<()> {
 /// abandoned): the caller wakes sleeping producers if it is not zero, whatever the result.
 pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize, freed: &mut u32) -> Result<Poll<Msg>> {
     let ctl = m.control();
+    // Acquire: pairs with the Release increment in `reject` (and `recover`), which comes after
+    // the slot's move to RETRY: a scan that follows sees that slot.
+    let pending = ctl.stats.0.retry_pending.load(Acquire);
+    if pending > 0 {
+        if let Some(msg) = claim_retry(m, me, max_len, pending)? {
+            return Ok(Poll::Ready(msg));
+        }
+    }
     let cap = m.capacity() as i64;
     let mut pos = ctl.head.0.load(Acquire);
     for _ in 0..MAX_CLAIM_ROUNDS {
@@ -220,13 +233,17 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize, freed: &mut u32) ->
             (0, IDLE) => return Ok(Poll::NotReady),
             // A producer is writing the next message: empty for now, the writer might be dead.
             (0, WRITING | LOANED) => return Ok(Poll::Held { pos, word: w }),
-            // Another consumer claimed it: help advance head.
-            (1, READING) => {
+            // Another consumer claimed it (and may have rejected it, or be moving it to the
+            // dead-letter queue): help advance head.
+            (1, READING | RETRY | MOVING) => {
                 pos = advance(&ctl.head.0, pos);
                 continue;
             }
             // The previous lap's reader still holds the slot, so nothing new can be in it.
             (d, READING) if d == 1 - cap => return Ok(Poll::Held { pos, word: w }),
+            // The previous lap's message waits to be delivered again (found by the retry scan)
+            // or is being moved: nothing new here yet.
+            (d, RETRY | MOVING) if d == 1 - cap => return Ok(Poll::NotReady),
             _ => {}
         }
         let now = ctl.head.0.load(Acquire);
@@ -248,13 +265,16 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize, freed: &mut u32) ->
 /// closely: spurious readiness is allowed), `NotReady` if the queue is empty, `Held` if the
 /// next message is being written by the claimer in `word` (who may be dead).
 pub fn peek(m: &impl RingMem) -> Poll<()> {
+    if m.control().stats.0.retry_pending.load(Acquire) > 0 {
+        return Poll::Ready(());
+    }
     let pos = m.control().head.0.load(Acquire);
     let w = m.slot(pos).state.load(Acquire);
     let d = slot::diff(w, pos);
     match (d, slot::tag(w)) {
         (0, IDLE) => Poll::NotReady,
         (0, WRITING | LOANED) => Poll::Held { pos, word: w },
-        (d, READING) if d == 1 - m.capacity() as i64 => Poll::NotReady,
+        (d, READING | RETRY | MOVING) if d == 1 - m.capacity() as i64 => Poll::NotReady,
         _ => Poll::Ready(()),
     }
 }
@@ -272,24 +292,136 @@ pub fn release(m: &impl RingMem, pos: u64, me: u16) -> Result<()> {
     transition(m.slot(pos), pack(pos.wrapping_add(1), READING, me), pack(pos.wrapping_add(m.capacity()), IDLE, 0))
 }
 
-/// Frees a slot held by a dead claimer (`word` as returned in `Poll::Held`). A dead writer's
-/// slot becomes ABANDONED (skipped by consumers); a dead reader's message is counted as lost
-/// and its slot freed. Returns whether this call did it (false if the state moved on).
-pub fn recover(m: &impl RingMem, pos: u64, word: u64) -> bool {
+/// Frees a slot held by a dead claimer (`word` as returned in `Poll::Held`), for participant
+/// `me`. A dead writer's slot becomes ABANDONED (skipped by consumers). A dead reader's message
+/// is, in a queue that counts deliveries (one with dead letters), delivered again: `me` takes
+/// the claim over, counts the failed delivery and rejects it (RETRY); elsewhere it is counted as
+/// lost and its slot freed. A message being moved (MOVING) is left to the move lock's holder.
+/// Returns whether this call did it (false if the state moved on).
+pub fn recover(m: &impl RingMem, pos: u64, word: u64, me: u16) -> bool {
     let s = m.slot(pos);
     let seq = word >> 16;
-    let (new, counter) = match slot::tag(word) {
-        WRITING | LOANED => (pack(seq.wrapping_add(1), ABANDONED, 0), &m.control().stats.0.abandoned),
-        READING => (pack(seq.wrapping_sub(1).wrapping_add(m.capacity()), IDLE, 0), &m.control().stats.0.lost_by_crash),
-        _ => return false,
-    };
-    // Release: the freed slot is published like a commit or a release.
-    if s.state.compare_exchange(word, new, Release, Relaxed).is_ok() {
-        counter.fetch_add(1, Relaxed);
-        true
-    } else {
-        false
+    match slot::tag(word) {
+        WRITING | LOANED => {
+            // Release: the freed slot is published like a commit.
+            let new = pack(seq.wrapping_add(1), ABANDONED, 0);
+            let ok = s.state.compare_exchange(word, new, Release, Relaxed).is_ok();
+            if ok {
+                m.control().stats.0.abandoned.fetch_add(1, Relaxed);
+            }
+            ok
+        }
+        READING => {
+            let at = seq.wrapping_sub(1);
+            if let Some(e) = m.delivery(at) {
+                // Take the claim over first (AcqRel: we see what the dead reader's claim saw),
+                // so that only one recoverer counts the failed delivery.
+                let mine = pack(seq, READING, me);
+                if s.state.compare_exchange(word, mine, AcqRel, Relaxed).is_err() {
+                    return false;
+                }
+                count_failure(e, at, CAUSE_CONSUMER_DIED, 0, now_ns());
+                m.control().stats.0.redelivered_after_crash.fetch_add(1, Relaxed);
+                return reject(m, at, me).is_ok();
+            }
+            // Release: pairs with the producer's Acquire before it overwrites the slot.
+            let new = pack(seq.wrapping_sub(1).wrapping_add(m.capacity()), IDLE, 0);
+            let ok = s.state.compare_exchange(word, new, Release, Relaxed).is_ok();
+            if ok {
+                m.control().stats.0.lost_by_crash.fetch_add(1, Relaxed);
+            }
+            ok
+        }
+        _ => false,
     }
+}
+
+/// Rejects the message claimed at `pos` by `me`: it stays in its slot, in state RETRY, until a
+/// consumer's retry scan claims it again (producers treat it as unconsumed).
+///
+/// # Errors
+/// [`Error::ClaimRevoked`] if the claim is no longer ours.
+pub fn reject(m: &impl RingMem, pos: u64, me: u16) -> Result<()> {
+    let seq = pos.wrapping_add(1);
+    // Release: the delivery count written before is visible to whoever claims the retry.
+    transition(m.slot(pos), pack(seq, READING, me), pack(seq, RETRY, 0))?;
+    // Release, after the slot's move: a consumer that sees the count (Acquire) finds the slot.
+    m.control().stats.0.retry_pending.fetch_add(1, Release);
+    m.control().stats.0.rejected.fetch_add(1, Relaxed);
+    Ok(())
+}
+
+/// The failed deliveries of the message at `pos` so far (0 for a message never rejected;
+/// `None` in a queue that counts none). The caller holds the message's claim.
+pub fn failed_deliveries(m: &impl RingMem, pos: u64) -> Option<u32> {
+    let e = m.delivery(pos)?;
+    Some(if e.key.load(Relaxed) == pos.wrapping_add(1) { e.count.load(Relaxed) } else { 0 })
+}
+
+/// Counts one more failed delivery of the message at `pos` (claimed by the caller).
+pub fn count_failure(e: &crate::layout::DeliveryEntry, pos: u64, cause: u32, pid: u32, now_ns: u64) {
+    let key = pos.wrapping_add(1);
+    if e.key.load(Relaxed) == key {
+        e.count.store(e.count.load(Relaxed).saturating_add(1), Relaxed);
+    } else {
+        e.key.store(key, Relaxed);
+        e.count.store(1, Relaxed);
+        e.first_failed_ns.store(now_ns, Relaxed);
+    }
+    e.cause.store(cause, Relaxed);
+    e.last_pid.store(pid, Relaxed);
+}
+
+/// Claims a rejected message waiting in state RETRY, if the scan finds one; `pending` is the
+/// hint read before, set back to 0 (if unchanged) when the scan finds none.
+pub fn claim_retry(m: &impl RingMem, me: u16, max_len: usize, pending: u64) -> Result<Option<Msg>> {
+    let ctl = m.control();
+    let cap = m.capacity();
+    let head = ctl.head.0.load(Acquire);
+    for i in 0..cap {
+        let s = m.slot(i);
+        // Acquire: pairs with the Release of `reject`: the length, kind and count are visible.
+        let w = s.state.load(Acquire);
+        if slot::tag(w) != RETRY {
+            continue;
+        }
+        // A rejected message's position lies in [head - cap, head] (its slot is not reused
+        // while it waits, and head passed it), and in slot i; anything else is not one.
+        let d = slot::diff(w, head);
+        if !(1 - cap as i64..=1).contains(&d) {
+            continue;
+        }
+        let pos = head.wrapping_add(d as u64).wrapping_sub(1);
+        if pos & (cap - 1) != i {
+            continue;
+        }
+        let len = s.len.load(Relaxed) as usize;
+        let kind = s.kind.load(Relaxed);
+        if len <= m.max_msg() && len > max_len {
+            return Err(Error::BufferTooSmall { len: max_len, needed: len });
+        }
+        if s.state.compare_exchange(w, pack(pos.wrapping_add(1), READING, me), AcqRel, Relaxed).is_err() {
+            continue;
+        }
+        let _ = ctl.stats.0.retry_pending.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+        if len > m.max_msg() {
+            let _ = release(m, pos, me);
+            return Err(Error::corrupted(format!(
+                "message length {len} exceeds the maximum {} (message skipped)",
+                m.max_msg()
+            )));
+        }
+        return Ok(Some(Msg { pos, len, kind }));
+    }
+    // None waits: the hint is stale (a claimer died between its claim and the decrement, or
+    // the count was written over). Reset it unless it moved meanwhile.
+    let _ = ctl.stats.0.retry_pending.compare_exchange(pending, 0, Relaxed, Relaxed);
+    Ok(None)
+}
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Moves `index` from `pos` to `pos + 1` unless someone already moved it; returns its new value.
@@ -350,7 +482,7 @@ mod tests {
         let mut freed = 0;
         let Poll::Held { pos, word } = claim_read(&m, 9, 8, &mut freed).unwrap() else { panic!() };
         assert_eq!((pos, slot::claimer(word), freed), (b, 2, 1), "the aborted slot was freed");
-        assert!(recover(&m, pos, word));
+        assert!(recover(&m, pos, word, 9));
         // b's writer was not dead after all: its commit must not overwrite the recovery.
         assert!(matches!(commit(&m, b, 2, 1, 1), Err(Error::ClaimRevoked)));
         let Poll::Ready(msg) = claim_read(&m, 9, 8, &mut freed).unwrap() else { panic!() };
@@ -391,7 +523,7 @@ mod tests {
         commit(&m, p, 1, 3, 0).unwrap();
         let Poll::Ready(msg) = claim_read(&m, 2, 8, &mut 0).unwrap() else { panic!() };
         let w = m.slot(msg.pos).state.load(Acquire);
-        assert!(recover(&m, msg.pos, w), "a peer judges the reader dead");
+        assert!(recover(&m, msg.pos, w, 3), "a peer judges the reader dead");
         assert!(matches!(release(&m, msg.pos, 2), Err(Error::ClaimRevoked)));
         assert_eq!(m.slot(msg.pos).state.load(Acquire), pack(msg.pos + 2, IDLE, 0), "left as recovered");
         assert!(matches!(abort(&m, 5, 1), Err(Error::ClaimRevoked)), "an abort of nothing claimed");

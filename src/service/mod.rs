@@ -145,6 +145,8 @@ impl ServiceOptions {
             max_subscribers: 0,
             max_response: u32::try_from(resp)
                 .map_err(|_| Error::InvalidConfig(format!("max response size {resp} is too large")))?,
+            max_deliveries: 0,
+            flags: 0,
         })
     }
 
@@ -155,6 +157,7 @@ impl ServiceOptions {
             capacity: None,
             max_msg: self.common.max_msg.map(|m| m.min(u32::MAX as usize) as u32),
             max_subscribers: None,
+            max_deliveries: None,
         }
     }
 

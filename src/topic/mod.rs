@@ -119,6 +119,8 @@ impl TopicOptions {
             max_participants: DEFAULT_PARTICIPANTS,
             max_subscribers,
             max_response: 0,
+            max_deliveries: 0,
+            flags: 0,
         })
     }
 
@@ -161,6 +163,7 @@ impl TopicOptions {
             capacity: self.common.slots()?,
             max_msg: self.common.max_msg.map(|m| m.min(u32::MAX as usize) as u32),
             max_subscribers: self.max_subscribers,
+            max_deliveries: None,
         };
         self.common.open(name, &expect, |seg| Topic::attach(seg, &self.common))
     }

@@ -154,6 +154,7 @@ impl Image {
             payloads: 784,
             payload_stride: 64,
             service: None,
+            dead_letters: None,
             total,
         });
         let start_time = if self.creator_pid == std::process::id() { shmq::os::own_start_time() } else { 7 };

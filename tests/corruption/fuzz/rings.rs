@@ -206,7 +206,7 @@ fn mpmc_claims_on_hostile_slots_return_in_bounds_or_errors() {
                 },
                 MpmcOp::Recover => {
                     if let Some((pos, word)) = held.take() {
-                        mpmc::recover(&m, pos, word);
+                        mpmc::recover(&m, pos, word, 1);
                     }
                 }
                 MpmcOp::Poke(p) => p.apply(&m, setup.base),

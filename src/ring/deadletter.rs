@@ -1,0 +1,324 @@
+//! Moving a message from a queue to its dead-letter queue, so that a crash at any point leaves
+//! it in exactly one of the two.
+//!
+//! Moves from one queue are serialized by the queue's move lock (in its [`DeadLetterInfo`]),
+//! and only moves write the dead-letter queue (it refuses producers). So the lock's holder is
+//! the dead-letter queue's only writer: it writes the letter into the slot at the dead-letter
+//! queue's tail `d` *without claiming it*, and the commit (the slot's state from `IDLE(d)` to
+//! `IDLE(d+1)`) is the one step that decides where the message is. A slot of the dead-letter
+//! queue is never abandoned, so "`d` is committed" can always be told from its state: any state
+//! past `IDLE(d)` means committed (consumed or not).
+//!
+//! ```text
+//!  mover (holds the origin's message at p: READING(p+1, me))
+//!    1. take the move lock (a dead holder's record is resolved first, see `resolve_locked`)
+//!    2. d = dlq tail; slot d must be IDLE(d) (else: full)
+//!    3. record {p, d, deliveries, reason}                 REC_MOVING
+//!    4. origin p: READING(p+1, me) -> MOVING(p+1, me)
+//!    5. write the letter into dlq slot d; IDLE(d) -> IDLE(d+1)   <- the decision
+//!    6. dlq tail d -> d+1; origin p: MOVING -> IDLE(p+cap) (freed); record cleared; unlock
+//!
+//!  the lock's next holder, if the mover died (`resolve_locked`):
+//!    dlq slot d past IDLE(d)    -> moved: finish 6
+//!    origin p MOVING, d IDLE(d) -> not moved yet: redo 5 and 6 from the record (roll forward)
+//!    origin p READING           -> died before 4: nothing moved; the dead reader's recovery
+//!                                  delivers it again
+//! ```
+//!
+//! Orderings: the record is written before the origin's MOVING (AcqRel CAS), and the letter
+//! before the dead-letter slot's commit (Release), which a consumer of the dead-letter queue
+//! reads with Acquire; the lock is taken with AcqRel and given back with Release, so a holder
+//! sees everything the previous holder did. A holder that died wrote its last stores before the
+//! kernel judged it dead (process exit and the lock query are both full barriers).
+
+use super::RingMem;
+use crate::error::{Error, Result};
+use crate::layout::slot::{self, pack, IDLE, MOVING, READING};
+use crate::layout::{letter, DeadLetterInfo, LETTER_HEADER, LETTER_MAGIC, MAX_REASON, REC_MOVING, REC_NONE};
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+/// Lock holder id meaning "free, but a holder's record may need resolving" (its process died
+/// and its participant id was taken over).
+pub const ORPHANED: u16 = 0xFFFF;
+
+/// The holder of a lock word.
+#[inline]
+pub fn holder(w: u64) -> u16 {
+    (w & 0xFFFF) as u16
+}
+
+fn next(w: u64, id: u16) -> u64 {
+    ((w >> 16).wrapping_add(1) << 16) | id as u64
+}
+
+/// What [`try_lock`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lock {
+    /// Ours, as this word (give it back with [`unlock`]).
+    Taken(u64),
+    /// Held by this live participant.
+    Busy(u16),
+}
+
+/// Takes the move lock for `me` if it is free, orphaned, or held by a participant `is_dead`
+/// says is dead. The caller then calls [`resolve_locked`] before anything else.
+pub fn try_lock(info: &DeadLetterInfo, me: u16, is_dead: impl Fn(u16) -> bool) -> Lock {
+    let w = info.lock.load(Acquire);
+    let h = holder(w);
+    if h != 0 && h != ORPHANED && (h == me || !is_dead(h)) {
+        return Lock::Busy(h);
+    }
+    let mine = next(w, me);
+    // AcqRel: we see the previous holder's record and moves.
+    match info.lock.compare_exchange(w, mine, AcqRel, Relaxed) {
+        Ok(_) => Lock::Taken(mine),
+        Err(now) => Lock::Busy(holder(now)),
+    }
+}
+
+/// Gives back the lock taken as `mine` (nothing if it changed hands: a peer judged us dead).
+pub fn unlock(info: &DeadLetterInfo, mine: u64) {
+    // Release: the next holder sees our moves.
+    let _ = info.lock.compare_exchange(mine, next(mine, 0), Release, Relaxed);
+}
+
+/// Marks the lock orphaned if participant `dead` holds it (its entry is being taken over, so
+/// its id will soon look alive again); the record stays for the next holder to resolve.
+pub fn orphan(info: &DeadLetterInfo, dead: u16) {
+    let w = info.lock.load(Acquire);
+    if holder(w) == dead && dead != 0 {
+        let _ = info.lock.compare_exchange(w, next(w, ORPHANED), AcqRel, Relaxed);
+    }
+}
+
+/// What a dead letter says besides its payload.
+#[derive(Clone, Copy, Debug)]
+pub struct LetterMeta<'a> {
+    /// Deliveries the message had.
+    pub deliveries: u32,
+    /// When its first delivery failed.
+    pub first_failed_ns: u64,
+    /// Why it is dead (at most [`MAX_REASON`] bytes are kept).
+    pub reason: &'a [u8],
+    /// Now.
+    pub now_ns: u64,
+}
+
+/// How a move ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moved {
+    /// In the dead-letter queue, at this position.
+    To(u64),
+    /// The dead-letter queue is full: nothing changed (the caller still holds the message).
+    Full,
+}
+
+/// Holding the lock, moves the message at `pos` of `origin` (claimed by `me`: READING) into
+/// `dlq` (see the module docs).
+///
+/// # Errors
+/// [`Error::ClaimRevoked`] if the claim is no longer ours (nothing moved); [`Error::Corrupted`]
+/// if a state read from either queue is impossible (the record stays for the next holder).
+pub fn move_locked(
+    origin: &impl RingMem,
+    info: &DeadLetterInfo,
+    dlq: &impl RingMem,
+    me: u16,
+    pos: u64,
+    meta: &LetterMeta<'_>,
+) -> Result<Moved> {
+    let Some(d) = free_dlq_slot(dlq)? else { return Ok(Moved::Full) };
+    let o = origin.slot(pos);
+    let (len, kind) = (o.len.load(Relaxed) as usize, o.kind.load(Relaxed));
+    if len > origin.max_msg() || LETTER_HEADER + len > dlq.max_msg() {
+        return Err(Error::corrupted(format!("message length {len} at position {pos} is impossible")));
+    }
+    // 3. The record, then 4. MOVING (AcqRel: the record is visible to whoever sees MOVING).
+    let reason = &meta.reason[..meta.reason.len().min(MAX_REASON)];
+    info.rec_pos.store(pos, Relaxed);
+    info.rec_dlq_pos.store(d, Relaxed);
+    info.rec_deliveries.store(meta.deliveries, Relaxed);
+    info.rec_first_failed_ns.store(meta.first_failed_ns, Relaxed);
+    store_bytes(&info.rec_reason, reason);
+    info.rec_reason_len.store(reason.len() as u32, Relaxed);
+    info.rec_state.store(REC_MOVING, Release);
+    let seq = pos.wrapping_add(1);
+    if o.state.compare_exchange(pack(seq, READING, me), pack(seq, MOVING, me), AcqRel, Relaxed).is_err() {
+        info.rec_state.store(REC_NONE, Release);
+        return Err(Error::ClaimRevoked);
+    }
+    finish(origin, info, dlq, pos, d, me, len, kind, meta)?;
+    Ok(Moved::To(d))
+}
+
+/// Holding the lock just taken, resolves the move its previous holder recorded and did not
+/// finish (see the module docs). Returns whether a message was moved by this call (rolled
+/// forward) or found moved.
+///
+/// # Errors
+/// [`Error::Corrupted`] if the record or a state is impossible (the record is cleared: a
+/// hostile record must not stop every later move).
+pub fn resolve_locked(origin: &impl RingMem, info: &DeadLetterInfo, dlq: &impl RingMem, me: u16) -> Result<bool> {
+    if info.rec_state.load(Acquire) != REC_MOVING {
+        return Ok(false);
+    }
+    let r = resolve_record(origin, info, dlq, me);
+    info.rec_state.store(REC_NONE, Release);
+    r
+}
+
+fn resolve_record(origin: &impl RingMem, info: &DeadLetterInfo, dlq: &impl RingMem, me: u16) -> Result<bool> {
+    let (pos, d) = (info.rec_pos.load(Relaxed), info.rec_dlq_pos.load(Relaxed));
+    let seq = pos.wrapping_add(1);
+    let o = origin.slot(pos);
+    let w = o.state.load(Acquire);
+    let moving = slot::tag(w) == MOVING && slot::diff(w, seq) == 0;
+    let dw = dlq.slot(d).state.load(Acquire);
+    let dd = slot::diff(dw, d);
+    if dd >= 1 {
+        // Committed (5 done): finish 6.
+        let _ = dlq.control().tail.0.compare_exchange(d, d.wrapping_add(1), Release, Relaxed);
+        if moving && free_origin(origin, pos, w) {
+            origin.control().stats.0.dead_lettered.fetch_add(1, Relaxed);
+        }
+        return Ok(moving);
+    }
+    if dd != 0 || slot::tag(dw) != IDLE {
+        return Err(Error::corrupted(format!("dead-letter slot state {dw:#x} is impossible for position {d}")));
+    }
+    if !moving {
+        // Died before 4 (the message is a dead reader's, delivered again by its recovery), or
+        // the record is stale.
+        return Ok(false);
+    }
+    // Not committed, the message is MOVING: roll forward, as its mover would have.
+    let mine = pack(seq, MOVING, me);
+    if o.state.compare_exchange(w, mine, AcqRel, Relaxed).is_err() {
+        return Ok(false);
+    }
+    let (len, kind) = (o.len.load(Relaxed) as usize, o.kind.load(Relaxed));
+    if len > origin.max_msg() || LETTER_HEADER + len > dlq.max_msg() {
+        return Err(Error::corrupted(format!("message length {len} at position {pos} is impossible")));
+    }
+    let n = (info.rec_reason_len.load(Relaxed) as usize).min(MAX_REASON);
+    let mut reason = [0u8; MAX_REASON];
+    load_bytes(&info.rec_reason, &mut reason[..n]);
+    let meta = LetterMeta {
+        deliveries: info.rec_deliveries.load(Relaxed),
+        first_failed_ns: info.rec_first_failed_ns.load(Relaxed),
+        reason: &reason[..n],
+        now_ns: now_ns(),
+    };
+    finish(origin, info, dlq, pos, d, me, len, kind, &meta)?;
+    Ok(true)
+}
+
+/// Steps 5 and 6 for the message at `pos` (MOVING, held by `me`) into free dead-letter slot `d`.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    origin: &impl RingMem,
+    info: &DeadLetterInfo,
+    dlq: &impl RingMem,
+    pos: u64,
+    d: u64,
+    me: u16,
+    len: usize,
+    kind: u32,
+    meta: &LetterMeta<'_>,
+) -> Result<()> {
+    let reason = &meta.reason[..meta.reason.len().min(MAX_REASON)];
+    let mut head = [0u8; LETTER_HEADER];
+    head[letter::MAGIC..][..8].copy_from_slice(&LETTER_MAGIC.to_le_bytes());
+    head[letter::ORIGIN_POS..][..8].copy_from_slice(&pos.to_le_bytes());
+    head[letter::FIRST_FAILED..][..8].copy_from_slice(&meta.first_failed_ns.to_le_bytes());
+    head[letter::DEAD..][..8].copy_from_slice(&meta.now_ns.to_le_bytes());
+    head[letter::DELIVERIES..][..4].copy_from_slice(&meta.deliveries.to_le_bytes());
+    head[letter::KIND..][..4].copy_from_slice(&kind.to_le_bytes());
+    head[letter::LEN..][..4].copy_from_slice(&(len as u32).to_le_bytes());
+    head[letter::REASON_LEN..][..4].copy_from_slice(&(reason.len() as u32).to_le_bytes());
+    head[letter::REASON..][..reason.len()].copy_from_slice(reason);
+    let out = dlq.payload(d);
+    // SAFETY: the dead-letter slot `d` is IDLE(d) (checked by the caller under the move lock):
+    // no consumer reads it, and only the lock's holder (us) writes the dead-letter queue; its
+    // payload holds max_msg >= LETTER_HEADER + len bytes (checked by the caller). The origin
+    // slot is ours (MOVING, `me`), so no producer writes it, and len <= its max_msg.
+    unsafe {
+        std::ptr::copy_nonoverlapping(head.as_ptr(), out, LETTER_HEADER);
+        std::ptr::copy_nonoverlapping(origin.payload(pos), out.add(LETTER_HEADER), len);
+    }
+    let ds = dlq.slot(d);
+    ds.len.store((LETTER_HEADER + len) as u32, Relaxed);
+    ds.kind.store(kind, Relaxed);
+    // 5. Release: the letter is visible before the slot reads as committed.
+    if ds.state.compare_exchange(pack(d, IDLE, 0), pack(d.wrapping_add(1), IDLE, 0), Release, Relaxed).is_err() {
+        return Err(Error::corrupted(format!("dead-letter slot {d} changed under the move lock")));
+    }
+    // 6.
+    let _ = dlq.control().tail.0.compare_exchange(d, d.wrapping_add(1), Release, Relaxed);
+    let seq = pos.wrapping_add(1);
+    if free_origin(origin, pos, pack(seq, MOVING, me)) {
+        origin.control().stats.0.dead_lettered.fetch_add(1, Relaxed);
+    }
+    info.rec_state.store(REC_NONE, Release);
+    Ok(())
+}
+
+/// Frees origin slot `pos` from state `w` (MOVING) for the next lap.
+fn free_origin(origin: &impl RingMem, pos: u64, w: u64) -> bool {
+    let free = pack(pos.wrapping_add(origin.capacity()), IDLE, 0);
+    // Release: our reads of the payload happen before a producer's writes (its Acquire).
+    origin.slot(pos).state.compare_exchange(w, free, Release, Relaxed).is_ok()
+}
+
+/// The dead-letter queue's next position if its slot is free; `None` if the queue is full.
+/// Only the lock's holder calls this (the only writer): a committed slot at the tail is a
+/// previous holder's move that did not advance the tail, which this call does.
+fn free_dlq_slot(dlq: &impl RingMem) -> Result<Option<u64>> {
+    let cap = dlq.capacity() as i64;
+    let tail = &dlq.control().tail.0;
+    for _ in 0..4 {
+        let d = tail.load(Acquire);
+        let w = dlq.slot(d).state.load(Acquire);
+        match (slot::diff(w, d), slot::tag(w)) {
+            (0, IDLE) => return Ok(Some(d)),
+            (1, _) => {
+                let _ = tail.compare_exchange(d, d.wrapping_add(1), Release, Relaxed);
+            }
+            (dd, _) if dd == 1 - cap => return Ok(None),
+            _ => {
+                return Err(Error::corrupted(format!(
+                    "dead-letter queue slot state {w:#x} is impossible at its tail {d}"
+                )))
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn store_bytes(to: &[crate::sync::AtomicU64], from: &[u8]) {
+    for (i, chunk) in from.chunks(8).enumerate() {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        to[i].store(u64::from_le_bytes(w), Relaxed);
+    }
+}
+
+/// Copies `to.len()` bytes (at most the words' bytes) out of `from`.
+pub(crate) fn load_bytes(from: &[crate::sync::AtomicU64], to: &mut [u8]) {
+    let n = to.len().min(from.len() * 8);
+    for (i, chunk) in to[..n].chunks_mut(8).enumerate() {
+        let w = from[i].load(Relaxed).to_le_bytes();
+        chunk.copy_from_slice(&w[..chunk.len()]);
+    }
+}
+
+/// Writes `name` into the info block (creator only, before the segment is ready).
+pub(crate) fn store_name(info: &DeadLetterInfo, name: &str) {
+    store_bytes(&info.name, name.as_bytes());
+    info.name_len.store(name.len() as u32, Relaxed);
+}
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
