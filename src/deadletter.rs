@@ -175,6 +175,28 @@ impl<'a> DeadLetter<'a> {
     }
 }
 
+/// A dead letter copied out of the dead-letter queue (see
+/// [`Queue::dead_letters`](crate::Queue::dead_letters)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Letter {
+    /// Its position in the dead-letter queue.
+    pub position: u64,
+    /// The original payload.
+    pub payload: Vec<u8>,
+    /// The original kind.
+    pub kind: u32,
+    /// Why it is dead.
+    pub reason: String,
+    /// How many times it was delivered.
+    pub deliveries: u32,
+    /// When its first delivery failed, ns since the Unix epoch.
+    pub first_failed_ns: u64,
+    /// When it was moved, ns since the Unix epoch.
+    pub dead_lettered_ns: u64,
+    /// Its position in the queue it came from.
+    pub origin_position: u64,
+}
+
 /// A reason cut to at most [`MAX_REASON`] bytes, at a character boundary.
 pub(crate) fn cut_reason(reason: &str) -> &str {
     if reason.len() <= MAX_REASON {

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use crate::layout::{
-    DeliveryEntry, DELIVERY_ENTRY_SIZE, Channel, Offsets, ResponseHeader, RingControl, ServiceOffsets, SlotHeader, CHANNEL_SIZE, CONTROL_OFFSET,
+    Channel, DeliveryEntry, Offsets, ResponseHeader, RingControl, ServiceOffsets, SlotHeader, CHANNEL_SIZE,
+    CONTROL_OFFSET, DELIVERY_ENTRY_SIZE,
 };
 use crate::os::Mapping;
 use crate::ring::call::CallMem;

@@ -176,7 +176,8 @@ impl Consumer {
                 let mut done = MpmcBatch { att: &self.shared, held: None, n: 0, freed: 0 };
                 while done.n < max {
                     match mpmc::claim_read(ring, me, usize::MAX, &mut done.freed)? {
-                        Poll::Ready(msg) if self.dl.as_ref().is_some_and(|dl| super::dead::screen(&self.shared, dl, msg.pos)) => {}
+                        Poll::Ready(msg)
+                            if self.dl.as_ref().is_some_and(|dl| super::dead::screen(&self.shared, dl, msg.pos)) => {}
                         Poll::Ready(msg) => {
                             // Released by the guard if `f` panics.
                             done.held = Some(msg.pos);
@@ -372,7 +373,9 @@ impl RecvRef<'_> {
     /// counts no deliveries.
     pub fn delivery(&self) -> Option<u32> {
         match self.consumer.side {
-            ConsumerSide::Mpmc => mpmc::failed_deliveries(&self.consumer.shared.ring, self.pos).map(|n| n.saturating_add(1)),
+            ConsumerSide::Mpmc => {
+                mpmc::failed_deliveries(&self.consumer.shared.ring, self.pos).map(|n| n.saturating_add(1))
+            }
             ConsumerSide::Spsc { .. } => None,
         }
     }

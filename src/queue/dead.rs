@@ -98,9 +98,9 @@ impl Queue {
 
     fn open_dlq(&self) -> Result<Queue> {
         let seg = &self.shared.seg;
-        let name = self.dead_letter_link().ok_or_else(|| {
-            Error::corrupted("the queue's dead-letter queue name is not a valid name".to_string())
-        })?;
+        let name = self
+            .dead_letter_link()
+            .ok_or_else(|| Error::corrupted("the queue's dead-letter queue name is not a valid name".to_string()))?;
         let dir = seg.path.parent().map(|p| p.to_path_buf()).unwrap_or_else(crate::os::default_dir);
         let mode = {
             use std::os::unix::fs::PermissionsExt;
@@ -125,11 +125,40 @@ impl Queue {
         if dlq.max_msg_size() < needed || dlq.kind() != super::QueueKind::Mpmc {
             return Err(Error::Incompatible {
                 what: "dead-letter queue max message size",
-                expected: format!("at least {needed} bytes (the queue's {} and a {LETTER_HEADER}-byte letter header)", seg.config.max_msg),
+                expected: format!(
+                    "at least {needed} bytes (the queue's {} and a {LETTER_HEADER}-byte letter header)",
+                    seg.config.max_msg
+                ),
                 found: format!("{} bytes", dlq.max_msg_size()),
             });
         }
         Ok(dlq)
+    }
+
+    /// The dead letters waiting in this queue's dead-letter queue, oldest first, without
+    /// consuming them (a snapshot, taken under the queue's move lock so that no move writes the
+    /// dead-letter queue meanwhile; letters being received at that moment are left out). Empty
+    /// for a queue without `max_deliveries`.
+    pub fn dead_letters(&self) -> Result<Vec<crate::deadletter::Letter>> {
+        let Some(dlq) = self.dead_letter_queue().map_err(Error::from)? else { return Ok(Vec::new()) };
+        let att = &*self.shared;
+        let info = info(att);
+        let started = Instant::now();
+        let mine = loop {
+            match protocol::try_lock(info, att.id, |h| att.parts.is_dead(h)) {
+                Lock::Taken(w) => break w,
+                Lock::Busy(_) if started.elapsed() < LOCK_WAIT => std::thread::yield_now(),
+                Lock::Busy(holder) => {
+                    return Err(Error::Unsupported(format!(
+                        "another process (id {holder}) held the dead-letter move lock for over a second; try again"
+                    )))
+                }
+            }
+        };
+        let _ = protocol::resolve_locked(&att.ring, info, &dlq.shared.ring, att.id);
+        let r = snapshot(&dlq);
+        protocol::unlock(info, mine);
+        r
     }
 
     /// Sends the dead letters of this queue back into it (each with its original kind, its
@@ -160,6 +189,45 @@ impl Queue {
         }
         Ok(n)
     }
+}
+
+/// The committed letters of dead-letter queue `dlq`, head to tail. The caller holds the
+/// origin's move lock: nothing writes the dead-letter queue's payloads meanwhile (consumers only
+/// read them).
+fn snapshot(dlq: &Queue) -> Result<Vec<crate::deadletter::Letter>> {
+    let ring = &dlq.shared.ring;
+    let c = ring.control();
+    let head = c.head.0.load(Acquire);
+    let tail = c.tail.0.load(Acquire);
+    let n = tail.wrapping_sub(head).min(ring.capacity());
+    let mut out = Vec::new();
+    for i in 0..n {
+        let pos = head.wrapping_add(i);
+        let s = ring.slot(pos);
+        // Acquire: pairs with the commit's Release: the letter is visible.
+        let w = s.state.load(Acquire);
+        if slot::diff(w, pos) != 1 || slot::tag(w) != slot::IDLE {
+            continue; // being received, or already gone
+        }
+        let len = (s.len.load(Relaxed) as usize).min(ring.max_msg());
+        let mut bytes = vec![0u8; len];
+        // SAFETY: the slot holds a committed letter of len <= max_msg bytes; under the move
+        // lock no mover writes the dead-letter queue, and consumers never write payloads, so
+        // the bytes do not change while we copy them.
+        unsafe { std::ptr::copy_nonoverlapping(ring.payload(pos), bytes.as_mut_ptr(), len) };
+        let l = DeadLetter::parse(&bytes)?;
+        out.push(crate::deadletter::Letter {
+            position: pos,
+            payload: l.payload.to_vec(),
+            kind: l.kind,
+            reason: l.reason.to_string(),
+            deliveries: l.deliveries,
+            first_failed_ns: l.first_failed_ns,
+            dead_lettered_ns: l.dead_lettered_ns,
+            origin_position: l.origin_position,
+        });
+    }
+    Ok(out)
 }
 
 /// Why a message is dead, from its delivery entry (a dead consumer's last delivery).

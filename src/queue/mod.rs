@@ -172,7 +172,9 @@ impl QueueOptions {
         let other = match self.dlq_name(name) {
             Some(dlq) => {
                 crate::segment::validate_name(&dlq).map_err(|e| {
-                    Error::InvalidConfig(format!("the dead-letter queue's name {dlq:?} is not valid ({e}); give one with dead_letter_queue"))
+                    Error::InvalidConfig(format!(
+                        "the dead-letter queue's name {dlq:?} is not valid ({e}); give one with dead_letter_queue"
+                    ))
                 })?;
                 if dlq == name {
                     return Err(Error::InvalidConfig("a queue cannot be its own dead-letter queue".into()));

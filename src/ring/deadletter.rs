@@ -127,6 +127,28 @@ pub fn move_locked(
     pos: u64,
     meta: &LetterMeta<'_>,
 ) -> Result<Moved> {
+    move_steps(origin, info, dlq, me, pos, meta, Step::All)
+}
+
+/// Where [`move_steps`] stops: a mover that dies there (tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    AfterRecord,
+    AfterMoving,
+    AfterLetter,
+    AfterCommit,
+    All,
+}
+
+fn move_steps(
+    origin: &impl RingMem,
+    info: &DeadLetterInfo,
+    dlq: &impl RingMem,
+    me: u16,
+    pos: u64,
+    meta: &LetterMeta<'_>,
+    stop: Step,
+) -> Result<Moved> {
     let Some(d) = free_dlq_slot(dlq)? else { return Ok(Moved::Full) };
     let o = origin.slot(pos);
     let (len, kind) = (o.len.load(Relaxed) as usize, o.kind.load(Relaxed));
@@ -142,12 +164,18 @@ pub fn move_locked(
     store_bytes(&info.rec_reason, reason);
     info.rec_reason_len.store(reason.len() as u32, Relaxed);
     info.rec_state.store(REC_MOVING, Release);
+    if stop == Step::AfterRecord {
+        return Ok(Moved::To(d));
+    }
     let seq = pos.wrapping_add(1);
     if o.state.compare_exchange(pack(seq, READING, me), pack(seq, MOVING, me), AcqRel, Relaxed).is_err() {
         info.rec_state.store(REC_NONE, Release);
         return Err(Error::ClaimRevoked);
     }
-    finish(origin, info, dlq, pos, d, me, len, kind, meta)?;
+    if stop == Step::AfterMoving {
+        return Ok(Moved::To(d));
+    }
+    finish(origin, info, dlq, pos, d, me, len, kind, meta, stop)?;
     Ok(Moved::To(d))
 }
 
@@ -209,7 +237,7 @@ fn resolve_record(origin: &impl RingMem, info: &DeadLetterInfo, dlq: &impl RingM
         reason: &reason[..n],
         now_ns: now_ns(),
     };
-    finish(origin, info, dlq, pos, d, me, len, kind, &meta)?;
+    finish(origin, info, dlq, pos, d, me, len, kind, &meta, Step::All)?;
     Ok(true)
 }
 
@@ -225,6 +253,7 @@ fn finish(
     len: usize,
     kind: u32,
     meta: &LetterMeta<'_>,
+    stop: Step,
 ) -> Result<()> {
     let reason = &meta.reason[..meta.reason.len().min(MAX_REASON)];
     let mut head = [0u8; LETTER_HEADER];
@@ -249,9 +278,15 @@ fn finish(
     let ds = dlq.slot(d);
     ds.len.store((LETTER_HEADER + len) as u32, Relaxed);
     ds.kind.store(kind, Relaxed);
+    if stop == Step::AfterLetter {
+        return Ok(());
+    }
     // 5. Release: the letter is visible before the slot reads as committed.
     if ds.state.compare_exchange(pack(d, IDLE, 0), pack(d.wrapping_add(1), IDLE, 0), Release, Relaxed).is_err() {
         return Err(Error::corrupted(format!("dead-letter slot {d} changed under the move lock")));
+    }
+    if stop == Step::AfterCommit {
+        return Ok(());
     }
     // 6.
     let _ = dlq.control().tail.0.compare_exchange(d, d.wrapping_add(1), Release, Relaxed);
@@ -321,4 +356,144 @@ pub(crate) fn store_name(info: &DeadLetterInfo, name: &str) {
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
 fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::layout::DeadLetterInfo;
+    use crate::ring::{mpmc, HeapRing, Poll};
+
+    fn info() -> DeadLetterInfo {
+        let z = || crate::sync::AtomicU64::new(0);
+        let z32 = || crate::sync::AtomicU32::new(0);
+        DeadLetterInfo {
+            lock: z(),
+            rec_state: z32(),
+            rec_deliveries: z32(),
+            rec_pos: z(),
+            rec_dlq_pos: z(),
+            rec_first_failed_ns: z(),
+            rec_reason_len: z32(),
+            name_len: z32(),
+            reserved: std::array::from_fn(|_| z()),
+            rec_reason: std::array::from_fn(|_| z()),
+            name: std::array::from_fn(|_| z()),
+        }
+    }
+
+    /// An origin with messages 0..n (payload [i; 3]) and a claim by `me` on message 0.
+    fn setup(n: u8) -> (HeapRing, HeapRing, DeadLetterInfo, u64) {
+        let origin = HeapRing::with_deliveries(4, 16);
+        let dlq = HeapRing::new(4, 16 + LETTER_HEADER);
+        mpmc::init(&origin);
+        mpmc::init(&dlq);
+        for i in 0..n {
+            let Poll::Ready(p) = mpmc::claim_write(&origin, 1).unwrap() else { panic!() };
+            // SAFETY: we claimed slot p; 3 <= max_msg.
+            unsafe { std::ptr::write_bytes(origin.payload(p), i, 3) };
+            mpmc::commit(&origin, p, 1, 3, 40 + i as u32).unwrap();
+        }
+        let Poll::Ready(msg) = mpmc::claim_read(&origin, 2, 16, &mut 0).unwrap() else { panic!() };
+        (origin, dlq, info(), msg.pos)
+    }
+
+    fn meta() -> LetterMeta<'static> {
+        LetterMeta { deliveries: 3, first_failed_ns: 5, reason: b"bad input", now_ns: 6 }
+    }
+
+    /// Where message 0 is: (in the origin, to be delivered again or waiting; letters in the DLQ).
+    fn places(origin: &HeapRing, dlq: &HeapRing) -> (bool, Vec<Vec<u8>>) {
+        let mut letters = Vec::new();
+        while let Poll::Ready(m) = mpmc::claim_read(dlq, 7, usize::MAX, &mut 0).unwrap() {
+            // SAFETY: we claimed it; len validated.
+            let b = unsafe { std::slice::from_raw_parts(dlq.payload(m.pos), m.len) }.to_vec();
+            mpmc::release(dlq, m.pos, 7).unwrap();
+            letters.push(b);
+        }
+        let w = origin.slot(0).state.load(Acquire);
+        let in_origin = slot::seq(w) == 1; // READING, RETRY or MOVING of position 0
+        (in_origin, letters)
+    }
+
+    #[test]
+    fn a_whole_move_leaves_the_letter_only() {
+        let (origin, dlq, info, pos) = setup(2);
+        let Lock::Taken(l) = try_lock(&info, 2, |_| false) else { panic!() };
+        assert_eq!(move_locked(&origin, &info, &dlq, 2, pos, &meta()).unwrap(), Moved::To(0));
+        unlock(&info, l);
+        let (in_origin, letters) = places(&origin, &dlq);
+        assert!(!in_origin);
+        assert_eq!(letters.len(), 1);
+        let l = crate::deadletter::DeadLetter::parse(&letters[0]).unwrap();
+        assert_eq!((l.payload, l.kind, l.reason, l.deliveries), (&[0u8; 3][..], 40, "bad input", 3));
+        // The next message is still there for consumers.
+        let Poll::Ready(m) = mpmc::claim_read(&origin, 2, 16, &mut 0).unwrap() else { panic!() };
+        assert_eq!(m.kind, 41);
+    }
+
+    /// A mover that dies at each step: the lock's next holder leaves the message in exactly one
+    /// of the two queues, and a dead reader's recovery never doubles it.
+    #[test]
+    fn a_mover_dying_at_any_step_leaves_the_message_in_exactly_one_place() {
+        for stop in [Step::AfterRecord, Step::AfterMoving, Step::AfterLetter, Step::AfterCommit] {
+            let (origin, dlq, info, pos) = setup(1);
+            let Lock::Taken(_) = try_lock(&info, 2, |_| false) else { panic!() };
+            move_steps(&origin, &info, &dlq, 2, pos, &meta(), stop).unwrap();
+            // Participant 2 dies. A consumer (3) recovers dead readers: only a READING claim is
+            // taken over (delivered again); a MOVING one is left to the lock.
+            let w = origin.slot(pos).state.load(Acquire);
+            let recovered = mpmc::recover(&origin, pos, w, 3);
+            assert_eq!(recovered, stop == Step::AfterRecord, "{stop:?}");
+            // The next lock holder (3) resolves the record.
+            let Lock::Taken(l) = try_lock(&info, 3, |id| id == 2) else { panic!("{stop:?}: the dead holder's lock") };
+            let moved = resolve_locked(&origin, &info, &dlq, 3).unwrap();
+            unlock(&info, l);
+            assert_eq!(moved, stop != Step::AfterRecord, "{stop:?}");
+            let (in_origin, letters) = places(&origin, &dlq);
+            assert_eq!(
+                in_origin as usize + letters.len(),
+                1,
+                "{stop:?}: in the origin {in_origin}, {} letters",
+                letters.len()
+            );
+            if stop == Step::AfterRecord {
+                // Delivered again, counted.
+                let Poll::Ready(m) = mpmc::claim_read(&origin, 4, 16, &mut 0).unwrap() else { panic!() };
+                assert_eq!((m.pos, mpmc::failed_deliveries(&origin, m.pos)), (pos, Some(1)));
+            } else {
+                let l = crate::deadletter::DeadLetter::parse(&letters[0]).unwrap();
+                assert_eq!((l.payload, l.reason, l.deliveries), (&[0u8; 3][..], "bad input", 3), "{stop:?}");
+            }
+            assert_eq!(info.rec_state.load(Acquire), REC_NONE);
+        }
+    }
+
+    #[test]
+    fn a_full_dead_letter_queue_changes_nothing() {
+        let (origin, dlq, info, pos) = setup(1);
+        for _ in 0..4 {
+            let d = free_dlq_slot(&dlq).unwrap().unwrap();
+            dlq.slot(d).state.store(pack(d + 1, IDLE, 0), Release);
+            dlq.control().tail.0.store(d + 1, Release);
+        }
+        let Lock::Taken(_) = try_lock(&info, 2, |_| false) else { panic!() };
+        assert_eq!(move_locked(&origin, &info, &dlq, 2, pos, &meta()).unwrap(), Moved::Full);
+        assert_eq!(origin.slot(pos).state.load(Acquire), pack(pos + 1, READING, 2));
+        assert_eq!(info.rec_state.load(Acquire), REC_NONE);
+    }
+
+    #[test]
+    fn the_lock_is_taken_from_the_dead_and_the_orphaned_only() {
+        let info = info();
+        let Lock::Taken(a) = try_lock(&info, 2, |_| false) else { panic!() };
+        assert_eq!(try_lock(&info, 3, |_| false), Lock::Busy(2));
+        assert_eq!(try_lock(&info, 2, |_| true), Lock::Busy(2), "our own id is never dead");
+        orphan(&info, 2);
+        let Lock::Taken(b) = try_lock(&info, 3, |_| false) else { panic!("orphaned") };
+        unlock(&info, a); // a stale word: nothing happens
+        assert_eq!(holder(info.lock.load(Acquire)), 3);
+        unlock(&info, b);
+        assert_eq!(holder(info.lock.load(Acquire)), 0);
+    }
 }
