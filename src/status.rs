@@ -58,6 +58,13 @@ pub struct Status {
     pub subscribers: Vec<crate::topic::SubscriberInfo>,
     /// Services: identity, servers and clients.
     pub service: Option<crate::service::ServiceInfo>,
+    /// MPMC queues: deliveries before a message is dead-lettered (0: no dead letters).
+    pub max_deliveries: u32,
+    /// Whether this queue is a dead-letter queue.
+    pub dead_letter_queue: bool,
+    /// A queue with dead letters: its dead-letter queue's name; a dead-letter queue: the name of
+    /// the queue whose letters it holds.
+    pub dead_letter_link: Option<String>,
 }
 
 impl Status {
@@ -112,6 +119,9 @@ impl Status {
             subscribers: if c.kind == Kind::Topic { crate::topic::subscribers_of(seg) } else { Vec::new() },
             service: crate::service::info_of(seg, &participants),
             participants,
+            max_deliveries: c.max_deliveries,
+            dead_letter_queue: c.flags & crate::layout::FLAG_DEAD_LETTER_QUEUE != 0,
+            dead_letter_link: seg.dead_letter_info().and_then(crate::queue::recorded_name),
         }
     }
 

@@ -15,6 +15,7 @@ mod producer;
 
 pub use consumer::{Consumer, RecvRef};
 pub use producer::{Loan, Producer};
+pub(crate) use dead::recorded_name;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -434,6 +435,15 @@ pub struct RingCounters {
     pub blocked_ns: u64,
     /// Processes sleeping for data / for space.
     pub sleepers: (u32, u32),
+    /// MPMC: deliveries rejected by their consumer.
+    pub rejected: u64,
+    /// MPMC: rejected messages waiting to be delivered again (a hint, see
+    /// [`crate::deadletter`]).
+    pub retry_pending: u64,
+    /// MPMC with `max_deliveries`: messages moved to the dead-letter queue.
+    pub dead_lettered: u64,
+    /// MPMC with `max_deliveries`: messages delivered again because their consumer died.
+    pub redelivered_after_crash: u64,
 }
 
 impl RingCounters {
@@ -450,6 +460,10 @@ impl RingCounters {
             full_events: st.full_events.load(Relaxed),
             blocked_ns: st.blocked_ns.load(Relaxed),
             sleepers: (c.data.0.sleepers.load(Relaxed), c.space.0.sleepers.load(Relaxed)),
+            rejected: st.rejected.load(Relaxed),
+            retry_pending: st.retry_pending.load(Relaxed),
+            dead_lettered: st.dead_lettered.load(Relaxed),
+            redelivered_after_crash: st.redelivered_after_crash.load(Relaxed),
         }
     }
 }
