@@ -312,6 +312,8 @@ macro_rules! field {
 }
 
 /// What the header of a file says.
+// Returned once per open and matched at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Found {
     /// A complete segment of this version; the configuration is validated.
     Ready { config: Config, offsets: Offsets, creator: (u32, u64), created_unix_ns: u64 },

@@ -14,8 +14,8 @@ mod dead;
 mod producer;
 
 pub use consumer::{Consumer, RecvRef};
-pub use producer::{Loan, Producer};
 pub(crate) use dead::recorded_name;
+pub use producer::{Loan, Producer};
 
 use std::path::Path;
 use std::sync::Arc;
