@@ -69,6 +69,32 @@ pub struct DeadLetterInfo {
     pub name: [AtomicU64; 32],
 }
 
+impl DeadLetterInfo {
+    /// A zeroed block (heap rings: unit tests, loom models).
+    pub fn new() -> Self {
+        let z = || AtomicU64::new(0);
+        DeadLetterInfo {
+            lock: z(),
+            rec_state: AtomicU32::new(0),
+            rec_deliveries: AtomicU32::new(0),
+            rec_pos: z(),
+            rec_dlq_pos: z(),
+            rec_first_failed_ns: z(),
+            rec_reason_len: AtomicU32::new(0),
+            name_len: AtomicU32::new(0),
+            reserved: std::array::from_fn(|_| z()),
+            rec_reason: std::array::from_fn(|_| z()),
+            name: std::array::from_fn(|_| z()),
+        }
+    }
+}
+
+impl Default for DeadLetterInfo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Size of [`DeadLetterInfo`].
 pub const DEAD_LETTER_INFO_SIZE: usize = 5 * LINE;
 

@@ -349,6 +349,7 @@ pub fn advice(e: &Error, t: Option<&Target<'_>>) -> Option<String> {
                 "service version" if want == Want::Service => Some("--version"),
                 "max in flight" if want == Want::Service => Some("--max-in-flight"),
                 "capacity" => Some("--capacity"),
+                "max deliveries" => Some("--max-deliveries"),
                 "max message size" => Some("--max-msg"),
                 "max subscribers" => Some("--max-subscribers"),
                 _ => None,

@@ -58,6 +58,14 @@ pub struct RecvArgs {
     /// producer that attaches later is waited for.
     #[arg(long)]
     wait_for_producer: bool,
+    /// Run CMD (`sh -c CMD`) once per message instead of printing it: the payload and a newline
+    /// on its stdin, its stdout and stderr ours, SHMQ_QUEUE, SHMQ_KIND and SHMQ_DELIVERY (in a
+    /// queue with --max-deliveries) in its environment. Exit status 0 acknowledges the message;
+    /// any other rejects it, with the status and CMD's last stderr line as the reason: it is
+    /// delivered again, and after --max-deliveries failures moved to the dead-letter queue (see
+    /// `shmq dlq`). --count counts the runs of CMD. One queue only.
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["raw", "hex", "show_kind"])]
+    exec: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -154,6 +162,12 @@ pub(super) fn send_counted(
 /// each line starting with its queue's name.
 pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
     let names = super::follow::check_names(&a.names, a.output.raw, "queue", "recv")?;
+    if a.exec.is_some() && names.len() > 1 {
+        return Err(CliError::msg(format!(
+            "--exec takes one queue ({} given); run one `shmq recv NAME --exec CMD` per queue",
+            names.len()
+        )));
+    }
     let mut handles = Vec::new();
     let mut max = 0;
     for name in &a.names {
@@ -162,7 +176,18 @@ pub fn recv(ctx: &Ctx, a: &RecvArgs, out: &mut Out) -> CliResult {
             super::report(&notice);
         }
         let t = Target { cmd: "recv", name, dir: &ctx.dir, want: Want::Queue };
-        handles.push((name.clone(), q.consumer().map_err(|e| t.error(e))?));
+        let mut rx = q.consumer().map_err(|e| t.error(e))?;
+        if let Some(cmd) = &a.exec {
+            let e = super::dlq::Exec {
+                cmd,
+                count: a.count,
+                timeout_ms: a.timeout,
+                keep_waiting: a.wait_for_producer,
+                max_deliveries: q.max_deliveries(),
+            };
+            return super::dlq::exec_loop(&t, &mut rx, &e, out);
+        }
+        handles.push((name.clone(), rx));
         max = max.max(q.max_msg_size());
     }
     let joined = names.join(", ");

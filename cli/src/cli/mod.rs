@@ -2,6 +2,7 @@
 //!
 //! One module per command group: [`io`] (send, recv), [`topics`] (pub, sub), [`service`]
 //! (serve, call), [`inspect`] (list, stat, rm), [`gc`], [`journal`] (record, replay, journal),
+//! [`dlq`] (dlq, and the `recv --exec` loop that rejects messages into dead letters),
 //! [`demo`] (demo and its hidden worker), [`bench`] (bench and its hidden worker). A new group
 //! adds a module, a variant of [`Command`] and a line in [`run`].
 //!
@@ -22,6 +23,7 @@
 
 mod bench;
 mod demo;
+mod dlq;
 mod door;
 mod follow;
 mod gc;
@@ -221,6 +223,19 @@ enum Command {
     /// `record` is writing at this moment. Exits 1 if any damage was found, after printing
     /// everything.
     Journal(journal::JournalArgs),
+    /// List the dead letters of a queue created with --max-deliveries, or send them back
+    /// (--requeue).
+    ///
+    /// A message of such a queue that was rejected (`recv --exec`), or whose consumer died,
+    /// --max-deliveries times is moved to the queue's dead-letter queue (NAME.dlq unless
+    /// created with --dlq) with the reason. `dlq NAME` prints one line per letter, oldest
+    /// first: its position in the dead-letter queue, its deliveries, when its first delivery
+    /// failed (RFC 3339 UTC), the reason and the start of its payload; the letters stay where
+    /// they are. The count is said on stderr (`shmq: N dead letters in NAME.dlq`); none is not
+    /// an error. --json prints every field, the payload whole. --requeue sends the letters back
+    /// into NAME (each with its kind; deliveries counted anew) and takes them off the
+    /// dead-letter queue.
+    Dlq(dlq::DlqArgs),
 }
 
 /// How blocking operations wait for a peer.
@@ -273,6 +288,15 @@ pub struct OpenArgs {
     /// file's group use it, 0666 everyone. Checked against an existing queue.
     #[arg(long, value_name = "MODE", value_parser = door::parse_mode)]
     mode: Option<u32>,
+    /// Dead letters (MPMC queues): deliver each message of a new queue at most N times (1 to
+    /// 1000000); a message rejected (`recv --exec`) or whose consumer died N times moves to the
+    /// dead-letter queue (see `shmq dlq`). Checked against an existing queue.
+    #[arg(long, value_name = "N", conflicts_with = "spsc")]
+    max_deliveries: Option<u32>,
+    /// With --max-deliveries: name of the new queue's dead-letter queue [default: NAME.dlq].
+    /// Checked against an existing queue.
+    #[arg(long, value_name = "NAME", requires = "max_deliveries")]
+    dlq: Option<String>,
     /// How to wait for space or messages.
     #[arg(long, value_enum, default_value_t = WaitArg::Block)]
     wait: WaitArg,
@@ -294,6 +318,12 @@ impl OpenArgs {
         if let Some(m) = self.mode {
             o = o.mode(m);
         }
+        if let Some(n) = self.max_deliveries {
+            o = o.max_deliveries(n);
+        }
+        if let Some(d) = &self.dlq {
+            o = o.dead_letter_queue(d);
+        }
         o
     }
 
@@ -312,6 +342,7 @@ impl OpenArgs {
             door::open_or_create(&t, || o.open(name), before_create, || o.create(name), || o.open_or_create(name))?;
         if made == door::Made::Opened {
             door::check_mode(&t, "queue", q.path(), self.mode)?;
+            dlq::check_link(&t, &q, self.dlq.as_deref())?;
         }
         Ok((q, made))
     }
@@ -451,6 +482,7 @@ fn run(command: Command, ctx: &Ctx, out: &mut Out) -> CliResult {
         Command::Record(a) => journal::record(ctx, &a),
         Command::Replay(a) => journal::replay(&a, out),
         Command::Journal(a) => journal::journals(&a, out),
+        Command::Dlq(a) => dlq::dlq(ctx, &a, out),
     }
 }
 
