@@ -246,11 +246,14 @@ enum MpmcOp {
     Pop(usize),
     PushBatch(Vec<Message>),
     PopBatch(usize),
+    /// Claim the next message and reject it: it waits in its slot to be delivered again.
+    Reject,
 }
 
 fn mpmc_op() -> impl Strategy<Value = MpmcOp> {
     prop_oneof![
         4 => msg_of(MAX).prop_map(MpmcOp::Push),
+        2 => Just(MpmcOp::Reject),
         1 => Just(MpmcOp::Abort),
         3 => Just(MpmcOp::Pop(usize::MAX)),
         1 => (0..=MAX).prop_map(MpmcOp::Pop),
@@ -265,67 +268,123 @@ enum Entry {
     Aborted,
 }
 
+/// The reference of an MPMC ring: the entries from head to tail, and the rejected messages
+/// waiting (behind head) to be delivered again, by position, with their rejection counts.
+#[derive(Debug, Default)]
+struct MpmcModel {
+    queue: VecDeque<Entry>,
+    retries: Vec<(u64, Message, u32)>,
+    /// Rejections of the message at each position (positions are unique within a test).
+    rejections: std::collections::HashMap<u64, u32>,
+    head: u64,
+    tail: u64,
+}
+
+impl MpmcModel {
+    /// Whether a producer finds the ring full: a whole ring between head and tail, or the
+    /// slot's last-lap message still waiting there, rejected.
+    fn full(&self, cap: u64) -> bool {
+        self.queue.len() as u64 == cap || self.retries.iter().any(|r| r.0 == self.tail.wrapping_sub(cap))
+    }
+    /// The rejected message a consumer takes next: the first by slot index (its scan's order).
+    fn next_retry(&self, cap: u64) -> Option<usize> {
+        (0..self.retries.len()).min_by_key(|&i| self.retries[i].0 & (cap - 1))
+    }
+}
+
 const WRITER: u16 = 1;
 const READER: u16 = 2;
 
 /// One MPMC push; returns whether it went in (false: full, as the model must agree).
-fn mpmc_push(m: &HeapRing, model: &mut VecDeque<Entry>, cap: u64, msg: Option<&Message>) -> bool {
+fn mpmc_push(m: &HeapRing, model: &mut MpmcModel, cap: u64, msg: Option<&Message>) -> bool {
     match mpmc::claim_write(m, WRITER).unwrap() {
         Poll::Ready(pos) => {
-            assert!((model.len() as u64) < cap, "claimed a slot while the model is full");
+            assert!(!model.full(cap), "claimed a slot while the model is full: {model:?}");
+            assert_eq!(pos, model.tail);
+            model.tail = model.tail.wrapping_add(1);
             match msg {
                 Some(msg) => {
                     // SAFETY: slot `pos` is claimed by us; single thread; len <= MAX.
                     unsafe { write_payload(m, pos, &msg.bytes) };
                     mpmc::commit(m, pos, WRITER, msg.bytes.len(), msg.kind).unwrap();
-                    model.push_back(Entry::Message(msg.clone()));
+                    model.queue.push_back(Entry::Message(msg.clone()));
                 }
                 None => {
                     mpmc::abort(m, pos, WRITER).unwrap();
-                    model.push_back(Entry::Aborted);
+                    model.queue.push_back(Entry::Aborted);
                 }
             }
             true
         }
         Poll::NotReady => {
-            assert_eq!(model.len() as u64, cap, "full while the model holds {model:?}");
+            assert!(model.full(cap), "full while the model holds {model:?}");
             false
         }
         Poll::Held { pos, word } => panic!("slot {pos} held ({word:#x}) with no other participant"),
     }
 }
 
-/// One MPMC pop with a reader buffer of `max_len` bytes, checked against the model.
-fn mpmc_pop(m: &HeapRing, model: &mut VecDeque<Entry>, max_len: usize) -> bool {
-    // Consumers pass over aborted slots before they look at the next message.
-    while model.front() == Some(&Entry::Aborted) {
-        model.pop_front();
+/// One MPMC pop with a reader buffer of `max_len` bytes, checked against the model; `reject`:
+/// reject the message instead of releasing it.
+fn mpmc_take(m: &HeapRing, model: &mut MpmcModel, cap: u64, max_len: usize, reject: bool) -> bool {
+    // Rejected messages come first; consumers pass over aborted slots before they look at the
+    // next message.
+    let retry = model.next_retry(cap);
+    if retry.is_none() {
+        while model.queue.front() == Some(&Entry::Aborted) {
+            model.queue.pop_front();
+            model.head = model.head.wrapping_add(1);
+        }
     }
-    let want = match model.front() {
-        Some(Entry::Message(msg)) => Some(msg.clone()),
+    let want = match (retry, model.queue.front()) {
+        (Some(i), _) => Some((model.retries[i].0, model.retries[i].1.clone())),
+        (None, Some(Entry::Message(msg))) => Some((model.head, msg.clone())),
         _ => None,
     };
     match (mpmc::claim_read(m, READER, max_len, &mut 0), want) {
         (Ok(Poll::NotReady), None) => false,
-        (Err(Error::BufferTooSmall { len, needed }), Some(want)) if want.bytes.len() > max_len => {
+        (Err(Error::BufferTooSmall { len, needed }), Some((_, want))) if want.bytes.len() > max_len => {
             assert_eq!((len, needed), (max_len, want.bytes.len()));
             false
         }
-        (Ok(Poll::Ready(got)), Some(want)) if want.bytes.len() <= max_len => {
+        (Ok(Poll::Ready(got)), Some((pos, want))) if want.bytes.len() <= max_len => {
             // SAFETY: we claimed slot `got.pos` for reading; single thread; got.len was validated
             // against max_msg by the claim.
             let bytes = unsafe { read_payload(m, got.pos, got.len) };
             assert_eq!(Message { kind: got.kind, bytes }, want, "MPMC ring delivered a different message");
-            mpmc::release(m, got.pos, READER).unwrap();
-            model.pop_front();
+            assert_eq!(got.pos, pos, "delivered from another position");
+            let rejected = model.rejections.get(&pos).copied().unwrap_or(0);
+            assert_eq!(mpmc::failed_deliveries(m, pos), Some(rejected), "delivery count of position {pos}");
+            match retry {
+                Some(i) => {
+                    model.retries.swap_remove(i);
+                }
+                None => {
+                    model.queue.pop_front();
+                    model.head = model.head.wrapping_add(1);
+                }
+            }
+            if reject {
+                let e = m.delivery(pos).unwrap();
+                mpmc::count_failure(e, pos, shmq::layout::CAUSE_REJECTED, 1, 5);
+                mpmc::reject(m, pos, READER).unwrap();
+                model.rejections.insert(pos, rejected + 1);
+                model.retries.push((pos, want, rejected + 1));
+            } else {
+                mpmc::release(m, got.pos, READER).unwrap();
+            }
             true
         }
         (got, want) => panic!("claim_read(max_len={max_len}) gave {got:?}, the model expected {want:?}"),
     }
 }
 
+fn mpmc_pop(m: &HeapRing, model: &mut MpmcModel, cap: u64, max_len: usize) -> bool {
+    mpmc_take(m, model, cap, max_len, false)
+}
+
 fn run_mpmc_ring(cap: u64, start: u64, ops: &[MpmcOp]) {
-    let m = HeapRing::new(cap, MAX);
+    let m = HeapRing::with_deliveries(cap, MAX);
     mpmc::init(&m);
     // Pretend the ring already carried `start` messages: every slot free for its next position.
     m.control().tail.0.store(start, Relaxed);
@@ -334,7 +393,7 @@ fn run_mpmc_ring(cap: u64, start: u64, ops: &[MpmcOp]) {
         let pos = start.wrapping_add(i);
         m.slot(pos).state.store(slot::pack(pos, slot::IDLE, 0), Relaxed);
     }
-    let mut model: VecDeque<Entry> = VecDeque::new();
+    let mut model = MpmcModel { head: start, tail: start, ..MpmcModel::default() };
     let mut aborts = 0;
     for op in ops {
         match op {
@@ -343,7 +402,10 @@ fn run_mpmc_ring(cap: u64, start: u64, ops: &[MpmcOp]) {
             }
             MpmcOp::Abort => aborts += mpmc_push(&m, &mut model, cap, None) as u64,
             MpmcOp::Pop(max_len) => {
-                mpmc_pop(&m, &mut model, *max_len);
+                mpmc_pop(&m, &mut model, cap, *max_len);
+            }
+            MpmcOp::Reject => {
+                mpmc_take(&m, &mut model, cap, usize::MAX, true);
             }
             MpmcOp::PushBatch(msgs) => {
                 for msg in msgs {
@@ -354,20 +416,21 @@ fn run_mpmc_ring(cap: u64, start: u64, ops: &[MpmcOp]) {
             }
             MpmcOp::PopBatch(k) => {
                 for _ in 0..*k {
-                    if !mpmc_pop(&m, &mut model, usize::MAX) {
+                    if !mpmc_pop(&m, &mut model, cap, usize::MAX) {
                         break;
                     }
                 }
             }
         }
         let (tail, head) = (m.control().tail.0.load(Relaxed), m.control().head.0.load(Relaxed));
-        assert_eq!(tail.wrapping_sub(head), model.len() as u64, "tail - head disagrees with the model");
+        assert_eq!(tail.wrapping_sub(head), model.queue.len() as u64, "tail - head disagrees with the model");
     }
-    while model.iter().any(|e| matches!(e, Entry::Message(_))) {
-        assert!(mpmc_pop(&m, &mut model, usize::MAX), "message lost: the model still holds {model:?}");
+    while !model.retries.is_empty() || model.queue.iter().any(|e| matches!(e, Entry::Message(_))) {
+        assert!(mpmc_pop(&m, &mut model, cap, usize::MAX), "message lost: the model still holds {model:?}");
     }
-    assert!(!mpmc_pop(&m, &mut model, usize::MAX), "ring holds a message the model does not");
+    assert!(!mpmc_pop(&m, &mut model, cap, usize::MAX), "ring holds a message the model does not");
     assert_eq!(m.control().stats.0.aborted.load(Relaxed), aborts);
+    assert_eq!(m.control().stats.0.retry_pending.load(Relaxed), 0, "retry hint left over");
     // Empty again: exactly `cap` pushes fit.
     for _ in 0..cap {
         assert!(mpmc_push(&m, &mut model, cap, Some(&Message { kind: 1, bytes: vec![7; MAX] })));
@@ -392,9 +455,9 @@ proptest! {
 #[test]
 fn mpmc_heap_ring_keeps_order_over_many_laps_of_max_size_messages() {
     let cap = 2;
-    let m = HeapRing::new(cap, MAX);
+    let m = HeapRing::with_deliveries(cap, MAX);
     mpmc::init(&m);
-    let mut model = VecDeque::new();
+    let mut model = MpmcModel::default();
     for lap in 0..1000u32 {
         for i in 0..cap {
             let msg = Message { kind: lap, bytes: vec![(lap as u8).wrapping_add(i as u8); MAX] };
@@ -402,9 +465,9 @@ fn mpmc_heap_ring_keeps_order_over_many_laps_of_max_size_messages() {
         }
         assert!(!mpmc_push(&m, &mut model, cap, Some(&Message { kind: 0, bytes: vec![] })), "full after {cap}");
         for _ in 0..cap {
-            assert!(mpmc_pop(&m, &mut model, MAX));
+            assert!(mpmc_pop(&m, &mut model, cap, MAX));
         }
-        assert!(!mpmc_pop(&m, &mut model, MAX), "empty after {cap} pops");
+        assert!(!mpmc_pop(&m, &mut model, cap, MAX), "empty after {cap} pops");
     }
 }
 
