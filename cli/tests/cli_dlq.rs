@@ -33,6 +33,19 @@ fn exec_acknowledges_rejects_and_dead_letters() {
     // Everything was handled: nothing is left in the queue.
     let o = shmq(dir, &["recv", "jobs", "--timeout", "200"]);
     assert_eq!(ok(o), "");
+    // `shmq stat` tells the dead-letter settings and counts, in text and JSON.
+    let text = ok(shmq(dir, &["stat", "jobs"]));
+    assert!(text.contains("dead letters  after 2 deliveries, to jobs.dlq"), "{text}");
+    assert!(text.contains("rejected") && text.contains("dead_lettered"), "{text}");
+    let v = json(shmq(dir, &["stat", "jobs", "--json"]));
+    assert_eq!((v["max_deliveries"].as_u64(), v["dead_letter_link"].as_str()), (Some(2), Some("jobs.dlq")), "{v}");
+    assert_eq!(
+        (v["counters"]["rejected"].as_u64(), v["counters"]["dead_lettered"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    let v = json(shmq(dir, &["stat", "jobs.dlq", "--json"]));
+    assert_eq!((v["dead_letter_queue"].as_bool(), v["dead_letter_link"].as_str()), (Some(true), Some("jobs")), "{v}");
 
     // The table: a header and one letter; the letter stays where it is.
     for _ in 0..2 {

@@ -301,6 +301,7 @@ pub(crate) fn put_back(att: &Attachment, pos: u64) -> Result<()> {
 
 /// Counts a rejection of the message at `pos` (ours); returns its failed deliveries so far.
 pub(crate) fn count_rejection(att: &Attachment, pos: u64) -> u32 {
+    att.ring.control().stats.0.rejected.fetch_add(1, Relaxed);
     match att.ring.delivery(pos) {
         Some(e) => {
             mpmc::count_failure(e, pos, CAUSE_REJECTED, crate::os::pid(), crate::os::now_unix_ns());

@@ -347,7 +347,6 @@ pub fn reject(m: &impl RingMem, pos: u64, me: u16) -> Result<()> {
     transition(m.slot(pos), pack(seq, READING, me), pack(seq, RETRY, 0))?;
     // Release, after the slot's move: a consumer that sees the count (Acquire) finds the slot.
     m.control().stats.0.retry_pending.fetch_add(1, Release);
-    m.control().stats.0.rejected.fetch_add(1, Relaxed);
     Ok(())
 }
 

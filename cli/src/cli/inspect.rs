@@ -177,11 +177,35 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
         writeln!(out, "producer      {}", holder(s.producer_holder))?;
         writeln!(out, "consumer      {}", holder(s.consumer_holder))?;
     }
+    if s.max_deliveries > 0 {
+        let dlq = s.dead_letter_link.as_deref().unwrap_or("?");
+        writeln!(
+            out,
+            "dead letters  after {}, to {dlq} (shmq dlq {})",
+            door::plural(s.max_deliveries.into(), "delivery", "deliveries"),
+            s.name
+        )?;
+    } else if s.dead_letter_queue {
+        let origin = s.dead_letter_link.as_deref().unwrap_or("?");
+        writeln!(out, "dead letters  this is the dead-letter queue of {origin} (shmq dlq {origin})")?;
+    }
     writeln!(out, "counters")?;
     writeln!(out, "  aborted         {:>12}   loans dropped without commit", c.aborted)?;
     writeln!(out, "  abandoned       {:>12}   slots of producers that died mid-write", c.abandoned)?;
     writeln!(out, "  lost_by_crash   {:>12}   messages lost with a consumer that died", c.lost_by_crash)?;
     writeln!(out, "  full_events     {:>12}   times a producer found the queue full", c.full_events)?;
+    if s.kind == Kind::Mpmc {
+        writeln!(out, "  rejected        {:>12}   deliveries rejected by their consumer", c.rejected)?;
+        writeln!(out, "  retry_pending   {:>12}   rejected messages waiting to be delivered again", c.retry_pending)?;
+    }
+    if s.max_deliveries > 0 {
+        writeln!(
+            out,
+            "  redelivered     {:>12}   messages delivered again after their consumer died",
+            c.redelivered_after_crash
+        )?;
+        writeln!(out, "  dead_lettered   {:>12}   messages moved to the dead-letter queue", c.dead_lettered)?;
+    }
     writeln!(out, "  blocked         {:>12}   time producers waited for space", duration(c.blocked_ns as f64 / 1e9))?;
     writeln!(
         out,
@@ -410,9 +434,16 @@ fn status_json(s: &Status) -> Value {
             "lost_by_crash": c.lost_by_crash,
             "full_events": c.full_events,
             "blocked_ns": c.blocked_ns,
+            "rejected": c.rejected,
+            "retry_pending": c.retry_pending,
+            "redelivered_after_crash": c.redelivered_after_crash,
+            "dead_lettered": c.dead_lettered,
             "sleepers": { "data": c.sleepers.0, "space": c.sleepers.1 },
         },
         "waitset_mechanism": waitset_mechanism(),
+        "max_deliveries": s.max_deliveries,
+        "dead_letter_queue": s.dead_letter_queue,
+        "dead_letter_link": s.dead_letter_link,
         "service": s.service.as_ref().map_or(Value::Null, service_json),
     });
     match s.kind {
