@@ -5,49 +5,11 @@
 mod cli_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cli_support::*;
 use serde_json::Value;
-
-/// A background `shmq` process; killed and reaped if the test ends before [`finish`] does.
-struct Background {
-    child: Option<Child>,
-    what: String,
-}
-
-impl Background {
-    fn spawn(dir: &Path, args: &[&str]) -> Background {
-        let child = command(dir, args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn shmq");
-        Background { child: Some(child), what: args.join(" ") }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
-        // SAFETY: kill(2) on our own child, which has not been reaped.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid}");
-    }
-
-    /// Waits for the process to exit (under the watchdog) and returns its output.
-    fn finish(mut self) -> Output {
-        finish(self.child.take().expect("running"), &self.what)
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// A segment directory and a journal directory, both temporary.
 struct Dirs {

@@ -5,54 +5,10 @@
 mod cli_support;
 
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cli_support::*;
 use serde_json::Value;
-
-/// A background `shmq` process; killed and reaped if the test ends before [`finish`] does.
-struct Background {
-    child: Option<Child>,
-    what: String,
-}
-
-impl Background {
-    fn spawn(dir: &Path, args: &[&str]) -> Background {
-        let child = command(dir, args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn shmq");
-        Background { child: Some(child), what: args.join(" ") }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// Waits for the process to exit (under the watchdog) and returns its output.
-    fn finish(mut self) -> Output {
-        finish(self.child.take().expect("running"), &self.what)
-    }
-
-    /// Kills the process (SIGKILL) and reaps it.
-    fn kill(mut self) {
-        let mut c = self.child.take().expect("running");
-        c.kill().expect("kill our own child");
-        c.wait().expect("reap our own child");
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Polls `shmq stat NAME --json` until `ready` accepts it (the segment may not exist yet).
 fn wait_for_stat(dir: &Path, name: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {

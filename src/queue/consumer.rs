@@ -11,6 +11,7 @@ use crate::layout::slot;
 use crate::mapped_ring::MappedRing;
 use crate::message::{Message, Received};
 use crate::ring::{mpmc, Poll, RingMem};
+use crate::sync::Ordering::Relaxed;
 use crate::wait::Step;
 
 /// Receives messages from a queue. `Send`, not `Sync`.
@@ -20,6 +21,8 @@ pub struct Consumer {
     side: ConsumerSide,
     /// The dead-letter queue, for a queue with `max_deliveries`.
     dl: Option<Box<super::dead::DeadLetters>>,
+    /// When the next housekeeping look is due (see `claim`).
+    next_housekeeping: std::time::Instant,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -40,7 +43,7 @@ impl Consumer {
         side: ConsumerSide,
         dl: Option<Box<super::dead::DeadLetters>>,
     ) -> Consumer {
-        Consumer { shared, side, dl, _not_sync: PhantomData }
+        Consumer { shared, side, dl, next_housekeeping: std::time::Instant::now(), _not_sync: PhantomData }
     }
 
     crate::methods::receiver_methods!(RecvRef);
@@ -82,6 +85,9 @@ impl Consumer {
     pub(crate) fn probe(&mut self, check: bool) -> Result<Step<()>> {
         let s = &*self.shared;
         let ring = &s.ring;
+        if check && matches!(self.side, ConsumerSide::Mpmc) && ring.control().stats.0.rejected.load(Relaxed) > 0 {
+            mpmc::rescan_retries(ring); // a rejected message the hint does not count
+        }
         Ok(match &mut self.side {
             ConsumerSide::Spsc { ring: c, .. } => {
                 if c.available(ring)? > 0 {
@@ -118,7 +124,11 @@ impl Consumer {
         }
         // Nothing: the head may be held by a writer that died (checked at most every 10 ms, as
         // a single receive does).
-        if self.shared.peer_check_due() && self.recover_dead_head() {
+        if self.shared.peer_check_due()
+            && (self.recover_dead_head()
+                || (self.shared.ring.control().stats.0.rejected.load(Relaxed) > 0
+                    && mpmc::rescan_retries(&self.shared.ring) > 0))
+        {
             let n = self.batch(max, &mut f)?;
             if n > 0 {
                 return Ok(n);
@@ -263,8 +273,18 @@ impl Consumer {
                             _ => break,
                         }
                     }
-                    if !matches!(r, Ok(Poll::Ready(_))) && (check || dl.due()) {
+                }
+                // Now and then while nothing comes: what dead consumers and movers left, and
+                // rejected messages the retry hint does not count (see `mpmc::rescan_retries`).
+                if !matches!(r, Ok(Poll::Ready(_)))
+                    && (self.dl.is_some() || ring.control().stats.0.rejected.load(Relaxed) > 0)
+                    && (check || super::dead::due(&mut self.next_housekeeping))
+                {
+                    if let Some(dl) = &self.dl {
                         super::dead::housekeeping(s, dl);
+                    }
+                    if mpmc::rescan_retries(ring) > 0 {
+                        r = mpmc::claim_read(ring, s.id, max_len, &mut freed);
                     }
                 }
                 if freed > 0 {

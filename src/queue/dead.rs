@@ -26,7 +26,6 @@ const HOUSEKEEPING: Duration = Duration::from_millis(10);
 pub(crate) struct DeadLetters {
     pub(crate) dlq: Queue,
     pub(crate) max: u32,
-    next_check: Instant,
 }
 
 impl DeadLetters {
@@ -38,18 +37,18 @@ impl DeadLetters {
             return Ok(None);
         }
         let dlq = q.open_dlq()?;
-        Ok(Some(Box::new(DeadLetters { dlq, max, next_check: Instant::now() })))
+        Ok(Some(Box::new(DeadLetters { dlq, max })))
     }
+}
 
-    /// Whether housekeeping is due (at most every 10 ms).
-    pub(crate) fn due(&mut self) -> bool {
-        let now = Instant::now();
-        if now < self.next_check {
-            return false;
-        }
-        self.next_check = now + HOUSEKEEPING;
-        true
+/// Whether housekeeping is due (at most every 10 ms), moving `next` on if so.
+pub(crate) fn due(next: &mut Instant) -> bool {
+    let now = Instant::now();
+    if now < *next {
+        return false;
     }
+    *next = now + HOUSEKEEPING;
+    true
 }
 
 fn info(att: &Attachment) -> &DeadLetterInfo {

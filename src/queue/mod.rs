@@ -461,7 +461,7 @@ impl RingCounters {
             blocked_ns: st.blocked_ns.load(Relaxed),
             sleepers: (c.data.0.sleepers.load(Relaxed), c.space.0.sleepers.load(Relaxed)),
             rejected: st.rejected.load(Relaxed),
-            retry_pending: st.retry_pending.load(Relaxed),
+            retry_pending: mpmc::retries::pending(st.retry_pending.load(Relaxed)) as u64,
             dead_lettered: st.dead_lettered.load(Relaxed),
             redelivered_after_crash: st.redelivered_after_crash.load(Relaxed),
         }

@@ -86,9 +86,16 @@ fn claim_write_as(m: &impl RingMem, me: u16, tag: u64) -> Result<Poll> {
                 pos = advance(&ctl.tail.0, pos);
                 continue;
             }
-            // Last lap's message not yet consumed (or rejected, waiting to be delivered again):
-            // full.
-            (d, IDLE | ABORTED | ABANDONED | RETRY) if d == 1 - cap => return Ok(Poll::NotReady),
+            // Last lap's message not yet consumed: full.
+            (d, IDLE | ABORTED | ABANDONED) if d == 1 - cap => return Ok(Poll::NotReady),
+            // Last lap's message rejected, waiting to be delivered again: full; and make sure
+            // consumers know it waits (the hint may count too few).
+            (d, RETRY) if d == 1 - cap => {
+                if retries::pending(ctl.stats.0.retry_pending.load(Acquire)) == 0 {
+                    retries::mark(&ctl.stats.0.retry_pending);
+                }
+                return Ok(Poll::NotReady);
+            }
             // Last lap's message being moved to the dead-letter queue: full, and the mover could
             // be dead (then the move lock's next holder finishes the move).
             (d, MOVING) if d == 1 - cap => return Ok(Poll::Held { pos, word: w }),
@@ -180,11 +187,11 @@ fn transition(s: &crate::layout::SlotHeader, from: u64, to: u64) -> Result<()> {
 /// abandoned): the caller wakes sleeping producers if it is not zero, whatever the result.
 pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize, freed: &mut u32) -> Result<Poll<Msg>> {
     let ctl = m.control();
-    // Acquire: pairs with the Release increment in `reject` (and `recover`), which comes after
-    // the slot's move to RETRY: a scan that follows sees that slot.
-    let pending = ctl.stats.0.retry_pending.load(Acquire);
-    if pending > 0 {
-        if let Some(msg) = claim_retry(m, me, max_len, pending)? {
+    // Acquire: pairs with the Release mark in `reject` (and `recover`), which comes after the
+    // slot's move to RETRY: a scan that follows sees that slot.
+    let hint = ctl.stats.0.retry_pending.load(Acquire);
+    if retries::pending(hint) > 0 {
+        if let Some(msg) = claim_retry(m, me, max_len, hint)? {
             return Ok(Poll::Ready(msg));
         }
     }
@@ -265,7 +272,7 @@ pub fn claim_read(m: &impl RingMem, me: u16, max_len: usize, freed: &mut u32) ->
 /// closely: spurious readiness is allowed), `NotReady` if the queue is empty, `Held` if the
 /// next message is being written by the claimer in `word` (who may be dead).
 pub fn peek(m: &impl RingMem) -> Poll<()> {
-    if m.control().stats.0.retry_pending.load(Acquire) > 0 {
+    if retries::pending(m.control().stats.0.retry_pending.load(Acquire)) > 0 {
         return Poll::Ready(());
     }
     let pos = m.control().head.0.load(Acquire);
@@ -345,8 +352,8 @@ pub fn reject(m: &impl RingMem, pos: u64, me: u16) -> Result<()> {
     let seq = pos.wrapping_add(1);
     // Release: the delivery count written before is visible to whoever claims the retry.
     transition(m.slot(pos), pack(seq, READING, me), pack(seq, RETRY, 0))?;
-    // Release, after the slot's move: a consumer that sees the count (Acquire) finds the slot.
-    m.control().stats.0.retry_pending.fetch_add(1, Release);
+    // After the slot's move: a consumer that sees the mark (Acquire) finds the slot.
+    retries::mark(&m.control().stats.0.retry_pending);
     Ok(())
 }
 
@@ -371,9 +378,9 @@ pub fn count_failure(e: &crate::layout::DeliveryEntry, pos: u64, cause: u32, pid
     e.last_pid.store(pid, Relaxed);
 }
 
-/// Claims a rejected message waiting in state RETRY, if the scan finds one; `pending` is the
-/// hint read before, set back to 0 (if unchanged) when the scan finds none.
-pub fn claim_retry(m: &impl RingMem, me: u16, max_len: usize, pending: u64) -> Result<Option<Msg>> {
+/// Claims a rejected message waiting in state RETRY, if the scan finds one; `hint` is the
+/// [`retries`] word read before, reset (if unchanged) when the scan finds none.
+pub fn claim_retry(m: &impl RingMem, me: u16, max_len: usize, hint: u64) -> Result<Option<Msg>> {
     let ctl = m.control();
     let cap = m.capacity();
     let head = ctl.head.0.load(Acquire);
@@ -402,7 +409,7 @@ pub fn claim_retry(m: &impl RingMem, me: u16, max_len: usize, pending: u64) -> R
         if s.state.compare_exchange(w, pack(pos.wrapping_add(1), READING, me), AcqRel, Relaxed).is_err() {
             continue;
         }
-        let _ = ctl.stats.0.retry_pending.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+        retries::took(&ctl.stats.0.retry_pending);
         if len > m.max_msg() {
             let _ = release(m, pos, me);
             return Err(Error::corrupted(format!(
@@ -412,10 +419,55 @@ pub fn claim_retry(m: &impl RingMem, me: u16, max_len: usize, pending: u64) -> R
         }
         return Ok(Some(Msg { pos, len, kind }));
     }
-    // None waits: the hint is stale (a claimer died between its claim and the decrement, or
-    // the count was written over). Reset it unless it moved meanwhile.
-    let _ = ctl.stats.0.retry_pending.compare_exchange(pending, 0, Relaxed, Relaxed);
+    // None waits: the hint counts too many (a taker died before counting its take, or the word
+    // was written over). Reset it, unless it moved meanwhile.
+    retries::reset(&ctl.stats.0.retry_pending, hint);
     Ok(None)
+}
+
+/// Counts the slots waiting in state RETRY (a look at every slot) and, if there are some while
+/// the hint counts none, marks one so that consumers look: the safety net for a hint that
+/// counts too few (a rejecter killed between its RETRY and its mark, or a take counted after a
+/// reset). Consumers call it at most every 10 ms while they find nothing; a producer calls it
+/// when the slot it needs holds a rejected message.
+pub fn rescan_retries(m: &impl RingMem) -> u64 {
+    let n = (0..m.capacity()).filter(|&i| slot::tag(m.slot(i).state.load(Acquire)) == RETRY).count() as u64;
+    let hint = &m.control().stats.0.retry_pending;
+    if n > 0 && retries::pending(hint.load(Acquire)) == 0 {
+        retries::mark(hint);
+    }
+    n
+}
+
+/// The retry hint (`Stats::retry_pending`): two counters in one word, `[marks:32 | takes:32]`,
+/// so that a reset (takes := marks, after a scan that found nothing) fails if anything was
+/// marked or taken since the word was read, however the two moved (no ABA).
+pub mod retries {
+    use crate::sync::AtomicU64;
+    use crate::sync::Ordering::{Relaxed, Release};
+
+    /// Rejected messages waiting, as far as the hint knows.
+    #[inline]
+    pub fn pending(w: u64) -> u32 {
+        let (marks, takes) = ((w >> 32) as u32, w as u32);
+        (marks.wrapping_sub(takes) as i32).max(0) as u32
+    }
+
+    /// A message was put in state RETRY (Release: after its slot's move).
+    pub fn mark(h: &AtomicU64) {
+        h.fetch_add(1 << 32, Release);
+    }
+
+    /// A waiting message was taken.
+    pub fn took(h: &AtomicU64) {
+        let _ = h.fetch_update(Relaxed, Relaxed, |w| Some((w & !0xFFFF_FFFF) | (w as u32).wrapping_add(1) as u64));
+    }
+
+    /// After a scan that found nothing: takes := marks, if the word is still `seen`.
+    pub fn reset(h: &AtomicU64, seen: u64) {
+        let marks = seen >> 32;
+        let _ = h.compare_exchange(seen, (marks << 32) | marks, Relaxed, Relaxed);
+    }
 }
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).

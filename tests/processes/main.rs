@@ -15,7 +15,9 @@
 //! - [`service`]: four client processes call two server processes; one server is SIGKILLed
 //!   holding a request, a client is SIGKILLed with calls in flight;
 //! - [`journal`]: a recorder process SIGKILLed every ~200 ms and restarted while a publisher
-//!   publishes: the journal holds every message once.
+//!   publishes: the journal holds every message once;
+//! - [`deadletter`]: consumer processes SIGKILLed holding a poison message until it is
+//!   dead-lettered, and SIGKILLed at random while rejecting: nothing lost, nothing doubled.
 //!
 //! Every test works in a private temporary directory under a watchdog; children die with the
 //! test, however it ends. The CPU-heavy tests take `shmq_test_support::heavy()`, so that they
@@ -25,6 +27,7 @@ use shmq::WaitStrategy;
 use shmq_test_support::{env, ChildProc, Scene};
 
 mod chaos;
+mod deadletter;
 mod disconnect;
 mod journal;
 mod queue;
@@ -41,7 +44,8 @@ shmq_test_support::children!(
     disconnect::ROLES,
     waitset::ROLES,
     service::ROLES,
-    journal::ROLES
+    journal::ROLES,
+    deadletter::ROLES
 );
 
 /// Environment of a queue or topic child: the segment directory, the segment's name, the wait

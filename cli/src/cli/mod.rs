@@ -195,9 +195,10 @@ enum Command {
     /// Opens the topic, creating it if needed (and says so on stderr, as `sub` does), and
     /// subscribes durably (as "journal" unless --name; reliable unless --lossy) from the oldest
     /// message the topic still holds. Each message is appended to the journal and acknowledged
-    /// once the journal holds it durably (per --fsync), so a `record` that is stopped or dies
+    /// once it is in the journal's file (the page cache), so a `record` that is stopped or dies
     /// and starts again goes on with the first message its journal lacks: every message once,
-    /// none missing. The journal is a series of files of --file-size bytes; --retain-bytes and
+    /// none missing; --fsync decides when records reach the device, so what a crash of the
+    /// machine may take. The journal is a series of files of --file-size bytes; --retain-bytes and
     /// --retain-age remove the oldest. Runs until SIGINT or SIGTERM (syncs, then exits 0), until
     /// every publisher has left and everything was recorded (says how many, exits 0), or per
     /// --count and --timeout, which work as for `sub`. A torn record at the end of the journal

@@ -53,6 +53,57 @@ pub fn finish_within(mut child: Child, what: &str, limit: Duration) -> Output {
     Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
 }
 
+/// A background `shmq` process; killed and reaped if the test ends before [`finish`](Background::finish) does.
+pub struct Background {
+    child: Option<Child>,
+    what: String,
+}
+
+impl Background {
+    /// Starts `shmq args...` in segment directory `dir`, stdin empty, stdout and stderr piped.
+    pub fn spawn(dir: &Path, args: &[&str]) -> Background {
+        let child = command(dir, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shmq");
+        Background { child: Some(child), what: args.join(" ") }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends signal `sig` to the process.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = self.pid() as libc::pid_t;
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid}");
+    }
+
+    /// Waits for the process to exit (under the watchdog) and returns its output.
+    pub fn finish(mut self) -> Output {
+        finish(self.child.take().expect("running"), &self.what)
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        let mut c = self.child.take().expect("running");
+        c.kill().expect("kill our own child");
+        c.wait().expect("reap our own child");
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Runs `shmq args...` with `stdin` as its standard input.
 pub fn shmq_in(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = command(dir, args)
