@@ -27,7 +27,8 @@
 //!   users and pid namespaces, and a question the kernel cannot answer counts as "alive". SPSC
 //!   roles held by a dead process are taken over; an MPMC slot claimed by a process that died is
 //!   recovered by the peer that waits on it (the message in it is counted as abandoned or lost,
-//!   see [`RingCounters`]); a claim taken back from a process is reported to it
+//!   see [`RingCounters`]; in a queue with `max_deliveries`, a message its consumer died holding
+//!   is delivered again, see [`deadletter`]); a claim taken back from a process is reported to it
 //!   ([`Error::ClaimRevoked`]), never written over.
 //!
 //! ## Quick start: two processes
