@@ -82,14 +82,7 @@ fn a_restarted_writer_goes_on_after_its_last_record_and_writes_nothing_twice() {
     check(&read_all(dir.path(), "t", ReplayFrom::Start), 1..=700);
 }
 
-/// Flips a byte at `offset` of `file`.
-fn flip(file: &Path, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, offset).unwrap();
-    f.write_all_at(&[b[0] ^ 0x40], offset).unwrap();
-}
+use shmq_test_support::flip_byte as flip;
 
 #[test]
 fn a_torn_last_record_is_never_read_and_the_next_writer_cuts_it_off() {

@@ -262,14 +262,7 @@ fn journal_shows_each_topic_and_file_as_text_and_json() {
 
 // 4. Damage: a flipped byte, a truncated file ---------------------------------------------------
 
-/// Flips a byte at `offset` of `file`.
-fn flip(file: &Path, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, offset).unwrap();
-    f.write_all_at(&[b[0] ^ 0x40], offset).unwrap();
-}
+use shmq_test_support::flip_byte as flip;
 
 #[test]
 fn damage_is_reported_on_stderr_never_replayed_and_exits_1_after_everything_readable() {

@@ -571,3 +571,12 @@ mod tests {
         );
     }
 }
+
+/// Flips one bit of the byte at `offset` of `file` (a damaged journal record, a bad header).
+pub fn flip_byte(file: &std::path::Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(file).expect("open the file to damage");
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, offset).expect("read the byte to flip");
+    f.write_all_at(&[b[0] ^ 0x40], offset).expect("write the flipped byte");
+}

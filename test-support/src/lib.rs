@@ -49,7 +49,7 @@ pub use child::{
     die_with_parent, env, env_opt, env_u64, is_namespace_init, report, role, sleep_until_killed, Role, MARK,
     PARENT_ENV, PIDNS_ENV, PIDNS_START, ROLE_ENV,
 };
-pub use corrupt::{Corrupter, Field, Geometry, Hit, Weights};
+pub use corrupt::{flip_byte, Corrupter, Field, Geometry, Hit, Weights};
 pub use fds::{check_out_of_fds, exhaust_fds, Exhausted};
 pub use procfs::{children_of, is_dead, processes_with_env, thread_cpu, wait_zombie};
 pub use raw::RawMap;

@@ -338,14 +338,7 @@ fn run(cmd: &str, payload: &[u8], kind: u32, delivery: Option<u32>, queue: &str)
         Ok(child) => child,
         Err(e) => return Outcome::CannotRun(format!("cannot run the command (sh -c): {e}")),
     };
-    let mut stdin = child.stdin.take().expect("stdin piped");
-    let mut input = Vec::with_capacity(payload.len() + 1);
-    input.extend_from_slice(payload);
-    input.push(b'\n');
-    // A command need not read its stdin: the write may fail (EPIPE) or wait until it exits.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
+    let writer = super::exec::feed_line(&mut child, payload);
     let mut stderr = child.stderr.take().expect("stderr piped");
     let mut tail: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];

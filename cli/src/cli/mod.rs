@@ -25,6 +25,7 @@ mod bench;
 mod demo;
 mod dlq;
 mod door;
+mod exec;
 mod follow;
 mod gc;
 mod inspect;

@@ -241,14 +241,7 @@ fn run(cmd: &str, request: &[u8], max: usize) -> Result<Vec<u8>, String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot run the command (sh -c): {e}"))?;
-    let mut stdin = child.stdin.take().expect("stdin piped");
-    let mut input = Vec::with_capacity(request.len() + 1);
-    input.extend_from_slice(request);
-    input.push(b'\n');
-    // A command need not read its stdin: the write may fail (EPIPE) or wait until it exits.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
+    let writer = super::exec::feed_line(&mut child, request);
     // Keep at most `max` bytes and a newline; count the rest (read, so the command can finish).
     let mut stdout = child.stdout.take().expect("stdout piped");
     let mut out = Vec::new();
