@@ -201,8 +201,13 @@ fn resolve_record(origin: &impl RingMem, info: &DeadLetterInfo, dlq: &impl RingM
     let o = origin.slot(pos);
     let w = o.state.load(Acquire);
     let moving = slot::tag(w) == MOVING && slot::diff(w, seq) == 0;
+    // Only lock holders move the dead-letter queue's tail, so for a true record it is `d` (not
+    // committed, or committed and not advanced) or `d + 1`. Anything else: the record was
+    // written over, and the message (if still MOVING) is moved anew below.
+    let tail = dlq.control().tail.0.load(Acquire);
+    let true_record = tail == d || tail == d.wrapping_add(1);
     let dw = dlq.slot(d).state.load(Acquire);
-    let dd = slot::diff(dw, d);
+    let dd = if true_record { slot::diff(dw, d) } else { 0 };
     if dd >= 1 {
         // Committed (5 done): finish 6.
         let _ = dlq.control().tail.0.compare_exchange(d, d.wrapping_add(1), Release, Relaxed);
@@ -211,7 +216,7 @@ fn resolve_record(origin: &impl RingMem, info: &DeadLetterInfo, dlq: &impl RingM
         }
         return Ok(moving);
     }
-    if dd != 0 || slot::tag(dw) != IDLE {
+    if true_record && (dd != 0 || slot::tag(dw) != IDLE) {
         return Err(Error::corrupted(format!("dead-letter slot state {dw:#x} is impossible for position {d}")));
     }
     if !moving {
@@ -224,6 +229,18 @@ fn resolve_record(origin: &impl RingMem, info: &DeadLetterInfo, dlq: &impl RingM
     if o.state.compare_exchange(w, mine, AcqRel, Relaxed).is_err() {
         return Ok(false);
     }
+    // Only lock holders move the tail, so a true record's `d` is the tail still; a record that
+    // says otherwise was written over: use the tail's slot, or, if the dead-letter queue is
+    // full, give the message back to be delivered again.
+    let d = match free_dlq_slot(dlq)? {
+        Some(t) => t,
+        None => {
+            let reading = pack(seq, READING, me);
+            let _ = o.state.compare_exchange(mine, reading, AcqRel, Relaxed);
+            super::mpmc::reject(origin, pos, me)?;
+            return Ok(false);
+        }
+    };
     let (len, kind) = (o.len.load(Relaxed) as usize, o.kind.load(Relaxed));
     if len > origin.max_msg() || LETTER_HEADER + len > dlq.max_msg() {
         return Err(Error::corrupted(format!("message length {len} at position {pos} is impossible")));
@@ -454,6 +471,32 @@ mod tests {
             }
             assert_eq!(info.rec_state.load(Acquire), REC_NONE);
         }
+    }
+
+    #[test]
+    fn a_record_written_over_never_loses_the_message() {
+        // A dead mover's record whose DLQ position was written over: the letter goes to the tail.
+        let (origin, dlq, info, pos) = setup(1);
+        let Lock::Taken(_) = try_lock(&info, 2, |_| false) else { panic!() };
+        move_steps(&origin, &info, &dlq, 2, pos, &meta(), Step::AfterMoving).unwrap();
+        info.rec_dlq_pos.store(12345, Release);
+        let Lock::Taken(_) = try_lock(&info, 3, |id| id == 2) else { panic!() };
+        assert!(resolve_locked(&origin, &info, &dlq, 3).unwrap());
+        let (in_origin, letters) = places(&origin, &dlq);
+        assert_eq!((in_origin, letters.len()), (false, 1));
+        // The same with a full dead-letter queue: the message goes back to be delivered again.
+        let (origin, dlq, info, pos) = setup(1);
+        let Lock::Taken(_) = try_lock(&info, 2, |_| false) else { panic!() };
+        move_steps(&origin, &info, &dlq, 2, pos, &meta(), Step::AfterMoving).unwrap();
+        info.rec_dlq_pos.store(12345, Release);
+        for d in 0..4 {
+            dlq.slot(d).state.store(pack(d + 1, IDLE, 0), Release);
+        }
+        dlq.control().tail.0.store(4, Release);
+        let Lock::Taken(_) = try_lock(&info, 3, |id| id == 2) else { panic!() };
+        assert!(!resolve_locked(&origin, &info, &dlq, 3).unwrap());
+        let Poll::Ready(m) = mpmc::claim_read(&origin, 4, 16, &mut 0).unwrap() else { panic!("delivered again") };
+        assert_eq!(m.pos, pos);
     }
 
     #[test]
