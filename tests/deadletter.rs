@@ -175,3 +175,116 @@ fn options_and_openers_check_dead_letter_settings() {
     let e = o().open("b").unwrap().consumer().unwrap_err();
     assert!(matches!(e, OpenError::Incompatible { what: "dead-letter queue", .. }), "{e}");
 }
+
+/// A hostile writer scribbles on everything dead letters add (slot states RETRY and MOVING,
+/// delivery counts, the move lock and its record, the retry hint, the dead-letter queue's
+/// slots) while a producer sends and a consumer rejects and moves: every call ends with a
+/// result or a typed error in time; nothing panics or hangs.
+#[test]
+fn hostile_bytes_in_dead_letter_parts_give_errors_never_a_panic_or_a_hang() {
+    use shmq::layout::{slot, CONTROL_OFFSET, LINE};
+    use shmq_test_support::{RawMap, Rng};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let d = dir();
+    let q = QueueOptions::new().dir(d.path()).capacity(8).max_msg_size(16).max_deliveries(2).create("hostile").unwrap();
+    let dlq = q.dead_letter_queue().unwrap().unwrap();
+    let open =
+        |name: &str| shmq::segment::Segment::open(d.path(), name, &Default::default(), Duration::from_secs(1)).unwrap();
+    let (seg, dseg) = (open("hostile"), open("hostile.dlq"));
+    let (o, od) = (seg.offsets(), dseg.offsets());
+    let dl = o.dead_letters.unwrap();
+    let map = Arc::new(RawMap::open(q.path()));
+    let dmap = Arc::new(RawMap::open(dlq.path()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, map, dmap, written) = (stop.clone(), map.clone(), dmap.clone(), written.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng::new(0xdead);
+            let tags = [slot::IDLE, slot::READING, slot::RETRY, slot::MOVING, slot::WRITING, 15];
+            let retry_hint = CONTROL_OFFSET as u64 + 4 * LINE as u64 + 48;
+            while !stop.load(Relaxed) {
+                let i = rng.below(8);
+                let any = rng.next_u64();
+                match rng.below(9) {
+                    0 => map.store(
+                        o.slots + i * o.stride,
+                        8,
+                        slot::pack(rng.below(40), *rng.pick(&tags), rng.below(8) as u16),
+                    ),
+                    1 => map.store(dl.deliveries.unwrap() + i * 32 + rng.below(4) * 8, 8, any),
+                    2 => map.store(dl.info, 8, *rng.pick(&[0, any, 0xFFFF, (1 << 16) | 3])),
+                    3 => map.store(dl.info + 8 + rng.below(5) * 8, 8, any),
+                    4 => map.store(dl.info + 40, 8, *rng.pick(&[0, 200, 201, u32::MAX as u64, any])),
+                    5 => map.store(retry_hint, 8, *rng.pick(&[0, 1 << 32, any])),
+                    6 => dmap.store(od.slots + i * od.stride, 8, slot::pack(rng.below(40), *rng.pick(&tags), 0)),
+                    7 => dmap.store(od.slots + i * od.stride + 8, 4, *rng.pick(&[0, 255, 300, u32::MAX as u64])),
+                    _ => dmap.store(od.payloads + i * od.payload_stride, 8, any),
+                }
+                let n = written.fetch_add(1, Relaxed) + 1;
+                if n % 4 == 0 {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            }
+        })
+    };
+    let producer = {
+        let (q, stop) = (q.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut tx = q.producer().unwrap();
+            let (mut sent, mut errors) = (0u64, 0u64);
+            for i in 0u64.. {
+                if stop.load(Relaxed) {
+                    break;
+                }
+                match tx.send_timeout(&i.to_le_bytes(), Duration::from_millis(5)) {
+                    Ok(()) => sent += 1,
+                    Err(_) => errors += 1,
+                }
+            }
+            (sent, errors)
+        })
+    };
+    let mut rx = q.consumer().unwrap();
+    let mut letters = dlq.consumer().unwrap();
+    let started = Instant::now();
+    let (mut got, mut errors) = (0u64, std::collections::BTreeMap::<String, u64>::new());
+    let mut count = |e: String| *errors.entry(e.split([' ', '{', '(']).next().unwrap().to_string()).or_default() += 1;
+    let mut round = 0u64;
+    while round < 3000 || written.load(Relaxed) < 20_000 {
+        round += 1;
+        match rx.recv_ref_timeout(Duration::from_millis(5)) {
+            Ok(m) => {
+                got += 1;
+                assert!(m.len() <= 16);
+                if m.first().is_some_and(|b| b % 2 == 1) {
+                    if let Err(e) = m.reject("odd") {
+                        count(format!("{e:?}"));
+                    }
+                }
+            }
+            Err(e) => count(format!("{e:?}")),
+        }
+        if round % 16 == 0 {
+            if let Ok(l) = letters.try_recv_ref() {
+                let _ = DeadLetter::parse(&l); // may be garbage: an error, never a panic
+            }
+            if let Err(e) = q.dead_letters() {
+                count(format!("{e:?}"));
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "hung at round {round}");
+    }
+    let st = shmq::status::Status::read(d.path(), "hostile").unwrap();
+    assert_eq!(st.max_deliveries, 2);
+    stop.store(true, Relaxed);
+    let (sent, send_errors) = producer.join().expect("the producer never panicked");
+    writer.join().unwrap();
+    eprintln!(
+        "hostile dead letters: {} writes; sent {sent} ({send_errors} send errors), received {got}, errors {errors:?}",
+        written.load(Relaxed)
+    );
+    assert!(got > 0, "some messages still get through");
+}
