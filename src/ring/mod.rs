@@ -7,6 +7,7 @@
 pub mod broadcast;
 pub mod call;
 pub mod deadletter;
+pub mod group;
 pub mod mem;
 pub mod mpmc;
 pub mod spsc;
