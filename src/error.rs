@@ -125,6 +125,12 @@ pub enum Error {
         /// The table size.
         max: usize,
     },
+    /// The topic holds as many consumer groups as it has room for.
+    #[error("all {max} consumer group entries of this topic are in use; remove groups that are not coming back (Topic::remove_subscriber, shmq rm TOPIC --group NAME), or create the topic with more (TopicOptions::max_groups)")]
+    TooManyGroups {
+        /// The topic's `max_groups`.
+        max: usize,
+    },
     /// A peer took back the slot this handle had claimed (it judged the process dead, which
     /// shmq's liveness never does to a live process, or shared memory was overwritten). The
     /// message in the slot was dropped and counted by the peer (`abandoned` for a message being
@@ -596,6 +602,12 @@ pub enum OpenError {
         /// The table size.
         max: usize,
     },
+    /// See [`Error::TooManyGroups`].
+    #[error("{}", Error::TooManyGroups { max: *max })]
+    TooManyGroups {
+        /// The topic's `max_groups`.
+        max: usize,
+    },
     /// Any other operating-system error.
     #[error("{context}: {source}")]
     Io {
@@ -631,6 +643,7 @@ impl OpenError {
             Error::TooManyParticipants { max } => OpenError::TooManyParticipants { max },
             Error::SubscriberNameTaken { name, pid } => OpenError::SubscriberNameTaken { name, pid },
             Error::TooManySubscribers { max } => OpenError::TooManySubscribers { max },
+            Error::TooManyGroups { max } => OpenError::TooManyGroups { max },
             Error::Io { context, source } => OpenError::Io { context, source },
             other => OpenError::Corrupted(format!("unexpected: {other}")),
         }
@@ -654,6 +667,7 @@ impl From<OpenError> for Error {
             OpenError::TooManyParticipants { max } => Error::TooManyParticipants { max },
             OpenError::SubscriberNameTaken { name, pid } => Error::SubscriberNameTaken { name, pid },
             OpenError::TooManySubscribers { max } => Error::TooManySubscribers { max },
+            OpenError::TooManyGroups { max } => Error::TooManyGroups { max },
             OpenError::Io { context, source } => Error::Io { context, source },
         }
     }
@@ -679,6 +693,7 @@ impl fmt::Debug for Error {
             Error::Lagged(_) => "Lagged",
             Error::SubscriberNameTaken { .. } => "SubscriberNameTaken",
             Error::TooManySubscribers { .. } => "TooManySubscribers",
+            Error::TooManyGroups { .. } => "TooManyGroups",
             Error::ClaimRevoked => "ClaimRevoked",
             Error::Disconnected => "Disconnected",
             Error::Timeout => "Timeout",
@@ -712,6 +727,7 @@ impl fmt::Debug for OpenError {
             OpenError::TooManyParticipants { .. } => "TooManyParticipants",
             OpenError::SubscriberNameTaken { .. } => "SubscriberNameTaken",
             OpenError::TooManySubscribers { .. } => "TooManySubscribers",
+            OpenError::TooManyGroups { .. } => "TooManyGroups",
             OpenError::Io { .. } => "Io",
         };
         write!(f, "{variant}: {self}")

@@ -39,12 +39,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    lock, DeadLetterParts, Header, Kind, Offsets, FLAG_DEAD_LETTER_QUEUE, MAX_DELIVERIES, CONTROL_OFFSET, CONTROL_SIZE, INIT_BUSY, INIT_READY, LINE, MAGIC, MAX_CAPACITY,
-    MAX_MSG, MAX_PARTICIPANTS, MAX_SEGMENT, VERSION,
+    lock, DeadLetterParts, Header, Kind, Offsets, CONTROL_OFFSET, CONTROL_SIZE, FLAG_DEAD_LETTER_QUEUE, INIT_BUSY,
+    INIT_READY, LINE, MAGIC, MAX_CAPACITY, MAX_DELIVERIES, MAX_MSG, MAX_PARTICIPANTS, MAX_SEGMENT, VERSION,
 };
+use crate::mapped_ring::MappedRing;
 use crate::os::{self, File, Holder, Lock, Mapping};
 use crate::participants::Participants;
-use crate::mapped_ring::MappedRing;
 use crate::sync::Ordering::{Relaxed, Release};
 
 /// File name prefix of every segment.
@@ -99,6 +99,8 @@ pub struct Config {
     pub max_deliveries: u32,
     /// [`FLAG_DEAD_LETTER_QUEUE`] or 0.
     pub flags: u32,
+    /// Topics: subscriber entries that can hold a consumer group (0: none).
+    pub max_groups: u32,
 }
 
 impl Config {
@@ -178,6 +180,14 @@ impl Config {
                 self.kind.name()
             )));
         }
+        if self.max_groups > 0
+            && (self.kind != Kind::Topic || self.max_groups > self.max_subscribers || self.max_participants > 1024)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "max groups {} must be at most the subscriber table ({}), for topics only",
+                self.max_groups, self.max_subscribers
+            )));
+        }
         Offsets::compute_with(
             self.capacity,
             self.max_msg,
@@ -185,6 +195,7 @@ impl Config {
             self.max_subscribers,
             self.max_response,
             parts,
+            self.max_groups,
         )
         .ok_or_else(|| Error::InvalidConfig(format!("a segment of this size would exceed {MAX_SEGMENT} bytes")))
     }
@@ -424,6 +435,7 @@ impl Segment {
         h.max_response.store(config.max_response, Relaxed);
         h.max_deliveries.store(config.max_deliveries, Relaxed);
         h.flags.store(config.flags, Relaxed);
+        h.max_groups.store(config.max_groups, Relaxed);
         h.participants_offset.store(offsets.participants, Relaxed);
         h.subscribers_offset.store(offsets.subscribers, Relaxed);
         h.slots_offset.store(offsets.slots, Relaxed);
@@ -666,6 +678,7 @@ fn read_header(file: &File, size: u64, expect: &Expect) -> Result<Found> {
         max_response: field!(raw, u32, max_response),
         max_deliveries: field!(raw, u32, max_deliveries),
         flags: field!(raw, u32, flags),
+        max_groups: field!(raw, u32, max_groups),
     };
     let offsets =
         config.validate().map_err(|e| Error::corrupted(format!("header holds an invalid configuration: {e}")))?;

@@ -77,7 +77,7 @@ pub use service::{
 /// `"SHMQSEG\0"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
 /// Layout version; bump on any change to this file.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 /// The line size every shared structure is aligned and padded to.
 pub const LINE: usize = 128;
 /// Bytes of slot header before the payload.
@@ -199,8 +199,9 @@ pub struct Header {
     pub max_deliveries: AtomicU32,
     /// [`FLAG_DEAD_LETTER_QUEUE`] for a dead-letter queue.
     pub flags: AtomicU32,
-    /// Reserved, zero.
-    pub reserved: AtomicU32,
+    /// Topics: how many of the first subscriber entries can hold a consumer group (each with
+    /// its group region, see [`GroupOffsets`]).
+    pub max_groups: AtomicU32,
 }
 
 /// Futex word plus the number of processes sleeping on it.
@@ -378,8 +379,15 @@ pub struct Subscriber {
     pub lagged: AtomicU64,
     /// Last receive, ns since the Unix epoch.
     pub last_activity_ns: AtomicU64,
+    /// A consumer group ([`MODE_GROUP`]): the next sequence to hand out (its `cursor` is the
+    /// group's position, the lowest sequence not acknowledged; see `ring::group`).
+    pub group_next: AtomicU64,
+    /// A consumer group: messages put back for another member (a hint, see `ring::group`).
+    pub group_retry: AtomicU64,
+    /// A consumer group: messages put back because their member died or left.
+    pub group_redelivered: AtomicU64,
     /// Pads the hot line.
-    pub pad: [AtomicU64; 12],
+    pub pad: [AtomicU64; 9],
     /// `[generation:30 | state:2]` (see [`entry`]): FREE / BUSY / ACTIVE / DETACHED (durable,
     /// no process).
     pub state: AtomicU32,
@@ -620,6 +628,8 @@ pub struct Offsets {
     pub service: Option<ServiceOffsets>,
     /// MPMC queues with dead letters, and dead-letter queues: where their parts live.
     pub dead_letters: Option<DeadLetterOffsets>,
+    /// Topics with consumer groups: where their regions live.
+    pub groups: Option<GroupOffsets>,
     /// Size of the file.
     pub total: u64,
 }
@@ -658,7 +668,7 @@ impl Offsets {
         subscribers: u32,
         max_response: u32,
     ) -> Option<Offsets> {
-        Self::compute_with(capacity, max_msg, participants, subscribers, max_response, DeadLetterParts::None)
+        Self::compute_with(capacity, max_msg, participants, subscribers, max_response, DeadLetterParts::None, 0)
     }
 
     /// [`compute`](Self::compute) for a queue with dead-letter parts (between the subscriber
@@ -670,6 +680,7 @@ impl Offsets {
         subscribers: u32,
         max_response: u32,
         dead_letter_parts: DeadLetterParts,
+        max_groups: u32,
     ) -> Option<Offsets> {
         let (mut stride, mut payload_stride, mut split) = slot_layout(max_msg as usize);
         let mut request_at = SLOT_HEADER as u64;
@@ -677,6 +688,13 @@ impl Offsets {
         let participants_off = (CONTROL_OFFSET + CONTROL_SIZE) as u64;
         let subscribers_off = round_up_u64(participants_off + participants as u64 * PARTICIPANT_SIZE as u64, line)?;
         let mut slots = round_up_u64(subscribers_off + subscribers as u64 * SUBSCRIBER_SIZE as u64, line)?;
+        let mut groups = None;
+        if max_groups > 0 {
+            // A group region: a header line (the member bitmap), then a word per slot.
+            let stride = round_up_u64(LINE as u64 + capacity.checked_mul(8)?, line)?;
+            groups = Some(GroupOffsets { first: slots, stride, count: max_groups });
+            slots = slots.checked_add(stride.checked_mul(max_groups as u64)?)?;
+        }
         let mut dead_letters = None;
         if dead_letter_parts != DeadLetterParts::None {
             let info = slots;
@@ -726,10 +744,40 @@ impl Offsets {
             payload_stride,
             service,
             dead_letters,
+            groups,
             total,
         })
     }
 }
+
+/// Where a topic's consumer-group regions live: region `i` (for subscriber entry `i`, `i <
+/// count`) at `first + i * stride`: a [`GroupHeader`] line, then one 8-byte word per slot (see
+/// `ring::group`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupOffsets {
+    /// Region 0.
+    pub first: u64,
+    /// Bytes from one region to the next.
+    pub stride: u64,
+    /// Regions (the topic's `max_groups`).
+    pub count: u32,
+}
+
+/// The first line of a group region.
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub struct GroupHeader {
+    /// Members: bit `(id - 1) % 64` of word `(id - 1) / 64` for participant `id` (16 words: up to
+    /// 1024 participants; topics have 64).
+    pub members: [AtomicU64; 16],
+}
+
+/// Size of [`GroupHeader`].
+pub const GROUP_HEADER_SIZE: usize = LINE;
+/// Subscriber mode bit: the entry is a consumer group (with [`MODE_LOSSY`] or not).
+pub const MODE_GROUP: u32 = 2;
+/// Default `max_groups` of a topic.
+pub const DEFAULT_MAX_GROUPS: u32 = 4;
 
 /// Which dead-letter parts a queue segment has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -783,6 +831,8 @@ const _: () = {
     assert!(size_of::<DeliveryEntry>() == DELIVERY_ENTRY_SIZE);
     assert!(offset_of!(Header, max_deliveries) == 116);
     assert!(offset_of!(Header, flags) == 120);
+    assert!(offset_of!(Header, max_groups) == 124);
+    assert!(size_of::<GroupHeader>() == GROUP_HEADER_SIZE);
     assert!(size_of::<Stats>() <= LINE);
 };
 
@@ -862,7 +912,11 @@ mod tests {
             let (i, last) = (0, 64 * 16 - 1);
             for i in [i, last] {
                 let slot = o.slots + i * o.stride;
-                let (request, rh, response) = (o.payloads + i * o.payload_stride, sv.response_headers + i * o.stride, sv.responses + i * o.stride);
+                let (request, rh, response) = (
+                    o.payloads + i * o.payload_stride,
+                    sv.response_headers + i * o.stride,
+                    sv.responses + i * o.stride,
+                );
                 // Header, request, response header and response are disjoint and inside the slot.
                 let mut parts = [(slot, 16), (request, req as u64), (rh, 8), (response, resp as u64)];
                 parts.sort();

@@ -120,4 +120,3 @@ pub const fn call_slot_layout(max_request: usize, max_response: usize) -> (usize
         (response + round_up(max_response, SLOT_ALIGN), request, SLOT_HEADER, response)
     }
 }
-

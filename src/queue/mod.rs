@@ -119,6 +119,7 @@ impl QueueOptions {
             max_response: 0,
             max_deliveries: self.max_deliveries.unwrap_or(0),
             flags: self.flags,
+            max_groups: 0,
         })
     }
 

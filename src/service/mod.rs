@@ -147,6 +147,7 @@ impl ServiceOptions {
                 .map_err(|_| Error::InvalidConfig(format!("max response size {resp} is too large")))?,
             max_deliveries: 0,
             flags: 0,
+            max_groups: 0,
         })
     }
 

@@ -49,6 +49,7 @@
 //! # Ok::<(), shmq::Error>(())
 //! ```
 
+mod member;
 mod publisher;
 mod subscriber;
 mod table;
@@ -60,11 +61,11 @@ use std::sync::Arc;
 
 pub use publisher::{Publisher, TopicLoan};
 pub use subscriber::{AckMode, Start, Subscriber, SubscriberBuilder, SubscriberMode, TopicRef};
-pub use table::SubscriberInfo;
+pub use table::{GroupInfo, MemberInfo, SubscriberInfo};
 
 use crate::attach::Attachment;
 use crate::error::{Error, OpenError, Result};
-use crate::layout::{slot, Kind, DEFAULT_PARTICIPANTS};
+use crate::layout::{slot, Kind, DEFAULT_MAX_GROUPS, DEFAULT_PARTICIPANTS};
 use crate::mapped_ring::MappedRing;
 use crate::options::{common_setters, Common};
 use crate::ring::{broadcast, RingMem};
@@ -91,6 +92,7 @@ pub const DEFAULT_MAX_SUBSCRIBERS: u32 = 16;
 pub struct TopicOptions {
     common: Common,
     max_subscribers: Option<u32>,
+    max_groups: Option<u32>,
 }
 
 impl TopicOptions {
@@ -104,6 +106,14 @@ impl TopicOptions {
     /// Size of the subscriber table (default 16).
     pub fn max_subscribers(mut self, n: u32) -> Self {
         self.max_subscribers = Some(n);
+        self
+    }
+
+    /// How many consumer groups the topic can hold at once (default 4, at most the subscriber
+    /// table): each takes a subscriber entry and a region of 8 bytes per slot (see
+    /// [`SubscriberBuilder::group`]).
+    pub fn max_groups(mut self, n: u32) -> Self {
+        self.max_groups = Some(n);
         self
     }
 
@@ -121,6 +131,7 @@ impl TopicOptions {
             max_response: 0,
             max_deliveries: 0,
             flags: 0,
+            max_groups: self.max_groups.unwrap_or(DEFAULT_MAX_GROUPS.min(max_subscribers)),
         })
     }
 
@@ -170,7 +181,13 @@ impl TopicOptions {
 }
 
 pub(crate) fn table_of(seg: &Segment) -> SubscriberTable {
-    SubscriberTable::new(seg.map.clone(), seg.files.clone(), seg.offsets, seg.config.max_subscribers as usize)
+    SubscriberTable::new(
+        seg.map.clone(),
+        seg.files.clone(),
+        seg.offsets,
+        seg.config.max_subscribers as usize,
+        seg.config.capacity as usize,
+    )
 }
 
 #[derive(Debug)]
@@ -242,7 +259,25 @@ impl Topic {
     /// unread messages stop gating publishers. `Ok(false)` if there is none.
     pub fn remove_subscriber(&self, name: &str) -> Result<bool> {
         table::validate_subscriber_name(name)?;
-        let r = self.shared.table.remove(name)?;
+        let parts = &self.shared.att.parts;
+        let r = self.shared.table.remove(name, |id| parts.is_dead(id))?;
+        self.shared.att.notify_space();
+        Ok(r)
+    }
+
+    /// Snapshot of every consumer group: members (with pid, liveness and messages in flight),
+    /// position, lag, counters.
+    pub fn groups(&self) -> Vec<GroupInfo> {
+        let tail = self.shared.att.ring.control().tail.0.load(Acquire);
+        self.shared.table.groups(tail, &self.shared.att.parts)
+    }
+
+    /// Removes consumer group `name`, which must have no live member (its messages stop gating
+    /// publishers). `Ok(false)` if there is none.
+    pub fn remove_group(&self, name: &str) -> Result<bool> {
+        table::validate_subscriber_name(name)?;
+        let parts = &self.shared.att.parts;
+        let r = self.shared.table.remove(name, |id| parts.is_dead(id))?;
         self.shared.att.notify_space();
         Ok(r)
     }
@@ -302,7 +337,8 @@ pub fn remove_subscriber(dir: &Path, topic: &str, name: &str) -> Result<bool> {
         &Expect { kinds: &[Kind::Topic], ..Expect::default() },
         std::time::Duration::from_secs(1),
     )?;
-    let r = table_of(&seg).remove(name)?;
+    let parts = seg.participants();
+    let r = table_of(&seg).remove(name, |id| parts.is_dead(id))?;
     crate::wait::notify(&seg.ring().control().space.0);
     Ok(r)
 }

@@ -126,7 +126,7 @@ impl Publisher {
             if clear(*gate) {
                 return Ok(Step::Ready(()));
             }
-            if check && s.table.reap_dead(*gate) {
+            if check && s.table.reap_dead(*gate, |id| s.att.parts.is_dead(id)) {
                 *gate = s.table.gate(ring.control().tail.0.load(Relaxed));
             }
             Ok(Step::Held)
@@ -169,7 +169,7 @@ impl Publisher {
                             *gate = fresh;
                             continue; // the slowest subscriber moved on: try again
                         }
-                        if check && s.table.reap_dead(fresh) {
+                        if check && s.table.reap_dead(fresh, |id| s.att.parts.is_dead(id)) {
                             *gate = s.table.gate(tail);
                             continue;
                         }

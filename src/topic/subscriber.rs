@@ -52,6 +52,7 @@ pub enum AckMode {
 pub struct SubscriberBuilder {
     shared: Arc<TopicShared>,
     name: Option<String>,
+    group: Option<String>,
     start: Start,
     mode: SubscriberMode,
     kinds: Option<Vec<u32>>,
@@ -63,6 +64,7 @@ impl SubscriberBuilder {
         SubscriberBuilder {
             shared,
             name: None,
+            group: None,
             start: Start::Latest,
             mode: SubscriberMode::Reliable,
             kinds: None,
@@ -73,6 +75,19 @@ impl SubscriberBuilder {
     /// its place across restarts and crashes.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+    /// Makes the subscriber a member of consumer group `name` (1 to 64 bytes of
+    /// `[A-Za-z0-9._-]`): each message of the topic goes to one member of each group, and every
+    /// group gets every message. The group is created by its first member (with this builder's
+    /// [`start`](Self::start) and [`mode`](Self::mode); later members take the group's), and is
+    /// durable: it keeps its position while it has no member, and a reliable group gates
+    /// publishers. A member acknowledges per its [`ack`](Self::ack) mode; what a member that
+    /// dies or leaves had received and not acknowledged goes to another member. Within one
+    /// member, messages come in each publisher's order (a message put back by a member that
+    /// died comes when it is taken); across members there is no order. See `ring::group`.
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.group = Some(name.into());
         self
     }
     /// Where a new subscriber starts (a resumed durable one continues where it was).
@@ -109,6 +124,9 @@ impl SubscriberBuilder {
         if let Some(n) = &self.name {
             validate_subscriber_name(n)?;
         }
+        if let Some(g) = self.group.clone() {
+            return self.build_member(g);
+        }
         let s = &self.shared;
         let ring = &s.att.ring;
         let cap = ring.capacity();
@@ -139,6 +157,42 @@ impl SubscriberBuilder {
             ack: self.ack,
             delivered,
             unfinished: false,
+            member: None,
+            _not_sync: std::marker::PhantomData,
+        })
+    }
+
+    fn build_member(self, group: String) -> Result<Subscriber> {
+        validate_subscriber_name(&group)?;
+        if self.name.is_some() {
+            return Err(Error::InvalidConfig("a group member has no name of its own: use group() or name()".into()));
+        }
+        let s = &self.shared;
+        let ring = &s.att.ring;
+        let cap = ring.capacity();
+        let start = self.start;
+        let index = s.table.join_group(&group, self.mode == SubscriberMode::Lossy, s.att.id, || {
+            let tail = ring.control().tail.0.load(Acquire);
+            match start {
+                Start::Latest => tail,
+                Start::Earliest => tail.saturating_sub(cap),
+            }
+        })?;
+        s.att.join_role(ROLE_SUBSCRIBER);
+        let mode = s.table.entry(index).mode.load(Relaxed);
+        Ok(Subscriber {
+            durable: true,
+            shared: self.shared,
+            index,
+            next: 0,
+            pending_ack: 0,
+            history_end: 0,
+            lossy: mode & crate::layout::MODE_LOSSY != 0,
+            kinds: self.kinds.map(Vec::into_boxed_slice),
+            ack: self.ack,
+            delivered: 0,
+            unfinished: false,
+            member: Some(Box::new(super::member::Member::new(mode))),
             _not_sync: std::marker::PhantomData,
         })
     }
@@ -147,7 +201,7 @@ impl SubscriberBuilder {
 /// Receives every message of a topic through its own cursor. `Send`, not `Sync`.
 #[derive(Debug)]
 pub struct Subscriber {
-    shared: Arc<TopicShared>,
+    pub(super) shared: Arc<TopicShared>,
     pub(super) index: usize,
     durable: bool,
     lossy: bool,
@@ -159,18 +213,25 @@ pub struct Subscriber {
     /// that publishers overwrote while it joined are skipped without a `Lagged` report (see
     /// `build` and `awaited`).
     history_end: u64,
-    kinds: Option<Box<[u32]>>,
-    ack: AckMode,
-    delivered: u64,
+    pub(super) kinds: Option<Box<[u32]>>,
+    pub(super) ack: AckMode,
+    pub(super) delivered: u64,
     /// The last message received was borrowed in place by a guard dropped while a panic
     /// unwound: its handling did not finish, so dropping the subscriber does not acknowledge it
     /// (the next receive still does, as in the default mode).
-    unfinished: bool,
+    pub(super) unfinished: bool,
+    /// A member of a consumer group: its messages come from the group's claim.
+    pub(super) member: Option<Box<super::member::Member>>,
     _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if self.member.is_some() {
+            self.member_leave();
+            self.shared.att.leave_role(ROLE_SUBSCRIBER);
+            return;
+        }
         // A clean close commits the position, as Kafka's and NATS's consumers do: what was
         // received counts as processed. Not in explicit mode (only `ack` acknowledges), and not
         // while a panic unwinds (the message being handled did not get processed): then, as
@@ -199,7 +260,12 @@ impl Subscriber {
             Ok(r) if r.len == size => Ok(value),
             Ok(r) => Err(Error::SizeMismatch { expected: size, found: r.len }),
             Err(Error::BufferTooSmall { needed, .. }) => {
-                self.skip(self.next); // consume it: the sender broke the protocol
+                // Consume it: the sender broke the protocol.
+                if self.member.is_some() {
+                    self.member_take_oversize();
+                } else {
+                    self.skip(self.next);
+                }
                 Err(Error::SizeMismatch { expected: size, found: needed })
             }
             Err(e) => Err(e),
@@ -252,6 +318,9 @@ impl Subscriber {
     /// [`wait_ready`](Self::wait_ready)'s poll): something to look at (a receive reports errors
     /// itself). `check`: also recover a slot held by a writer that died.
     pub(crate) fn probe(&mut self, check: bool) -> Result<Step<()>> {
+        if self.member.is_some() {
+            return self.member_probe(check);
+        }
         let s = &*self.shared;
         let ring = &s.att.ring;
         let (seq, awaited) = (self.next, self.awaited());
@@ -275,21 +344,44 @@ impl Subscriber {
     /// Acknowledges every message received so far (durable subscribers; for others every
     /// message is acknowledged on receipt).
     pub fn ack(&mut self) {
+        if self.member.is_some() {
+            return self.member_ack_all();
+        }
         self.pending_ack = self.next;
         self.store_cursor();
     }
 
-    /// Next sequence this subscriber will look at.
+    /// Next sequence this subscriber will look at (a group member: the group's position, its
+    /// lowest sequence not acknowledged).
     pub fn position(&self) -> u64 {
+        if self.member.is_some() {
+            return self.member_position();
+        }
         self.next
     }
 
-    /// Messages published that this subscriber has not looked at yet.
+    /// Messages published that this subscriber (a group member: its group) has not looked at
+    /// yet.
     pub fn lag(&self) -> u64 {
+        if self.member.is_some() {
+            return self.member_lag();
+        }
         self.shared.att.ring.control().tail.0.load(Relaxed).saturating_sub(self.next)
     }
 
     fn recv_with(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<Received> {
+        if self.member.is_some() {
+            let (seq, len, kind, word) = self.member_wait_next(buf.len(), deadline)?;
+            let ring = &self.shared.att.ring;
+            // SAFETY: `read` validated len <= max_msg, the payload's size; buf has >= len bytes
+            // (checked by the claim). A reliable group's position is at or before `seq` until
+            // we acknowledge it, so publishers do not reclaim the slot; a lossy group's may be
+            // reclaimed, which `member_check_copy` detects.
+            unsafe { std::ptr::copy_nonoverlapping(ring.payload(seq), buf.as_mut_ptr(), len) };
+            self.member_check_copy(seq, word)?;
+            self.member_consumed(seq);
+            return Ok(Received { len, kind });
+        }
         let (seq, len, kind, word) = self.wait_next(buf.len(), deadline)?;
         let ring = &self.shared.att.ring;
         // SAFETY: `read` validated len <= max_msg, the payload's size; buf has >= len bytes
@@ -309,7 +401,11 @@ impl Subscriber {
                 "in-place reads (recv_ref, try_recv_batch) need a reliable subscriber: a lossy subscriber's slot can be overwritten while borrowed; use recv_into".into(),
             ));
         }
-        let (seq, len, kind, _) = self.wait_next(usize::MAX, deadline)?;
+        let (seq, len, kind, _) = if self.member.is_some() {
+            self.member_wait_next(usize::MAX, deadline)?
+        } else {
+            self.wait_next(usize::MAX, deadline)?
+        };
         Ok(TopicRef { sub: self, seq, len, kind })
     }
 
@@ -475,7 +571,11 @@ impl std::ops::Deref for TopicRef<'_> {
 
 impl Drop for TopicRef<'_> {
     fn drop(&mut self) {
-        self.sub.consumed(self.seq);
+        if self.sub.member.is_some() {
+            self.sub.member_consumed(self.seq);
+        } else {
+            self.sub.consumed(self.seq);
+        }
         // Dropped by a panic in the code that handled it: not processed (see `unfinished`).
         self.sub.unfinished = std::thread::panicking();
     }

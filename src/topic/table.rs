@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    entry, lock, Offsets, RingControl, Subscriber, CONTROL_OFFSET, CONTROL_SIZE, MAX_SUBSCRIBER_NAME, MODE_LOSSY,
-    MODE_RELIABLE, SUBSCRIBER_SIZE, SUB_ACTIVE, SUB_BUSY, SUB_DETACHED, SUB_FREE,
+    entry, lock, GroupHeader, Offsets, RingControl, Subscriber, CONTROL_OFFSET, CONTROL_SIZE, GROUP_HEADER_SIZE,
+    MAX_SUBSCRIBER_NAME, MODE_GROUP, MODE_LOSSY, MODE_RELIABLE, SUBSCRIBER_SIZE, SUB_ACTIVE, SUB_BUSY, SUB_DETACHED,
+    SUB_FREE,
 };
 use crate::os::{self, Holder, Mapping};
+use crate::ring::group::{self, Group};
 use crate::segment::Files;
 use crate::sync::{
     fence, AtomicU64,
@@ -31,6 +33,8 @@ pub(crate) struct SubscriberTable {
     files: Arc<Files>,
     offsets: Offsets,
     count: usize,
+    /// The ring's capacity (validated; a group region holds a word per slot).
+    capacity: usize,
 }
 
 /// A snapshot of one subscriber, for `shmq stat`.
@@ -42,7 +46,9 @@ pub struct SubscriberInfo {
     pub name: Option<String>,
     /// Lossy (true) or reliable.
     pub lossy: bool,
-    /// Next sequence it reads.
+    /// A consumer group (see [`Topic::groups`](super::Topic::groups) for its members).
+    pub group: bool,
+    /// Next sequence it reads (a group: the lowest sequence not acknowledged).
     pub cursor: u64,
     /// Messages published that it has not yet read (`tail - cursor`).
     pub lag: u64,
@@ -56,6 +62,42 @@ pub struct SubscriberInfo {
     pub pid: u32,
     /// Last activity, ns since the Unix epoch.
     pub last_activity_ns: u64,
+}
+
+/// A snapshot of one consumer group, for `shmq stat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group's name.
+    pub name: String,
+    /// Lossy (true: does not gate publishers) or reliable.
+    pub lossy: bool,
+    /// Lowest sequence not acknowledged (what gates publishers).
+    pub position: u64,
+    /// Next sequence to hand out.
+    pub next: u64,
+    /// Messages published and not acknowledged by the group (`tail - position`).
+    pub lag: u64,
+    /// Messages delivered to its members (redeliveries included).
+    pub delivered: u64,
+    /// Messages put back because their member died or left.
+    pub redelivered: u64,
+    /// Messages missed (lossy).
+    pub lagged: u64,
+    /// Members, and processes that hold messages of the group.
+    pub members: Vec<MemberInfo>,
+}
+
+/// A member of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Participant id.
+    pub id: u16,
+    /// Process id (information only).
+    pub pid: u32,
+    /// Whether the process runs.
+    pub alive: bool,
+    /// Messages it received and has not acknowledged.
+    pub in_flight: u64,
 }
 
 /// Checks a durable subscriber name: 1 to 64 bytes of `[A-Za-z0-9._-]`.
@@ -73,11 +115,16 @@ pub(crate) fn validate_subscriber_name(name: &str) -> Result<()> {
 }
 
 impl SubscriberTable {
-    pub(crate) fn new(map: Arc<Mapping>, files: Arc<Files>, offsets: Offsets, count: usize) -> Self {
+    pub(crate) fn new(map: Arc<Mapping>, files: Arc<Files>, offsets: Offsets, count: usize, capacity: usize) -> Self {
         let end = count.checked_mul(SUBSCRIBER_SIZE).and_then(|n| n.checked_add(offsets.subscribers as usize));
         assert!(offsets.subscribers % 128 == 0 && end.is_some_and(|end| end <= map.len()));
         assert!(map.len() >= CONTROL_OFFSET + CONTROL_SIZE);
-        SubscriberTable { map, files, offsets, count }
+        if let Some(g) = offsets.groups {
+            let end = (g.count as usize).checked_mul(g.stride as usize).and_then(|n| n.checked_add(g.first as usize));
+            assert!(g.first % 128 == 0 && g.stride as usize >= GROUP_HEADER_SIZE + capacity * 8);
+            assert!(end.is_some_and(|end| end <= map.len()) && capacity.is_power_of_two());
+        }
+        SubscriberTable { map, files, offsets, count, capacity }
     }
 
     /// The topic's subscriber epoch (`RingControl::head` of a topic segment).
@@ -165,6 +212,14 @@ impl SubscriberTable {
         for attempt in 0..8 {
             if let Some(name) = name {
                 if let Some(i) = self.find(name) {
+                    if self.is_group(i) {
+                        return Err(Error::Incompatible {
+                            what: "subscriber name",
+                            expected: format!("durable subscriber {name:?}"),
+                            found: "a consumer group of that name (join it with .group(name), or choose another name)"
+                                .into(),
+                        });
+                    }
                     let e = self.entry(i);
                     let at = self.lock_byte(i);
                     let Some(w) = self.files.take(at, &e.state)? else {
@@ -226,8 +281,18 @@ impl SubscriberTable {
     }
 
     /// Takes a FREE entry (its lock, then BUSY in a new generation); `None` if none is free.
+    /// Entries that can hold a group come last.
     fn take_free(&self) -> Result<Option<(usize, u32)>> {
-        for i in 0..self.count {
+        let groups = self.offsets.groups.map_or(0, |g| g.count as usize).min(self.count);
+        if let Some(t) = self.take_free_in(groups..self.count)? {
+            return Ok(Some(t));
+        }
+        self.take_free_in(0..groups)
+    }
+
+    /// [`take_free`](Self::take_free) among entries `range`.
+    fn take_free_in(&self, range: std::ops::Range<usize>) -> Result<Option<(usize, u32)>> {
+        for i in range {
             let e = self.entry(i);
             if entry::state(e.state.load(Relaxed)) != SUB_FREE {
                 continue;
@@ -295,7 +360,7 @@ impl SubscriberTable {
         let mut gate = tail;
         for i in 0..self.count {
             let e = self.entry(i);
-            if entry::state(e.state.load(Acquire)) == SUB_FREE || e.mode.load(Relaxed) != MODE_RELIABLE {
+            if entry::state(e.state.load(Acquire)) == SUB_FREE || e.mode.load(Relaxed) & MODE_LOSSY != 0 {
                 continue;
             }
             // Acquire: pairs with the subscriber's Release store of its cursor, so its reads of
@@ -336,16 +401,220 @@ impl SubscriberTable {
     }
 
     /// For reliable entries at `gate` (the ones a blocked publisher waits for): reclaims those
-    /// of dead processes. Returns whether an entry was freed.
-    pub(crate) fn reap_dead(&self, gate: u64) -> bool {
+    /// of dead processes, and puts back the messages dead members of a group hold. Returns
+    /// whether something changed.
+    pub(crate) fn reap_dead(&self, gate: u64, is_dead: impl Fn(u16) -> bool) -> bool {
         let mut freed = false;
         for i in 0..self.count {
             let e = self.entry(i);
-            if e.mode.load(Relaxed) == MODE_RELIABLE && e.cursor.load(Acquire) == gate {
+            let mode = e.mode.load(Relaxed);
+            if mode & MODE_LOSSY != 0 || e.cursor.load(Acquire) != gate {
+                continue;
+            }
+            if mode & MODE_GROUP != 0 {
+                freed |= self.recover_group(i, 0, &is_dead) > 0;
+            } else {
                 freed |= self.reclaim(i).unwrap_or(false);
             }
         }
         freed
+    }
+
+    /// The words of the consumer group in entry `i` (`None` if the entry cannot hold one).
+    pub(crate) fn group(&self, i: usize) -> Option<Group<'_>> {
+        let g = self.offsets.groups?;
+        if i >= g.count as usize || i >= self.count {
+            return None;
+        }
+        let cap = self.capacity;
+        let at = g.first as usize + i * g.stride as usize + GROUP_HEADER_SIZE;
+        // SAFETY: `count` regions of `stride` >= a header line and `capacity` 8-byte words each
+        // lie inside the mapping from a 128-byte aligned `first` (checked in `new`), and i <
+        // count; the words are atomics, valid for any bits.
+        let words = unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at).cast::<AtomicU64>(), cap) };
+        let e = self.entry(i);
+        Some(Group { words, position: &e.cursor, next: &e.group_next, retry: &e.group_retry })
+    }
+
+    /// The member bitmap of the group region of entry `i`.
+    pub(crate) fn group_header(&self, i: usize) -> Option<&GroupHeader> {
+        let g = self.offsets.groups?;
+        if i >= g.count as usize {
+            return None;
+        }
+        // SAFETY: as in `group` (checked in `new`): region i's first line, inside the mapping,
+        // 128-byte aligned; all atomics.
+        Some(unsafe { &*self.map.as_ptr().add(g.first as usize + i * g.stride as usize).cast::<GroupHeader>() })
+    }
+
+    /// Whether entry `i` is a consumer group.
+    pub(crate) fn is_group(&self, i: usize) -> bool {
+        let e = self.entry(i);
+        entry::state(e.state.load(Acquire)) != SUB_FREE && e.mode.load(Relaxed) & MODE_GROUP != 0
+    }
+
+    /// Puts back every message that a dead member (or, with `leaving` != 0, that member) of the
+    /// group in entry `i` holds, and forgets dead members. Returns how many messages.
+    pub(crate) fn recover_group(&self, i: usize, leaving: u16, is_dead: &impl Fn(u16) -> bool) -> usize {
+        let (Some(g), Some(h)) = (self.group(i), self.group_header(i)) else { return 0 };
+        let cap = g.words.len() as u64;
+        let mut n = 0;
+        for (seq, w) in group::claims(&g, cap) {
+            let m = crate::layout::slot::claimer(w);
+            if (m == leaving || is_dead(m)) && group::put_back(&g, seq, w) {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.entry(i).group_redelivered.fetch_add(n as u64, Relaxed);
+        }
+        for (wi, word) in h.members.iter().enumerate() {
+            let bits = word.load(Relaxed);
+            for b in 0..64 {
+                let id = (wi * 64 + b + 1) as u16;
+                if bits & (1 << b) != 0 && is_dead(id) {
+                    word.fetch_and(!(1 << b), Relaxed);
+                }
+            }
+        }
+        n
+    }
+
+    /// Joins (creating it if needed) the consumer group `name`, as participant `me`. A new group
+    /// starts at `start()` (called again once the entry is visible, as in [`join`](Self::join))
+    /// and is `lossy` or reliable; an existing one keeps its mode. Returns the entry's index.
+    pub(crate) fn join_group(&self, name: &str, lossy: bool, me: u16, mut start: impl FnMut() -> u64) -> Result<usize> {
+        let Some(g) = self.offsets.groups else {
+            return Err(Error::InvalidConfig(
+                "this topic has no room for consumer groups: create it with TopicOptions::max_groups".into(),
+            ));
+        };
+        for _ in 0..8 {
+            if let Some(i) = self.find(name) {
+                if !self.is_group(i) {
+                    if entry::state(self.entry(i).state.load(Acquire)) == SUB_BUSY {
+                        continue; // being created: look again
+                    }
+                    return Err(Error::Incompatible {
+                        what: "subscriber name",
+                        expected: format!("consumer group {name:?}"),
+                        found: "a durable subscriber of that name (remove it, or choose another group name)".into(),
+                    });
+                }
+                self.add_member(i, me);
+                return Ok(i);
+            }
+            let Some((i, owned)) = self.take_free_in(0..(g.count as usize).min(self.count))? else {
+                if self.reap()? > 0 {
+                    continue;
+                }
+                return Err(Error::TooManyGroups { max: g.count as usize });
+            };
+            let e = self.entry(i);
+            Self::set_name(e, Some(name));
+            self.fill(e, if lossy { MODE_LOSSY } else { MODE_RELIABLE });
+            e.pid.store(0, Relaxed);
+            e.delivered.store(0, Relaxed);
+            e.lagged.store(0, Relaxed);
+            e.group_redelivered.store(0, Relaxed);
+            e.cursor.store(start(), Release);
+            e.state.store(entry::with(owned, SUB_BUSY), Release);
+            self.bump_epoch();
+            fence(SeqCst);
+            let cursor = start();
+            let grp = self.group(i).expect("a group region for entries below max_groups");
+            e.group_retry.store(0, Relaxed);
+            group::init(&grp, cursor);
+            if let Some(h) = self.group_header(i) {
+                for w in &h.members {
+                    w.store(0, Relaxed);
+                }
+            }
+            // The group bit last: an entry whose creator died before it is a durable subscriber.
+            e.mode.fetch_or(MODE_GROUP, Release);
+            e.state.store(entry::with(owned, SUB_DETACHED), Release);
+            self.files.release(self.lock_byte(i));
+            self.bump_epoch();
+            // Two processes that raced to create the same group: the later entry yields (it has
+            // no member yet).
+            if (0..self.count).any(|j| j != i && self.is_named(j, name)) {
+                if let Some(w) = self.files.take(self.lock_byte(i), &e.state)? {
+                    if e.state.compare_exchange(w, entry::take(w, SUB_BUSY), Acquire, Relaxed).is_ok() {
+                        self.free(i);
+                    }
+                    self.files.release(self.lock_byte(i));
+                }
+                continue;
+            }
+            self.add_member(i, me);
+            return Ok(i);
+        }
+        Err(Error::SubscriberNameTaken { name: name.into(), pid: 0 })
+    }
+
+    fn add_member(&self, i: usize, me: u16) {
+        if let (Some(h), Some(b)) = (self.group_header(i), (me as usize).checked_sub(1)) {
+            h.members[(b / 64) % h.members.len()].fetch_or(1 << (b % 64), Relaxed);
+        }
+    }
+
+    /// Participant `me` leaves the group in entry `i`.
+    pub(crate) fn remove_member(&self, i: usize, me: u16) {
+        if let (Some(h), Some(b)) = (self.group_header(i), (me as usize).checked_sub(1)) {
+            h.members[(b / 64) % h.members.len()].fetch_and(!(1 << (b % 64)), Relaxed);
+        }
+    }
+
+    /// Snapshot of every consumer group; `parts` tells pids and liveness.
+    pub(crate) fn groups(&self, tail: u64, parts: &crate::participants::Participants) -> Vec<GroupInfo> {
+        (0..self.count)
+            .filter(|&i| self.is_group(i))
+            .filter_map(|i| {
+                let e = self.entry(i);
+                let g = self.group(i)?;
+                let mut members: Vec<MemberInfo> = self
+                    .members(i)
+                    .into_iter()
+                    .map(|id| MemberInfo { id, pid: parts.pid(id), alive: !parts.is_dead(id), in_flight: 0 })
+                    .collect();
+                for (_, w) in group::claims(&g, self.capacity as u64) {
+                    let id = crate::layout::slot::claimer(w);
+                    match members.iter_mut().find(|m| m.id == id) {
+                        Some(m) => m.in_flight += 1,
+                        None => {
+                            members.push(MemberInfo { id, pid: parts.pid(id), alive: !parts.is_dead(id), in_flight: 1 })
+                        }
+                    }
+                }
+                let position = g.position.load(Acquire);
+                Some(GroupInfo {
+                    name: Self::name_of(e)?,
+                    lossy: e.mode.load(Relaxed) & MODE_LOSSY != 0,
+                    position,
+                    next: g.next.load(Acquire),
+                    lag: tail.saturating_sub(position),
+                    delivered: e.delivered.load(Relaxed),
+                    redelivered: e.group_redelivered.load(Relaxed),
+                    lagged: e.lagged.load(Relaxed),
+                    members,
+                })
+            })
+            .collect()
+    }
+
+    /// The members of the group in entry `i` (participant ids).
+    pub(crate) fn members(&self, i: usize) -> Vec<u16> {
+        let Some(h) = self.group_header(i) else { return Vec::new() };
+        let mut ids = Vec::new();
+        for (wi, word) in h.members.iter().enumerate() {
+            let bits = word.load(Relaxed);
+            for b in 0..64 {
+                if bits & (1 << b) != 0 {
+                    ids.push((wi * 64 + b + 1) as u16);
+                }
+            }
+        }
+        ids
     }
 
     /// Reclaims the entries of every dead subscriber, lossy and reliable (on a join that finds
@@ -360,9 +629,16 @@ impl SubscriberTable {
         Ok(freed)
     }
 
-    /// Removes durable subscriber `name` (it must not be held by a live process).
-    pub(crate) fn remove(&self, name: &str) -> Result<bool> {
+    /// Removes durable subscriber `name` (it must not be held by a live process), or consumer
+    /// group `name` (it must have no live member: `is_dead` tells).
+    pub(crate) fn remove(&self, name: &str, is_dead: impl Fn(u16) -> bool) -> Result<bool> {
         let Some(i) = self.find(name) else { return Ok(false) };
+        if self.is_group(i) {
+            self.recover_group(i, 0, &is_dead);
+            if let Some(&m) = self.members(i).first() {
+                return Err(Error::SubscriberNameTaken { name: name.into(), pid: m as u32 });
+            }
+        }
         let e = self.entry(i);
         let at = self.lock_byte(i);
         let Some(w) = self.files.take(at, &e.state)? else {
@@ -396,7 +672,8 @@ impl SubscriberTable {
                 Some(SubscriberInfo {
                     index: i,
                     name: Self::name_of(e),
-                    lossy: e.mode.load(Relaxed) == MODE_LOSSY,
+                    lossy: e.mode.load(Relaxed) & MODE_LOSSY != 0,
+                    group: e.mode.load(Relaxed) & MODE_GROUP != 0,
                     cursor,
                     lag: tail.saturating_sub(cursor),
                     delivered: e.delivered.load(Relaxed),

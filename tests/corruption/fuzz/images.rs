@@ -155,6 +155,7 @@ impl Image {
             payload_stride: 64,
             service: None,
             dead_letters: None,
+            groups: None,
             total,
         });
         let start_time = if self.creator_pid == std::process::id() { shmq::os::own_start_time() } else { 7 };
