@@ -228,6 +228,25 @@ pub fn put_back(g: &Group<'_>, seq: u64, word: u64) -> bool {
     }
 }
 
+/// Counts the words in RETRY in `[position, next)` and, if there are some while the hint counts
+/// none, marks one (a member killed between its put-back and its mark, or a take counted after
+/// a reset: see [`retries`]). Returns how many.
+pub fn rescan(g: &Group<'_>, cap: u64) -> u64 {
+    let p = g.position.load(Acquire);
+    let n = g.next.load(Acquire).wrapping_sub(p).min(cap);
+    let waiting = (0..n)
+        .filter(|&i| {
+            let s = p.wrapping_add(i);
+            let w = g.word(s).load(Acquire);
+            slot::tag(w) == RETRY && slot::diff(w, s) == 0
+        })
+        .count() as u64;
+    if waiting > 0 && retries::pending(g.retry.load(Acquire)) == 0 {
+        retries::mark(g.retry);
+    }
+    waiting
+}
+
 /// Every claim in `[position, next)`: (sequence, word), for the caller to check the claimers.
 pub fn claims<'a>(g: &Group<'a>, cap: u64) -> impl Iterator<Item = (u64, u64)> + 'a {
     let g = *g;

@@ -454,7 +454,8 @@ impl SubscriberTable {
     }
 
     /// Puts back every message that a dead member (or, with `leaving` != 0, that member) of the
-    /// group in entry `i` holds, and forgets dead members. Returns how many messages.
+    /// group in entry `i` holds, and forgets dead members. Returns how many messages wait to be
+    /// taken again (put back now or before).
     pub(crate) fn recover_group(&self, i: usize, leaving: u16, is_dead: &impl Fn(u16) -> bool) -> usize {
         let (Some(g), Some(h)) = (self.group(i), self.group_header(i)) else { return 0 };
         let cap = g.words.len() as u64;
@@ -468,6 +469,7 @@ impl SubscriberTable {
         if n > 0 {
             self.entry(i).group_redelivered.fetch_add(n as u64, Relaxed);
         }
+        let waiting = group::rescan(&g, cap) as usize;
         for (wi, word) in h.members.iter().enumerate() {
             let bits = word.load(Relaxed);
             for b in 0..64 {
@@ -477,7 +479,7 @@ impl SubscriberTable {
                 }
             }
         }
-        n
+        n.max(waiting)
     }
 
     /// Joins (creating it if needed) the consumer group `name`, as participant `me`. A new group
