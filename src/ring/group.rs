@@ -118,6 +118,15 @@ pub fn claim(t: &impl RingMem, g: &Group<'_>, me: u16, awaited: bool, lossy: boo
     let mut s = g.next.load(Acquire);
     for _ in 0..MAX_CLAIM_ROUNDS {
         let read = broadcast::read(t, s, awaited)?;
+        if !matches!(read, broadcast::Read::Ready { .. } | broadcast::Read::Skip) {
+            // `s` may be stale: since we loaded it, other members may have claimed and
+            // acknowledged it, and a publisher reused its slot. Look again from the new `next`.
+            let now = g.next.load(Acquire);
+            if now != s {
+                s = now;
+                continue;
+            }
+        }
         let (len, kind, tword) = match read {
             broadcast::Read::Ready { len, kind, word } => (len, kind, word),
             broadcast::Read::NotReady => return Ok(Found::Empty),
@@ -134,6 +143,8 @@ pub fn claim(t: &impl RingMem, g: &Group<'_>, me: u16, awaited: bool, lossy: boo
                 s = g.next.load(Acquire);
                 continue;
             }
+            // Not handed out yet (`next` is still `s`), and overwritten: impossible while the
+            // group gates publishers.
             broadcast::Read::Lapped { .. } => {
                 return Err(Error::corrupted(format!(
                     "topic message {s} was overwritten before the reliable group acknowledged it"

@@ -200,6 +200,11 @@ impl Subscriber {
     /// Whether a message is probably ready for this member.
     pub(super) fn member_probe(&mut self, check: bool) -> Result<Step<()>> {
         let s = &*self.shared;
+        if check {
+            // Messages held by dead members, put back, are ready for us.
+            let me = s.att.id;
+            s.table.recover_group(self.index, 0, &|id| id != me && s.att.parts.is_dead(id));
+        }
         let g = self.group_view();
         if self.member.as_ref().is_some_and(|m| m.oversize.is_some())
             || group::retries::pending(g.retry.load(Acquire)) > 0
