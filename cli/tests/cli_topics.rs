@@ -200,9 +200,9 @@ fn list_and_stat_show_a_topics_subscribers_with_mode_cursor_lag_and_liveness() {
             .find(|w| w.first() == Some(&first))
             .unwrap_or_else(|| panic!("no row for {first}: {text}"))
     };
-    assert_eq!(row("billing")[..8], ["billing", "reliable", "1", "2", "1", "0", "-", "no"], "{text}");
+    assert_eq!(row("billing")[..9], ["billing", "durable", "reliable", "1", "2", "1", "0", "-", "no"], "{text}");
     let pid = live.pid().to_string();
-    assert_eq!(row("-")[..], ["-", "lossy", "3", "0", "0", "0", pid.as_str(), "yes"], "{text}");
+    assert_eq!(row("-")[..], ["-", "anonymous", "lossy", "3", "0", "0", "0", pid.as_str(), "yes"], "{text}");
 
     ok(shmq_in(dir.path(), &["send", "orders"], b"x\n"));
     let listed = ok(shmq(dir.path(), &["list"]));

@@ -17,7 +17,9 @@
 //! - [`journal`]: a recorder process SIGKILLed every ~200 ms and restarted while a publisher
 //!   publishes: the journal holds every message once;
 //! - [`deadletter`]: consumer processes SIGKILLed holding a poison message until it is
-//!   dead-lettered, and SIGKILLed at random while rejecting: nothing lost, nothing doubled.
+//!   dead-lettered, and SIGKILLed at random while rejecting: nothing lost, nothing doubled;
+//! - [`group`]: two publishers and two consumer groups of member processes share a million
+//!   messages, each group every message once; members SIGKILLed every ~200 ms lose nothing.
 //!
 //! Every test works in a private temporary directory under a watchdog; children die with the
 //! test, however it ends. The CPU-heavy tests take `shmq_test_support::heavy()`, so that they
@@ -29,6 +31,7 @@ use shmq_test_support::{env, ChildProc, Scene};
 mod chaos;
 mod deadletter;
 mod disconnect;
+mod group;
 mod journal;
 mod queue;
 mod service;
@@ -45,7 +48,8 @@ shmq_test_support::children!(
     waitset::ROLES,
     service::ROLES,
     journal::ROLES,
-    deadletter::ROLES
+    deadletter::ROLES,
+    group::ROLES
 );
 
 /// Environment of a queue or topic child: the segment directory, the segment's name, the wait

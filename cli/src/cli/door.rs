@@ -99,6 +99,16 @@ pub fn parse_max_subscribers(s: &str) -> Result<u32, String> {
 /// opened: 1 to 64 bytes of `[A-Za-z0-9._-]`. (An error of exit status 1, as the library's
 /// was, not a usage error: scripts may tell them apart.)
 pub fn check_subscriber_name(s: &str) -> CliResult {
+    check_table_name(s, "a durable subscriber")
+}
+
+/// Checks a consumer group name (`sub --group`, `rm --group`) as [`check_subscriber_name`]
+/// does: a group takes an entry of the same table.
+pub fn check_group_name(s: &str) -> CliResult {
+    check_table_name(s, "a consumer group")
+}
+
+fn check_table_name(s: &str, what: &str) -> CliResult {
     let why = if s.is_empty() {
         "it is empty".to_string()
     } else if s.len() > MAX_SUBSCRIBER_NAME {
@@ -109,7 +119,7 @@ pub fn check_subscriber_name(s: &str) -> CliResult {
         return Ok(());
     };
     Err(CliError::msg(format!(
-        "invalid name {s:?} for a durable subscriber: {why}; use 1 to {MAX_SUBSCRIBER_NAME} bytes of [A-Za-z0-9._-]"
+        "invalid name {s:?} for {what}: {why}; use 1 to {MAX_SUBSCRIBER_NAME} bytes of [A-Za-z0-9._-]"
     )))
 }
 
@@ -264,6 +274,19 @@ fn what(e: &Error, t: Option<&Target<'_>>) -> String {
                 format!("all {max} subscriber slots of {of} are in use")
             }
         }
+        Error::TooManyGroups { max } => {
+            let of = if t.is_some() { format!("topic {name:?}") } else { "the topic".into() };
+            let n = plural(*max as u64, "consumer group entry", "consumer group entries");
+            if *max == 1 {
+                format!("the {n} of {of} is in use")
+            } else {
+                format!("all {n} of {of} are in use")
+            }
+        }
+        Error::InvalidConfig(m) if m.contains("no room for consumer groups") => {
+            let of = if t.is_some() { format!("topic {name:?}") } else { "the topic".into() };
+            format!("{of} has no room for consumer groups (it was created with --max-groups 0)")
+        }
         Error::RoleTaken { role, pid } if t.is_some() => {
             format!("the {role} role of SPSC queue {name:?} is held by live process {pid}")
         }
@@ -373,6 +396,14 @@ pub fn advice(e: &Error, t: Option<&Target<'_>>) -> Option<String> {
         Error::TooManySubscribers { .. } => format!(
             "remove durable subscribers that are away with `shmq rm {name} --subscriber SUB` (see `shmq stat {name}`), \
              or recreate the topic with a larger --max-subscribers (`shmq rm {name}` drops its messages)"
+        ),
+        Error::TooManyGroups { .. } => format!(
+            "remove groups that are not coming back with `shmq rm {name} --group GROUP` (see `shmq stat {name}`), \
+             or recreate the topic with a larger --max-groups (`shmq rm {name}` drops its messages)"
+        ),
+        Error::InvalidConfig(m) if m.contains("no room for consumer groups") => format!(
+            "recreate the topic with --max-groups N (`shmq rm {name}` drops its messages), or subscribe without \
+             --group"
         ),
         Error::RoleTaken { role, .. } => format!(
             "stop that process, or use an MPMC queue (created without --spsc) for several {role}s"

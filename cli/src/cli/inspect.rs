@@ -2,7 +2,9 @@
 //!
 //! Snapshots come from [`shmq::status`]; they take no participant entry and change nothing.
 //! Topics show their subscribers (count in `list`, one row each in `stat`) and how many
-//! messages were published; `rm TOPIC --subscriber NAME` removes a durable subscriber.
+//! messages were published; `rm TOPIC --subscriber NAME` removes a durable subscriber. Their
+//! consumer groups show in `stat` with their members (read from the topic, opened for it: the
+//! status snapshot has no members), and `rm TOPIC --group NAME` removes one with no live member.
 //! Services show their live servers (count and pids in `list`) and, in `stat`, the counters of
 //! each server and the calls in flight of each client.
 //! Text output is for people; `--json` output (snake_case fields) is for scripts.
@@ -14,6 +16,7 @@ use shmq::service::{ServiceInfo, ServicePeer};
 use shmq::status::{self, Status};
 use shmq::status::{Kind, ROLE_CLIENT, ROLE_CONSUMER, ROLE_PRODUCER, ROLE_PUBLISHER, ROLE_SERVER, ROLE_SUBSCRIBER};
 use shmq::status::{ParticipantInfo, SubscriberInfo};
+use shmq::topic::GroupInfo;
 
 use super::door::{self, count, describe, Target, Want};
 use super::{report, CliError, CliResult, Ctx, Out};
@@ -36,7 +39,10 @@ pub struct StatArgs {
     name: String,
     /// Print one JSON object (snake_case fields). Queues have `head` and `tail`; SPSC queues add
     /// `producer` and `consumer` (the holder of each role: `{"id", "pid", "alive"}`, or null
-    /// when free). Topics have `tail` (= `published`), `subscriber_epoch` and `subscribers`.
+    /// when free). Topics have `tail` (= `published`), `subscriber_epoch`, `subscribers` (each
+    /// with `kind`: anonymous, durable or group) and `groups` (`name`, `mode`, `position`, `next`,
+    /// `lag`, `delivered`, `redelivered`, `lagged` and `members`: `id`, `pid`, `alive`,
+    /// `in_flight`; null, with `groups_error`, if the topic could not be opened to read them).
     /// `producer_holder` and `consumer_holder` are the older names of the SPSC holders (null for
     /// MPMC queues and topics, which have no such roles). `service` is null except for services:
     /// `description`, `version`, `max_request`, `max_response`, `max_in_flight`, `servers`
@@ -49,13 +55,18 @@ pub struct StatArgs {
 /// Arguments of `shmq rm`.
 #[derive(Debug, clap::Args)]
 pub struct RmArgs {
-    /// Names of the queues and topics to remove (with --subscriber: the topics).
+    /// Names of the queues and topics to remove (with --subscriber or --group: the topics).
     #[arg(required = true, value_name = "NAME")]
     names: Vec<String>,
     /// Remove this durable subscriber from each topic named, instead of the topics (repeat for
     /// several). Fails if a live process holds it or it does not exist.
     #[arg(long = "subscriber", value_name = "NAME")]
     subscribers: Vec<String>,
+    /// Remove this consumer group from each topic named, instead of the topics (repeat for
+    /// several): its unacknowledged messages stop holding publishers back. Fails if it has a
+    /// live member or does not exist.
+    #[arg(long = "group", value_name = "NAME", conflicts_with = "subscribers")]
+    groups: Vec<String>,
 }
 
 /// Lists every segment of the directory.
@@ -145,9 +156,9 @@ fn waitset_mechanism() -> &'static str {
 
 /// Shows one segment in detail.
 pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
-    let s = Status::read(&ctx.dir, &a.name).map_err(|e| target(ctx, "stat", &a.name).error(e))?;
+    let (s, groups) = status_with_groups(ctx, &a.name)?;
     if a.json {
-        writeln!(out, "{}", status_json(&s))?;
+        writeln!(out, "{}", status_json(&s, &groups))?;
         return Ok(());
     }
     let c = &s.counters;
@@ -233,20 +244,23 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
         if s.subscribers.is_empty() {
             writeln!(out, "subscribers   none")?;
         } else {
-            writeln!(out, "subscribers   cursor: next message to read (durable: first not acknowledged)")?;
-            let mut rows = vec![["NAME", "MODE", "CURSOR", "LAG", "DELIVERED", "LAGGED", "PID", "ALIVE"]
+            writeln!(out, "subscribers   cursor: next message to read (durable, group: first not acknowledged)")?;
+            let mut rows = vec![["NAME", "KIND", "MODE", "CURSOR", "LAG", "DELIVERED", "LAGGED", "PID", "ALIVE"]
                 .map(String::from)
                 .to_vec()];
             for sub in &s.subscribers {
                 rows.push(vec![
                     sub.name.clone().unwrap_or_else(|| "-".into()),
+                    sub_kind(sub).into(),
                     mode(sub).into(),
                     sub.cursor.to_string(),
                     sub.lag.to_string(),
                     sub.delivered.to_string(),
                     sub.lagged.to_string(),
                     if sub.pid == 0 { "-".into() } else { sub.pid.to_string() },
-                    if sub.alive {
+                    if sub.group {
+                        group_alive(sub, &groups)
+                    } else if sub.alive {
                         "yes".into()
                     } else if sub.name.is_some() {
                         "no (durable: messages wait for it)".into()
@@ -257,9 +271,111 @@ pub fn stat(ctx: &Ctx, a: &StatArgs, out: &mut Out) -> CliResult {
             }
             indented_table(out, &rows)?;
         }
+        groups_text(out, &groups)?;
     }
     if let Some(v) = &s.service {
         service_text(out, v)?;
+    }
+    Ok(())
+}
+
+/// The status of segment `name` and, for a topic, its groups: read one after the other, so read
+/// again (a few times) while a group was created or removed in between.
+fn status_with_groups(ctx: &Ctx, name: &str) -> CliResult<(Status, Result<Vec<GroupInfo>, String>)> {
+    let mut tries = 0;
+    loop {
+        let s = Status::read(&ctx.dir, name).map_err(|e| target(ctx, "stat", name).error(e))?;
+        let groups = groups_of(ctx, &s);
+        tries += 1;
+        let same = groups.as_ref().is_ok_and(|g| {
+            let mut entries: Vec<&str> =
+                s.subscribers.iter().filter(|e| e.group).filter_map(|e| e.name.as_deref()).collect();
+            let mut names: Vec<&str> = g.iter().map(|g| g.name.as_str()).collect();
+            entries.sort_unstable();
+            names.sort_unstable();
+            entries == names
+        });
+        if same || groups.is_err() || tries == 5 {
+            return Ok((s, groups));
+        }
+    }
+}
+
+/// The consumer groups of a topic, with their members, or why they could not be read. The
+/// status snapshot has the groups' entries but not their members: the topic is opened (which
+/// attaches this process to it for a moment), only when it has a group.
+fn groups_of(ctx: &Ctx, s: &Status) -> Result<Vec<GroupInfo>, String> {
+    if s.kind != Kind::Topic || !s.subscribers.iter().any(|e| e.group) {
+        return Ok(Vec::new());
+    }
+    let t = target(ctx, "stat", &s.name);
+    let topic = shmq::TopicOptions::new().dir(&ctx.dir).open(&s.name).map_err(|e| describe(&e.into(), Some(&t)))?;
+    Ok(topic.groups())
+}
+
+/// The ALIVE cell of a group's entry in the subscriber table: how many live members it has.
+fn group_alive(sub: &SubscriberInfo, groups: &Result<Vec<GroupInfo>, String>) -> String {
+    let Ok(groups) = groups else { return "-".into() };
+    let Some(g) = groups.iter().find(|g| Some(&g.name) == sub.name.as_ref()) else { return "-".into() };
+    match g.members.iter().filter(|m| m.alive).count() {
+        0 if g.lossy => "no member".into(),
+        0 => "no member (group: messages wait for it)".into(),
+        n => count(n as u64, "live member"),
+    }
+}
+
+/// The groups part of a topic's `stat`: one row per group, then the members of each.
+fn groups_text(out: &mut Out, groups: &Result<Vec<GroupInfo>, String>) -> CliResult {
+    let groups = match groups {
+        Ok(g) if g.is_empty() => {
+            writeln!(out, "groups        none")?;
+            return Ok(());
+        }
+        Ok(g) => g,
+        Err(e) => {
+            writeln!(out, "groups        cannot be read: {e}")?;
+            return Ok(());
+        }
+    };
+    writeln!(
+        out,
+        "groups        position: first message not acknowledged; next: next to hand out; in flight: received, \
+         not acknowledged"
+    )?;
+    let mut rows = vec![["NAME", "MODE", "POSITION", "NEXT", "LAG", "DELIVERED", "REDELIVERED", "LAGGED", "MEMBERS"]
+        .map(String::from)
+        .to_vec()];
+    for g in groups {
+        let live = g.members.iter().filter(|m| m.alive).count();
+        rows.push(vec![
+            g.name.clone(),
+            group_mode(g).into(),
+            g.position.to_string(),
+            g.next.to_string(),
+            g.lag.to_string(),
+            g.delivered.to_string(),
+            g.redelivered.to_string(),
+            g.lagged.to_string(),
+            format!("{} ({live} alive)", g.members.len()),
+        ]);
+    }
+    indented_table(out, &rows)?;
+    for g in groups {
+        if g.members.is_empty() {
+            writeln!(out, "  members of {}: none", g.name)?;
+            continue;
+        }
+        writeln!(out, "  members of {}", g.name)?;
+        let mut rows = vec![["ID", "PID", "ALIVE", "IN_FLIGHT"].map(String::from).to_vec()];
+        for m in &g.members {
+            rows.push(vec![
+                m.id.to_string(),
+                if m.pid == 0 { "-".into() } else { m.pid.to_string() },
+                yes_no(m.alive).into(),
+                m.in_flight.to_string(),
+            ]);
+        }
+        indented_rows(out, &rows, "    ")?;
     }
     Ok(())
 }
@@ -344,6 +460,9 @@ pub fn rm(ctx: &Ctx, a: &RmArgs) -> CliResult {
     if !a.subscribers.is_empty() {
         return rm_subscribers(ctx, a);
     }
+    if !a.groups.is_empty() {
+        return rm_groups(ctx, a);
+    }
     let mut failed = false;
     for name in &a.names {
         match shmq::status::remove(&ctx.dir, name) {
@@ -399,13 +518,79 @@ fn rm_subscribers(ctx: &Ctx, a: &RmArgs) -> CliResult {
     }
 }
 
+/// `shmq rm TOPIC... --group NAME...`: only consumer groups (a durable subscriber of the name is
+/// left alone), only with no live member.
+fn rm_groups(ctx: &Ctx, a: &RmArgs) -> CliResult {
+    for g in &a.groups {
+        door::check_group_name(g)?;
+    }
+    let mut failed = false;
+    for topic in &a.names {
+        let t = Target { cmd: "rm --group", name: topic, dir: &ctx.dir, want: Want::Topic };
+        let s = match Status::read(&ctx.dir, topic) {
+            Ok(s) if s.kind == Kind::Topic => s,
+            Ok(s) => {
+                failed = true;
+                report(&format!(
+                    "cannot remove consumer groups of {topic:?}: it is not a topic (kind {}); only topics have \
+                     consumer groups",
+                    s.kind.name()
+                ));
+                continue;
+            }
+            Err(e) => {
+                failed = true;
+                report(&format!("cannot remove consumer groups of {topic:?}: {}", describe(&e, Some(&t))));
+                continue;
+            }
+        };
+        for g in &a.groups {
+            let no_group = || format!("it has no consumer group of that name (see `shmq stat {topic}`)");
+            let why = match s.subscribers.iter().find(|e| e.name.as_deref() == Some(g.as_str())) {
+                None => Some(no_group()),
+                Some(e) if !e.group => Some(format!(
+                    "it has no consumer group of that name; {g:?} is a durable subscriber (`shmq rm {topic} \
+                     --subscriber {g}` removes it)"
+                )),
+                Some(_) => match shmq::status::remove_subscriber(&ctx.dir, topic, g) {
+                    Ok(true) => None,
+                    Ok(false) => Some(no_group()),
+                    Err(shmq::Error::SubscriberNameTaken { pid: member, .. }) => Some(live_member(ctx, topic, member)),
+                    Err(e) => Some(describe(&e, Some(&t))),
+                },
+            };
+            if let Some(why) = why {
+                failed = true;
+                report(&format!("cannot remove consumer group {g:?} of topic {topic:?}: {why}"));
+            }
+        }
+    }
+    if failed {
+        Err(CliError::Reported)
+    } else {
+        Ok(())
+    }
+}
+
+/// Why a group with a live member stays: `member` is its participant id (0 if unknown).
+fn live_member(ctx: &Ctx, topic: &str, member: u32) -> String {
+    let pid = Status::read(&ctx.dir, topic)
+        .ok()
+        .and_then(|s| s.participants.iter().find(|p| u32::from(p.id) == member && p.alive).map(|p| p.pid));
+    let who = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
+    format!(
+        "it has a live member{who}; stop its members first (`shmq stat {topic}` lists them): a group is removed \
+         only when no member is left"
+    )
+}
+
 /// The command and segment of an error, for its advice.
 fn target<'a>(ctx: &'a Ctx, cmd: &'static str, name: &'a str) -> Target<'a> {
     Target { cmd, name, dir: &ctx.dir, want: Want::Any }
 }
 
 /// `shmq stat --json`.
-fn status_json(s: &Status) -> Value {
+fn status_json(s: &Status, groups: &Result<Vec<GroupInfo>, String>) -> Value {
     let c = &s.counters;
     let holder = |h: Option<(u16, u32, bool)>| match h {
         Some((id, pid, alive)) => json!({ "id": id, "pid": pid, "alive": alive }),
@@ -455,6 +640,13 @@ fn status_json(s: &Status) -> Value {
             fields.insert("subscriber_epoch".into(), json!(c.head));
             v["published"] = json!(c.tail);
             v["subscribers"] = s.subscribers.iter().map(subscriber_json).collect();
+            match groups {
+                Ok(g) => v["groups"] = g.iter().map(group_json).collect(),
+                Err(e) => {
+                    v["groups"] = Value::Null;
+                    v["groups_error"] = json!(e);
+                }
+            }
         }
         Kind::Spsc => {
             v["producer"] = holder(s.producer_holder);
@@ -469,6 +661,8 @@ fn subscriber_json(s: &SubscriberInfo) -> Value {
     json!({
         "index": s.index,
         "name": s.name,
+        "kind": sub_kind(s),
+        "group": s.group,
         "mode": mode(s),
         "cursor": s.cursor,
         "lag": s.lag,
@@ -478,6 +672,45 @@ fn subscriber_json(s: &SubscriberInfo) -> Value {
         "pid": s.pid,
         "last_activity_ns": s.last_activity_ns,
     })
+}
+
+fn group_json(g: &GroupInfo) -> Value {
+    json!({
+        "name": g.name,
+        "mode": group_mode(g),
+        "position": g.position,
+        "next": g.next,
+        "lag": g.lag,
+        "delivered": g.delivered,
+        "redelivered": g.redelivered,
+        "lagged": g.lagged,
+        "members": g.members.iter().map(|m| json!({
+            "id": m.id,
+            "pid": m.pid,
+            "alive": m.alive,
+            "in_flight": m.in_flight,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// What an entry of the subscriber table is: a consumer group, a durable or an anonymous
+/// subscriber.
+fn sub_kind(s: &SubscriberInfo) -> &'static str {
+    if s.group {
+        "group"
+    } else if s.name.is_some() {
+        "durable"
+    } else {
+        "anonymous"
+    }
+}
+
+fn group_mode(g: &GroupInfo) -> &'static str {
+    if g.lossy {
+        "lossy"
+    } else {
+        "reliable"
+    }
 }
 
 fn mode(s: &SubscriberInfo) -> &'static str {
@@ -534,9 +767,17 @@ fn yes_no(b: bool) -> &'static str {
 /// [`table`], indented by two spaces.
 fn indented_table(out: &mut Out, rows: &[Vec<String>]) -> CliResult {
     let mut indented = Vec::new();
-    table(&mut indented, rows).expect("writing to a Vec cannot fail");
-    for line in String::from_utf8_lossy(&indented).lines() {
-        writeln!(out, "  {line}")?;
+    indented_rows(&mut indented, rows, "  ").expect("writing to a Vec cannot fail");
+    out.write_all(&indented)?;
+    Ok(())
+}
+
+/// [`table`], each line after `indent`.
+fn indented_rows(out: &mut impl Write, rows: &[Vec<String>], indent: &str) -> std::io::Result<()> {
+    let mut plain = Vec::new();
+    table(&mut plain, rows)?;
+    for line in String::from_utf8_lossy(&plain).lines() {
+        writeln!(out, "{indent}{line}")?;
     }
     Ok(())
 }

@@ -152,7 +152,10 @@ enum Command {
     /// is no topic of that name yet, sub creates it and says so on stderr, as `recv` does.
     /// --count, --timeout, --raw and --hex work as for `recv`. With --name the subscriber is
     /// durable: each message is acknowledged once printed, and the next `sub --name NAME`
-    /// continues with the first message not yet printed.
+    /// continues with the first message not yet printed. With --group NAME it is a member of
+    /// consumer group NAME: each message goes to one member of the group (every group gets
+    /// every message), acknowledged once printed; one taken by a member that dies before
+    /// printing it goes to another member.
     Sub(topics::SubArgs),
     /// Remove segments that no live process uses and nothing waits in; one line per segment.
     ///

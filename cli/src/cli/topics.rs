@@ -10,6 +10,12 @@
 //! again: at least once, never lost). "Printed" means accepted by stdout: lines still in a
 //! pipe when its reader exits (`shmq sub t --name n | head -1`) are acknowledged but unread;
 //! once stdout is closed, `sub` takes no further message and exits 1 (see `print_messages`).
+//!
+//! A consumer group member (`sub --group NAME`) acknowledges the same way, each message once
+//! its line is flushed: each message of the topic goes to one member of the group, and what a
+//! member that is killed received but did not print goes to another member (or to the next
+//! `sub --group NAME`). With several topics, `--group NAME` joins the group of that name on
+//! each of them.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +24,7 @@ use shmq::{AckMode, Start, SubscriberMode, Topic, TopicOptions};
 use super::door::{self, count, Target, Want};
 use super::io::{check_size, print_messages, send_counted, OutputArgs, Show};
 use super::payload::{check_generated, each_message, Sink, Source};
-use super::{report, CliResult, Ctx, Out, WaitArg};
+use super::{report, CliError, CliResult, Ctx, Out, WaitArg};
 
 /// Options for opening or creating a topic, shared by pub and sub.
 #[derive(Debug, Clone, clap::Args)]
@@ -35,6 +41,11 @@ pub struct TopicOpenArgs {
     /// existing topic.
     #[arg(long, value_name = "N", value_parser = door::parse_max_subscribers)]
     max_subscribers: Option<u32>,
+    /// Consumer groups a new topic can hold at once (`sub --group`), 0 to --max-subscribers
+    /// [default: 4, at most --max-subscribers]; each takes a subscriber slot and 8 bytes per
+    /// slot of the topic. Not checked against an existing topic.
+    #[arg(long, value_name = "N", value_parser = parse_max_groups)]
+    max_groups: Option<u32>,
     /// Permission bits of a new topic, in octal [default: 0600, the owner only]: 0660 lets the
     /// file's group use it, 0666 everyone. Checked against an existing topic.
     #[arg(long, value_name = "MODE", value_parser = door::parse_mode)]
@@ -62,6 +73,9 @@ impl TopicOpenArgs {
         }
         if let Some(n) = self.max_subscribers {
             o = o.max_subscribers(n);
+        }
+        if let Some(n) = self.max_groups {
+            o = o.max_groups(n);
         }
         if let Some(m) = self.mode {
             o = o.mode(m);
@@ -133,6 +147,13 @@ pub struct SubArgs {
     /// acknowledged once printed.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// Join consumer group NAME (1 to 64 bytes of [A-Za-z0-9._-]), creating it if needed: each
+    /// message goes to one member of the group, and every group gets every message. The group
+    /// keeps its place while it has no member; each message is acknowledged once printed, and
+    /// one a member received but did not print goes to another member. --from and --lossy
+    /// apply when the group is created.
+    #[arg(long, value_name = "NAME", conflicts_with = "name")]
+    group: Option<String>,
     /// Never slow publishers down; messages missed are reported on stderr
     /// (`shmq: missed N messages`; gaps with no message between them make one line).
     #[arg(long)]
@@ -156,6 +177,16 @@ pub struct SubArgs {
     output: OutputArgs,
     #[command(flatten)]
     open: TopicOpenArgs,
+}
+
+/// `--max-groups`: 0 to the largest subscriber table (the topic's own --max-subscribers is
+/// checked when it is created).
+fn parse_max_groups(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if n > door::MAX_SUBSCRIBERS {
+        return Err(format!("must be from 0 to {}", door::MAX_SUBSCRIBERS));
+    }
+    Ok(n)
 }
 
 /// A rate in messages per second: finite and above zero.
@@ -217,19 +248,25 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     if let Some(n) = &a.name {
         door::check_subscriber_name(n)?;
     }
+    if let Some(g) = &a.group {
+        door::check_group_name(g)?;
+    }
     let names = super::follow::check_names(&a.topics, a.output.raw, "topic", "sub")?;
     let mut handles = Vec::new();
+    let mut topics = Vec::new();
     let mut max = 0;
     for name in &a.topics {
         let t = Target { cmd: "sub", name, dir: &ctx.dir, want: Want::Topic };
-        let (sub, m) = join(ctx, a, name, &t)?;
+        let (sub, topic, m) = join(ctx, a, name, &t)?;
         handles.push((name.clone(), sub));
+        topics.push(topic);
         max = max.max(m);
     }
     let joined = names.join(", ");
     let t = Target { cmd: "sub", name: &joined, dir: &ctx.dir, want: Want::Topic };
     let what = if names.len() == 1 { format!("topic {joined:?}") } else { format!("topics {joined}") };
-    let durable = a.name.is_some();
+    // A group member acknowledges as a durable subscriber does.
+    let durable = a.name.is_some() || a.group.is_some();
     let show = Show {
         count: a.count,
         timeout_ms: a.timeout,
@@ -243,17 +280,27 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     let mut buf = vec![0u8; max];
     if handles.len() == 1 {
         let (_, mut sub) = handles.pop().expect("one topic");
+        let group = a.group.as_deref().map(|g| (&topics[0], g));
         return print_messages(
             out,
             &mut buf,
             &show,
             &mut sub,
-            |sub, timeout| Ok(sub.wait_ready(timeout)?),
+            |sub, timeout| match sub.wait_ready(timeout) {
+                // Every publisher left and nothing is left to hand out, but a member that died
+                // holds messages of the group: the next receive puts them back (and takes one).
+                Err(e) if e.is_disconnected() && group.is_some_and(|(t, g)| dead_member_holds(t, g)) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    Ok(())
+                }
+                r => Ok(r?),
+            },
             |sub, buf| Ok(sub.try_recv(buf)?),
             |sub| {
                 if durable {
                     // Acknowledge only what stdout has taken: a message whose line could not be
-                    // written is delivered again to the next `sub --name`. (An anonymous
+                    // written is delivered again to the next `sub --name` (a group's, to another
+                    // member or the next `sub --group`). (An anonymous
                     // subscriber's messages count as acknowledged on receipt.)
                     sub.ack();
                 }
@@ -283,7 +330,12 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
 
 /// Opens topic `name` and joins it as `a` asks; returns the subscriber and the topic's largest
 /// message.
-fn join(ctx: &Ctx, a: &SubArgs, name: &str, t: &Target<'_>) -> Result<(shmq::Subscriber, usize), super::CliError> {
+fn join(
+    ctx: &Ctx,
+    a: &SubArgs,
+    name: &str,
+    t: &Target<'_>,
+) -> Result<(shmq::Subscriber, Topic, usize), super::CliError> {
     let (topic, made) = a.open.open(t, ctx, || Ok(()))?;
     if let Some(notice) = made.notice("topic", name, &ctx.dir) {
         report(&notice);
@@ -298,7 +350,14 @@ fn join(ctx: &Ctx, a: &SubArgs, name: &str, t: &Target<'_>) -> Result<(shmq::Sub
         .ack(AckMode::Explicit);
     if let Some(n) = &a.name {
         b = b.name(n);
-        let returning = topic.subscribers().into_iter().find(|s| s.name.as_deref() == Some(n.as_str()) && !s.alive);
+        if topic.subscribers().iter().any(|s| s.group && s.name.as_deref() == Some(n.as_str())) {
+            return Err(CliError::msg(format!(
+                "topic {name:?} has a consumer group named {n:?}, not a durable subscriber: join it with `shmq sub \
+                 {name} --group {n}`, or choose another name"
+            )));
+        }
+        let returning =
+            topic.subscribers().into_iter().find(|s| s.name.as_deref() == Some(n.as_str()) && !s.alive && !s.group);
         if let (Some(from), Some(s)) = (a.from, returning) {
             let from = if from == FromArg::Earliest { "earliest" } else { "latest" };
             report(&format!(
@@ -308,9 +367,54 @@ fn join(ctx: &Ctx, a: &SubArgs, name: &str, t: &Target<'_>) -> Result<(shmq::Sub
             ));
         }
     }
+    if let Some(g) = &a.group {
+        b = b.group(g);
+        joining_group(&topic, a, name, g)?;
+    }
     if !a.kinds.is_empty() {
         b = b.kinds(&a.kinds);
     }
     let sub = b.build().map_err(|e| t.error(e))?;
-    Ok((sub, topic.max_msg_size()))
+    let max = topic.max_msg_size();
+    Ok((sub, topic, max))
+}
+
+/// Before `sub --group` joins group `g` of topic `name`: a durable subscriber of that name is an
+/// error; an existing group keeps its place and mode, said on stderr when --from or --lossy
+/// asks for something else.
+fn joining_group(topic: &Topic, a: &SubArgs, name: &str, g: &str) -> CliResult {
+    let entry = topic.subscribers().into_iter().find(|s| s.name.as_deref() == Some(g));
+    match entry {
+        None => return Ok(()),
+        Some(s) if !s.group => {
+            return Err(CliError::msg(format!(
+                "topic {name:?} has a durable subscriber named {g:?}, not a consumer group: choose another group \
+                 name, or remove it with `shmq rm {name} --subscriber {g}`"
+            )));
+        }
+        Some(_) => {}
+    }
+    let Some(info) = topic.groups().into_iter().find(|i| i.name == g) else { return Ok(()) };
+    if let Some(from) = a.from {
+        let from = if from == FromArg::Earliest { "earliest" } else { "latest" };
+        report(&format!(
+            "consumer group {g:?} of topic {name:?} exists: joining it at its position (message {}), not from the \
+             {from}: --from applies to a new group (`shmq rm {name} --group {g}` forgets it once it has no member)",
+            info.position
+        ));
+    }
+    if a.lossy != info.lossy {
+        let (is, asked) = if info.lossy { ("lossy", "reliable") } else { ("reliable", "lossy") };
+        report(&format!(
+            "consumer group {g:?} of topic {name:?} is {is}: joining it as it is, not {asked} (a group's mode is \
+             set when it is created)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a member of group `g` of `topic` that died holds messages it did not acknowledge
+/// (a live member's receive puts them back for the group).
+fn dead_member_holds(topic: &Topic, g: &str) -> bool {
+    topic.groups().iter().any(|i| i.name == g && i.members.iter().any(|m| !m.alive && m.in_flight > 0))
 }
