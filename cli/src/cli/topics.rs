@@ -253,13 +253,11 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     }
     let names = super::follow::check_names(&a.topics, a.output.raw, "topic", "sub")?;
     let mut handles = Vec::new();
-    let mut topics = Vec::new();
     let mut max = 0;
     for name in &a.topics {
         let t = Target { cmd: "sub", name, dir: &ctx.dir, want: Want::Topic };
-        let (sub, topic, m) = join(ctx, a, name, &t)?;
+        let (sub, m) = join(ctx, a, name, &t)?;
         handles.push((name.clone(), sub));
-        topics.push(topic);
         max = max.max(m);
     }
     let joined = names.join(", ");
@@ -280,21 +278,12 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
     let mut buf = vec![0u8; max];
     if handles.len() == 1 {
         let (_, mut sub) = handles.pop().expect("one topic");
-        let group = a.group.as_deref().map(|g| (&topics[0], g));
         return print_messages(
             out,
             &mut buf,
             &show,
             &mut sub,
-            |sub, timeout| match sub.wait_ready(timeout) {
-                // Every publisher left and nothing is left to hand out, but a member that died
-                // holds messages of the group: the next receive puts them back (and takes one).
-                Err(e) if e.is_disconnected() && group.is_some_and(|(t, g)| dead_member_holds(t, g)) => {
-                    std::thread::sleep(Duration::from_millis(10));
-                    Ok(())
-                }
-                r => Ok(r?),
-            },
+            |sub, timeout| Ok(sub.wait_ready(timeout)?),
             |sub, buf| Ok(sub.try_recv(buf)?),
             |sub| {
                 if durable {
@@ -330,12 +319,7 @@ pub fn subscribe(ctx: &Ctx, a: &SubArgs, out: &mut Out) -> CliResult {
 
 /// Opens topic `name` and joins it as `a` asks; returns the subscriber and the topic's largest
 /// message.
-fn join(
-    ctx: &Ctx,
-    a: &SubArgs,
-    name: &str,
-    t: &Target<'_>,
-) -> Result<(shmq::Subscriber, Topic, usize), super::CliError> {
+fn join(ctx: &Ctx, a: &SubArgs, name: &str, t: &Target<'_>) -> Result<(shmq::Subscriber, usize), super::CliError> {
     let (topic, made) = a.open.open(t, ctx, || Ok(()))?;
     if let Some(notice) = made.notice("topic", name, &ctx.dir) {
         report(&notice);
@@ -375,8 +359,7 @@ fn join(
         b = b.kinds(&a.kinds);
     }
     let sub = b.build().map_err(|e| t.error(e))?;
-    let max = topic.max_msg_size();
-    Ok((sub, topic, max))
+    Ok((sub, topic.max_msg_size()))
 }
 
 /// Before `sub --group` joins group `g` of topic `name`: a durable subscriber of that name is an
@@ -411,10 +394,4 @@ fn joining_group(topic: &Topic, a: &SubArgs, name: &str, g: &str) -> CliResult {
         ));
     }
     Ok(())
-}
-
-/// Whether a member of group `g` of `topic` that died holds messages it did not acknowledge
-/// (a live member's receive puts them back for the group).
-fn dead_member_holds(topic: &Topic, g: &str) -> bool {
-    topic.groups().iter().any(|i| i.name == g && i.members.iter().any(|m| !m.alive && m.in_flight > 0))
 }
