@@ -18,6 +18,9 @@
 //!            +512  stats    relaxed counters (aborted, abandoned, lost, ...), roles seen
 //!     768  Participant table: max_participants x 64 B            each process its own entry
 //!          Subscriber table (topics): max_subscribers x 256 B   each subscriber its own entry
+//!          (MPMC queues with max_deliveries, dead-letter queues:
+//!           DeadLetterInfo 640 B (move lock, record, name),       movers, under the lock
+//!           origins: DeliveryEntry table, capacity x 32 B)        the claimer of the slot
 //!          (services: ServiceInfo 384 B (version, description)   creator once
 //!           pending bitmap, a bit per participant                 clients set, servers clear
 //!           Channel table: max_participants x 128 B              each process its own)
