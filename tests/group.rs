@@ -125,3 +125,108 @@ fn names_and_limits() {
     // A group with a live member cannot be removed.
     assert!(matches!(t.remove_group("a"), Err(Error::SubscriberNameTaken { .. })));
 }
+
+/// A hostile writer scribbles on everything groups add (the words, `next`, the position, the
+/// retry hint, the member bitmap, the entry's mode) while a publisher publishes and two members
+/// receive: every call ends with a result or a typed error in time; nothing panics or hangs.
+#[test]
+fn hostile_bytes_in_a_group_give_errors_never_a_panic_or_a_hang() {
+    use shmq::layout::{slot, SUBSCRIBER_SIZE};
+    use shmq_test_support::{RawMap, Rng};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let d = tempfile::tempdir().unwrap();
+    let t = TopicOptions::new().dir(d.path()).capacity(8).max_msg_size(16).create("hostile").unwrap();
+    let mut a = t.subscriber().group("g").build().unwrap();
+    let mut b = t.subscriber().group("g").ack(AckMode::Explicit).build().unwrap();
+    let seg = shmq::segment::Segment::open(d.path(), "hostile", &Default::default(), Duration::from_secs(1)).unwrap();
+    let o = seg.offsets();
+    let g = o.groups.unwrap();
+    // The group took one of the first entries (those that can hold a group).
+    let entry = (0..g.count as u64)
+        .map(|i| o.subscribers + i * SUBSCRIBER_SIZE as u64)
+        .find(|&at| RawMap::open(t.path()).load(at + 132, 4) & 2 != 0)
+        .expect("the group's entry");
+    let region = g.first + ((entry - o.subscribers) / SUBSCRIBER_SIZE as u64) * g.stride;
+    let map = Arc::new(RawMap::open(t.path()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, map, written) = (stop.clone(), map.clone(), written.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng::new(0x9e0);
+            let tags = [slot::IDLE, slot::READING, slot::RETRY, slot::ABORTED, 15];
+            while !stop.load(Relaxed) {
+                let i = rng.below(8);
+                let any = rng.next_u64();
+                let small = rng.below(40);
+                match rng.below(7) {
+                    0 => map.store(
+                        region + 128 + i * 8,
+                        8,
+                        slot::pack(rng.below(40), *rng.pick(&tags), rng.below(8) as u16),
+                    ),
+                    1 => map.store(entry + 32, 8, *rng.pick(&[0, small, any])), // next
+                    2 => map.store(entry, 8, *rng.pick(&[0, small, any])),      // position (the gate)
+                    3 => map.store(entry + 40, 8, *rng.pick(&[0, 1 << 32, any])), // retry hint
+                    4 => map.store(region + rng.below(16) * 8, 8, any),         // member bitmap
+                    5 => map.store(entry + 132, 4, *rng.pick(&[0, 1, 2, 3, 7])), // mode
+                    _ => map.store(region + 128 + i * 8, 8, any),
+                }
+                let n = written.fetch_add(1, Relaxed) + 1;
+                if n % 4 == 0 {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            }
+        })
+    };
+    let publisher = {
+        let (t, stop) = (t.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut p = t.publisher().unwrap();
+            let (mut sent, mut errors) = (0u64, 0u64);
+            for i in 0u64.. {
+                if stop.load(Relaxed) {
+                    break;
+                }
+                match p.send_timeout(&i.to_le_bytes(), Duration::from_millis(5)) {
+                    Ok(()) => sent += 1,
+                    Err(_) => errors += 1,
+                }
+            }
+            (sent, errors)
+        })
+    };
+    let started = Instant::now();
+    let (mut got, mut errors) = (0u64, std::collections::BTreeMap::<String, u64>::new());
+    let mut round = 0u64;
+    let mut buf = [0u8; 16];
+    while round < 3000 || written.load(Relaxed) < 20_000 {
+        round += 1;
+        let m = if round % 2 == 0 { &mut a } else { &mut b };
+        match m.recv_timeout(&mut buf, Duration::from_millis(5)) {
+            Ok(r) => {
+                assert!(r.len <= 16);
+                got += 1;
+            }
+            Err(e) => {
+                *errors.entry(format!("{e:?}").split([' ', '{', '(']).next().unwrap().to_string()).or_default() += 1
+            }
+        }
+        if round % 64 == 0 {
+            b.ack();
+            let _ = t.groups();
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "hung at round {round}");
+    }
+    let _ = shmq::status::Status::read(d.path(), "hostile").unwrap();
+    stop.store(true, Relaxed);
+    let (sent, send_errors) = publisher.join().expect("the publisher never panicked");
+    writer.join().unwrap();
+    drop((a, b));
+    eprintln!(
+        "hostile group: {} writes; sent {sent} ({send_errors} send errors), received {got}, errors {errors:?}",
+        written.load(Relaxed)
+    );
+}
