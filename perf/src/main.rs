@@ -67,7 +67,8 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// Only these rows (comma-separated; ratios need their baseline row too). `waitset` (a
-    /// WaitSet's wake-up over 1, 8 and 64 streams, against `block`) runs only when named here.
+    /// WaitSet's wake-up over 1, 8 and 64 streams, against `block`), `call` and `group` (a
+    /// consumer group of 1, 2 and 4 member processes, against `topic`) run only when named here.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<RowId>,
     /// A quick correctness run: a few thousand messages, 1 repetition, every payload checked;
@@ -136,6 +137,7 @@ fn run(args: &Args) -> Res<ExitCode> {
         sleep_rounds: args.sleep_rounds.unwrap_or(sleep_rounds).max(1),
         gap: Duration::from_micros(args.gap_us),
         cpus: None,
+        member_cpus: Vec::new(),
     };
     let rows: Vec<RowId> = if args.only.is_empty() {
         RowId::DEFAULT.to_vec()
@@ -143,7 +145,13 @@ fn run(args: &Args) -> Res<ExitCode> {
         RowId::all().filter(|r| args.only.contains(r)).collect()
     };
     let units: Vec<Unit> = rows.iter().flat_map(|r| r.units().iter().copied()).collect();
-    let plan = Plan { cpus: pin(), ..plan };
+    let cpus = pin();
+    // A consumer group's members go on every allowed CPU but the measuring process's.
+    let member_cpus = match cpus {
+        Some([ours, _]) => machine.cpus_allowed.iter().copied().filter(|&c| c != ours).collect(),
+        None => Vec::new(),
+    };
+    let plan = Plan { cpus, member_cpus, ..plan };
 
     if !args.json {
         print_header(&machine, &build, &plan, reps, args.smoke);
@@ -227,6 +235,7 @@ fn config_json(plan: &Plan, reps: usize, smoke: bool, rows: &[RowId]) -> serde_j
         "capacity": shmq_rows::CAPACITY,
         "batch": shmq_rows::BATCH,
         "pinned_cpus": plan.cpus,
+        "member_cpus": plan.member_cpus,
         "smoke": smoke,
         "rows": rows.iter().map(|r| r.name()).collect::<Vec<_>>(),
     })

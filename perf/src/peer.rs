@@ -32,6 +32,9 @@ pub struct PeerArgs {
     /// Segment names: the one the parent sends on, then the one it receives from.
     #[arg(long)]
     pub name: Vec<String>,
+    /// A consumer group row's member: its index (its slot in the shared tally).
+    #[arg(long)]
+    pub member: Option<usize>,
 }
 
 impl PeerArgs {
@@ -46,6 +49,9 @@ impl PeerArgs {
         }
         for n in &self.name {
             v.extend(["--name".into(), n.clone()]);
+        }
+        if let Some(j) = self.member {
+            v.extend(["--member".into(), j.to_string()]);
         }
         v
     }

@@ -34,6 +34,7 @@ impl Ratio {
             Unit::BlockRtt8 => "block",
             Unit::SpscRtt8 => "spsc_rtt_8",
             Unit::SpscRtt64 => "spsc_rtt_64",
+            Unit::TopicTput64 => "topic_tput_64",
             _ => "bare_ring",
         };
         match self.stat {
@@ -48,7 +49,7 @@ const fn ratio(unit: Unit, stat: &'static str, base: Unit) -> Ratio {
 }
 
 /// Every ratio the table shows.
-const RATIOS: [Ratio; 23] = [
+const RATIOS: [Ratio; 26] = [
     ratio(Unit::SpscRtt8, "p50", Unit::FloorRtt),
     ratio(Unit::SpscRtt8, "p999", Unit::FloorRtt),
     ratio(Unit::SpscRtt64, "p50", Unit::FloorRtt),
@@ -72,6 +73,9 @@ const RATIOS: [Ratio; 23] = [
     ratio(Unit::CallRtt64, "p999", Unit::SpscRtt64),
     ratio(Unit::CallRtt8, "p50", Unit::FloorRtt),
     ratio(Unit::CallRtt64, "p50", Unit::FloorRtt),
+    ratio(Unit::GroupTput1, "tput", Unit::TopicTput64),
+    ratio(Unit::GroupTput2, "tput", Unit::TopicTput64),
+    ratio(Unit::GroupTput4, "tput", Unit::TopicTput64),
 ];
 
 /// A target: `ratio <= limit` (`at_most`) or `ratio >= limit`.
@@ -192,12 +196,24 @@ impl Results {
         }
     }
 
+    /// The row's throughputs (`a / b / c M/s`, for the group row), with their ratios.
     fn tput_cell(&self, units: &[Unit]) -> String {
-        let Some(&u) = units.iter().find(|u| !u.is_rtt()) else { return "-".into() };
-        let Some(v) = self.stat(u, "tput") else { return "-".into() };
-        match RATIOS.iter().find(|r| r.unit == u && r.stat == "tput").and_then(|&r| self.ratio(r)) {
-            Some(x) => format!("{:.1} M/s ({x:.2}x)", v / 1e6),
-            None => format!("{:.1} M/s", v / 1e6),
+        let units: Vec<Unit> = units.iter().copied().filter(|u| !u.is_rtt()).collect();
+        let vals: Vec<String> =
+            units.iter().filter_map(|&u| self.stat(u, "tput")).map(|v| format!("{:.1}", v / 1e6)).collect();
+        if vals.is_empty() {
+            return "-".into();
+        }
+        let ratios: Vec<String> = units
+            .iter()
+            .filter_map(|&u| RATIOS.iter().find(|r| r.unit == u && r.stat == "tput"))
+            .filter_map(|&r| self.ratio(r))
+            .map(|x| format!("{x:.2}x"))
+            .collect();
+        if ratios.is_empty() {
+            format!("{} M/s", vals.join(" / "))
+        } else {
+            format!("{} M/s ({})", vals.join(" / "), ratios.join(" / "))
         }
     }
 
@@ -226,11 +242,36 @@ impl Results {
             }
         }
         out += "\nRTT ratios: to the floor (futex ping-pong for the Block row, a blocked recv for the WaitSet, the SPSC round trip of the same size for calls); throughput ratios: to the bare ring.\n";
+        if rows.contains(&RowId::Group) {
+            out += "Group throughput: messages per second received by all the members together; ratios to the topic row's throughput (one reliable subscriber, 64 B).\n";
+        }
         let targets = self.targets();
         if !targets.is_empty() {
             out += "\ntargets:\n";
             for (name, v, op, limit, met) in targets {
                 out += &format!("  {:<4} {name:<36} {v:>6.2}x {op} {limit}x\n", if met { "ok" } else { "MISS" });
+            }
+        }
+        for unit in [Unit::GroupTput2, Unit::GroupTput4] {
+            let shares: Vec<f64> = self
+                .tputs(unit)
+                .iter()
+                .filter_map(|r| r.group)
+                .flat_map(|g| {
+                    g.received
+                        .into_iter()
+                        .take(g.members)
+                        .map(move |n| n as f64 / g.received.iter().sum::<u64>().max(1) as f64)
+                })
+                .collect();
+            if !shares.is_empty() {
+                let (lo, hi) = shares.iter().fold((f64::MAX, 0f64), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+                out += &format!(
+                    "\n{}: each message to exactly one member (checked); members' shares {:.0}% to {:.0}% (all reps)",
+                    unit.name(),
+                    lo * 100.0,
+                    hi * 100.0
+                );
             }
         }
         for unit in [Unit::FutexRtt, Unit::BlockRtt8, Unit::WaitRtt1, Unit::WaitRtt8, Unit::WaitRtt64] {
@@ -309,7 +350,14 @@ fn rep_json(r: &Rep) -> Value {
             }
             v
         }
-        Rep::Tput(t) => json!({"msgs_per_sec": t.msgs_per_sec, "messages": t.messages, "secs": t.secs}),
+        Rep::Tput(t) => {
+            let mut v = json!({"msgs_per_sec": t.msgs_per_sec, "messages": t.messages, "secs": t.secs});
+            if let Some(g) = t.group {
+                let o = v.as_object_mut().expect("object");
+                o.insert("per_member".into(), json!(&g.received[..g.members]));
+            }
+            v
+        }
     }
 }
 

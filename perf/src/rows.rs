@@ -33,11 +33,14 @@ pub enum Unit {
     WaitRtt64,
     CallRtt8,
     CallRtt64,
+    GroupTput1,
+    GroupTput2,
+    GroupTput4,
 }
 
 impl Unit {
     /// Every measurement, in table order.
-    pub const ALL: [Unit; 18] = [
+    pub const ALL: [Unit; 21] = [
         Unit::FloorRtt,
         Unit::SpscRtt8,
         Unit::SpscTput8,
@@ -56,6 +59,9 @@ impl Unit {
         Unit::WaitRtt64,
         Unit::CallRtt8,
         Unit::CallRtt64,
+        Unit::GroupTput1,
+        Unit::GroupTput2,
+        Unit::GroupTput4,
     ];
 
     /// The name in `--json` and on the peer's command line.
@@ -79,6 +85,9 @@ impl Unit {
             Unit::WaitRtt64 => "waitset_rtt_64",
             Unit::CallRtt8 => "call_rtt_8",
             Unit::CallRtt64 => "call_rtt_64",
+            Unit::GroupTput1 => "group1_tput_64",
+            Unit::GroupTput2 => "group2_tput_64",
+            Unit::GroupTput4 => "group4_tput_64",
         }
     }
 
@@ -126,6 +135,16 @@ impl Unit {
         }
     }
 
+    /// For a consumer group's throughput: the number of members (one process each).
+    pub fn members(self) -> Option<usize> {
+        match self {
+            Unit::GroupTput1 => Some(1),
+            Unit::GroupTput2 => Some(2),
+            Unit::GroupTput4 => Some(4),
+            _ => None,
+        }
+    }
+
     /// A round trip to a sleeping peer.
     pub fn sleeps(self) -> bool {
         matches!(self, Unit::FutexRtt | Unit::BlockRtt8 | Unit::WaitRtt1 | Unit::WaitRtt8 | Unit::WaitRtt64)
@@ -151,11 +170,12 @@ pub enum RowId {
     Block,
     Waitset,
     Call,
+    Group,
 }
 
 impl RowId {
-    /// The rows of the default table, in table order (the rows; `waitset` and `call`
-    /// run only when asked for with `--only`).
+    /// The rows of the default table, in table order (the rows; `waitset`, `call` and
+    /// `group` run only when asked for with `--only`).
     pub const DEFAULT: [RowId; 9] = [
         RowId::Floor,
         RowId::Spsc8,
@@ -170,7 +190,7 @@ impl RowId {
 
     /// Every row, in table order: the default ones, then those run only when asked for.
     pub fn all() -> impl Iterator<Item = RowId> {
-        RowId::DEFAULT.into_iter().chain([RowId::Waitset, RowId::Call])
+        RowId::DEFAULT.into_iter().chain([RowId::Waitset, RowId::Call, RowId::Group])
     }
 
     /// The name in `--only` and `--json`.
@@ -187,6 +207,7 @@ impl RowId {
             RowId::Block => "block",
             RowId::Waitset => "waitset",
             RowId::Call => "call",
+            RowId::Group => "group",
         }
     }
 
@@ -204,6 +225,7 @@ impl RowId {
             RowId::Block => "shmq SPSC 8 B, WaitStrategy::Block, peer asleep",
             RowId::Waitset => "shmq WaitSet over 1 / 8 / 64 SPSC queues, 8 B, peer asleep",
             RowId::Call => "shmq request-response: Client::call, 8 B / 64 B",
+            RowId::Group => "shmq topic, consumer group of 1 / 2 / 4 members, 64 B",
         }
     }
 
@@ -221,6 +243,7 @@ impl RowId {
             RowId::Block => &[Unit::BlockRtt8],
             RowId::Waitset => &[Unit::WaitRtt1, Unit::WaitRtt8, Unit::WaitRtt64],
             RowId::Call => &[Unit::CallRtt8, Unit::CallRtt64],
+            RowId::Group => &[Unit::GroupTput1, Unit::GroupTput2, Unit::GroupTput4],
         }
     }
 }
@@ -238,6 +261,9 @@ pub struct Plan {
     pub gap: Duration,
     /// `[parent, peer]` CPUs, if pinned.
     pub cpus: Option<[usize; 2]>,
+    /// If pinned: the CPUs of a consumer group's members, every allowed CPU but the parent's
+    /// (member `j` on `member_cpus[j % len]`; on 2 CPUs they all share the peer's).
+    pub member_cpus: Vec<usize>,
 }
 
 impl Plan {
@@ -262,7 +288,21 @@ impl Plan {
 
     /// The peer's arguments for a repetition of `unit`.
     pub fn peer_args(&self, unit: Unit, n: u64, fd: Option<i32>, name: Vec<String>) -> PeerArgs {
-        PeerArgs { unit: unit.name().into(), n, cpu: self.cpus.map(|c| c[1]), parent: std::process::id(), fd, name }
+        PeerArgs {
+            unit: unit.name().into(),
+            n,
+            cpu: self.cpus.map(|c| c[1]),
+            parent: std::process::id(),
+            fd,
+            name,
+            member: None,
+        }
+    }
+
+    /// The CPU of a consumer group's member `j`, if pinned.
+    pub fn member_cpu(&self, j: usize) -> Option<usize> {
+        self.cpus?;
+        self.member_cpus.get(j % self.member_cpus.len().max(1)).copied()
     }
 }
 

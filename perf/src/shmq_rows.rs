@@ -8,14 +8,20 @@
 //! - Batches: `try_send_batch` of up to 64 messages, `try_recv_batch` of up to 64.
 //! - Block: both sides use the blocking `send`/`recv_into` under [`WaitStrategy::Block`]; the
 //!   parent lets the peer fall asleep before each ping ([`asleep_round_trips`]).
+//! - Consumer groups ([`group_run`]): here the parent publishes and `k` peers, the members of
+//!   one group, receive; each member counts what it got in a shared [`Tally`], which the parent
+//!   checks and turns into the group's rate.
 //!
 //! Every queue and topic has [`CAPACITY`] slots (as the bare ring) and a maximum message size
 //! equal to the payload size. The parent creates the segments under unique names and removes
 //! the names as soon as the peer has attached (and on every error path).
 
-use std::time::Instant;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::time::{Duration, Instant};
 
 use shmq::service::ServiceOptions;
+use shmq::topic::Start;
 use shmq::waitset::WaitSet;
 use shmq::{
     Consumer, Producer, QueueOptions, Receiver, Sender, TopicOptions, TryRecvError, TrySendError, WaitStrategy,
@@ -24,7 +30,8 @@ use shmq::{
 use crate::payload;
 use crate::peer::{Handshake, Peer, PeerArgs};
 use crate::rows::{Plan, Rep, Unit};
-use crate::stats::{new_hist, RttRep, TputRep};
+use crate::shm::{Padded, Shared, ZeroValid};
+use crate::stats::{new_hist, GroupFacts, RttRep, TputRep, MAX_MEMBERS};
 use crate::watch::{asleep_round_trips, Patience, PeerStat};
 use crate::Res;
 
@@ -372,8 +379,172 @@ pub fn run(plan: &Plan, unit: Unit, rep: usize) -> Res<Rep> {
                 Ok(Rep::Rtt(RttRep::of(&hist)))
             })
         }
+        Unit::GroupTput1 | Unit::GroupTput2 | Unit::GroupTput4 => {
+            let t = topic(unit.size()).create(&name("a")).map_err(err("create"))?;
+            let tx = t.publisher().map_err(err("publisher"))?;
+            group_run(plan, unit, tx, Segs(vec![Seg::Topic(t)]))
+        }
         Unit::FloorRtt | Unit::BareTput64 | Unit::FutexRtt => Err(format!("{} is not a shmq row", unit.name())),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consumer groups
+
+/// The group's name in the group rows.
+const GROUP: &str = "perf";
+/// The sequence number of the stop messages the publisher sends after the data, one per member.
+const STOP: u64 = u64::MAX;
+
+/// What one member received, written once at its end.
+pub struct MemberTally {
+    /// Data messages received.
+    count: AtomicU64,
+    /// Their sequence numbers: sum (wrapping) and xor.
+    sum: AtomicU64,
+    xor: AtomicU64,
+    /// `CLOCK_MONOTONIC` (ns) when it received its first data message (0: none).
+    first_ns: AtomicU64,
+    /// `CLOCK_MONOTONIC` (ns) when it received its stop message.
+    stop_ns: AtomicU64,
+    /// 1 once the member has written the fields above.
+    done: AtomicU64,
+}
+
+/// The members' tallies, each on its own 128-byte line, in a memfd the members inherit.
+pub struct Tally([Padded<MemberTally>; MAX_MEMBERS]);
+
+// SAFETY: only atomics (zero is a valid atomic holding 0), padded; no drop glue.
+unsafe impl ZeroValid for Tally {}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the machine.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// XOR of `0..n`.
+fn xor_below(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let m = n - 1; // xor of 0..=m
+    [m, 1, m + 1, 0][(m % 4) as usize]
+}
+
+/// One repetition of a group row (the parent's side): starts the `k` members (one peer process
+/// each, on [`Plan::member_cpu`]), publishes `count` stamped messages and then `k` stop
+/// messages, waits for the members, and checks their tallies: together they received every
+/// message exactly once. The rate counts the messages after the first, from the first
+/// received by any member to the last stop received (a member has received all its data before
+/// its stop: each member's messages come in the publisher's order).
+fn group_run(plan: &Plan, unit: Unit, mut tx: shmq::Publisher, segs: Segs) -> Res<Rep> {
+    let (k, size, count) = (unit.members().unwrap_or(1), unit.size(), plan.count);
+    let mut tally = Shared::<Tally>::create().map_err(|e| format!("shared memory: {e}"))?;
+    let names: Vec<String> =
+        segs.0.iter().filter_map(|s| if let Seg::Topic(t) = s { Some(t.name().to_string()) } else { None }).collect();
+    let mut members = Vec::with_capacity(k);
+    for j in 0..k {
+        let args = PeerArgs {
+            cpu: plan.member_cpu(j),
+            member: Some(j),
+            ..plan.peer_args(unit, count, tally.fd(), names.clone())
+        };
+        members.push(Peer::spawn(&args)?);
+    }
+    tally.close_fd();
+    for m in &mut members {
+        m.ready()?;
+    }
+    segs.unlink()?;
+    for m in &mut members {
+        m.go()?;
+    }
+    let p = Patience::watching(members.iter().map(Peer::pid).collect());
+    produce(&mut tx, size, count, &p)?;
+    let mut stop = payload::message(size);
+    payload::stamp(&mut stop, STOP);
+    for _ in 0..k {
+        send_spin(&mut tx, &stop, &p)?;
+    }
+    for m in members {
+        m.finish()?;
+    }
+    drop(segs);
+
+    let (mut n, mut sum, mut xor, mut first, mut last) = (0u64, 0u64, 0u64, u64::MAX, 0u64);
+    let mut received = [0; MAX_MEMBERS];
+    for (j, t) in tally.0.iter().take(k).enumerate() {
+        let t = &t.0;
+        if t.done.load(Acquire) != 1 {
+            return Err(format!("group member {j} left no tally"));
+        }
+        let c = t.count.load(Acquire);
+        received[j] = c;
+        n += c;
+        sum = sum.wrapping_add(t.sum.load(Acquire));
+        xor ^= t.xor.load(Acquire);
+        if c > 0 {
+            first = first.min(t.first_ns.load(Acquire));
+        }
+        last = last.max(t.stop_ns.load(Acquire));
+    }
+    let want_sum = if count % 2 == 0 {
+        (count / 2).wrapping_mul(count.wrapping_sub(1))
+    } else {
+        count.wrapping_mul((count - 1) / 2)
+    };
+    if (n, sum, xor) != (count, want_sum, xor_below(count)) {
+        return Err(format!(
+            "group of {k}: the members received {n} messages (sum {sum}, xor {xor}), expected each of 0..{count} once \
+             (sum {want_sum}, xor {}); per member {:?}",
+            xor_below(count),
+            &received[..k]
+        ));
+    }
+    let elapsed = Duration::from_nanos(last.saturating_sub(first));
+    let facts = GroupFacts { members: k, received };
+    Ok(Rep::Tput(TputRep { group: Some(facts), ..TputRep::new(count, elapsed) }))
+}
+
+/// A member's side: receives and checks data messages until its stop message (a member that has
+/// its stop takes nothing more, so each of the `k` stops goes to a different member), then
+/// writes its tally. Every message is whole and stamped with a sequence number below `count`,
+/// and each member's sequence numbers increase.
+fn group_member(rx: &mut shmq::Subscriber, size: usize, count: u64, out: &MemberTally, p: &Patience) -> Res<()> {
+    let mut buf = vec![0u8; size];
+    let (mut n, mut sum, mut xor, mut next, mut first) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    loop {
+        let len = recv_spin(rx, &mut buf, p)?;
+        let msg = &buf[..len];
+        let seq = match msg.get(..8) {
+            Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+            None => return Err(payload::wrong("group", msg, size, next)),
+        };
+        if seq == STOP && payload::is(msg, size, STOP) {
+            break;
+        }
+        if n == 0 {
+            first = monotonic_ns();
+        }
+        if seq < next || seq >= count || !payload::is(msg, size, seq) {
+            return Err(payload::wrong("group member (at least)", msg, size, next));
+        }
+        next = seq + 1;
+        n += 1;
+        sum = sum.wrapping_add(seq);
+        xor ^= seq;
+    }
+    let stop = monotonic_ns();
+    out.count.store(n, Release);
+    out.sum.store(sum, Release);
+    out.xor.store(xor, Release);
+    out.first_ns.store(first, Release);
+    out.stop_ns.store(stop, Release);
+    out.done.store(1, Release);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,6 +647,27 @@ pub fn peer(unit: Unit, a: &PeerArgs, hs: &mut Handshake) -> Res<()> {
             }
             Ok(())
         }
+        Unit::GroupTput1 | Unit::GroupTput2 | Unit::GroupTput4 => {
+            let j = a.member.filter(|&j| j < MAX_MEMBERS).ok_or_else(|| "missing or bad --member".to_string())?;
+            let tally = Shared::<Tally>::inherit(a.fd.ok_or_else(|| "missing --fd".to_string())?)
+                .map_err(|e| format!("shared memory: {e}"))?;
+            let t = topic(size).open(need(0)?).map_err(err("open"))?;
+            let mut rx = t.subscriber().group(GROUP).start(Start::Earliest).build().map_err(err("group member"))?;
+            hs.ready()?;
+            group_member(&mut rx, size, a.n, &tally.0[j].0, &p)
+        }
         Unit::FloorRtt | Unit::BareTput64 | Unit::FutexRtt => Err(format!("{} is not a shmq row", unit.name())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xor_below;
+
+    #[test]
+    fn xor_below_matches_a_fold() {
+        for n in 0..100u64 {
+            assert_eq!(xor_below(n), (0..n).fold(0, |a, s| a ^ s), "n = {n}");
+        }
     }
 }

@@ -88,12 +88,26 @@ impl Sleeps {
     }
 }
 
+/// The most members of a consumer group row.
+pub const MAX_MEMBERS: usize = 4;
+
+/// How a consumer group's repetition shared the messages out.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupFacts {
+    /// Members in the group.
+    pub members: usize,
+    /// Data messages each member received (the first `members` entries).
+    pub received: [u64; MAX_MEMBERS],
+}
+
 /// One throughput repetition.
 #[derive(Clone, Copy, Debug)]
 pub struct TputRep {
     pub msgs_per_sec: f64,
     pub messages: u64,
     pub secs: f64,
+    /// For a consumer group row: the messages of each member.
+    pub group: Option<GroupFacts>,
 }
 
 impl TputRep {
@@ -101,7 +115,7 @@ impl TputRep {
     pub fn new(count: u64, elapsed: Duration) -> TputRep {
         let secs = elapsed.as_secs_f64();
         let msgs_per_sec = if secs > 0.0 { count.saturating_sub(1) as f64 / secs } else { 0.0 };
-        TputRep { msgs_per_sec, messages: count, secs }
+        TputRep { msgs_per_sec, messages: count, secs, group: None }
     }
 }
 

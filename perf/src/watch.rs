@@ -28,14 +28,19 @@ pub const STALL: Duration = Duration::from_secs(60);
 /// the checks start once a wait takes unusually long, so they never run on the normal path.
 pub struct Patience {
     since: Cell<Instant>,
-    peer: Option<u32>,
+    peers: Vec<u32>,
 }
 
 impl Patience {
     /// Gives up when a wait makes no progress for [`STALL`], or once process `peer` (if any)
     /// has exited.
     pub fn new(peer: Option<u32>) -> Patience {
-        Patience { since: Cell::new(Instant::now()), peer }
+        Patience::watching(peer.into_iter().collect())
+    }
+
+    /// As [`new`](Self::new), giving up once any of the processes `peers` has exited.
+    pub fn watching(peers: Vec<u32>) -> Patience {
+        Patience { since: Cell::new(Instant::now()), peers }
     }
 
     /// One round of a busy-wait loop: a spin hint, and the checks every 2^20 rounds.
@@ -69,7 +74,7 @@ impl Patience {
         } else if now.duration_since(self.since.get()) > STALL {
             return Err(format!("no progress for {} s: stalled", STALL.as_secs()));
         }
-        if let Some(pid) = self.peer {
+        for &pid in &self.peers {
             if matches!(state(pid), None | Some(b'Z' | b'X')) {
                 return Err(format!("the peer process {pid} exited"));
             }

@@ -90,6 +90,27 @@ fn smoke_json_has_the_documented_fields() {
 }
 
 #[test]
+fn smoke_group_rows_deliver_every_message_to_one_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = perf(dir.path(), &["--smoke", "--json", "--only", "topic,group"], Duration::from_secs(120));
+    assert_success(&out, "--smoke --json --only topic,group");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    let m = &v["measurements"];
+    for (name, k) in [("group1_tput_64", 1), ("group2_tput_64", 2), ("group4_tput_64", 4)] {
+        assert_eq!(m[name]["row"], "group");
+        assert_eq!(m[name]["kind"], "throughput");
+        let rep = &m[name]["reps"][0];
+        let per_member: Vec<u64> = rep["per_member"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+        assert_eq!(per_member.len(), k, "{name}: {rep}");
+        assert_eq!(per_member.iter().sum::<u64>(), rep["messages"].as_u64().unwrap(), "{name}: {rep}");
+        assert!(m[name]["msgs_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(v["ratios"][format!("{name}_vs_topic_tput_64")].as_f64().unwrap() > 0.0);
+    }
+    assert!(m.get("topic_tput_64").is_some() && m.get("spsc_rtt_8").is_none());
+    assert_empty(dir.path());
+}
+
+#[test]
 fn a_debug_build_refuses_to_measure() {
     if !cfg!(debug_assertions) {
         return; // this test binary, and so shmq-perf, is a release build
