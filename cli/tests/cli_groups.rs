@@ -5,27 +5,9 @@
 mod cli_support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 use cli_support::*;
 use serde_json::Value;
-
-/// Polls `shmq stat NAME --json` until `ready` accepts it (the segment may not exist yet).
-fn wait_for_stat(dir: &Path, name: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        let o = shmq(dir, &["stat", name, "--json"]);
-        if o.status.success() {
-            let v: Value = serde_json::from_slice(&o.stdout).expect("stat --json prints JSON");
-            if ready(&v) {
-                return v;
-            }
-        }
-        assert!(Instant::now() < deadline, "watchdog: {what} never happened; last stat: {}", stdout(&o));
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// Group `name` of a `stat --json`, if it has one.
 fn group<'a>(stat: &'a Value, name: &str) -> Option<&'a Value> {

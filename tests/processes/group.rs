@@ -185,18 +185,17 @@ fn print_groups(what: &str, t: &shmq::Topic) {
     }
 }
 
+/// The scene's topic: 1,024 slots of 64 bytes, room for 4 groups.
+fn create_topic(scene: &Scene) -> shmq::Topic {
+    TopicOptions::new().dir(scene.path()).capacity(1024).max_msg_size(64).max_groups(4).create(scene.name()).unwrap()
+}
+
 #[test]
 fn two_publishers_two_groups_every_message_once_per_group() {
     let _heavy = shmq_test_support::heavy();
     let scene = Scene::new("group-two", LIMIT, WATCHDOG);
     let n = env_opt(COUNT_ENV).unwrap_or(N);
-    let t = TopicOptions::new()
-        .dir(scene.path())
-        .capacity(1024)
-        .max_msg_size(64)
-        .max_groups(4)
-        .create(scene.name())
-        .unwrap();
+    let t = create_topic(&scene);
     // The members first (the first of each group creates it), then the publishers.
     let mut members: Vec<(&str, std::path::PathBuf, ChildProc)> = Vec::new();
     for (group, i) in [("A", 0), ("A", 1), ("A", 2), ("B", 0)] {
@@ -313,13 +312,7 @@ fn members_killed_every_200ms_lose_nothing() {
     let _heavy = shmq_test_support::heavy();
     let scene = Scene::new("group-kill", LIMIT, WATCHDOG);
     let secs = env_opt(SECS_ENV).unwrap_or(SECS);
-    let t = TopicOptions::new()
-        .dir(scene.path())
-        .capacity(1024)
-        .max_msg_size(64)
-        .max_groups(4)
-        .create(scene.name())
-        .unwrap();
+    let t = create_topic(&scene);
     let mut spawned = 0u32;
     let file_of = |i: u32| scene.join(&format!("member-{i}"));
     let spawn = |spawned: &mut u32| {

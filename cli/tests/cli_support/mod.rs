@@ -166,3 +166,19 @@ pub fn json(o: Output) -> Value {
     let text = ok(o);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("invalid JSON ({e}): {text}"))
 }
+
+/// Polls `shmq stat NAME --json` until `ready` accepts it (the segment may not exist yet).
+pub fn wait_for_stat(dir: &Path, name: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        let o = shmq(dir, &["stat", name, "--json"]);
+        if o.status.success() {
+            let v: Value = serde_json::from_slice(&o.stdout).expect("stat --json prints JSON");
+            if ready(&v) {
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "watchdog: {what} never happened; last stat: {}", stdout(&o));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
