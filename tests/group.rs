@@ -117,6 +117,8 @@ fn names_and_limits() {
     assert!(matches!(t.subscriber().group("bad name").build(), Err(OpenError::InvalidName { .. })));
     let _a = t.subscriber().group("a").build().unwrap();
     assert!(matches!(t.subscriber().group("b").build(), Err(OpenError::TooManyGroups { max: 1 })));
+    // A member takes whatever the group hands it: no kind filter.
+    assert!(matches!(t.subscriber().group("a").kinds(&[1]).build(), Err(OpenError::InvalidConfig(_))));
     // A durable subscriber and a group cannot share a name.
     assert!(matches!(t.subscriber().name("a").build(), Err(OpenError::Incompatible { .. })));
     let _s = t.subscriber().name("s").build().unwrap();

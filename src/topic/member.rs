@@ -76,11 +76,6 @@ impl Subscriber {
             for _ in 0..crate::ring::MAX_CLAIM_ROUNDS {
                 match group::claim(ring, &g, me, !lossy, lossy)? {
                     Found::Message(c) => {
-                        if self.kinds.as_ref().is_some_and(|k| !k.contains(&c.kind)) {
-                            // Filtered out: acknowledged without being delivered.
-                            let _ = group::ack(&g, cap, c.seq, me, lossy);
-                            continue;
-                        }
                         if c.len > max_len {
                             self.member.as_mut().expect("member").oversize = Some(c);
                             return Err(Error::BufferTooSmall { len: max_len, needed: c.len });

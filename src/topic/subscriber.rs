@@ -167,6 +167,13 @@ impl SubscriberBuilder {
         if self.name.is_some() {
             return Err(Error::InvalidConfig("a group member has no name of its own: use group() or name()".into()));
         }
+        if self.kinds.is_some() {
+            return Err(Error::InvalidConfig(
+                "a group member takes whatever the group hands it (a message it skipped would be lost to the other \
+                 members): filter by kind in the handler, or use a group per kind"
+                    .into(),
+            ));
+        }
         let s = &self.shared;
         let ring = &s.att.ring;
         let cap = ring.capacity();

@@ -158,8 +158,9 @@ pub struct SubArgs {
     /// (`shmq: missed N messages`; gaps with no message between them make one line).
     #[arg(long)]
     lossy: bool,
-    /// Receive only messages of this kind (repeat for several).
-    #[arg(long = "kind", value_name = "K")]
+    /// Receive only messages of this kind (repeat for several; not with --group: a member
+    /// takes whatever its group hands it).
+    #[arg(long = "kind", value_name = "K", conflicts_with = "group")]
     kinds: Vec<u32>,
     /// Longest wait for one message. With --count: exit 1 when it passes; without: exit 0
     /// [default: wait forever].
