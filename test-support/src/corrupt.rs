@@ -182,8 +182,10 @@ impl Geometry {
             g.max_subscribers as u32,
             0,
         );
+        // (Relative to the slots: what lies before them, group regions and dead-letter parts,
+        // does not change where the payloads are after them.)
         match computed {
-            Some(o) => (g.payloads, g.payload_stride) = (o.payloads, o.payload_stride),
+            Some(o) => (g.payloads, g.payload_stride) = (g.slots + (o.payloads - o.slots), o.payload_stride),
             None => (g.payloads, g.payload_stride) = (g.slots + layout::SLOT_HEADER as u64, g.stride),
         }
         g

@@ -112,8 +112,18 @@ fn segment_name(k: u64) -> String {
 
 /// Where everything is in the segments of a case.
 fn offsets(kind: &str) -> Offsets {
-    let subscribers = if kind == "topic" { SUBSCRIBERS } else { 0 };
-    Offsets::compute(CAPACITY as u64, MAX_MSG as u32, layout::DEFAULT_PARTICIPANTS, subscribers, 0).expect("layout")
+    let (subscribers, groups) =
+        if kind == "topic" { (SUBSCRIBERS, layout::DEFAULT_MAX_GROUPS.min(SUBSCRIBERS)) } else { (0, 0) };
+    Offsets::compute_with(
+        CAPACITY as u64,
+        MAX_MSG as u32,
+        layout::DEFAULT_PARTICIPANTS,
+        subscribers,
+        0,
+        layout::DeadLetterParts::None,
+        groups,
+    )
+    .expect("layout")
 }
 
 // ---------------------------------------------------------------------------------------------

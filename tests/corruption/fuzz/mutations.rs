@@ -200,8 +200,16 @@ fn used_segment(dir: &Path, name: &str, case: &Mutated) -> (PathBuf, Offsets) {
             let _ = durable.try_recv(&mut buf);
             let _ = lossy.try_recv(&mut buf);
         }
-        let o =
-            Offsets::compute(case.capacity, case.max_msg as u32, layout::DEFAULT_PARTICIPANTS, 4, 0).expect("layout");
+        let o = Offsets::compute_with(
+            case.capacity,
+            case.max_msg as u32,
+            layout::DEFAULT_PARTICIPANTS,
+            4,
+            0,
+            layout::DeadLetterParts::None,
+            layout::DEFAULT_MAX_GROUPS.min(4),
+        )
+        .expect("layout");
         return (t.path().to_path_buf(), o);
     }
     let kind = if case.kind == 0 { QueueKind::Spsc } else { QueueKind::Mpmc };
