@@ -32,13 +32,6 @@ impl std::fmt::Display for RequestId {
     }
 }
 
-/// Adds one to a counter of our own channel: a load and a store, not a read-modify-write (this
-/// is the per-call path; two threads of one process racing lose a count, nothing else).
-#[inline]
-pub(crate) fn bump(counter: &crate::sync::AtomicU64) {
-    counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
-}
-
 /// A call in flight: its id, its call slot (index `k` among ours) and call.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
@@ -231,7 +224,7 @@ impl Client {
             return Err(CallError::from_internal(e));
         }
         s.att.notify_data();
-        bump(&s.mem.channel(self.me()).calls);
+        super::bump(&s.mem.channel(self.me()).calls);
         let id = RequestId(c.corr);
         self.calls.push(Pending { id, k, call: c });
         Ok(id)
@@ -247,7 +240,7 @@ impl Client {
             }
         }
         let ch = s.mem.channel(self.me());
-        bump(if answered { &ch.answered } else { &ch.failed });
+        super::bump(if answered { &ch.answered } else { &ch.failed });
     }
 
     /// Waits for call `which` (or the oldest of any) to end.

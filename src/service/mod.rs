@@ -451,3 +451,12 @@ impl Service {
         Ok(Client::new(self.shared.clone()))
     }
 }
+
+/// Adds one to a counter of our own channel (clients' calls, servers' answers): a load and a
+/// store, not a read-modify-write (this is the per-call path; two threads of one process racing
+/// lose a count, nothing else).
+#[inline]
+pub(crate) fn bump(counter: &crate::sync::AtomicU64) {
+    use crate::sync::Ordering::Relaxed;
+    counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
+}

@@ -73,7 +73,7 @@ impl Server {
         let s = &*self.shared;
         let delivered = call::answer(&s.mem, s.att.id, t.call, len, status).map_err(ServeError::from_internal)?;
         let me = s.mem.channel(s.att.id);
-        super::client::bump(if status == STATUS_OK { &me.served } else { &me.dropped });
+        super::bump(if status == STATUS_OK { &me.served } else { &me.dropped });
         if delivered {
             wait::notify(&s.mem.channel(t.client).responses);
         }
