@@ -572,9 +572,7 @@ pub fn own_start_time() -> u64 {
 }
 
 /// Nanoseconds since the Unix epoch (for "last activity" stamps).
-pub fn now_unix_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-}
+pub use crate::ring::now_unix_ns;
 
 #[cfg(test)]
 mod tests {

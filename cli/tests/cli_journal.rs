@@ -132,14 +132,14 @@ fn replay_starts_at_a_sequence_number_or_at_a_time_in_both_forms() {
     let second: Vec<String> = (0..5).map(|i| format!("second {i}")).collect();
     ok(shmq_in(d.seg(), &["pub", "ticks"], (first.join("\n") + "\n").as_bytes()));
     // Every publisher has left: record takes what the topic holds, says so, exits 0.
-    let o = d.run(&["record", "ticks", "--journal", d.j()]);
+    let o = d.run(&["record", "ticks", "--journal", d.j(), "--until-publishers-leave"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("every publisher of topic \"ticks\" has left"), "{}", stderr(&o));
     assert!(stderr(&o).contains("10 messages into"), "{}", stderr(&o));
     let between = SystemTime::now();
     ok(shmq_in(d.seg(), &["pub", "ticks"], (second.join("\n") + "\n").as_bytes()));
     // The same durable recorder comes back and records only what is new.
-    let o = d.run(&["record", "ticks", "--journal", d.j()]);
+    let o = d.run(&["record", "ticks", "--journal", d.j(), "--until-publishers-leave"]);
     assert!(o.status.success() && stderr(&o).contains("5 messages into"), "{}", stderr(&o));
     let all: Vec<String> = first.iter().chain(&second).cloned().collect();
     assert_eq!(lines(&ok(d.run(&["replay", "ticks", "--journal", d.j()]))), all);
@@ -378,8 +378,7 @@ fn record_stops_on_sigterm_or_sigint_after_syncing_and_one_recorder_writes_a_jou
     let d = Dirs::new();
     let mut want = Vec::new();
     for (round, sig) in [(0, libc::SIGTERM), (1, libc::SIGINT)] {
-        // A publisher that stays while record runs (record stops by itself once every publisher
-        // has left, and round 0's has when round 1 starts).
+        // A publisher that stays while record runs.
         let topic = shmq::TopicOptions::new().dir(d.seg()).open_or_create("live").unwrap();
         let mut p = topic.publisher().unwrap();
         let rec = Background::spawn(d.seg(), &["record", "live", "--journal", d.j(), "--fsync", "every"]);
@@ -407,6 +406,37 @@ fn record_stops_on_sigterm_or_sigint_after_syncing_and_one_recorder_writes_a_jou
         drop(p);
     }
     assert_eq!(lines(&ok(d.run(&["replay", "live", "--journal", d.j()]))), want);
+}
+
+#[test]
+fn record_outlives_its_publishers_and_records_the_next_one() {
+    // `record` runs until stopped: a publisher that leaves and comes back (a restart) is recorded
+    // on, by the same process, with nothing missed between the two.
+    let d = Dirs::new();
+    let rec = Background::spawn(d.seg(), &["record", "restarts", "--journal", d.j()]);
+    wait_for_recorder(d.seg(), "restarts", "journal");
+    let mut want = Vec::new();
+    for run in 0..2 {
+        let batch: Vec<String> = (0..4).map(|i| format!("publisher run {run} message {i}")).collect();
+        ok(shmq_in(d.seg(), &["pub", "restarts"], (batch.join("\n") + "\n").as_bytes()));
+        want.extend(batch);
+        let deadline = Instant::now() + WATCHDOG;
+        while d.report()["topics"][0]["records"].as_u64() != Some(want.len() as u64) {
+            assert!(Instant::now() < deadline, "watchdog: run {run} never reached the journal: {}", d.report());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The publisher has left; the recorder is still there.
+        std::thread::sleep(Duration::from_millis(300));
+        // Alive: not exited (an exited child not yet waited for is a zombie, state Z).
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", rec.pid())).unwrap_or_default();
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        assert!(matches!(state, Some(s) if s != "Z"), "record exited after publisher run {run} left: {stat:?}");
+    }
+    rec.signal(libc::SIGTERM);
+    let o = rec.finish();
+    assert!(o.status.success(), "exit 0 on a signal: {} {}", o.status, stderr(&o));
+    assert!(stderr(&o).contains("stopped by a signal: recorded 8 messages into"), "{}", stderr(&o));
+    assert_eq!(lines(&ok(d.run(&["replay", "restarts", "--journal", d.j()]))), want);
 }
 
 // 7. Options and help ---------------------------------------------------------------------------
@@ -444,6 +474,7 @@ fn record_options_are_checked_and_the_commands_are_documented() {
         "3600",
         "--file-size",
         "131072",
+        "--until-publishers-leave",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(lines(&ok(d.run(&["replay", "wide", "--journal", d.j()]))), generated(1, 0));
@@ -464,6 +495,7 @@ fn record_options_are_checked_and_the_commands_are_documented() {
         "--lossy",
         "--count",
         "--timeout",
+        "--until-publishers-leave",
         "SIGTERM",
     ] {
         assert!(help.contains(opt), "{opt} missing: {help}");
@@ -481,7 +513,7 @@ fn record_options_are_checked_and_the_commands_are_documented() {
 fn a_lossy_recorder_records_what_the_topic_holds() {
     let d = Dirs::new();
     ok(d.run(&["pub", "fast", "--count", "10"]));
-    let o = d.run(&["record", "fast", "--journal", d.j(), "--lossy"]);
+    let o = d.run(&["record", "fast", "--journal", d.j(), "--lossy", "--until-publishers-leave"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("10 messages into"), "{}", stderr(&o));
     assert_eq!(lines(&ok(d.run(&["replay", "fast", "--journal", d.j()]))), generated(10, 0));

@@ -85,7 +85,7 @@ impl Consumer {
     pub(crate) fn probe(&mut self, check: bool) -> Result<Step<()>> {
         let s = &*self.shared;
         let ring = &s.ring;
-        if check && matches!(self.side, ConsumerSide::Mpmc) && ring.control().stats.0.rejected.load(Relaxed) > 0 {
+        if check && matches!(self.side, ConsumerSide::Mpmc) && retries_possible(ring, self.dl.is_some()) {
             mpmc::rescan_retries(ring); // a rejected message the hint does not count
         }
         Ok(match &mut self.side {
@@ -126,7 +126,7 @@ impl Consumer {
         // a single receive does).
         if self.shared.peer_check_due()
             && (self.recover_dead_head()
-                || (self.shared.ring.control().stats.0.rejected.load(Relaxed) > 0
+                || (retries_possible(&self.shared.ring, self.dl.is_some())
                     && mpmc::rescan_retries(&self.shared.ring) > 0))
         {
             let n = self.batch(max, &mut f)?;
@@ -185,9 +185,7 @@ impl Consumer {
             ConsumerSide::Mpmc => {
                 let mut done = MpmcBatch { att: &self.shared, held: None, n: 0, freed: 0 };
                 while done.n < max {
-                    match mpmc::claim_read(ring, me, usize::MAX, &mut done.freed)? {
-                        Poll::Ready(msg)
-                            if self.dl.as_ref().is_some_and(|dl| super::dead::screen(&self.shared, dl, msg.pos)) => {}
+                    match claim_next(&self.shared, self.dl.as_deref(), usize::MAX, &mut done.freed)? {
                         Poll::Ready(msg) => {
                             // Released by the guard if `f` panics.
                             done.held = Some(msg.pos);
@@ -261,30 +259,19 @@ impl Consumer {
             }),
             ConsumerSide::Mpmc => s.run_consumer(deadline, |check| {
                 let mut freed = 0;
-                let mut r = mpmc::claim_read(ring, s.id, max_len, &mut freed);
-                if let Some(dl) = &mut self.dl {
-                    // A message that already failed its deliveries goes to the dead-letter
-                    // queue instead of to us; look again (boundedly) after each.
-                    for _ in 0..64 {
-                        match r {
-                            Ok(Poll::Ready(msg)) if super::dead::screen(s, dl, msg.pos) => {
-                                r = mpmc::claim_read(ring, s.id, max_len, &mut freed);
-                            }
-                            _ => break,
-                        }
-                    }
-                }
+                let dl = self.dl.as_deref();
+                let mut r = claim_next(s, dl, max_len, &mut freed);
                 // Now and then while nothing comes: what dead consumers and movers left, and
                 // rejected messages the retry hint does not count (see `mpmc::rescan_retries`).
                 if !matches!(r, Ok(Poll::Ready(_)))
-                    && (self.dl.is_some() || ring.control().stats.0.rejected.load(Relaxed) > 0)
+                    && retries_possible(ring, dl.is_some())
                     && (check || super::dead::due(&mut self.next_housekeeping))
                 {
-                    if let Some(dl) = &self.dl {
+                    if let Some(dl) = dl {
                         super::dead::housekeeping(s, dl);
                     }
                     if mpmc::rescan_retries(ring) > 0 {
-                        r = mpmc::claim_read(ring, s.id, max_len, &mut freed);
+                        r = claim_next(s, dl, max_len, &mut freed);
                     }
                 }
                 if freed > 0 {
@@ -293,9 +280,6 @@ impl Consumer {
                     s.notify_space();
                 }
                 Ok(match r? {
-                    Poll::Ready(msg) if self.dl.as_ref().is_some_and(|dl| super::dead::screen(s, dl, msg.pos)) => {
-                        Step::Wait
-                    }
                     Poll::Ready(msg) => Step::Ready((msg.pos, msg.len, msg.kind)),
                     Poll::NotReady => Step::Wait,
                     Poll::Held { pos, word } => {
@@ -365,6 +349,32 @@ impl Drop for MpmcBatch<'_> {
             self.att.notify_space();
         }
     }
+}
+
+/// Claims the next message of an MPMC queue for `att` (see `mpmc::claim_read`). In a queue with
+/// dead letters, a message that already failed its last delivery (its consumers died, or the
+/// dead-letter queue was full when it was due) goes there instead of to the caller; after 64 of
+/// those in a row this says `NotReady`, to be asked again.
+#[inline]
+fn claim_next(
+    att: &Attachment,
+    dl: Option<&super::dead::DeadLetters>,
+    max_len: usize,
+    freed: &mut u32,
+) -> Result<Poll<crate::ring::Msg>> {
+    for _ in 0..64 {
+        match mpmc::claim_read(&att.ring, att.id, max_len, freed)? {
+            Poll::Ready(msg) if dl.is_some_and(|dl| super::dead::screen(att, dl, msg.pos)) => {}
+            r => return Ok(r),
+        }
+    }
+    Ok(Poll::NotReady)
+}
+
+/// Whether slots of `ring` may wait in state RETRY: something was rejected, or the queue has
+/// dead letters (where a dead consumer's message is delivered again through RETRY).
+fn retries_possible(ring: &MappedRing, dead_letters: bool) -> bool {
+    dead_letters || ring.control().stats.0.rejected.load(Relaxed) > 0
 }
 
 /// A message borrowed in place; the slot is released when this drops.

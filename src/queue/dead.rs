@@ -55,6 +55,19 @@ fn info(att: &Attachment) -> &DeadLetterInfo {
     att.seg.dead_letter_info().expect("a queue with dead letters has the info block")
 }
 
+/// Takes the queue's move lock (as the word to give back to `protocol::unlock`), waiting up to
+/// a second for another live process's; `Err(holder)` if it still holds it.
+fn lock(att: &Attachment, info: &DeadLetterInfo) -> std::result::Result<u64, u16> {
+    let started = Instant::now();
+    loop {
+        match protocol::try_lock(info, att.id, |h| att.parts.is_dead(h)) {
+            Lock::Taken(w) => return Ok(w),
+            Lock::Busy(holder) if started.elapsed() > LOCK_WAIT => return Err(holder),
+            Lock::Busy(_) => std::thread::yield_now(),
+        }
+    }
+}
+
 /// The name recorded in an info block, if it is a valid name.
 pub(crate) fn recorded_name(info: &DeadLetterInfo) -> Option<String> {
     let n = info.name_len.load(Relaxed) as usize;
@@ -142,18 +155,11 @@ impl Queue {
         let Some(dlq) = self.dead_letter_queue().map_err(Error::from)? else { return Ok(Vec::new()) };
         let att = &*self.shared;
         let info = info(att);
-        let started = Instant::now();
-        let mine = loop {
-            match protocol::try_lock(info, att.id, |h| att.parts.is_dead(h)) {
-                Lock::Taken(w) => break w,
-                Lock::Busy(_) if started.elapsed() < LOCK_WAIT => std::thread::yield_now(),
-                Lock::Busy(holder) => {
-                    return Err(Error::Unsupported(format!(
-                        "another process (id {holder}) held the dead-letter move lock for over a second; try again"
-                    )))
-                }
-            }
-        };
+        let mine = lock(att, info).map_err(|holder| {
+            Error::Unsupported(format!(
+                "another process (id {holder}) held the dead-letter move lock for over a second; try again"
+            ))
+        })?;
         let _ = protocol::resolve_locked(&att.ring, info, &dlq.shared.ring, att.id);
         let r = snapshot(&dlq);
         protocol::unlock(info, mine);
@@ -253,17 +259,11 @@ pub(crate) fn move_message(
     let info = info(att);
     let dlq = &dl.dlq.shared;
     let first_failed_ns = ring.delivery(pos).map_or(0, |e| e.first_failed_ns.load(Relaxed));
-    let started = Instant::now();
-    let mine = loop {
-        match protocol::try_lock(info, att.id, |h| att.parts.is_dead(h)) {
-            Lock::Taken(w) => break w,
-            Lock::Busy(holder) => {
-                if started.elapsed() > LOCK_WAIT {
-                    put_back(att, pos).map_err(RejectError::from_internal)?;
-                    return Err(RejectError::LockBusy { holder });
-                }
-                std::thread::yield_now();
-            }
+    let mine = match lock(att, info) {
+        Ok(mine) => mine,
+        Err(holder) => {
+            put_back(att, pos).map_err(RejectError::from_internal)?;
+            return Err(RejectError::LockBusy { holder });
         }
     };
     let _ = protocol::resolve_locked(ring, info, &dlq.ring, att.id);

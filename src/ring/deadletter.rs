@@ -151,10 +151,7 @@ fn move_steps(
 ) -> Result<Moved> {
     let Some(d) = free_dlq_slot(dlq)? else { return Ok(Moved::Full) };
     let o = origin.slot(pos);
-    let (len, kind) = (o.len.load(Relaxed) as usize, o.kind.load(Relaxed));
-    if len > origin.max_msg() || LETTER_HEADER + len > dlq.max_msg() {
-        return Err(Error::corrupted(format!("message length {len} at position {pos} is impossible")));
-    }
+    let (len, kind) = letter_of(origin, dlq, pos)?;
     // 3. The record, then 4. MOVING (AcqRel: the record is visible to whoever sees MOVING).
     let reason = &meta.reason[..meta.reason.len().min(MAX_REASON)];
     info.rec_pos.store(pos, Relaxed);
@@ -241,10 +238,7 @@ fn resolve_record(origin: &impl RingMem, info: &DeadLetterInfo, dlq: &impl RingM
             return Ok(false);
         }
     };
-    let (len, kind) = (o.len.load(Relaxed) as usize, o.kind.load(Relaxed));
-    if len > origin.max_msg() || LETTER_HEADER + len > dlq.max_msg() {
-        return Err(Error::corrupted(format!("message length {len} at position {pos} is impossible")));
-    }
+    let (len, kind) = letter_of(origin, dlq, pos)?;
     let n = (info.rec_reason_len.load(Relaxed) as usize).min(MAX_REASON);
     let mut reason = [0u8; MAX_REASON];
     load_bytes(&info.rec_reason, &mut reason[..n]);
@@ -252,10 +246,21 @@ fn resolve_record(origin: &impl RingMem, info: &DeadLetterInfo, dlq: &impl RingM
         deliveries: info.rec_deliveries.load(Relaxed),
         first_failed_ns: info.rec_first_failed_ns.load(Relaxed),
         reason: &reason[..n],
-        now_ns: now_ns(),
+        now_ns: super::now_unix_ns(),
     };
     finish(origin, info, dlq, pos, d, me, len, kind, &meta, Step::All)?;
     Ok(true)
+}
+
+/// The length and kind of the message at `pos` of `origin` (held by the caller), its length
+/// checked against both queues (a letter holds a header and the payload).
+fn letter_of(origin: &impl RingMem, dlq: &impl RingMem, pos: u64) -> Result<(usize, u32)> {
+    let o = origin.slot(pos);
+    let (len, kind) = (o.len.load(Relaxed) as usize, o.kind.load(Relaxed));
+    if len > origin.max_msg() || LETTER_HEADER + len > dlq.max_msg() {
+        return Err(Error::corrupted(format!("message length {len} at position {pos} is impossible")));
+    }
+    Ok((len, kind))
 }
 
 /// Steps 5 and 6 for the message at `pos` (MOVING, held by `me`) into free dead-letter slot `d`.
@@ -369,11 +374,6 @@ pub(crate) fn load_bytes(from: &[crate::sync::AtomicU64], to: &mut [u8]) {
 pub(crate) fn store_name(info: &DeadLetterInfo, name: &str) {
     store_bytes(&info.name, name.as_bytes());
     info.name_len.store(name.len() as u32, Relaxed);
-}
-
-/// Nanoseconds since the Unix epoch (0 if the clock is before it).
-fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[cfg(all(test, not(loom)))]

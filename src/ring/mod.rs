@@ -46,6 +46,12 @@ pub struct Msg {
     pub kind: u32,
 }
 
+/// Nanoseconds since the Unix epoch (0 if the clock is before it): the time stamps written into
+/// shared memory and journals.
+pub fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Iterations a claim loop may take before it reports `NotReady` (so that hostile shared memory
 /// can only make a call return early, never loop forever).
 pub(crate) const MAX_CLAIM_ROUNDS: u32 = 1 << 16;

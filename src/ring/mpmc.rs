@@ -327,7 +327,7 @@ pub fn recover(m: &impl RingMem, pos: u64, word: u64, me: u16) -> bool {
                 if s.state.compare_exchange(word, mine, AcqRel, Relaxed).is_err() {
                     return false;
                 }
-                count_failure(e, at, CAUSE_CONSUMER_DIED, 0, now_ns());
+                count_failure(e, at, CAUSE_CONSUMER_DIED, 0, super::now_unix_ns());
                 m.control().stats.0.redelivered_after_crash.fetch_add(1, Relaxed);
                 return reject(m, at, me).is_ok();
             }
@@ -468,11 +468,6 @@ pub mod retries {
         let marks = seen >> 32;
         let _ = h.compare_exchange(seen, (marks << 32) | marks, Relaxed, Relaxed);
     }
-}
-
-/// Nanoseconds since the Unix epoch (0 if the clock is before it).
-fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Moves `index` from `pos` to `pos + 1` unless someone already moved it; returns its new value.

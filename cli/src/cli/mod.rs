@@ -203,9 +203,10 @@ enum Command {
     /// and starts again goes on with the first message its journal lacks: every message once,
     /// none missing; --fsync decides when records reach the device, so what a crash of the
     /// machine may take. The journal is a series of files of --file-size bytes; --retain-bytes and
-    /// --retain-age remove the oldest. Runs until SIGINT or SIGTERM (syncs, then exits 0), until
-    /// every publisher has left and everything was recorded (says how many, exits 0), or per
-    /// --count and --timeout, which work as for `sub`. A torn record at the end of the journal
+    /// --retain-age remove the oldest. Runs until SIGINT or SIGTERM (syncs, then exits 0),
+    /// outliving its publishers (a publisher that restarts is recorded on), or per --count,
+    /// --timeout (which work as for `sub`) and --until-publishers-leave (exits 0 once every
+    /// publisher has left and everything was recorded, saying how many). A torn record at the end of the journal
     /// (a crash mid-write) is cut off when it starts, and said on stderr, one line each. On a
     /// terminal, stderr shows the progress (messages, last sequence, journal size). One
     /// `record` at a time writes a journal.

@@ -56,6 +56,11 @@ pub struct RecordArgs {
     /// [default: wait forever].
     #[arg(long, value_name = "MS")]
     timeout: Option<u64>,
+    /// Exit 0 once every publisher has left and everything they published was recorded
+    /// (otherwise `record` outlives its publishers, recording whoever publishes next, until it
+    /// is stopped).
+    #[arg(long)]
+    until_publishers_leave: bool,
 }
 
 // --- Parsers ------------------------------------------------------------------------------------
@@ -185,7 +190,9 @@ pub fn record(ctx: &Ctx, a: &RecordArgs) -> CliResult {
         match rec.record_for(wait) {
             Ok(0) => {}
             Ok(_) => last_new = Instant::now(),
-            Err(Error::Disconnected) => break Stop::PublishersGone,
+            Err(Error::Disconnected) if a.until_publishers_leave => break Stop::PublishersGone,
+            // No publisher now: the next one may come at any time (a restart); look again.
+            Err(Error::Disconnected) => std::thread::sleep(wait),
             Err(e) => {
                 progress.clear();
                 return Err(journal_error(e, &t, name, &jdir));
