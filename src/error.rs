@@ -111,7 +111,8 @@ pub enum Error {
     /// from the oldest message still in the ring.
     #[error("the subscriber lagged behind and missed {}; it continues with the oldest message still retained (a reliable subscriber, or a larger capacity, misses none)", messages(*.0))]
     Lagged(u64),
-    /// A durable subscriber name is held by a live process.
+    /// A durable subscriber name is held by a live process (or a consumer group to be removed
+    /// still has a live member, in process `pid`).
     #[error("subscriber name {name:?} is held by live process {pid}; stop it first, or choose another name")]
     SubscriberNameTaken {
         /// The name.

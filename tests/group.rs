@@ -128,6 +128,63 @@ fn names_and_limits() {
     assert!(matches!(t.remove_group("a"), Err(Error::SubscriberNameTaken { .. })));
 }
 
+/// Two members of one group in one process (one `Topic`, so one participant id): the first
+/// leaving does not take the process out of the group, so the group still has a live member.
+#[test]
+fn a_process_stays_a_member_until_its_last_member_leaves() {
+    let d = tempfile::tempdir().unwrap();
+    let t = topic(d.path(), 8);
+    let a = t.subscriber().group("g").build().unwrap();
+    let b = t.subscriber().group("g").build().unwrap();
+    drop(a);
+    let members = &t.groups()[0].members;
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert_eq!((members[0].pid, members[0].alive), (std::process::id(), true));
+    match t.remove_group("g") {
+        Err(Error::SubscriberNameTaken { pid, .. }) => assert_eq!(pid, std::process::id(), "the member's pid"),
+        other => panic!("a group with a live member was removed: {other:?}"),
+    }
+    drop(b);
+    assert!(t.groups()[0].members.is_empty());
+    assert!(t.remove_group("g").unwrap());
+}
+
+/// `remove_group` racing members that join and leave: it removes the group only while it has
+/// no member, never from under one that joined.
+#[test]
+fn a_group_is_never_removed_from_under_a_joining_member() {
+    let d = tempfile::tempdir().unwrap();
+    let t = topic(d.path(), 8);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let removed = std::thread::scope(|sc| {
+        let remover = sc.spawn(|| {
+            let mut removed = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                removed += matches!(t.remove_group("g"), Ok(true)) as u32;
+            }
+            removed
+        });
+        // Stops the remover however this thread ends (a panic included).
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&stop);
+        for _ in 0..2_000 {
+            let m = t.subscriber().group("g").build().unwrap();
+            let groups = t.groups();
+            let g = groups.iter().find(|g| g.name == "g").expect("the group of a live member was removed");
+            assert!(!g.members.is_empty(), "{g:?}");
+            drop(m);
+        }
+        drop(_stop);
+        remover.join().unwrap()
+    });
+    assert!(removed > 0, "the race was not exercised");
+}
+
 /// A hostile writer scribbles on everything groups add (the words, `next`, the position, the
 /// retry hint, the member bitmap, the entry's mode) while a publisher publishes and two members
 /// receive: every call ends with a result or a typed error in time; nothing panics or hangs.

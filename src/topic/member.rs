@@ -1,6 +1,7 @@
 //! A [`Subscriber`] that is a member of a consumer group: its messages come from the group's
 //! shared claim (see `ring::group`), each to one member of the group.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::subscriber::{AckMode, Subscriber};
@@ -23,8 +24,10 @@ pub(super) struct Member {
     /// The message received last, acknowledged on the next receive, `ack` or drop
     /// ([`AckMode::OnNextReceive`]).
     last: Option<u64>,
-    /// Messages received and not yet acknowledged ([`AckMode::Explicit`]).
-    held: Vec<u64>,
+    /// Messages received and not yet acknowledged ([`AckMode::Explicit`]): at most a ring's
+    /// worth (a reliable group hands out nothing a ring ahead of its position; beyond that, the
+    /// oldest was overwritten, in a lossy group, and is forgotten).
+    held: VecDeque<u64>,
     /// A message claimed but too large for the caller's buffer: kept for the next receive.
     oversize: Option<Claimed>,
     next_check: Instant,
@@ -35,7 +38,7 @@ impl Member {
         Member {
             lossy: mode & MODE_LOSSY != 0,
             last: None,
-            held: Vec::new(),
+            held: VecDeque::new(),
             oversize: None,
             next_check: Instant::now(),
         }
@@ -87,7 +90,7 @@ impl Subscriber {
                         let now = Instant::now();
                         if check || now >= m.next_check {
                             m.next_check = now + HOUSEKEEPING;
-                            if s.table.recover_group(self.index, 0, &|id| id != me && s.att.parts.is_dead(id)) > 0 {
+                            if s.table.recover_group(self.index, &|id| id != me && s.att.parts.is_dead(id)) > 0 {
                                 continue;
                             }
                         }
@@ -132,7 +135,14 @@ impl Subscriber {
         self.shared.table.entry(self.index).delivered.fetch_add(1, Relaxed);
         match self.ack {
             AckMode::OnNextReceive => self.member().last = Some(seq),
-            AckMode::Explicit => self.member().held.push(seq),
+            AckMode::Explicit => {
+                let cap = self.shared.att.ring.capacity() as usize;
+                let held = &mut self.member().held;
+                if held.len() >= cap {
+                    held.pop_front();
+                }
+                held.push_back(seq);
+            }
         }
     }
 
@@ -198,7 +208,7 @@ impl Subscriber {
         if check {
             // Messages held by dead members, put back, are ready for us.
             let me = s.att.id;
-            s.table.recover_group(self.index, 0, &|id| id != me && s.att.parts.is_dead(id));
+            s.table.recover_group(self.index, &|id| id != me && s.att.parts.is_dead(id));
         }
         let g = self.group_view();
         if self.member.as_ref().is_some_and(|m| m.oversize.is_some())

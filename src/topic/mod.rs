@@ -259,8 +259,7 @@ impl Topic {
     /// unread messages stop gating publishers. `Ok(false)` if there is none.
     pub fn remove_subscriber(&self, name: &str) -> Result<bool> {
         table::validate_subscriber_name(name)?;
-        let parts = &self.shared.att.parts;
-        let r = self.shared.table.remove(name, |id| parts.is_dead(id))?;
+        let r = self.shared.table.remove(name, &self.shared.att.parts)?;
         self.shared.att.notify_space();
         Ok(r)
     }
@@ -276,8 +275,7 @@ impl Topic {
     /// publishers). `Ok(false)` if there is none.
     pub fn remove_group(&self, name: &str) -> Result<bool> {
         table::validate_subscriber_name(name)?;
-        let parts = &self.shared.att.parts;
-        let r = self.shared.table.remove(name, |id| parts.is_dead(id))?;
+        let r = self.shared.table.remove(name, &self.shared.att.parts)?;
         self.shared.att.notify_space();
         Ok(r)
     }
@@ -338,7 +336,7 @@ pub fn remove_subscriber(dir: &Path, topic: &str, name: &str) -> Result<bool> {
         std::time::Duration::from_secs(1),
     )?;
     let parts = seg.participants();
-    let r = table_of(&seg).remove(name, |id| parts.is_dead(id))?;
+    let r = table_of(&seg).remove(name, &parts)?;
     crate::wait::notify(&seg.ring().control().space.0);
     Ok(r)
 }

@@ -19,6 +19,7 @@ use crate::layout::{
     SUB_FREE,
 };
 use crate::os::{self, Holder, Mapping};
+use crate::participants::Participants;
 use crate::ring::group::{self, Group};
 use crate::segment::Files;
 use crate::sync::{
@@ -27,7 +28,7 @@ use crate::sync::{
 };
 
 /// A view of a topic's subscriber table.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct SubscriberTable {
     map: Arc<Mapping>,
     files: Arc<Files>,
@@ -35,6 +36,10 @@ pub(crate) struct SubscriberTable {
     count: usize,
     /// The ring's capacity (validated; a group region holds a word per slot).
     capacity: usize,
+    /// Members this process has in each group entry: its bit in the group's member bitmap is
+    /// set while there is at least one (several `Subscriber`s of one `Topic` share a
+    /// participant id).
+    local_members: std::sync::Mutex<Vec<u32>>,
 }
 
 /// A snapshot of one subscriber, for `shmq stat`.
@@ -124,7 +129,8 @@ impl SubscriberTable {
             assert!(g.first % 128 == 0 && g.stride as usize >= GROUP_HEADER_SIZE + capacity * 8);
             assert!(end.is_some_and(|end| end <= map.len()) && capacity.is_power_of_two());
         }
-        SubscriberTable { map, files, offsets, count, capacity }
+        let groups = offsets.groups.map_or(0, |g| g.count as usize);
+        SubscriberTable { map, files, offsets, count, capacity, local_members: std::sync::Mutex::new(vec![0; groups]) }
     }
 
     /// The topic's subscriber epoch (`RingControl::head` of a topic segment).
@@ -412,7 +418,7 @@ impl SubscriberTable {
                 continue;
             }
             if mode & MODE_GROUP != 0 {
-                freed |= self.recover_group(i, 0, &is_dead) > 0;
+                freed |= self.recover_group(i, &is_dead) > 0;
             } else {
                 freed |= self.reclaim(i).unwrap_or(false);
             }
@@ -453,16 +459,16 @@ impl SubscriberTable {
         entry::state(e.state.load(Acquire)) != SUB_FREE && e.mode.load(Relaxed) & MODE_GROUP != 0
     }
 
-    /// Puts back every message that a dead member (or, with `leaving` != 0, that member) of the
-    /// group in entry `i` holds, and forgets dead members. Returns how many messages wait to be
-    /// taken again (put back now or before).
-    pub(crate) fn recover_group(&self, i: usize, leaving: u16, is_dead: &impl Fn(u16) -> bool) -> usize {
+    /// Puts back every message that a dead member of the group in entry `i` holds, and forgets
+    /// dead members. Returns how many messages
+    /// wait to be taken again (put back now or before).
+    pub(crate) fn recover_group(&self, i: usize, is_dead: &impl Fn(u16) -> bool) -> usize {
         let (Some(g), Some(h)) = (self.group(i), self.group_header(i)) else { return 0 };
         let cap = g.words.len() as u64;
         let mut n = 0;
         for (seq, w) in group::claims(&g, cap) {
             let m = crate::layout::slot::claimer(w);
-            if (m == leaving || is_dead(m)) && group::put_back(&g, seq, w) {
+            if is_dead(m) && group::put_back(&g, seq, w) {
                 n += 1;
             }
         }
@@ -491,11 +497,18 @@ impl SubscriberTable {
                 "this topic has no room for consumer groups: create it with TopicOptions::max_groups".into(),
             ));
         };
-        for _ in 0..8 {
+        for attempt in 0..100 {
+            if attempt > 0 {
+                // Somebody is at work on the entry (creating, removing or joining it), for
+                // microseconds: look again in a moment.
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
             if let Some(i) = self.find(name) {
+                let e = self.entry(i);
                 if !self.is_group(i) {
-                    if entry::state(self.entry(i).state.load(Acquire)) == SUB_BUSY {
-                        continue; // being created: look again
+                    let st = entry::state(e.state.load(Acquire));
+                    if st == SUB_BUSY || st == SUB_FREE || !self.is_named(i, name) {
+                        continue; // being created, or removed since we found it
                     }
                     return Err(Error::Incompatible {
                         what: "subscriber name",
@@ -503,8 +516,20 @@ impl SubscriberTable {
                         found: "a durable subscriber of that name (remove it, or choose another group name)".into(),
                     });
                 }
-                self.add_member(i, me);
-                return Ok(i);
+                // Under the entry's lock, which its creator and `remove` hold while they decide
+                // whether it has members: the group cannot be freed between our look and our
+                // member bit.
+                let at = self.lock_byte(i);
+                let Some(w) = self.files.take(at, &e.state)? else { continue };
+                let here = entry::state(w) == SUB_DETACHED && self.is_group(i) && self.is_named(i, name);
+                if here {
+                    self.add_member(i, me);
+                }
+                self.files.release(at);
+                if here {
+                    return Ok(i);
+                }
+                continue;
             }
             let Some((i, owned)) = self.take_free_in(0..(g.count as usize).min(self.count))? else {
                 if self.reap()? > 0 {
@@ -535,40 +560,49 @@ impl SubscriberTable {
             // The group bit last: an entry whose creator died before it is a durable subscriber.
             e.mode.fetch_or(MODE_GROUP, Release);
             e.state.store(entry::with(owned, SUB_DETACHED), Release);
-            self.files.release(self.lock_byte(i));
             self.bump_epoch();
-            // Two processes that raced to create the same group: the later entry yields (it has
-            // no member yet).
+            // Two processes that raced to create the same group: the later entry yields. We
+            // still hold its lock, so nobody joined it.
             if (0..self.count).any(|j| j != i && self.is_named(j, name)) {
-                if let Some(w) = self.files.take(self.lock_byte(i), &e.state)? {
-                    if e.state.compare_exchange(w, entry::take(w, SUB_BUSY), Acquire, Relaxed).is_ok() {
-                        self.free(i);
-                    }
-                    self.files.release(self.lock_byte(i));
-                }
+                self.free(i);
+                self.files.release(self.lock_byte(i));
                 continue;
             }
             self.add_member(i, me);
+            self.files.release(self.lock_byte(i));
             return Ok(i);
         }
         Err(Error::SubscriberNameTaken { name: name.into(), pid: 0 })
     }
 
+    /// One more member of the group in entry `i` in this process (participant `me`).
     fn add_member(&self, i: usize, me: u16) {
+        let mut local = self.local_members.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = local.get_mut(i) {
+            *n += 1;
+        }
         if let (Some(h), Some(b)) = (self.group_header(i), (me as usize).checked_sub(1)) {
             h.members[(b / 64) % h.members.len()].fetch_or(1 << (b % 64), Relaxed);
         }
     }
 
-    /// Participant `me` leaves the group in entry `i`.
+    /// A member of the group in entry `i` in this process (participant `me`) leaves; the
+    /// process leaves the group with its last one.
     pub(crate) fn remove_member(&self, i: usize, me: u16) {
+        let mut local = self.local_members.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = local.get_mut(i) {
+            *n = n.saturating_sub(1);
+            if *n > 0 {
+                return;
+            }
+        }
         if let (Some(h), Some(b)) = (self.group_header(i), (me as usize).checked_sub(1)) {
             h.members[(b / 64) % h.members.len()].fetch_and(!(1 << (b % 64)), Relaxed);
         }
     }
 
     /// Snapshot of every consumer group; `parts` tells pids and liveness.
-    pub(crate) fn groups(&self, tail: u64, parts: &crate::participants::Participants) -> Vec<GroupInfo> {
+    pub(crate) fn groups(&self, tail: u64, parts: &Participants) -> Vec<GroupInfo> {
         (0..self.count)
             .filter(|&i| self.is_group(i))
             .filter_map(|i| {
@@ -632,20 +666,22 @@ impl SubscriberTable {
     }
 
     /// Removes durable subscriber `name` (it must not be held by a live process), or consumer
-    /// group `name` (it must have no live member: `is_dead` tells).
-    pub(crate) fn remove(&self, name: &str, is_dead: impl Fn(u16) -> bool) -> Result<bool> {
+    /// group `name` (it must have no live member: `parts` tells).
+    pub(crate) fn remove(&self, name: &str, parts: &Participants) -> Result<bool> {
         let Some(i) = self.find(name) else { return Ok(false) };
-        if self.is_group(i) {
-            self.recover_group(i, 0, &is_dead);
-            if let Some(&m) = self.members(i).first() {
-                return Err(Error::SubscriberNameTaken { name: name.into(), pid: m as u32 });
-            }
-        }
         let e = self.entry(i);
         let at = self.lock_byte(i);
         let Some(w) = self.files.take(at, &e.state)? else {
             return Err(Error::SubscriberNameTaken { name: name.into(), pid: e.pid.load(Relaxed) });
         };
+        // A group's members join under this lock (see `join_group`), so none joins meanwhile.
+        if self.is_group(i) {
+            self.recover_group(i, &|id| parts.is_dead(id));
+            if let Some(&m) = self.members(i).first() {
+                self.files.release(at);
+                return Err(Error::SubscriberNameTaken { name: name.into(), pid: parts.pid(m) });
+            }
+        }
         let removed = entry::state(w) != SUB_FREE
             && self.is_named(i, name)
             && e.state.compare_exchange(w, entry::take(w, SUB_BUSY), Acquire, Relaxed).is_ok();

@@ -555,7 +555,7 @@ fn rm_groups(ctx: &Ctx, a: &RmArgs) -> CliResult {
                 Some(_) => match shmq::status::remove_subscriber(&ctx.dir, topic, g) {
                     Ok(true) => None,
                     Ok(false) => Some(no_group()),
-                    Err(shmq::Error::SubscriberNameTaken { pid: member, .. }) => Some(live_member(ctx, topic, member)),
+                    Err(shmq::Error::SubscriberNameTaken { pid, .. }) => Some(live_member(topic, pid)),
                     Err(e) => Some(describe(&e, Some(&t))),
                 },
             };
@@ -572,12 +572,9 @@ fn rm_groups(ctx: &Ctx, a: &RmArgs) -> CliResult {
     }
 }
 
-/// Why a group with a live member stays: `member` is its participant id (0 if unknown).
-fn live_member(ctx: &Ctx, topic: &str, member: u32) -> String {
-    let pid = Status::read(&ctx.dir, topic)
-        .ok()
-        .and_then(|s| s.participants.iter().find(|p| u32::from(p.id) == member && p.alive).map(|p| p.pid));
-    let who = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
+/// Why a group with a live member stays: `pid` is a member's process (0 if unknown).
+fn live_member(topic: &str, pid: u32) -> String {
+    let who = if pid == 0 { String::new() } else { format!(" (pid {pid})") };
     format!(
         "it has a live member{who}; stop its members first (`shmq stat {topic}` lists them): a group is removed \
          only when no member is left"
