@@ -126,8 +126,9 @@ pub enum Error {
         /// The table size.
         max: usize,
     },
-    /// The topic holds as many consumer groups as it has room for.
-    #[error("all {max} consumer group entries of this topic are in use; remove groups that are not coming back (Topic::remove_subscriber, shmq rm TOPIC --group NAME), or create the topic with more (TopicOptions::max_groups)")]
+    /// The topic holds as many consumer groups as it has room for (`max` 0: it was created
+    /// with no room for groups).
+    #[error("{}", too_many_groups(*max))]
     TooManyGroups {
         /// The topic's `max_groups`.
         max: usize,
@@ -214,6 +215,17 @@ fn bytes(n: usize) -> String {
 }
 
 /// "1 message", "2 messages".
+fn too_many_groups(max: usize) -> String {
+    let more = "create the topic with more (TopicOptions::max_groups)";
+    if max == 0 {
+        return format!("this topic has no room for consumer groups; {more}");
+    }
+    format!(
+        "all {max} consumer group entries of this topic are in use; remove groups that are not coming back \
+         (Topic::remove_group, shmq rm TOPIC --group NAME), or {more}"
+    )
+}
+
 fn messages(n: u64) -> String {
     if n == 1 {
         "1 message".into()

@@ -184,8 +184,9 @@ impl Config {
             && (self.kind != Kind::Topic || self.max_groups > self.max_subscribers || self.max_participants > 1024)
         {
             return Err(Error::InvalidConfig(format!(
-                "max groups {} must be at most the subscriber table ({}), for topics only",
-                self.max_groups, self.max_subscribers
+                "max groups {} must be at most the subscriber table ({}), for topics of at most 1024 participants \
+                 ({} asked) only",
+                self.max_groups, self.max_subscribers, self.max_participants
             )));
         }
         Offsets::compute_with(

@@ -492,11 +492,7 @@ impl SubscriberTable {
     /// starts at `start()` (called again once the entry is visible, as in [`join`](Self::join))
     /// and is `lossy` or reliable; an existing one keeps its mode. Returns the entry's index.
     pub(crate) fn join_group(&self, name: &str, lossy: bool, me: u16, mut start: impl FnMut() -> u64) -> Result<usize> {
-        let Some(g) = self.offsets.groups else {
-            return Err(Error::InvalidConfig(
-                "this topic has no room for consumer groups: create it with TopicOptions::max_groups".into(),
-            ));
-        };
+        let Some(g) = self.offsets.groups else { return Err(Error::TooManyGroups { max: 0 }) };
         for attempt in 0..100 {
             if attempt > 0 {
                 // Somebody is at work on the entry (creating, removing or joining it), for

@@ -277,15 +277,11 @@ fn what(e: &Error, t: Option<&Target<'_>>) -> String {
         Error::TooManyGroups { max } => {
             let of = if t.is_some() { format!("topic {name:?}") } else { "the topic".into() };
             let n = plural(*max as u64, "consumer group entry", "consumer group entries");
-            if *max == 1 {
-                format!("the {n} of {of} is in use")
-            } else {
-                format!("all {n} of {of} are in use")
+            match max {
+                0 => format!("{of} has no room for consumer groups (it was created with --max-groups 0)"),
+                1 => format!("the {n} of {of} is in use"),
+                _ => format!("all {n} of {of} are in use"),
             }
-        }
-        Error::InvalidConfig(m) if m.contains("no room for consumer groups") => {
-            let of = if t.is_some() { format!("topic {name:?}") } else { "the topic".into() };
-            format!("{of} has no room for consumer groups (it was created with --max-groups 0)")
         }
         Error::RoleTaken { role, pid } if t.is_some() => {
             format!("the {role} role of SPSC queue {name:?} is held by live process {pid}")
@@ -397,11 +393,11 @@ pub fn advice(e: &Error, t: Option<&Target<'_>>) -> Option<String> {
             "remove durable subscribers that are away with `shmq rm {name} --subscriber SUB` (see `shmq stat {name}`), \
              or recreate the topic with a larger --max-subscribers (`shmq rm {name}` drops its messages)"
         ),
-        Error::TooManyGroups { .. } => format!(
+        Error::TooManyGroups { max: 1.. } => format!(
             "remove groups that are not coming back with `shmq rm {name} --group GROUP` (see `shmq stat {name}`), \
              or recreate the topic with a larger --max-groups (`shmq rm {name}` drops its messages)"
         ),
-        Error::InvalidConfig(m) if m.contains("no room for consumer groups") => format!(
+        Error::TooManyGroups { max: 0 } => format!(
             "recreate the topic with --max-groups N (`shmq rm {name}` drops its messages), or subscribe without \
              --group"
         ),
