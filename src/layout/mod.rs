@@ -74,6 +74,12 @@ pub use deadletter::{
     DEAD_LETTER_INFO_SIZE, DELIVERY_ENTRY_SIZE, FLAG_DEAD_LETTER_QUEUE, LETTER_HEADER, LETTER_MAGIC, MAX_DELIVERIES,
     MAX_REASON, REC_MOVING, REC_NONE,
 };
+pub mod slot;
+mod subscriber;
+pub use subscriber::{
+    GroupHeader, GroupOffsets, Subscriber, DEFAULT_MAX_GROUPS, GROUP_HEADER_SIZE, MAX_SUBSCRIBER_NAME, MODE_GROUP,
+    MODE_LOSSY, MODE_RELIABLE, SUB_ACTIVE, SUB_BUSY, SUB_DETACHED, SUB_FREE,
+};
 mod service;
 pub use service::{
     call, call_slot_layout, Channel, ResponseHeader, ServiceInfo, CHANNEL_SIZE, MAX_DESCRIPTION, RESPONSE_HEADER,
@@ -372,61 +378,6 @@ pub const ROLE_SERVER: u32 = 16;
 /// Role bit: calls a service.
 pub const ROLE_CLIENT: u32 = 32;
 
-/// One subscriber of a topic: a hot line written by the subscriber, a cold line of identity.
-#[derive(Debug)]
-#[repr(C, align(128))]
-pub struct Subscriber {
-    /// Next sequence this subscriber will read; everything before it is acknowledged.
-    /// Written by the subscriber (Release), read by publishers (Acquire) to gate.
-    pub cursor: AtomicU64,
-    /// Messages delivered.
-    pub delivered: AtomicU64,
-    /// Messages missed by a lossy subscriber.
-    pub lagged: AtomicU64,
-    /// Last receive, ns since the Unix epoch.
-    pub last_activity_ns: AtomicU64,
-    /// A consumer group ([`MODE_GROUP`]): the next sequence to hand out (its `cursor` is the
-    /// group's position, the lowest sequence not acknowledged; see `ring::group`).
-    pub group_next: AtomicU64,
-    /// A consumer group: messages put back for another member (a hint, see `ring::group`).
-    pub group_retry: AtomicU64,
-    /// A consumer group: messages put back because their member died or left.
-    pub group_redelivered: AtomicU64,
-    /// Pads the hot line.
-    pub pad: [AtomicU64; 9],
-    /// `[generation:30 | state:2]` (see [`entry`]): FREE / BUSY / ACTIVE / DETACHED (durable,
-    /// no process).
-    pub state: AtomicU32,
-    /// Reliable (gating) or lossy.
-    pub mode: AtomicU32,
-    /// Process id of the holder (information only; liveness is the entry's lock).
-    pub pid: AtomicU32,
-    /// Length of `name` (0 = anonymous).
-    pub name_len: AtomicU32,
-    /// Start time of the holder (information only).
-    pub start_time: AtomicU64,
-    /// Reserved, zero.
-    pub reserved: [AtomicU64; 5],
-    /// Durable name, `name_len` bytes.
-    pub name: [AtomicU64; 8],
-}
-
-/// Subscriber entry unused.
-pub const SUB_FREE: u32 = 0;
-/// Subscriber entry being filled or taken over.
-pub const SUB_BUSY: u32 = 1;
-/// Subscriber entry held by the process holding its lock (or, if nobody holds the lock, left by
-/// a process that died).
-pub const SUB_ACTIVE: u32 = 2;
-/// Durable subscriber whose process has gone; keeps its cursor and keeps gating publishers.
-pub const SUB_DETACHED: u32 = 3;
-/// Subscriber mode: gates publishers, never misses a message.
-pub const MODE_RELIABLE: u32 = 0;
-/// Subscriber mode: never gates; told how many messages it missed.
-pub const MODE_LOSSY: u32 = 1;
-/// Longest durable subscriber name (bytes of `Subscriber::name`).
-pub const MAX_SUBSCRIBER_NAME: usize = 64;
-
 /// State words of table entries (participants, subscribers): `[generation:30 | state:2]`.
 ///
 /// Every transition that takes ownership of an entry (FREE, ACTIVE of a dead process, or
@@ -510,80 +461,6 @@ pub mod lock {
     #[inline]
     pub fn subscriber(o: &Offsets, i: usize) -> u64 {
         o.subscribers + (i * SUBSCRIBER_SIZE) as u64
-    }
-}
-
-/// Slot state word encoding.
-pub mod slot {
-    /// Free (queue: seq == position) or committed (queue: seq == position + 1; topic: seq ==
-    /// the message's sequence).
-    pub const IDLE: u64 = 0;
-    /// Claimed by `claimer`, which is writing the payload for position `seq`.
-    pub const WRITING: u64 = 1;
-    /// Claimed by `claimer`, which is reading the message (queues).
-    pub const READING: u64 = 2;
-    /// The writer died before committing; consumers skip the slot.
-    pub const ABANDONED: u64 = 3;
-    /// The writer dropped its loan without committing; consumers skip the slot.
-    pub const ABORTED: u64 = 4;
-    /// Claimed by `claimer` for a loan: user code writes the payload in place, for as long as
-    /// it takes. Like [`WRITING`] in every respect but one: a `try_*` receive waits out a
-    /// [`WRITING`] slot (a copy of a few nanoseconds) and not a loaned one.
-    pub const LOANED: u64 = 5;
-    /// Topics: claimed by `claimer`, who has not touched the slot yet and waits before it does
-    /// (a reliable subscriber that joined meanwhile may be reading the message the slot still
-    /// holds, intact; see `topic::publisher`). Then back to [`WRITING`] or [`LOANED`].
-    pub const PENDING: u64 = 6;
-    /// SPSC queues: the message for position `seq` is committed (the only state an SPSC slot
-    /// takes; never zero, so a slot never written reads as empty at any position).
-    pub const COMMITTED: u64 = 7;
-    /// MPMC: the message for position `seq - 1` was rejected (or its consumer died) and waits,
-    /// in place, to be delivered again; consumers find it by scanning (see
-    /// `Stats::retry_pending`), producers treat it as unconsumed.
-    pub const RETRY: u64 = 8;
-    /// MPMC: the message for position `seq - 1` is being moved to the dead-letter queue by
-    /// `claimer` under the queue's move lock (see [`crate::deadletter`]); only the lock's holder
-    /// touches it.
-    pub const MOVING: u64 = 9;
-
-    /// Whether `tag` is a writer's claim ([`WRITING`], [`LOANED`] or [`PENDING`]).
-    #[inline]
-    pub fn is_write_claim(tag: u64) -> bool {
-        tag == WRITING || tag == LOANED || tag == PENDING
-    }
-
-    const TAG_SHIFT: u32 = 12;
-    const SEQ_SHIFT: u32 = 16;
-    const CLAIMER_MASK: u64 = 0xFFF;
-
-    /// Packs a state word. Only the low 48 bits of `seq` are kept.
-    #[inline]
-    pub fn pack(seq: u64, tag: u64, claimer: u16) -> u64 {
-        (seq << SEQ_SHIFT) | (tag << TAG_SHIFT) | (claimer as u64 & CLAIMER_MASK)
-    }
-
-    /// The tag of a state word.
-    #[inline]
-    pub fn tag(w: u64) -> u64 {
-        (w >> TAG_SHIFT) & 0xF
-    }
-
-    /// The `seq` of a state word (48 bits).
-    #[inline]
-    pub fn seq(w: u64) -> u64 {
-        w >> SEQ_SHIFT
-    }
-
-    /// The claimer of a state word.
-    #[inline]
-    pub fn claimer(w: u64) -> u16 {
-        (w & CLAIMER_MASK) as u16
-    }
-
-    /// `seq(w) - pos` as a signed number, with 48-bit wrapping (positions are full u64).
-    #[inline]
-    pub fn diff(w: u64, pos: u64) -> i64 {
-        ((w & !0xFFFF).wrapping_sub(pos << SEQ_SHIFT) as i64) >> SEQ_SHIFT
     }
 }
 
@@ -755,35 +632,6 @@ impl Offsets {
         })
     }
 }
-
-/// Where a topic's consumer-group regions live: region `i` (for subscriber entry `i`, `i <
-/// count`) at `first + i * stride`: a [`GroupHeader`] line, then one 8-byte word per slot (see
-/// `ring::group`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupOffsets {
-    /// Region 0.
-    pub first: u64,
-    /// Bytes from one region to the next.
-    pub stride: u64,
-    /// Regions (the topic's `max_groups`).
-    pub count: u32,
-}
-
-/// The first line of a group region.
-#[derive(Debug)]
-#[repr(C, align(128))]
-pub struct GroupHeader {
-    /// Members: bit `(id - 1) % 64` of word `(id - 1) / 64` for participant `id` (16 words: up to
-    /// 1024 participants; topics have 64).
-    pub members: [AtomicU64; 16],
-}
-
-/// Size of [`GroupHeader`].
-pub const GROUP_HEADER_SIZE: usize = LINE;
-/// Subscriber mode bit: the entry is a consumer group (with [`MODE_LOSSY`] or not).
-pub const MODE_GROUP: u32 = 2;
-/// Default `max_groups` of a topic.
-pub const DEFAULT_MAX_GROUPS: u32 = 4;
 
 /// Which dead-letter parts a queue segment has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
